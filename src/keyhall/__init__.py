@@ -1,0 +1,3 @@
+"""Keyhall: self-hosted enterprise single sign-on."""
+
+__version__ = "0.1.0"

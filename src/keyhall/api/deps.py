@@ -1,0 +1,53 @@
+"""Request-scoped dependencies: the runtime, a unit of work, the calling principal, the context."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from keyhall.api.http import request_id
+from keyhall.core.access import Principal
+from keyhall.core.connection_service import Context
+from keyhall.core.org_service import authenticate
+from keyhall.runtime import Runtime
+from keyhall.storage.repositories import SqlUnitOfWork
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+def get_uow(runtime: RuntimeDep) -> Iterator[SqlUnitOfWork]:
+    with runtime.database.unit_of_work() as uow:
+        yield uow
+
+
+UowDep = Annotated[SqlUnitOfWork, Depends(get_uow)]
+
+
+def bearer_token(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+def get_principal(request: Request, uow: UowDep, runtime: RuntimeDep) -> Principal:
+    return authenticate(uow, bearer_token(request), runtime.clock())
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def get_context(request: Request, principal: PrincipalDep, runtime: RuntimeDep) -> Context:
+    return Context(principal=principal, request_id=request_id(request), now=runtime.clock())
+
+
+ContextDep = Annotated[Context, Depends(get_context)]

@@ -1,0 +1,76 @@
+"""``/v1/organizations/{org}/connections``: SSO connections in Keyhall's own shape."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Response
+
+from keyhall.api.deps import ContextDep, RuntimeDep, UowDep
+from keyhall.api.native.schemas import ConnectionOut, ListOut, connection_out
+from keyhall.core import connection_service as service
+from keyhall.core.connections import ConnectionInput
+from keyhall.core.vocabulary import Protocol
+
+router = APIRouter(prefix="/v1/organizations/{org}/connections", tags=["connections"])
+
+Limit = Annotated[int, Query(ge=1, le=200)]
+IfMatch = Annotated[str | None, Header(alias="If-Match")]
+
+
+@router.get("", response_model=ListOut[ConnectionOut])
+def list_connections(
+    org: str, uow: UowDep, ctx: ContextDep, runtime: RuntimeDep, limit: Limit = 50, cursor: str | None = None,
+    protocol: Protocol | None = None,
+) -> dict[str, Any]:
+    page = service.list_connections(uow, ctx, org, limit=limit, cursor=cursor,
+                                    protocol=str(protocol) if protocol else None)
+    url = runtime.settings.public_url
+    return {"data": [connection_out(c, url) for c in page.items], "next_cursor": page.next_cursor}
+
+
+@router.post("", status_code=201, response_model=ConnectionOut)
+def create_connection(
+    org: str, body: ConnectionInput, uow: UowDep, ctx: ContextDep, runtime: RuntimeDep, response: Response
+) -> dict[str, Any]:
+    conn = service.create_connection(uow, ctx, org, body, runtime.inspector)
+    response.headers["ETag"] = service.etag(conn)
+    response.headers["Location"] = f"/v1/organizations/{org}/connections/{conn.id}"
+    return connection_out(conn, runtime.settings.public_url)
+
+
+@router.get("/{connection_id}", response_model=ConnectionOut)
+def get_connection(
+    org: str, connection_id: str, uow: UowDep, ctx: ContextDep, runtime: RuntimeDep, response: Response
+) -> dict[str, Any]:
+    conn = service.get_connection(uow, ctx, org, connection_id)
+    response.headers["ETag"] = service.etag(conn)
+    return connection_out(conn, runtime.settings.public_url)
+
+
+@router.patch("/{connection_id}", response_model=ConnectionOut)
+def update_connection(
+    org: str, connection_id: str, body: ConnectionInput, uow: UowDep, ctx: ContextDep, runtime: RuntimeDep,
+    response: Response, if_match: IfMatch = None,
+) -> dict[str, Any]:
+    conn = service.update_connection(uow, ctx, org, connection_id, body, runtime.inspector,
+                                     expected_version=service.parse_if_match(if_match))
+    response.headers["ETag"] = service.etag(conn)
+    return connection_out(conn, runtime.settings.public_url)
+
+
+@router.put("/{connection_id}", response_model=ConnectionOut)
+def replace_connection(
+    org: str, connection_id: str, body: ConnectionInput, uow: UowDep, ctx: ContextDep, runtime: RuntimeDep,
+    response: Response, if_match: IfMatch = None,
+) -> dict[str, Any]:
+    conn = service.update_connection(uow, ctx, org, connection_id, body, runtime.inspector,
+                                     expected_version=service.parse_if_match(if_match), replace_all=True)
+    response.headers["ETag"] = service.etag(conn)
+    return connection_out(conn, runtime.settings.public_url)
+
+
+@router.delete("/{connection_id}", status_code=204)
+def delete_connection(org: str, connection_id: str, uow: UowDep, ctx: ContextDep, if_match: IfMatch = None) -> Response:
+    service.delete_connection(uow, ctx, org, connection_id, expected_version=service.parse_if_match(if_match))
+    return Response(status_code=204)

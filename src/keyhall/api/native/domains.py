@@ -1,0 +1,46 @@
+"""``/v1/organizations/{org}/domains``: claimed email domains and their DNS proof."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Response
+
+from keyhall.api.deps import ContextDep, RuntimeDep, UowDep
+from keyhall.api.native.schemas import DomainCreate, DomainOut, ListOut, domain_out
+from keyhall.core import domain_service
+from keyhall.idp.dns import TxtResolver
+
+router = APIRouter(prefix="/v1/organizations/{org}/domains", tags=["domains"])
+
+Limit = Annotated[int, Query(ge=1, le=200)]
+
+
+@router.post("", status_code=201, response_model=DomainOut)
+def claim_domain(org: str, body: DomainCreate, uow: UowDep, ctx: ContextDep) -> dict[str, Any]:
+    return domain_out(domain_service.claim_domain(uow, ctx, org, body.domain))
+
+
+@router.get("", response_model=ListOut[DomainOut])
+def list_domains(
+    org: str, uow: UowDep, ctx: ContextDep, limit: Limit = 50, cursor: str | None = None
+) -> dict[str, Any]:
+    page = domain_service.list_domains(uow, ctx, org, limit=limit, cursor=cursor)
+    return {"data": [domain_out(d) for d in page.items], "next_cursor": page.next_cursor}
+
+
+@router.get("/{domain_id}", response_model=DomainOut)
+def get_domain(org: str, domain_id: str, uow: UowDep, ctx: ContextDep) -> dict[str, Any]:
+    return domain_out(domain_service.get_domain(uow, ctx, org, domain_id))
+
+
+@router.delete("/{domain_id}", status_code=204)
+def delete_domain(org: str, domain_id: str, uow: UowDep, ctx: ContextDep) -> Response:
+    domain_service.delete_domain(uow, ctx, org, domain_id)
+    return Response(status_code=204)
+
+
+@router.post("/{domain_id}/verify", response_model=DomainOut)
+def verify_domain(org: str, domain_id: str, uow: UowDep, ctx: ContextDep, runtime: RuntimeDep) -> dict[str, Any]:
+    resolver = TxtResolver(runtime.settings.dns_resolver, timeout=runtime.settings.idp_timeout_seconds)
+    return domain_out(domain_service.verify_domain(uow, ctx, org, domain_id, resolver))

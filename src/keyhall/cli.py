@@ -1,0 +1,157 @@
+"""The ``keyhall`` command line (also ``python -m keyhall``)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from keyhall.core import org_service
+from keyhall.core.access import SYSTEM
+from keyhall.core.connection_service import Context
+from keyhall.core.vocabulary import Role
+from keyhall.errors import KeyhallError
+from keyhall.runtime import Runtime, utcnow
+from keyhall.security.secrets import (
+    SecretBox,
+    load_or_create_key_file,
+    new_key,
+    parse_key_list,
+    write_key_file,
+)
+from keyhall.settings import load_settings
+
+
+def _runtime() -> Runtime:
+    runtime = Runtime.build(load_settings())
+    runtime.database.migrate()
+    return runtime
+
+
+def _context() -> Context:
+    return Context(principal=SYSTEM, request_id=None, now=utcnow())
+
+
+def _print(data: dict[str, Any]) -> None:
+    click.echo(json.dumps(data, indent=2))
+
+
+def _fail(exc: KeyhallError) -> None:
+    click.echo(f"error: {exc.message}", err=True)
+    sys.exit(2)
+
+
+@click.group()
+def main() -> None:
+    """Keyhall: self-hosted enterprise single sign-on."""
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+def serve(host: str, port: int) -> None:
+    """Migrate the database if needed, then serve."""
+    import uvicorn
+
+    from keyhall.app import create_app
+    from keyhall.logs import configure_logging
+
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    runtime = Runtime.build(settings)
+    runtime.database.migrate()
+    app = create_app(settings, runtime)
+    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False, proxy_headers=True)
+
+
+@main.command()
+def migrate() -> None:
+    """Bring the database schema to the newest revision."""
+    _runtime()
+    click.echo("database is up to date")
+
+
+@main.group()
+def org() -> None:
+    """Organizations."""
+
+
+@org.command("create")
+@click.argument("name")
+@click.option("--slug", default=None, help="URL-safe label (default: from the name)")
+def org_create(name: str, slug: str | None) -> None:
+    from keyhall.api.native.schemas import organization_out
+
+    runtime = _runtime()
+    with runtime.database.unit_of_work() as uow:
+        try:
+            created = org_service.create_organization(uow, _context(), name, slug)
+        except KeyhallError as exc:
+            _fail(exc)
+    _print(organization_out(created))
+
+
+@main.group()
+def key() -> None:
+    """API keys."""
+
+
+@key.command("create")
+@click.option("--org", "org_ref", default=None, help="organization id or slug")
+@click.option("--role", type=click.Choice([r.value for r in Role]), default=None)
+@click.option("--instance", is_flag=True, help="an instance-admin key (may create organizations)")
+@click.option("--name", default=None)
+def key_create(org_ref: str | None, role: str | None, instance: bool, name: str | None) -> None:
+    """Print a new key's id, secret and bearer token (shown once)."""
+    if instance == (org_ref is not None):
+        raise click.UsageError("give either --org ORG --role ROLE, or --instance")
+    if org_ref is not None and role is None:
+        raise click.UsageError("--role is required with --org")
+    runtime = _runtime()
+    with runtime.database.unit_of_work() as uow:
+        try:
+            created, issued = org_service.create_key(uow, _context(), org_ref, Role(role) if role else None, name)
+        except KeyhallError as exc:
+            _fail(exc)
+    _print({"key_id": created.id, "secret": issued.secret, "token": issued.token,
+            "organization_id": created.organization_id, "role": role or "instance_admin"})
+
+
+@main.group()
+def keys() -> None:
+    """Encryption keys for stored secrets."""
+
+
+@keys.command("rotate")
+def keys_rotate() -> None:
+    """Add a new encryption key and re-encrypt every stored secret with it.
+
+    With KEYHALL_SECRET_KEYS set, put the new key first in that variable yourself (``keyhall keys
+    rotate`` then re-encrypts under it); with the key file in the data directory, a new key is
+    generated and written first in the file.
+    """
+    settings = load_settings()
+    if settings.secret_keys:
+        click.echo("KEYHALL_SECRET_KEYS is set: re-encrypting under its first key", err=True)
+        keys_now = parse_key_list(settings.secret_keys)
+    else:
+        # The file gains the new key before anything is re-encrypted with it, so a crash
+        # part-way leaves every secret readable.
+        keys_now = [new_key(), *load_or_create_key_file(settings.secret_keys_file)]
+        write_key_file(settings.secret_keys_file, keys_now)
+    box = SecretBox(keys_now)
+    runtime = Runtime.build(settings)
+    runtime.database.migrate()
+    count = 0
+    with runtime.database.unit_of_work() as uow:
+        for connection_id, blob in uow.connections.all_sealed_secrets():
+            uow.connections.replace_sealed_secret(connection_id, box.reseal(blob))
+            count += 1
+        uow.commit()
+    _print({"reencrypted": count, "keys": len(keys_now)})
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

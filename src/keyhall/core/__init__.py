@@ -1,0 +1,1 @@
+"""The rules of Keyhall in plain Python: no HTTP, no SQL."""

@@ -1,0 +1,219 @@
+"""Creating, changing and removing SSO connections: the rules that need storage or the IdP.
+
+Each function runs in one unit of work: the IdP is inspected first, then every write and its
+audit event land in one commit, or nothing does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from keyhall.core import audit
+from keyhall.core.access import Principal, require_member, require_sso_writer
+from keyhall.core.connections import Connection, ConnectionInput, Outcome, apply_input
+from keyhall.core.domains import new_domain
+from keyhall.core.organizations import Organization
+from keyhall.core.ports import IdPInspector, Page, UnitOfWork
+from keyhall.core.vocabulary import Protocol
+from keyhall.errors import Conflict, InvalidInput, NotFound, PreconditionFailed
+
+MAX_RETRIES = 3
+
+
+@dataclass(frozen=True)
+class Context:
+    """Who acts, under which request id, at what time."""
+
+    principal: Principal
+    request_id: str | None
+    now: datetime
+
+
+def organization_for(uow: UnitOfWork, ctx: Context, org_ref: str) -> Organization:
+    return require_member(ctx.principal, uow.organizations.get(org_ref))
+
+
+def get_connection(uow: UnitOfWork, ctx: Context, org_ref: str, connection_id: str) -> Connection:
+    org = organization_for(uow, ctx, org_ref)
+    connection = uow.connections.get(org.id, connection_id)
+    if connection is None:
+        raise NotFound("connection not found", details={"id": connection_id})
+    return connection
+
+
+def list_connections(
+    uow: UnitOfWork, ctx: Context, org_ref: str, *, limit: int, cursor: str | None, protocol: str | None = None
+) -> Page[Connection]:
+    org = organization_for(uow, ctx, org_ref)
+    return uow.connections.list_page(org.id, limit=limit, cursor=cursor, protocol=protocol)
+
+
+def _inspect(outcome: Outcome, inspector: IdPInspector, now: datetime) -> None:
+    conn = outcome.connection
+    if not outcome.needs_inspection:
+        return
+    if conn.protocol is Protocol.OIDC:
+        found = inspector.inspect_oidc(conn.settings)
+        if not conn.settings.get("issuer") and found.get("issuer"):
+            conn.settings["issuer"] = found["issuer"]
+    elif conn.protocol is Protocol.SAML:
+        found = inspector.inspect_saml(conn.settings, now)
+    else:
+        found = inspector.inspect_ldap(conn.settings, conn.secrets)
+    conn.discovered = {**found, "fetched_at": now.isoformat().replace("+00:00", "Z")}
+
+
+def _check_claims(uow: UnitOfWork, conn: Connection, exclude_id: str | None) -> None:
+    if uow.connections.name_taken(conn.organization_id, conn.name, exclude_id=exclude_id):
+        raise Conflict(f"name: a connection named {conn.name!r} already exists in this organization",
+                       field="name")
+    taken = uow.connections.domains_claimed(conn.organization_id, conn.domains, exclude_id=exclude_id)
+    if taken:
+        raise Conflict(f"domains: {', '.join(taken)} already routed to another connection of this organization",
+                       field="domains", details={"domains": taken})
+    for name in conn.domains:
+        if uow.domains.verified_elsewhere(conn.organization_id, name):
+            raise Conflict(f"domains: {name} is verified by another organization", field="domains")
+
+
+def _claim_domains(uow: UnitOfWork, conn: Connection, now: datetime) -> None:
+    """A domain a connection routes is also claimed by its organization (pending DNS proof)."""
+    for name in conn.domains:
+        if uow.domains.find(conn.organization_id, name) is None:
+            uow.domains.add(new_domain(conn.organization_id, name, now))
+
+
+def create_connection(
+    uow: UnitOfWork, ctx: Context, org_ref: str, data: ConnectionInput, inspector: IdPInspector
+) -> Connection:
+    org = organization_for(uow, ctx, org_ref)
+    require_sso_writer(ctx.principal, org)
+    outcome = apply_input(None, data, organization_id=org.id, now=ctx.now)
+    conn = outcome.connection
+    _check_claims(uow, conn, exclude_id=None)
+    _inspect(outcome, inspector, ctx.now)
+    uow.connections.add(conn)
+    _claim_domains(uow, conn, ctx.now)
+    uow.audit.add(audit.event(
+        organization_id=org.id, actor=ctx.principal.actor, action="connection.created",
+        target_type="connection", target_id=conn.id, request_id=ctx.request_id, now=ctx.now,
+        changes=audit.diff({}, conn.snapshot()),
+    ))
+    uow.commit()
+    return conn
+
+
+def update_connection(
+    uow: UnitOfWork,
+    ctx: Context,
+    org_ref: str,
+    connection_id: str,
+    data: ConnectionInput,
+    inspector: IdPInspector,
+    *,
+    expected_version: int | None = None,
+    replace_all: bool = False,
+) -> Connection:
+    """Apply a partial (or, with ``replace_all``, full) update with optimistic locking.
+
+    With ``expected_version`` (an ``If-Match``) a stale version is 412. Without it, a concurrent
+    writer makes us re-read and re-apply the same change, so no update is silently lost.
+    """
+    org = organization_for(uow, ctx, org_ref)
+    require_sso_writer(ctx.principal, org)
+    for _attempt in range(MAX_RETRIES):
+        existing = uow.connections.get(org.id, connection_id)
+        if existing is None:
+            raise NotFound("connection not found", details={"id": connection_id})
+        if expected_version is not None and existing.version != expected_version:
+            raise PreconditionFailed(
+                f"the connection changed since you read it (version {existing.version}, If-Match {expected_version})"
+            )
+        outcome = apply_input(existing, data, organization_id=org.id, now=ctx.now, replace_all=replace_all)
+        conn = outcome.connection
+        _check_claims(uow, conn, exclude_id=conn.id)
+        _inspect(outcome, inspector, ctx.now)
+        conn.version = existing.version + 1
+        if not uow.connections.save(conn, expected_version=existing.version):
+            uow.rollback()
+            if expected_version is not None:
+                raise PreconditionFailed("the connection changed since you read it")
+            continue
+        _claim_domains(uow, conn, ctx.now)
+        changes = audit.diff(existing.snapshot(), conn.snapshot())
+        for name, value in conn.secrets.items():
+            if existing.secrets.get(name) != value:
+                changes[f"{conn.protocol}.{name}"] = {"from": "set" if name in existing.secrets else None,
+                                                      "to": "changed"}
+        uow.audit.add(audit.event(
+            organization_id=org.id, actor=ctx.principal.actor, action="connection.updated",
+            target_type="connection", target_id=conn.id, request_id=ctx.request_id, now=ctx.now,
+            changes=changes,
+        ))
+        uow.commit()
+        return conn
+    raise Conflict("the connection is being changed by others right now; try again")
+
+
+def delete_connection(uow: UnitOfWork, ctx: Context, org_ref: str, connection_id: str,
+                      *, expected_version: int | None = None) -> Connection:
+    org = organization_for(uow, ctx, org_ref)
+    require_sso_writer(ctx.principal, org)
+    existing = uow.connections.get(org.id, connection_id)
+    if existing is None:
+        raise NotFound("connection not found", details={"id": connection_id})
+    if expected_version is not None and existing.version != expected_version:
+        raise PreconditionFailed("the connection changed since you read it")
+    if existing.disable_email_password and existing.status.value == "active":
+        raise Conflict(
+            "this connection is the way members sign in while disable_email_password is true; "
+            "set disable_email_password to false before deleting it",
+            details={"rule": "delete_while_password_disabled"},
+        )
+    uow.connections.delete(existing.id)
+    uow.audit.add(audit.event(
+        organization_id=org.id, actor=ctx.principal.actor, action="connection.deleted",
+        target_type="connection", target_id=existing.id, request_id=ctx.request_id, now=ctx.now,
+        changes=audit.diff(existing.snapshot(), {}),
+    ))
+    uow.commit()
+    return existing
+
+
+def mark_verified(uow: UnitOfWork, connection_id: str, now: datetime, request_id: str | None) -> None:
+    """The first successful sign-in through a connection proves it works: ``is_verified`` turns true."""
+    for _attempt in range(MAX_RETRIES):
+        conn = uow.connections.get_any(connection_id)
+        if conn is None or conn.is_verified:
+            return
+        version = conn.version
+        conn.is_verified, conn.verified_at, conn.version = True, now, version + 1
+        if uow.connections.save(conn, expected_version=version):
+            uow.audit.add(audit.event(
+                organization_id=conn.organization_id, actor="system", action="connection.verified",
+                target_type="connection", target_id=conn.id, request_id=request_id, now=now,
+                changes={"is_verified": {"from": False, "to": True}},
+            ))
+            uow.commit()
+            return
+        uow.rollback()
+
+
+def parse_if_match(value: str | None) -> int | None:
+    """``If-Match: "3"`` (or ``W/"3"``) → 3. ``*`` means any version."""
+    if value is None or value.strip() == "*":
+        return None
+    text = value.strip().removeprefix("W/").strip('"')
+    if not text.isdigit():
+        raise InvalidInput("If-Match: must be an ETag this API returned, like \"3\"", field="If-Match")
+    return int(text)
+
+
+def etag(conn: Connection) -> str:
+    return f'"{conn.version}"'
+
+
+def public_settings(conn: Connection) -> dict[str, Any]:
+    return {**conn.settings, **conn.secrets_set()}

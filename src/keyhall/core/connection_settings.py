@@ -1,0 +1,242 @@
+"""The shape and limits of an SSO connection's settings.
+
+These models hold every field the five seed APIs name, with their limits, so that each dialect
+only renames fields. Protocol settings are validated after a partial update is merged in, so the
+rules always hold for the whole stored object. Secrets (``client_secret``, ``bind_password``,
+``sp_private_key``) travel in the same models but are stored apart, encrypted, and never rendered.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+
+from keyhall.core.vocabulary import LdapSecurity
+
+URL_MAX = 2048
+
+
+def _check_http_url(value: str) -> str:
+    if any(ch.isspace() for ch in value):
+        raise ValueError("must be a URL without spaces")
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an absolute http(s) URL")
+    if parts.username or parts.password:
+        raise ValueError("must not carry credentials")
+    return value
+
+
+HttpURL = Annotated[str, StringConstraints(min_length=1, max_length=URL_MAX), AfterValidator(_check_http_url)]
+
+_DOMAIN = re.compile(r"^(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,61}[a-z0-9]$")
+
+
+def normalize_domain(value: str) -> str:
+    text = value.strip().lower().rstrip(".")
+    if text.startswith("@"):
+        text = text[1:]
+    try:
+        text = text.encode("idna").decode("ascii")
+    except UnicodeError as exc:
+        raise ValueError("is not a valid domain name") from exc
+    if not _DOMAIN.match(text):
+        raise ValueError("is not a valid domain name (e.g. example.com)")
+    return text
+
+
+DomainName = Annotated[str, AfterValidator(normalize_domain)]
+
+ShortText = Annotated[str, StringConstraints(min_length=1, max_length=255)]
+
+
+def _check_pem_certificate(value: str) -> str:
+    text = value.strip()
+    if "PRIVATE KEY" in text:
+        raise ValueError("must be a certificate, not a private key")
+    return text
+
+
+CertificateText = Annotated[
+    str, StringConstraints(min_length=1, max_length=16384), AfterValidator(_check_pem_certificate)
+]
+
+
+def _check_private_key(value: str) -> str:
+    if "PRIVATE KEY" not in value:
+        raise ValueError("must be a PEM private key")
+    return value.strip()
+
+
+def _check_scope(value: str) -> str:
+    tokens = value.split()
+    if not tokens or any(not re.fullmatch(r"[\x21\x23-\x5b\x5d-\x7e]+", t) for t in tokens):
+        raise ValueError("must be space-separated scope tokens (RFC 6749 §3.3)")
+    if "openid" not in tokens:
+        raise ValueError("must include 'openid'")
+    return " ".join(dict.fromkeys(tokens))
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class OidcSettings(_Strict):
+    """OpenID Connect relying-party settings toward the organization's IdP."""
+
+    client_id: Annotated[str, StringConstraints(min_length=1, max_length=255)]
+    client_secret: Annotated[str, StringConstraints(min_length=1, max_length=1024)] | None = None
+    issuer: HttpURL | None = None
+    discovery_url: HttpURL | None = None
+    authorization_url: HttpURL | None = None
+    token_url: HttpURL | None = None
+    userinfo_url: HttpURL | None = None
+    jwks_url: HttpURL | None = None
+    scope: Annotated[str, StringConstraints(max_length=1024), AfterValidator(_check_scope)] = "openid profile email"
+    redirect_uri: HttpURL | None = None
+    config_name: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = None
+    token_endpoint_auth_method: (
+        Annotated[str, Field(pattern=r"^(client_secret_basic|client_secret_post|none)$")] | None
+    ) = None
+    fetch_userinfo: bool = True
+
+
+NAME_ID_FORMATS = (
+    "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress",
+    "urn:oasis:names:tc:SAML:1.1:nameid-format:unspecified",
+    "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent",
+    "urn:oasis:names:tc:SAML:2.0:nameid-format:transient",
+    "urn:oasis:names:tc:SAML:1.1:nameid-format:X509SubjectName",
+    "urn:oasis:names:tc:SAML:2.0:nameid-format:kerberos",
+    "urn:oasis:names:tc:SAML:2.0:nameid-format:entity",
+)
+_NAME_ID_PATTERN = "^(" + "|".join(re.escape(f) for f in NAME_ID_FORMATS) + ")$"
+
+
+class SamlSettings(_Strict):
+    """SAML 2.0 service-provider settings toward the organization's IdP."""
+
+    idp_entity_id: Annotated[str, StringConstraints(min_length=1, max_length=1024)] | None = None
+    sso_url: HttpURL | None = None
+    slo_url: HttpURL | None = None
+    certificates: Annotated[list[CertificateText], Field(max_length=5)] = []
+    metadata_url: HttpURL | None = None
+    metadata_xml: Annotated[str, StringConstraints(min_length=1, max_length=1_048_576)] | None = None
+    sp_entity_id: Annotated[str, StringConstraints(min_length=1, max_length=1024)] | None = None
+    name_id_format: Annotated[str, Field(pattern=_NAME_ID_PATTERN)] = NAME_ID_FORMATS[0]
+    sign_requests: bool = False
+    force_authn: bool = False
+    sp_certificate: CertificateText | None = None
+    sp_private_key: Annotated[str, StringConstraints(max_length=16384), AfterValidator(_check_private_key)] | None = (
+        None
+    )
+    allow_idp_initiated: bool = False
+    allow_sha1: bool = False
+
+
+def _check_ldap_filter(value: str) -> str:
+    if "%s" not in value and "{username}" not in value:
+        raise ValueError("must contain the placeholder %s or {username}")
+    if value.count("(") != value.count(")") or not value.startswith("("):
+        raise ValueError("must be an LDAP filter in parentheses (RFC 4515)")
+    return value
+
+
+def _check_ldap_server(value: str) -> str:
+    text = value.strip()
+    host = text.split("://", 1)[1] if "://" in text else text
+    if "://" in text and not text.lower().startswith(("ldap://", "ldaps://")):
+        raise ValueError("must be a host name or an ldap:// / ldaps:// URL")
+    if not host or any(ch.isspace() or ch in "/?#@" for ch in host.rstrip("/")):
+        raise ValueError("must be a host name, an address, or an ldap:// / ldaps:// URL")
+    return text
+
+
+DistinguishedName = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+
+
+class LdapSettings(_Strict):
+    """LDAP directory settings: the service account searches, the user binds."""
+
+    server: Annotated[str, StringConstraints(min_length=1, max_length=255), AfterValidator(_check_ldap_server)]
+    port: Annotated[int, Field(ge=1, le=65535)] | None = None
+    security: LdapSecurity = LdapSecurity.NONE
+    ca_certificate: CertificateText | None = None
+    base_dn: DistinguishedName
+    bind_dn: DistinguishedName | None = None
+    bind_password: Annotated[str, StringConstraints(min_length=1, max_length=1024)] | None = None
+    user_search_base: DistinguishedName | None = None
+    user_search_filter: Annotated[
+        str, StringConstraints(min_length=1, max_length=1024), AfterValidator(_check_ldap_filter)
+    ] = "(uid=%s)"
+    group_search_base: DistinguishedName | None = None
+    group_search_filter: Annotated[str, StringConstraints(min_length=1, max_length=1024)] | None = None
+    group_member_attribute: Annotated[str, StringConstraints(min_length=1, max_length=128)] = "memberOf"
+    timeout_seconds: Annotated[float, Field(gt=0, le=60)] = 5.0
+
+    @property
+    def effective_port(self) -> int:
+        if self.port is not None:
+            return self.port
+        return 636 if self.security is LdapSecurity.LDAPS else 389
+
+
+PROTOCOL_MODELS: dict[str, type[_Strict]] = {"oidc": OidcSettings, "saml": SamlSettings, "ldap": LdapSettings}
+
+SECRET_FIELDS: dict[str, tuple[str, ...]] = {
+    "oidc": ("client_secret",),
+    "saml": ("sp_private_key",),
+    "ldap": ("bind_password",),
+}
+
+IDENTITY_FIELDS: dict[str, tuple[str, ...]] = {
+    "oidc": ("issuer", "discovery_url", "client_id", "authorization_url", "token_url", "jwks_url"),
+    "saml": ("idp_entity_id", "sso_url", "certificates", "metadata_url", "metadata_xml"),
+    "ldap": ("server", "port", "security", "base_dn", "user_search_base"),
+}
+"""Changing any of these changes which IdP the connection trusts: ``is_verified`` resets."""
+
+INSPECTION_FIELDS: dict[str, tuple[str, ...]] = {
+    "oidc": ("issuer", "discovery_url", "jwks_url"),
+    "saml": ("idp_entity_id", "sso_url", "slo_url", "certificates", "metadata_url", "metadata_xml"),
+    "ldap": ("server", "port", "security", "ca_certificate", "base_dn", "bind_dn", "bind_password",
+             "user_search_base"),
+}
+"""Changing any of these makes Keyhall contact the IdP again before storing."""
+
+PROFILE_FIELDS = (
+    "subject",
+    "email",
+    "email_verified",
+    "name",
+    "given_name",
+    "family_name",
+    "username",
+    "picture",
+    "locale",
+    "phone_number",
+    "groups",
+)
+
+AttributeName = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+
+
+class Branding(_Strict):
+    display_name: Annotated[str, StringConstraints(max_length=64)] | None = None
+    logo: HttpURL | None = None
+    dark_logo: HttpURL | None = None
+
+
+class GroupMapping(_Strict):
+    idp_group: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    group: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+
+
+Contacts = Annotated[list[EmailStr], Field(min_length=1, max_length=10)]
+
+
+def settings_dump(model: BaseModel) -> dict[str, Any]:
+    return model.model_dump(mode="json")

@@ -1,0 +1,100 @@
+"""Keyhall's exception tree.
+
+Every error that the rules of Keyhall can raise is a ``KeyhallError``. The core, the protocol
+engines and storage raise them; only the surfaces (native API, dialects, pages) decide how each
+one is rendered and with which HTTP status. ``code`` is the stable machine-readable name.
+
+    KeyhallError                          code
+    ├── InvalidInput                      invalid_request       a field breaks a rule (400)
+    ├── Unauthenticated                   unauthenticated       no or bad credentials (401)
+    ├── PermissionDenied                  forbidden             role too low (403)
+    ├── NotFound                          not_found             absent, or another org's (404)
+    ├── Conflict                          conflict              clashes with stored state (409)
+    ├── PreconditionFailed                precondition_failed   If-Match is stale (412)
+    ├── IdPValidationError                idp_validation_failed the IdP cannot be verified (422)
+    │   ├── UnsafeURL                     unsafe_url            SSRF guard refused the URL
+    │   ├── OutboundFetchError            fetch_failed          timeout, refused, too big, non-2xx
+    │   ├── DiscoveryError                discovery_invalid     OIDC discovery/JWKS unusable
+    │   ├── SamlMetadataError             saml_metadata_invalid SAML metadata unusable
+    │   └── CertificateError              certificate_invalid   PEM/DER certificate unusable
+    ├── RateLimited                       rate_limited          too many requests (429)
+    └── ServiceUnavailable                unavailable           database or dependency down (503)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class KeyhallError(Exception):
+    """Base of every error Keyhall raises on purpose."""
+
+    code = "error"
+
+    def __init__(self, message: str, *, field: str | None = None, details: dict[str, Any] | None = None):
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.details: dict[str, Any] = dict(details or {})
+        if field is not None:
+            self.details.setdefault("field", field)
+
+
+class InvalidInput(KeyhallError):
+    code = "invalid_request"
+
+
+class Unauthenticated(KeyhallError):
+    code = "unauthenticated"
+
+
+class PermissionDenied(KeyhallError):
+    code = "forbidden"
+
+
+class NotFound(KeyhallError):
+    code = "not_found"
+
+
+class Conflict(KeyhallError):
+    code = "conflict"
+
+
+class PreconditionFailed(KeyhallError):
+    code = "precondition_failed"
+
+
+class IdPValidationError(KeyhallError):
+    code = "idp_validation_failed"
+
+
+class UnsafeURL(IdPValidationError):
+    code = "unsafe_url"
+
+
+class OutboundFetchError(IdPValidationError):
+    code = "fetch_failed"
+
+
+class DiscoveryError(IdPValidationError):
+    code = "discovery_invalid"
+
+
+class SamlMetadataError(IdPValidationError):
+    code = "saml_metadata_invalid"
+
+
+class CertificateError(IdPValidationError):
+    code = "certificate_invalid"
+
+
+class RateLimited(KeyhallError):
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: int):
+        super().__init__(message, details={"retry_after": retry_after})
+        self.retry_after = retry_after
+
+
+class ServiceUnavailable(KeyhallError):
+    code = "unavailable"

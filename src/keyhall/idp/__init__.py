@@ -1,0 +1,1 @@
+"""Talking to organizations' identity providers: inspection (validation before storage)."""

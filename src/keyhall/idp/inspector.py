@@ -1,0 +1,39 @@
+"""The IdP inspector the core is handed: contacts IdPs through the SSRF-guarded client."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from keyhall.security.outbound import OutboundPolicy
+
+
+class NetworkInspector:
+    """Implements ``keyhall.core.ports.IdPInspector`` over real network calls."""
+
+    def __init__(self, policy: OutboundPolicy):
+        self.policy = policy
+
+    def inspect_oidc(self, settings: dict[str, Any]) -> dict[str, Any]:
+        from keyhall.idp.oidc import inspect_oidc_provider
+
+        found = inspect_oidc_provider(
+            issuer=settings.get("issuer"), discovery_url=settings.get("discovery_url"), policy=self.policy
+        )
+        return found.as_discovered()
+
+    def inspect_saml(self, settings: dict[str, Any], now: datetime) -> dict[str, Any]:
+        from keyhall.idp.saml import inspect_saml_idp
+
+        found = inspect_saml_idp(
+            metadata_url=settings.get("metadata_url"), metadata_xml=settings.get("metadata_xml"),
+            idp_entity_id=settings.get("idp_entity_id"), sso_url=settings.get("sso_url"),
+            slo_url=settings.get("slo_url"), certificates=list(settings.get("certificates") or []),
+            policy=self.policy, now=now,
+        )
+        return found.as_discovered(now)
+
+    def inspect_ldap(self, settings: dict[str, Any], secrets: dict[str, str]) -> dict[str, Any]:
+        # The bind check against the directory arrives with LDAP sign-in; until then the settings
+        # are validated for shape only and the response says the server was not contacted.
+        return {"contacted": False, "server": settings.get("server")}

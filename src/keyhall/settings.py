@@ -1,0 +1,48 @@
+"""Typed settings, read once from ``KEYHALL_*`` environment variables (and a ``.env`` file).
+
+Settings are built by ``load_settings()`` and passed down; nothing reads the environment at
+import time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="KEYHALL_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Path("./data")
+    database_url: str | None = None
+    public_url: str = "http://127.0.0.1:8000"
+    secret_keys: str | None = Field(default=None, repr=False)
+    redis_url: str | None = None
+    allow_insecure_idp_urls: bool = False
+    max_body_bytes: int = 1_048_576
+    idp_timeout_seconds: float = 5.0
+    idp_max_document_bytes: int = 1_048_576
+    log_level: str = "INFO"
+    dns_resolver: str | None = None  # host:port of the resolver used for domain checks
+
+    @field_validator("public_url")
+    @classmethod
+    def _strip_trailing_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'keyhall.db').resolve()}"
+
+    @property
+    def secret_keys_file(self) -> Path:
+        return self.data_dir / "secret_keys"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the environment (and ``.env``); keyword overrides win (used by tests and the CLI)."""
+    return Settings(**overrides)  # type: ignore[arg-type]

@@ -1,0 +1,4 @@
+"""Persistence: SQLAlchemy tables, repositories, the engine factory and Alembic migrations.
+
+The only package that imports SQLAlchemy.
+"""

@@ -1,0 +1,19 @@
+"""All tables, one module each; importing this package registers them on ``Base.metadata``."""
+
+from keyhall.storage.models.api_keys import ApiKeyRow
+from keyhall.storage.models.audit_events import AuditEventRow
+from keyhall.storage.models.base import Base
+from keyhall.storage.models.connection_domains import ConnectionDomainRow
+from keyhall.storage.models.connections import ConnectionRow
+from keyhall.storage.models.domains import DomainRow
+from keyhall.storage.models.organizations import OrganizationRow
+
+__all__ = [
+    "ApiKeyRow",
+    "AuditEventRow",
+    "Base",
+    "ConnectionDomainRow",
+    "ConnectionRow",
+    "DomainRow",
+    "OrganizationRow",
+]

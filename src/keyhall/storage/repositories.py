@@ -1,0 +1,379 @@
+"""SQLAlchemy implementations of the core's repositories, and the unit of work that holds them."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any, TypeVar
+
+from sqlalchemy import ColumnElement, Select, and_, delete, exists, or_, select, update
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.orm import InstrumentedAttribute, Session
+
+from keyhall.core.api_keys import ApiKey
+from keyhall.core.audit import AuditEvent
+from keyhall.core.connections import Connection
+from keyhall.core.domains import Domain
+from keyhall.core.organizations import Organization, is_uuid
+from keyhall.core.ports import Page
+from keyhall.core.vocabulary import (
+    ConnectionStatus,
+    DomainStatus,
+    GroupProvisioning,
+    Protocol,
+    Provider,
+    Role,
+    UserProvisioning,
+)
+from keyhall.errors import Conflict, InvalidInput, ServiceUnavailable
+from keyhall.security.secrets import SecretBox
+from keyhall.storage.models import (
+    ApiKeyRow,
+    AuditEventRow,
+    ConnectionDomainRow,
+    ConnectionRow,
+    DomainRow,
+    OrganizationRow,
+)
+
+R = TypeVar("R")
+T = TypeVar("T")
+
+
+def _flush(session: Session) -> None:
+    try:
+        session.flush()
+    except IntegrityError as exc:
+        raise Conflict("the change clashes with stored data (a name or domain already in use)") from exc
+
+
+def encode_cursor(created_at: datetime, row_id: str) -> str:
+    return base64.urlsafe_b64encode(f"{created_at.isoformat()}|{row_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        stamp, row_id = raw.split("|", 1)
+        return datetime.fromisoformat(stamp), row_id
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidInput("cursor: is not a cursor this API returned", field="cursor") from None
+
+
+def _paginate(
+    session: Session, query: Select[R], created: InstrumentedAttribute[datetime],
+    ident: InstrumentedAttribute[str], *, limit: int, cursor: str | None, convert: Callable[[R], T],
+) -> Page[T]:
+    if cursor:
+        stamp, row_id = decode_cursor(cursor)
+        query = query.where(or_(created > stamp, and_(created == stamp, ident > row_id)))
+    rows = list(session.scalars(query.order_by(created, ident).limit(limit + 1)))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = None
+    if more and rows:
+        last: Any = rows[-1]
+        next_cursor = encode_cursor(last.created_at, last.id)
+    return Page(items=[convert(r) for r in rows], next_cursor=next_cursor)
+
+
+class SqlOrganizations:
+    def __init__(self, session: Session):
+        self.session = session
+
+    @staticmethod
+    def _entity(row: OrganizationRow) -> Organization:
+        return Organization(id=row.id, slug=row.slug, name=row.name,
+                            admins_may_configure_sso=row.admins_may_configure_sso,
+                            break_glass_email=row.break_glass_email, created_at=row.created_at,
+                            updated_at=row.updated_at)
+
+    def get(self, id_or_slug: str) -> Organization | None:
+        column = OrganizationRow.id if is_uuid(id_or_slug) else OrganizationRow.slug
+        value = id_or_slug.lower() if is_uuid(id_or_slug) else id_or_slug
+        row = self.session.scalar(select(OrganizationRow).where(column == value))
+        return self._entity(row) if row else None
+
+    def slug_taken(self, slug: str) -> bool:
+        return bool(self.session.scalar(select(exists().where(OrganizationRow.slug == slug))))
+
+    def add(self, organization: Organization) -> None:
+        self.session.add(OrganizationRow(**vars(organization)))
+
+    def save(self, organization: Organization) -> None:
+        self.session.execute(update(OrganizationRow).where(OrganizationRow.id == organization.id)
+                             .values(**{k: v for k, v in vars(organization).items() if k != "id"}))
+
+    def delete(self, organization_id: str) -> None:
+        for table in (ConnectionDomainRow, ConnectionRow, DomainRow, ApiKeyRow):
+            self.session.execute(delete(table).where(table.organization_id == organization_id))
+        self.session.execute(delete(OrganizationRow).where(OrganizationRow.id == organization_id))
+
+    def list_page(self, *, limit: int, cursor: str | None) -> Page[Organization]:
+        return _paginate(self.session, select(OrganizationRow), OrganizationRow.created_at, OrganizationRow.id,
+                         limit=limit, cursor=cursor, convert=self._entity)
+
+
+class SqlApiKeys:
+    def __init__(self, session: Session):
+        self.session = session
+
+    @staticmethod
+    def _entity(row: ApiKeyRow) -> ApiKey:
+        return ApiKey(id=row.id, organization_id=row.organization_id, role=Role(row.role) if row.role else None,
+                      secret_hash=row.secret_hash, name=row.name, created_at=row.created_at,
+                      last_used_at=row.last_used_at, revoked_at=row.revoked_at)
+
+    def get(self, key_id: str) -> ApiKey | None:
+        row = self.session.get(ApiKeyRow, key_id)
+        return self._entity(row) if row else None
+
+    def add(self, key: ApiKey) -> None:
+        values = vars(key).copy()
+        values["role"] = str(key.role) if key.role else None
+        self.session.add(ApiKeyRow(**values))
+
+    def save(self, key: ApiKey) -> None:
+        self.session.execute(update(ApiKeyRow).where(ApiKeyRow.id == key.id).values(
+            name=key.name, last_used_at=key.last_used_at, revoked_at=key.revoked_at))
+
+    def list_page(self, organization_id: str, *, limit: int, cursor: str | None) -> Page[ApiKey]:
+        query = select(ApiKeyRow).where(ApiKeyRow.organization_id == organization_id)
+        return _paginate(self.session, query, ApiKeyRow.created_at, ApiKeyRow.id, limit=limit, cursor=cursor,
+                         convert=self._entity)
+
+
+class SqlConnections:
+    def __init__(self, session: Session, box: SecretBox):
+        self.session = session
+        self.box = box
+
+    def _entity(self, row: ConnectionRow, domains: list[str]) -> Connection:
+        return Connection(
+            id=row.id, organization_id=row.organization_id, protocol=Protocol(row.protocol),
+            provider=Provider(row.provider), name=row.name, display_name=row.display_name,
+            status=ConnectionStatus(row.status), domains=domains, contacts=list(row.contacts),
+            branding=dict(row.branding), is_verified=row.is_verified, verified_at=row.verified_at,
+            disable_email_password=row.disable_email_password, sync_profile=row.sync_profile,
+            user_provisioning=UserProvisioning(row.user_provisioning),
+            group_provisioning=GroupProvisioning(row.group_provisioning),
+            attribute_mappings=dict(row.attribute_mappings), group_mappings=list(row.group_mappings),
+            settings=dict(row.settings), secrets=self.box.open(row.sealed_secrets),
+            discovered=row.discovered, text_record=row.text_record, version=row.version,
+            created_at=row.created_at, updated_at=row.updated_at,
+        )
+
+    def _domains_of(self, ids: Sequence[str]) -> dict[str, list[str]]:
+        found: dict[str, list[str]] = {i: [] for i in ids}
+        if ids:
+            query = (select(ConnectionDomainRow).where(ConnectionDomainRow.connection_id.in_(ids))
+                     .order_by(ConnectionDomainRow.position))
+            for row in self.session.scalars(query):
+                found[row.connection_id].append(row.domain)
+        return found
+
+    def _values(self, conn: Connection) -> dict[str, Any]:
+        return dict(
+            organization_id=conn.organization_id, protocol=str(conn.protocol), provider=str(conn.provider),
+            name=conn.name, display_name=conn.display_name, status=str(conn.status), contacts=conn.contacts,
+            branding=conn.branding, is_verified=conn.is_verified, verified_at=conn.verified_at,
+            disable_email_password=conn.disable_email_password, sync_profile=conn.sync_profile,
+            user_provisioning=str(conn.user_provisioning), group_provisioning=str(conn.group_provisioning),
+            attribute_mappings=conn.attribute_mappings, group_mappings=conn.group_mappings,
+            settings=conn.settings, sealed_secrets=self.box.seal(conn.secrets), discovered=conn.discovered,
+            text_record=conn.text_record, version=conn.version, created_at=conn.created_at,
+            updated_at=conn.updated_at,
+        )
+
+    def _write_domains(self, conn: Connection) -> None:
+        self.session.execute(delete(ConnectionDomainRow).where(ConnectionDomainRow.connection_id == conn.id))
+        self.session.add_all(
+            ConnectionDomainRow(connection_id=conn.id, domain=name, organization_id=conn.organization_id,
+                                position=index)
+            for index, name in enumerate(conn.domains)
+        )
+
+    def get(self, organization_id: str, connection_id: str) -> Connection | None:
+        if not is_uuid(connection_id):
+            return None
+        row = self.session.scalar(select(ConnectionRow).where(
+            ConnectionRow.id == connection_id.lower(), ConnectionRow.organization_id == organization_id))
+        return self._entity(row, self._domains_of([row.id])[row.id]) if row else None
+
+    def get_any(self, connection_id: str) -> Connection | None:
+        if not is_uuid(connection_id):
+            return None
+        row = self.session.get(ConnectionRow, connection_id.lower())
+        return self._entity(row, self._domains_of([row.id])[row.id]) if row else None
+
+    def list_page(self, organization_id: str, *, limit: int, cursor: str | None,
+             protocol: str | None = None) -> Page[Connection]:
+        query = select(ConnectionRow).where(ConnectionRow.organization_id == organization_id)
+        if protocol:
+            query = query.where(ConnectionRow.protocol == protocol)
+        page: Page[ConnectionRow] = _paginate(self.session, query, ConnectionRow.created_at, ConnectionRow.id,
+                                              limit=limit, cursor=cursor, convert=lambda row: row)
+        domains = self._domains_of([row.id for row in page.items])
+        return Page(items=[self._entity(row, domains[row.id]) for row in page.items], next_cursor=page.next_cursor)
+
+    def name_taken(self, organization_id: str, name: str, *, exclude_id: str | None) -> bool:
+        cond: list[ColumnElement[bool]] = [ConnectionRow.organization_id == organization_id,
+                                           ConnectionRow.name == name]
+        if exclude_id:
+            cond.append(ConnectionRow.id != exclude_id)
+        return bool(self.session.scalar(select(exists().where(*cond))))
+
+    def domains_claimed(self, organization_id: str, domains: Sequence[str], *, exclude_id: str | None) -> list[str]:
+        if not domains:
+            return []
+        cond: list[ColumnElement[bool]] = [ConnectionDomainRow.organization_id == organization_id,
+                                           ConnectionDomainRow.domain.in_(list(domains))]
+        if exclude_id:
+            cond.append(ConnectionDomainRow.connection_id != exclude_id)
+        return sorted(set(self.session.scalars(select(ConnectionDomainRow.domain).where(*cond))))
+
+    def add(self, connection: Connection) -> None:
+        self.session.add(ConnectionRow(id=connection.id, **self._values(connection)))
+        _flush(self.session)
+        self._write_domains(connection)
+        _flush(self.session)
+
+    def save(self, connection: Connection, *, expected_version: int) -> bool:
+        result = self.session.execute(
+            update(ConnectionRow)
+            .where(ConnectionRow.id == connection.id, ConnectionRow.version == expected_version)
+            .values(**self._values(connection))
+        )
+        if getattr(result, "rowcount", 0) != 1:
+            return False
+        self._write_domains(connection)
+        _flush(self.session)
+        return True
+
+    def delete(self, connection_id: str) -> None:
+        self.session.execute(delete(ConnectionDomainRow).where(ConnectionDomainRow.connection_id == connection_id))
+        self.session.execute(delete(ConnectionRow).where(ConnectionRow.id == connection_id))
+
+    def all_sealed_secrets(self) -> list[tuple[str, str]]:
+        rows = self.session.execute(select(ConnectionRow.id, ConnectionRow.sealed_secrets)
+                                    .where(ConnectionRow.sealed_secrets.is_not(None)))
+        return [(row_id, blob) for row_id, blob in rows if blob]
+
+    def replace_sealed_secret(self, connection_id: str, blob: str) -> None:
+        self.session.execute(update(ConnectionRow).where(ConnectionRow.id == connection_id)
+                             .values(sealed_secrets=blob))
+
+
+class SqlDomains:
+    def __init__(self, session: Session):
+        self.session = session
+
+    @staticmethod
+    def _entity(row: DomainRow) -> Domain:
+        return Domain(id=row.id, organization_id=row.organization_id, name=row.name,
+                      verification_token=row.verification_token, status=DomainStatus(row.status),
+                      last_checked_at=row.last_checked_at, last_error=row.last_error,
+                      verified_at=row.verified_at, created_at=row.created_at)
+
+    def _values(self, domain: Domain) -> dict[str, Any]:
+        values = vars(domain).copy()
+        values["status"] = str(domain.status)
+        return values
+
+    def get(self, organization_id: str, domain_id: str) -> Domain | None:
+        row = self.session.scalar(select(DomainRow).where(DomainRow.id == domain_id,
+                                                          DomainRow.organization_id == organization_id))
+        return self._entity(row) if row else None
+
+    def find(self, organization_id: str, name: str) -> Domain | None:
+        row = self.session.scalar(select(DomainRow).where(DomainRow.name == name,
+                                                          DomainRow.organization_id == organization_id))
+        return self._entity(row) if row else None
+
+    def verified_elsewhere(self, organization_id: str, name: str) -> bool:
+        return bool(self.session.scalar(select(exists().where(
+            DomainRow.name == name, DomainRow.organization_id != organization_id,
+            DomainRow.status == str(DomainStatus.VERIFIED)))))
+
+    def add(self, domain: Domain) -> None:
+        self.session.add(DomainRow(**self._values(domain)))
+        _flush(self.session)
+
+    def save(self, domain: Domain) -> None:
+        values = self._values(domain)
+        values.pop("id")
+        self.session.execute(update(DomainRow).where(DomainRow.id == domain.id).values(**values))
+
+    def delete(self, domain_id: str) -> None:
+        self.session.execute(delete(DomainRow).where(DomainRow.id == domain_id))
+
+    def list_page(self, organization_id: str, *, limit: int, cursor: str | None) -> Page[Domain]:
+        query = select(DomainRow).where(DomainRow.organization_id == organization_id)
+        return _paginate(self.session, query, DomainRow.created_at, DomainRow.id, limit=limit, cursor=cursor,
+                         convert=self._entity)
+
+
+class SqlAudit:
+    def __init__(self, session: Session):
+        self.session = session
+
+    @staticmethod
+    def _entity(row: AuditEventRow) -> AuditEvent:
+        return AuditEvent(id=row.id, organization_id=row.organization_id, actor=row.actor, action=row.action,
+                          target_type=row.target_type, target_id=row.target_id, request_id=row.request_id,
+                          changes=dict(row.changes), created_at=row.created_at)
+
+    def add(self, event: AuditEvent) -> None:
+        self.session.add(AuditEventRow(**vars(event)))
+
+    def list_page(self, organization_id: str | None, *, limit: int, cursor: str | None,
+             action: str | None = None, target_id: str | None = None) -> Page[AuditEvent]:
+        query = select(AuditEventRow).where(AuditEventRow.organization_id == organization_id)
+        if action:
+            query = query.where(AuditEventRow.action == action)
+        if target_id:
+            query = query.where(AuditEventRow.target_id == target_id)
+        return _paginate(self.session, query, AuditEventRow.created_at, AuditEventRow.id, limit=limit,
+                         cursor=cursor, convert=self._entity)
+
+
+class SqlUnitOfWork:
+    """One session, one transaction; used as a context manager that rolls back what is not committed."""
+
+    def __init__(self, session: Session, box: SecretBox):
+        self.session = session
+        self.organizations = SqlOrganizations(session)
+        self.api_keys = SqlApiKeys(session)
+        self.connections = SqlConnections(session, box)
+        self.domains = SqlDomains(session)
+        self.audit = SqlAudit(session)
+
+    def commit(self) -> None:
+        try:
+            self.session.commit()
+        except IntegrityError as exc:
+            self.session.rollback()
+            raise Conflict("the change clashes with stored data (a name or domain already in use)") from exc
+        except OperationalError as exc:
+            self.session.rollback()
+            raise ServiceUnavailable("the database is unavailable") from exc
+
+    def rollback(self) -> None:
+        self.session.rollback()
+
+    def close(self) -> None:
+        self.session.rollback()
+        self.session.close()
+
+    def __enter__(self) -> SqlUnitOfWork:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        with contextlib.suppress(DBAPIError):  # the connection is gone; the error below says why
+            self.close()
+        if isinstance(exc, IntegrityError):
+            raise Conflict("the change clashes with stored data (a name or domain already in use)") from exc
+        if isinstance(exc, DBAPIError):
+            raise ServiceUnavailable("the database is unavailable; try again shortly") from exc
