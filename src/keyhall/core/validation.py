@@ -15,6 +15,8 @@ M = TypeVar("M", bound=BaseModel)
 def field_path(loc: tuple[int | str, ...], prefix: str = "") -> str:
     parts: list[str] = [prefix] if prefix else []
     for item in loc:
+        if item == "[key]":
+            continue  # pydantic marks dict-key errors so; the key is already in the path
         if isinstance(item, int):
             parts[-1:] = [f"{parts[-1]}[{item}]"] if parts else [f"[{item}]"]
         else:

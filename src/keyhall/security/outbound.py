@@ -1,0 +1,410 @@
+"""Outbound HTTP toward identity providers, behind an SSRF guard.
+
+Keyhall fetches URLs that organizations' owners type in (OIDC discovery documents, JWKS, SAML
+metadata). Without a guard, such a URL could make Keyhall read its own admin ports, a cloud
+metadata service or anything else on the private network. So, unless the operator turned on
+``KEYHALL_ALLOW_INSECURE_IDP_URLS`` (``OutboundPolicy.allow_insecure``) for development:
+
+- the URL must be ``https`` with a host, and carry no credentials;
+- every address the host resolves to must be public: loopback, private, link-local, multicast,
+  reserved, unspecified, shared (CGNAT, RFC 6598) and documentation ranges are refused, also
+  when embedded in IPv6 (IPv4-mapped, NAT64, 6to4);
+- the connection goes to an address that was checked at connect time (the network backend below
+  resolves, validates and connects in one step), so a DNS answer that changes between the check
+  and the connection (DNS rebinding) gains nothing. TLS SNI, certificate checks and the ``Host``
+  header still use the URL's host name;
+- redirects are followed by hand, at most ``max_redirects``, and every hop is checked again.
+
+Every fetch has connect and read timeouts (``policy.timeout``) and an overall deadline
+(``_DEADLINE_FACTOR`` times ``policy.timeout``, checked between reads); the body is streamed and
+refused once it grows past ``policy.max_bytes``. Failures raise ``UnsafeURL`` or
+``OutboundFetchError`` with a reason a person can act on; messages never carry URL credentials.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import socket
+import ssl
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpcore
+import httpx
+
+from keyhall.errors import OutboundFetchError, UnsafeURL
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+#: The whole fetch, redirects included, must end within this many times ``policy.timeout``.
+_DEADLINE_FACTOR = 3.0
+#: At most this many of a host's addresses are tried in turn when connecting.
+_MAX_ADDRESSES_TRIED = 4
+_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+_USER_AGENT = "Keyhall (identity provider check)"
+_INSECURE_HINT = "KEYHALL_ALLOW_INSECURE_IDP_URLS allows it for development"
+
+# Ranges that the ``is_*`` properties of ``ipaddress`` do not all flag on every Python version.
+_SHARED_ADDRESS_SPACE = ipaddress.IPv4Network("100.64.0.0/10")  # RFC 6598 (carrier-grade NAT)
+_NAT64_PREFIX = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052 well-known prefix
+
+
+@dataclass(frozen=True)
+class OutboundPolicy:
+    """How Keyhall may reach an IdP URL."""
+
+    allow_insecure: bool = False  # KEYHALL_ALLOW_INSECURE_IDP_URLS: http and loopback/private allowed
+    timeout: float = 5.0  # seconds, connect and read each
+    max_bytes: int = 1_048_576  # response bodies larger than this are refused
+    max_redirects: int = 3
+
+
+@dataclass(frozen=True)
+class FetchedDocument:
+    url: str  # final URL after redirects
+    status: int
+    content_type: str
+    body: bytes
+
+
+def check_url(url: str, policy: OutboundPolicy, *, field: str | None = None) -> None:
+    """Raise UnsafeURL when the URL may not be used (syntax, scheme, resolved addresses).
+
+    Without ``policy.allow_insecure`` the host is resolved and every address must be public; a
+    host that does not resolve raises OutboundFetchError (there is nothing to check).
+    """
+    parsed = _parse_url(url, policy, field)
+    if policy.allow_insecure:
+        return
+    host = _host_of(parsed)
+    port = _port_of(parsed)
+    _refuse_non_public(_display(url), host, _resolve(host, port, field), field)
+
+
+def fetch(url: str, policy: OutboundPolicy, *, accept: str = "*/*", field: str | None = None) -> FetchedDocument:
+    """GET the URL under the policy; raise UnsafeURL or OutboundFetchError.
+
+    Redirects (301, 302, 303, 307, 308) are followed by hand, each target checked again; the
+    final URL is in ``FetchedDocument.url``. A non-2xx answer raises OutboundFetchError.
+    """
+    deadline = time.monotonic() + policy.timeout * _DEADLINE_FACTOR
+    headers = {"Accept": accept, "Accept-Encoding": "identity", "User-Agent": _USER_AGENT}
+    transport = _GuardedTransport(_GuardedBackend(policy, field))
+    client = httpx.Client(transport=transport, trust_env=False, follow_redirects=False, headers=headers)
+    with client:
+        current = url
+        for _hop in range(policy.max_redirects + 1):
+            check_url(current, policy, field=field)
+            outcome = _get_once(client, current, policy, deadline, field)
+            if isinstance(outcome, FetchedDocument):
+                return outcome
+            current = outcome
+    raise _failure(
+        f"GET {_display(url)} was redirected more than {policy.max_redirects} times (last to {_display(current)})",
+        field,
+        url=_display(url),
+        max_redirects=policy.max_redirects,
+    )
+
+
+def _get_once(
+    client: httpx.Client, url: str, policy: OutboundPolicy, deadline: float, field: str | None
+) -> FetchedDocument | str:
+    """One GET: the document, or the URL a redirect points to."""
+    timeout = httpx.Timeout(max(0.001, min(policy.timeout, deadline - time.monotonic())))
+    try:
+        with client.stream("GET", url, timeout=timeout) as response:
+            if response.status_code in _REDIRECT_STATUSES:
+                return _redirect_target(url, response, field)
+            if not 200 <= response.status_code < 300:
+                status = f"HTTP {response.status_code} {response.reason_phrase}".rstrip()
+                raise _failure(
+                    f"GET {_display(url)} answered {status}", field, url=_display(url), status=response.status_code
+                )
+            body = _read_capped(url, response, policy, deadline, field)
+            return FetchedDocument(url, response.status_code, response.headers.get("content-type", ""), body)
+    except (httpcore.TimeoutException, httpx.TimeoutException) as exc:
+        message = f"GET {_display(url)} timed out: no answer within {timeout.read:g} s"
+        raise _failure(message, field, url=_display(url), timeout=policy.timeout) from exc
+    except (httpcore.NetworkError, httpcore.ProtocolError, httpx.HTTPError) as exc:
+        raise _failure(f"GET {_display(url)} failed: {_describe_exception(exc)}", field, url=_display(url)) from exc
+
+
+# --- URL syntax --------------------------------------------------------------------------------
+
+
+def _parse_url(url: str, policy: OutboundPolicy, field: str | None) -> httpx.URL:
+    """Parse with httpx's own parser, so that what is checked is what will be requested."""
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError) as exc:
+        raise UnsafeURL(f"{_display(url)!r} is not a valid URL: {exc}", field=field) from exc
+    if parsed.scheme not in {"http", "https"} or not parsed.raw_host:
+        raise _refusal(f"{_display(url)!r} is not an absolute http(s) URL with a host", field, url=_display(url))
+    if parsed.userinfo:
+        raise _refusal(f"{_display(url)} must not carry a user name or password", field, url=_display(url))
+    if parsed.scheme != "https" and not policy.allow_insecure:
+        raise _refusal(f"{_display(url)} must use https ({_INSECURE_HINT})", field, url=_display(url), reason="scheme")
+    return parsed
+
+
+def _host_of(parsed: httpx.URL) -> str:
+    return parsed.raw_host.decode("ascii")
+
+
+def _port_of(parsed: httpx.URL) -> int:
+    return parsed.port if parsed.port is not None else (443 if parsed.scheme == "https" else 80)
+
+
+def _display(url: str) -> str:
+    """The URL as it may appear in a message: without credentials, and not endlessly long."""
+    try:
+        parsed = httpx.URL(url)
+        shown = str(parsed.copy_with(username=None, password=None)) if parsed.userinfo else url
+    except (httpx.InvalidURL, TypeError, ValueError):
+        shown = url.rpartition("@")[2] if "@" in url else url
+    return shown if len(shown) <= 200 else shown[:197] + "..."
+
+
+def _failure(message: str, field: str | None, **details: Any) -> OutboundFetchError:
+    return OutboundFetchError(message, field=field, details=details)
+
+
+def _refusal(message: str, field: str | None, **details: Any) -> UnsafeURL:
+    return UnsafeURL(message, field=field, details=details)
+
+
+def _redirect_target(current: str, response: httpx.Response, field: str | None) -> str:
+    location = response.headers.get("location")
+    if not location:
+        message = f"GET {_display(current)} answered HTTP {response.status_code} without a Location header"
+        raise _failure(message, field, url=_display(current), status=response.status_code)
+    try:
+        return str(httpx.URL(current).join(location))
+    except (httpx.InvalidURL, TypeError, ValueError) as exc:
+        raise _failure(f"GET {_display(current)} redirected to an invalid URL", field, url=_display(current)) from exc
+
+
+# --- addresses -----------------------------------------------------------------------------------
+
+
+def _resolve(host: str, port: int, field: str | None) -> list[str]:
+    """All addresses of the host (a literal resolves to itself), in the resolver's order."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
+    except (socket.gaierror, UnicodeError) as exc:
+        reason = exc.strerror if isinstance(exc, socket.gaierror) and exc.strerror else str(exc)
+        raise _failure(f"could not resolve host {host}: {reason}", field, host=host) from exc
+    addresses: list[str] = []
+    for _family, _type, _proto, _canonname, sockaddr in infos:
+        address = str(sockaddr[0])
+        if address not in addresses:
+            addresses.append(address)
+    if not addresses:
+        raise _failure(f"could not resolve host {host}: no addresses", field, host=host)
+    return addresses
+
+
+def _refuse_non_public(subject: str, host: str, addresses: Iterable[str], field: str | None) -> None:
+    """Raise UnsafeURL naming the first address that is not public; ``subject`` is what to blame."""
+    for address in addresses:
+        reason = non_public_reason(ipaddress.ip_address(address))
+        if reason is None:
+            continue
+        where = f"host {host}" if host == address else f"host {host} resolves to {address}, which"
+        message = (
+            f"{subject} is refused: {where} is {reason} address;"
+            f" Keyhall only contacts identity providers on public addresses ({_INSECURE_HINT})"
+        )
+        raise _refusal(message, field, target=subject, address=address, reason=reason)
+
+
+def non_public_reason(address: IPAddress) -> str | None:
+    """Why the address is not a public unicast address (e.g. "a loopback"), or None if it is.
+
+    IPv4 addresses embedded in IPv6 (IPv4-mapped ``::ffff:0:0/96``, NAT64 ``64:ff9b::/96``,
+    6to4 ``2002::/16``) are judged by the IPv4 address they lead to.
+    """
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = address.ipv4_mapped or address.sixtofour
+        if embedded is None and address in _NAT64_PREFIX:
+            embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+        if embedded is not None:
+            inner = non_public_reason(embedded)
+            return None if inner is None else f"{inner} (embedded IPv4)"
+    if address.is_unspecified:
+        return "an unspecified"
+    if address.is_loopback:
+        return "a loopback"
+    if address.is_link_local:
+        return "a link-local"
+    if address.is_multicast:
+        return "a multicast"
+    if isinstance(address, ipaddress.IPv4Address) and address in _SHARED_ADDRESS_SPACE:
+        return "a shared (carrier-grade NAT)"
+    if address.is_private:
+        return "a private"
+    if address.is_reserved:
+        return "a reserved"
+    if not address.is_global:
+        return "a non-global"
+    return None
+
+
+def _describe_os_error(exc: BaseException | None) -> str:
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"TLS certificate verification failed: {exc.verify_message or exc.reason}"
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS handshake failed: {exc.reason or exc}"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, OSError) and exc.errno in {errno.ENETUNREACH, errno.EHOSTUNREACH}:
+        return "network unreachable" if exc.errno == errno.ENETUNREACH else "host unreachable"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()
+    return str(exc) or type(exc).__name__
+
+
+def _describe_exception(exc: BaseException) -> str:
+    cause = exc.__cause__ or exc.__context__
+    if isinstance(cause, OSError):
+        return _describe_os_error(cause)
+    if isinstance(exc, httpcore.RemoteProtocolError | httpx.RemoteProtocolError):
+        return f"the server broke the HTTP protocol ({exc})"
+    return str(exc) or type(exc).__name__
+
+
+# --- body --------------------------------------------------------------------------------------
+
+
+def _read_capped(
+    url: str, response: httpx.Response, policy: OutboundPolicy, deadline: float, field: str | None
+) -> bytes:
+    """The body, streamed; refused past ``max_bytes``, past the deadline, or when compressed."""
+    shown = _display(url)
+    encoding = response.headers.get("content-encoding", "identity").strip().lower()
+    if encoding not in {"", "identity"}:
+        message = f"the response from {shown} is {encoding}-encoded although only identity was accepted"
+        raise _failure(message, field, url=shown)
+    too_big = f"the response from {shown} is larger than the {policy.max_bytes}-byte limit"
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > policy.max_bytes:
+        raise _failure(too_big, field, url=shown, max_bytes=policy.max_bytes)
+    body = bytearray()
+    for chunk in response.iter_raw():
+        body += chunk
+        if len(body) > policy.max_bytes:
+            raise _failure(too_big, field, url=shown, max_bytes=policy.max_bytes)
+        if time.monotonic() > deadline:
+            limit = policy.timeout * _DEADLINE_FACTOR
+            raise _failure(f"GET {shown} did not finish within {limit:g} s", field, url=shown, deadline=limit)
+    return bytes(body)
+
+
+# --- transport -----------------------------------------------------------------------------------
+
+
+class _GuardedBackend(httpcore.NetworkBackend):
+    """Resolves, checks and connects in one step, so the checked address is the one used."""
+
+    def __init__(self, policy: OutboundPolicy, field: str | None) -> None:
+        self._policy = policy
+        self._field = field
+        self._sockets = httpcore.SyncBackend()
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.NetworkStream:
+        addresses = _resolve(host, port, self._field)
+        if not self._policy.allow_insecure:
+            _refuse_non_public(_hostport(host, port), host, addresses, self._field)
+        reason = "no address to try"
+        tried = addresses[:_MAX_ADDRESSES_TRIED]
+        for address in tried:
+            try:
+                return self._sockets.connect_tcp(
+                    address, port, timeout=timeout, local_address=local_address, socket_options=socket_options
+                )
+            except httpcore.ConnectTimeout:
+                reason = f"timed out after {timeout:g} s" if timeout is not None else "timed out"
+            except httpcore.ConnectError as exc:
+                reason = _describe_os_error(exc.__cause__ or exc)
+        via = "" if tried == [host] else f" ({', '.join(tried)})"
+        message = f"could not connect to {_hostport(host, port)}{via}: {reason}"
+        raise _failure(message, self._field, host=host, port=port)
+
+    def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.NetworkStream:
+        raise _failure("Unix sockets are never used toward identity providers", self._field)
+
+
+def _hostport(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class _CoreResponseStream(httpx.SyncByteStream):
+    def __init__(self, stream: Iterable[bytes]) -> None:
+        self._stream = stream
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield from self._stream
+
+    def close(self) -> None:
+        close = getattr(self._stream, "close", None)
+        if callable(close):
+            close()
+
+
+class _GuardedTransport(httpx.BaseTransport):
+    """An httpx transport over an httpcore pool that connects through ``_GuardedBackend``.
+
+    httpcore exceptions are left as they are; ``fetch`` turns them into OutboundFetchError.
+    """
+
+    def __init__(self, backend: _GuardedBackend) -> None:
+        self._pool = httpcore.ConnectionPool(
+            ssl_context=ssl.create_default_context(),
+            max_connections=2,
+            http1=True,
+            http2=False,
+            retries=0,
+            network_backend=backend,
+        )
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        assert isinstance(request.stream, httpx.SyncByteStream)
+        core_request = httpcore.Request(
+            method=request.method,
+            url=httpcore.URL(
+                scheme=request.url.raw_scheme,
+                host=request.url.raw_host,
+                port=request.url.port,
+                target=request.url.raw_path,
+            ),
+            headers=request.headers.raw,
+            content=request.stream,
+            extensions=request.extensions,
+        )
+        core_response = self._pool.handle_request(core_request)
+        assert isinstance(core_response.stream, Iterable)
+        return httpx.Response(
+            status_code=core_response.status,
+            headers=core_response.headers,
+            stream=_CoreResponseStream(core_response.stream),
+            extensions=core_response.extensions,
+        )
+
+    def close(self) -> None:
+        self._pool.close()
