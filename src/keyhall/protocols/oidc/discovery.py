@@ -121,8 +121,8 @@ def parse_provider_metadata(document: bytes, *, expected_issuer: str | None, fie
         raise DiscoveryError(f'the discovery document\'s "issuer" {problem}', field=field, details={"member": "issuer"})
     if expected_issuer is not None and issuer != expected_issuer:
         raise DiscoveryError(
-            f'issuer mismatch: the discovery document says "{issuer}" but the configured issuer is'
-            f' "{expected_issuer}"; they must be identical (OpenID Connect Discovery 1.0 §4.3)',
+            f'issuer mismatch: the discovery document says "{_clip(issuer)}" but the configured issuer is'
+            f' "{_clip(expected_issuer)}"; they must be identical (OpenID Connect Discovery 1.0 §4.3)',
             field=field,
             details={"expected_issuer": expected_issuer, "document_issuer": issuer},
         )
@@ -256,7 +256,7 @@ def _optional_endpoint(doc: Mapping[str, Any], name: str, field: str) -> str | N
     if value is None:
         return None
     if not isinstance(value, str) or not _is_http_url(value):
-        shown = repr(value) if isinstance(value, str) else _json_type(value)
+        shown = repr(_clip(value)) if isinstance(value, str) else _json_type(value)
         raise DiscoveryError(
             f'the discovery document\'s "{name}" is not an absolute http(s) URL (found {shown})',
             field=field,
@@ -311,9 +311,14 @@ def _unusable_reason(key: object, field: str) -> str | None:
     return None
 
 
+def _clip(text: str, limit: int = 200) -> str:
+    """A document-supplied string, shortened for a message."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _kid_label(key: object) -> str:
     kid = key.get("kid") if isinstance(key, dict) else None
-    return f' (kid "{kid}")' if isinstance(kid, str) else ""
+    return f' (kid "{_clip(kid, 80)}")' if isinstance(kid, str) else ""
 
 
 def _distinct(values: Iterable[object]) -> tuple[str, ...]:

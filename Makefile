@@ -1,0 +1,54 @@
+# Keyhall — the two commands a newcomer needs are `make run` and `make test`.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
+POSTGRES_TEST_URL ?= postgresql://postgres@127.0.0.1:5432/test
+
+.PHONY: run install install-test peers system-deps test test-sqlite test-postgres lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+install-test: $(VENV)/.installed-test
+
+## Serve Keyhall on http://$(HOST):$(PORT) with SQLite under ./data (migrates first).
+run: install
+	$(BIN)/keyhall serve --host $(HOST) --port $(PORT)
+
+## System packages the real peers need (Node.js for the OIDC IdP); installs only what is missing.
+system-deps:
+	bash scripts/install-system-deps.sh
+
+## npm packages of the real peers the tests start (lock files pinned).
+peers: system-deps
+	cd tests/peers/oidc_provider && npm ci --no-audit --no-fund --loglevel=error
+
+## The whole suite on SQLite, then lint and type checks.
+test: install-test peers
+	$(BIN)/pytest -q
+	$(MAKE) --no-print-directory lint
+
+## The whole suite again on PostgreSQL (a server on 127.0.0.1:5432, trust auth, database `test`).
+test-postgres: install-test peers
+	KEYHALL_TEST_DATABASE_URL=$(POSTGRES_TEST_URL) $(BIN)/pytest -q
+
+lint: install-test
+	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy src
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
