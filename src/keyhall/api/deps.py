@@ -11,8 +11,8 @@ from keyhall.api.http import request_id
 from keyhall.core.access import Principal
 from keyhall.core.connection_service import Context
 from keyhall.core.org_service import authenticate
+from keyhall.core.ports import UnitOfWork
 from keyhall.runtime import Runtime
-from keyhall.storage.repositories import SqlUnitOfWork
 
 
 def get_runtime(request: Request) -> Runtime:
@@ -23,12 +23,12 @@ def get_runtime(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-def get_uow(runtime: RuntimeDep) -> Iterator[SqlUnitOfWork]:
+def get_uow(runtime: RuntimeDep) -> Iterator[UnitOfWork]:
     with runtime.database.unit_of_work() as uow:
         yield uow
 
 
-UowDep = Annotated[SqlUnitOfWork, Depends(get_uow)]
+UowDep = Annotated[UnitOfWork, Depends(get_uow)]
 
 
 def bearer_token(request: Request) -> str | None:
