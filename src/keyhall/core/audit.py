@@ -26,13 +26,23 @@ class AuditEvent:
     created_at: datetime = field(default_factory=lambda: datetime.min)
 
 
-def mask_secrets(value: Any) -> Any:
-    """A copy of ``value`` with every secret-named entry replaced by the mask."""
+def _is_secret_name(key: object) -> bool:
+    return isinstance(key, str) and key.rsplit(".", 1)[-1] in SECRET_KEYS
+
+
+def _mask_all(value: Any) -> Any:
     if isinstance(value, Mapping):
-        return {
-            k: (SECRET_MASK if k in SECRET_KEYS and v not in (None, "") else mask_secrets(v))
-            for k, v in value.items()
-        }
+        return {k: _mask_all(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_mask_all(v) for v in value]
+    return SECRET_MASK if value not in (None, "") else value
+
+
+def mask_secrets(value: Any) -> Any:
+    """A copy of ``value`` with every secret-named entry (``client_secret``, ``oidc.client_secret``
+    in a diff, ...) replaced by the mask, however deeply it is nested."""
+    if isinstance(value, Mapping):
+        return {k: (_mask_all(v) if _is_secret_name(k) else mask_secrets(v)) for k, v in value.items()}
     if isinstance(value, list):
         return [mask_secrets(v) for v in value]
     return value

@@ -6,9 +6,10 @@ audit event land in one commit, or nothing does.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from keyhall.core import audit
 from keyhall.core.access import Principal, require_member, require_sso_writer
@@ -86,7 +87,8 @@ def _claim_domains(uow: UnitOfWork, conn: Connection, now: datetime) -> None:
 
 
 def create_connection(
-    uow: UnitOfWork, ctx: Context, org_ref: str, data: ConnectionInput, inspector: IdPInspector
+    uow: UnitOfWork, ctx: Context, org_ref: str, data: ConnectionInput, inspector: IdPInspector,
+    *, make_default: bool = False,
 ) -> Connection:
     org = organization_for(uow, ctx, org_ref)
     require_sso_writer(ctx.principal, org)
@@ -95,6 +97,9 @@ def create_connection(
     _check_claims(uow, conn, exclude_id=None)
     _inspect(outcome, inspector, ctx.now)
     uow.connections.add(conn)
+    if make_default:
+        org.default_connection_id, org.updated_at = conn.id, ctx.now
+        uow.organizations.save(org)
     _claim_domains(uow, conn, ctx.now)
     uow.audit.add(audit.event(
         organization_id=org.id, actor=ctx.principal.actor, action="connection.created",
@@ -115,6 +120,7 @@ def update_connection(
     *,
     expected_version: int | None = None,
     replace_all: bool = False,
+    sso_configuration: Literal["keep", "publish", "withdraw"] = "keep",
 ) -> Connection:
     """Apply a partial (or, with ``replace_all``, full) update with optimistic locking.
 
@@ -133,6 +139,13 @@ def update_connection(
             )
         outcome = apply_input(existing, data, organization_id=org.id, now=ctx.now, replace_all=replace_all)
         conn = outcome.connection
+        if sso_configuration == "publish":
+            if existing.sso_configuration_id is not None:
+                raise Conflict("this connection already has an SSO configuration",
+                               details={"sso_configuration_id": existing.sso_configuration_id})
+            conn.sso_configuration_id = str(uuid.uuid4())
+        elif sso_configuration == "withdraw":
+            conn.sso_configuration_id = None
         _check_claims(uow, conn, exclude_id=conn.id)
         _inspect(outcome, inspector, ctx.now)
         conn.version = existing.version + 1
@@ -173,6 +186,9 @@ def delete_connection(uow: UnitOfWork, ctx: Context, org_ref: str, connection_id
             details={"rule": "delete_while_password_disabled"},
         )
     uow.connections.delete(existing.id)
+    if org.default_connection_id == existing.id:
+        org.default_connection_id = None
+        uow.organizations.save(org)
     uow.audit.add(audit.event(
         organization_id=org.id, actor=ctx.principal.actor, action="connection.deleted",
         target_type="connection", target_id=existing.id, request_id=ctx.request_id, now=ctx.now,
@@ -180,6 +196,29 @@ def delete_connection(uow: UnitOfWork, ctx: Context, org_ref: str, connection_id
     ))
     uow.commit()
     return existing
+
+
+def get_default_connection(uow: UnitOfWork, ctx: Context, org_ref: str) -> Connection:
+    """The organization's default connection: used when only the organization picks the route."""
+    org = organization_for(uow, ctx, org_ref)
+    conn = uow.connections.get(org.id, org.default_connection_id) if org.default_connection_id else None
+    if conn is None:
+        raise NotFound("this organization has no default SSO connection")
+    return conn
+
+
+def upsert_default_connection(
+    uow: UnitOfWork, ctx: Context, org_ref: str, data: ConnectionInput, inspector: IdPInspector
+) -> tuple[Connection, bool]:
+    """Create the default connection, or update it in place when it exists; True when created."""
+    org = organization_for(uow, ctx, org_ref)
+    require_sso_writer(ctx.principal, org)
+    existing = uow.connections.get(org.id, org.default_connection_id) if org.default_connection_id else None
+    if existing is not None:
+        data = data.model_copy(update={"protocol": None})
+        data.model_fields_set.discard("protocol")
+        return update_connection(uow, ctx, org.id, existing.id, data, inspector), False
+    return create_connection(uow, ctx, org.id, data, inspector, make_default=True), True
 
 
 def mark_verified(uow: UnitOfWork, connection_id: str, now: datetime, request_id: str | None) -> None:

@@ -76,6 +76,7 @@ class Connection:
     secrets: dict[str, str] = field(default_factory=dict)
     discovered: dict[str, Any] | None = None
     text_record: str | None = None
+    sso_configuration_id: str | None = None  # set while the connection's SSO configuration is published
     version: int = 1
     created_at: datetime = field(default_factory=lambda: datetime.min)
     updated_at: datetime = field(default_factory=lambda: datetime.min)

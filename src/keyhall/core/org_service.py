@@ -48,13 +48,15 @@ class OrganizationChanges:
     admins_may_configure_sso: bool | None = None
     break_glass_email: str | None = None
     clear_break_glass: bool = False
+    default_connection_id: str | None = None
+    clear_default_connection: bool = False
 
 
 def update_organization(uow: UnitOfWork, ctx: Context, org_ref: str, changes: OrganizationChanges) -> Organization:
     org = get_organization(uow, ctx, org_ref)
     require_owner(ctx.principal, org)
     before = {"name": org.name, "admins_may_configure_sso": org.admins_may_configure_sso,
-              "break_glass_email": org.break_glass_email}
+              "break_glass_email": org.break_glass_email, "default_connection_id": org.default_connection_id}
     if changes.name is not None:
         org.name = validate_name(changes.name)
     if changes.admins_may_configure_sso is not None:
@@ -63,9 +65,16 @@ def update_organization(uow: UnitOfWork, ctx: Context, org_ref: str, changes: Or
         org.break_glass_email = changes.break_glass_email.lower()
     if changes.clear_break_glass:
         org.break_glass_email = None
+    if changes.default_connection_id is not None:
+        if uow.connections.get(org.id, changes.default_connection_id) is None:
+            raise InvalidInput("default_connection_id: no such connection in this organization",
+                               field="default_connection_id")
+        org.default_connection_id = changes.default_connection_id.lower()
+    if changes.clear_default_connection:
+        org.default_connection_id = None
     org.updated_at = ctx.now
     after = {"name": org.name, "admins_may_configure_sso": org.admins_may_configure_sso,
-             "break_glass_email": org.break_glass_email}
+             "break_glass_email": org.break_glass_email, "default_connection_id": org.default_connection_id}
     uow.organizations.save(org)
     uow.audit.add(audit.event(
         organization_id=org.id, actor=ctx.principal.actor, action="organization.updated",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import secrets
+import string
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -20,8 +22,19 @@ class Organization:
     name: str
     admins_may_configure_sso: bool = False
     break_glass_email: str | None = None
+    short_id: str = ""
+    default_connection_id: str | None = None
     created_at: datetime = field(default_factory=lambda: datetime.min)
     updated_at: datetime = field(default_factory=lambda: datetime.min)
+
+
+SHORT_ID_ALPHABET = string.ascii_lowercase + string.digits
+SHORT_ID_LENGTH = 21
+
+
+def new_short_id() -> str:
+    """A compact, random, URL-safe organization id (≤ 21 characters, as tenant ids often must be)."""
+    return "".join(secrets.choice(SHORT_ID_ALPHABET) for _ in range(SHORT_ID_LENGTH))
 
 
 def slugify(name: str) -> str:
@@ -61,6 +74,7 @@ def new_organization(name: str, slug: str | None, now: datetime) -> Organization
         id=str(uuid.uuid4()),
         slug=validate_slug(slug if slug is not None else slugify(name)),
         name=name,
+        short_id=new_short_id(),
         created_at=now,
         updated_at=now,
     )

@@ -87,7 +87,8 @@ class SqlOrganizations:
     def _entity(row: OrganizationRow) -> Organization:
         return Organization(id=row.id, slug=row.slug, name=row.name,
                             admins_may_configure_sso=row.admins_may_configure_sso,
-                            break_glass_email=row.break_glass_email, created_at=row.created_at,
+                            break_glass_email=row.break_glass_email, short_id=row.short_id,
+                            default_connection_id=row.default_connection_id, created_at=row.created_at,
                             updated_at=row.updated_at)
 
     def get(self, id_or_slug: str) -> Organization | None:
@@ -162,6 +163,7 @@ class SqlConnections:
             attribute_mappings=dict(row.attribute_mappings), group_mappings=list(row.group_mappings),
             settings=dict(row.settings), secrets=self.box.open(row.sealed_secrets),
             discovered=row.discovered, text_record=row.text_record, version=row.version,
+            sso_configuration_id=row.sso_configuration_id,
             created_at=row.created_at, updated_at=row.updated_at,
         )
 
@@ -183,7 +185,8 @@ class SqlConnections:
             user_provisioning=str(conn.user_provisioning), group_provisioning=str(conn.group_provisioning),
             attribute_mappings=conn.attribute_mappings, group_mappings=conn.group_mappings,
             settings=conn.settings, sealed_secrets=self.box.seal(conn.secrets), discovered=conn.discovered,
-            text_record=conn.text_record, version=conn.version, created_at=conn.created_at,
+            text_record=conn.text_record, sso_configuration_id=conn.sso_configuration_id,
+            version=conn.version, created_at=conn.created_at,
             updated_at=conn.updated_at,
         )
 

@@ -48,6 +48,10 @@ def update_organization(org: str, body: OrganizationUpdate, uow: UowDep, ctx: Co
         name=body.name, admins_may_configure_sso=body.admins_may_configure_sso,
         break_glass_email=str(body.break_glass_email) if body.break_glass_email else None,
         clear_break_glass="break_glass_email" in body.model_fields_set and body.break_glass_email is None,
+        default_connection_id=body.default_connection_id,
+        clear_default_connection=(
+            "default_connection_id" in body.model_fields_set and body.default_connection_id is None
+        ),
     )
     return organization_out(org_service.update_organization(uow, ctx, org, changes))
 

@@ -35,6 +35,7 @@ class OrganizationUpdate(_In):
     name: str | None = Field(default=None, min_length=1, max_length=255)
     admins_may_configure_sso: bool | None = None
     break_glass_email: EmailStr | None = None
+    default_connection_id: str | None = Field(default=None, max_length=36)
 
 
 class KeyCreate(_In):
@@ -49,9 +50,11 @@ class DomainCreate(_In):
 class OrganizationOut(BaseModel):
     id: str
     slug: str
+    short_id: str
     name: str
     admins_may_configure_sso: bool
     break_glass_email: str | None
+    default_connection_id: str | None
     created_at: str
     updated_at: str
 
@@ -134,9 +137,9 @@ class ListOut(BaseModel, Generic[T]):
 
 
 def organization_out(org: Organization) -> dict[str, Any]:
-    return {"id": org.id, "slug": org.slug, "name": org.name,
+    return {"id": org.id, "slug": org.slug, "short_id": org.short_id, "name": org.name,
             "admins_may_configure_sso": org.admins_may_configure_sso,
-            "break_glass_email": org.break_glass_email,
+            "break_glass_email": org.break_glass_email, "default_connection_id": org.default_connection_id,
             "created_at": iso(org.created_at), "updated_at": iso(org.updated_at)}
 
 

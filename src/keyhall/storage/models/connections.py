@@ -36,6 +36,7 @@ class ConnectionRow(Base):
     sealed_secrets: Mapped[str | None] = mapped_column(Text)
     discovered: Mapped[dict[str, Any] | None] = mapped_column(JSONDocument)
     text_record: Mapped[str | None] = mapped_column(String(40))
+    sso_configuration_id: Mapped[str | None] = mapped_column(String(36), unique=True)
     version: Mapped[int]
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]

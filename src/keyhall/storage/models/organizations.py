@@ -16,5 +16,7 @@ class OrganizationRow(Base):
     name: Mapped[str] = mapped_column(String(255))
     admins_may_configure_sso: Mapped[bool] = mapped_column(default=False)
     break_glass_email: Mapped[str | None] = mapped_column(String(320))
+    short_id: Mapped[str] = mapped_column(String(21), unique=True)
+    default_connection_id: Mapped[str | None] = mapped_column(String(36))
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
