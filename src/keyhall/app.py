@@ -6,10 +6,15 @@ from fastapi import FastAPI
 
 from keyhall import __version__
 from keyhall.api import health
+from keyhall.api.deps import RateLimited
+from keyhall.api.dialects import install_all
 from keyhall.api.http import BodyLimitMiddleware, CorrelationMiddleware, install_error_handlers
 from keyhall.api.native import audit, connections, domains, organizations
 from keyhall.runtime import Runtime
 from keyhall.settings import Settings, load_settings
+
+
+JSON_PREFIXES = ("/v1/", "/0.1.0/", "/api/", "/organizations/", "/organisations/")
 
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
@@ -22,8 +27,10 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     )
     app.state.runtime = runtime
     install_error_handlers(app)
-    for router in (health.router, organizations.router, connections.router, domains.router, audit.router):
-        app.include_router(router)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, json_prefixes=("/v1/",))
+    app.include_router(health.router)
+    for router in (organizations.router, connections.router, domains.router, audit.router):
+        app.include_router(router, dependencies=[RateLimited])
+    install_all(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, json_prefixes=JSON_PREFIXES)
     app.add_middleware(CorrelationMiddleware)
     return app

@@ -8,8 +8,10 @@ from datetime import UTC, datetime
 
 from keyhall.idp.inspector import NetworkInspector
 from keyhall.security.outbound import OutboundPolicy
+from keyhall.security.rate_limit import RateLimiter
 from keyhall.security.secrets import SecretBox, load_or_create_key_file, parse_key_list
 from keyhall.settings import Settings
+from keyhall.storage.counters import SqlCounterStore
 from keyhall.storage.database import Database
 
 
@@ -29,6 +31,7 @@ class Runtime:
     database: Database
     box: SecretBox
     inspector: NetworkInspector
+    limiter: RateLimiter
     clock: Callable[[], datetime] = field(default=utcnow)
 
     @classmethod
@@ -39,5 +42,6 @@ class Runtime:
             timeout=settings.idp_timeout_seconds,
             max_bytes=settings.idp_max_document_bytes,
         )
-        return cls(settings=settings, database=Database(settings.resolved_database_url, box), box=box,
-                   inspector=NetworkInspector(policy))
+        database = Database(settings.resolved_database_url, box)
+        return cls(settings=settings, database=database, box=box, inspector=NetworkInspector(policy),
+                   limiter=RateLimiter(SqlCounterStore(database.engine)))

@@ -292,6 +292,16 @@ def test_null_is_refused_where_a_value_is_needed(name: str) -> None:
     assert name in error.message
 
 
+def test_null_where_a_value_is_needed_names_the_field() -> None:
+    """Like every other schema error, the error names the field (DESIGN: "400 and a message naming
+    the field"), so a client can point at it: ``field`` is the field, not ``body``."""
+    names = ("protocol", "provider", "name", "status", "disable_email_password", "domains", "attribute_mappings")
+    fields = {name: invalid_input(saml_body(**{name: None})).field for name in names}
+    assert fields == {name: name for name in names}
+    messages = {name: invalid_input(saml_body(**{name: None})).message for name in names}
+    assert all(message.startswith(f"{name}: ") for name, message in messages.items()), messages
+
+
 # --- partial updates of the protocol block ---------------------------------------------------
 
 
@@ -335,6 +345,17 @@ def test_merged_block_is_validated_as_a_whole() -> None:
     error = invalid(stored, {"oidc": {"scope": "profile email"}})
     assert error.field == "oidc.scope"
     assert "openid" in error.message
+
+
+def test_full_replacement_resets_what_the_block_leaves_out() -> None:
+    stored = create(oidc_body(oidc={"issuer": "https://idp.example.com", "client_id": "keyhall",
+                                    "client_secret": CLIENT_SECRET, "scope": "openid email",
+                                    "fetch_userinfo": False}))
+    conn = update(stored, {"oidc": {"issuer": "https://idp.example.com", "client_id": "keyhall"}},
+                  replace_all=True).connection
+    assert conn.settings["scope"] == "openid profile email"
+    assert conn.settings["fetch_userinfo"] is True
+    assert conn.settings["issuer"] == "https://idp.example.com"
 
 
 def test_update_without_a_protocol_block_leaves_settings_alone() -> None:

@@ -13,6 +13,7 @@ from keyhall.core.connection_service import Context
 from keyhall.core.org_service import authenticate
 from keyhall.core.ports import UnitOfWork
 from keyhall.runtime import Runtime
+from keyhall.security.rate_limit import Limit
 
 
 def get_runtime(request: Request) -> Runtime:
@@ -37,6 +38,17 @@ def bearer_token(request: Request) -> str | None:
     if scheme.lower() != "bearer" or not token.strip():
         return None
     return token.strip()
+
+
+def enforce_rate_limit(request: Request, runtime: RuntimeDep) -> None:
+    """Count the request against its API key (or, without one, its client address)."""
+    token = bearer_token(request)
+    key_id = token[3:].split(".", 1)[0] if token and token.startswith("kh_") else None
+    who = f"key:{key_id}" if key_id else f"ip:{request.client.host if request.client else 'unknown'}"
+    runtime.limiter.hit(f"api:{who}", Limit(runtime.settings.api_rate_limit_per_minute), runtime.clock())
+
+
+RateLimited = Depends(enforce_rate_limit)
 
 
 def get_principal(request: Request, uow: UowDep, runtime: RuntimeDep) -> Principal:

@@ -72,6 +72,7 @@ _styles: list[ErrorStyle] = []
 
 
 def register_error_style(style: ErrorStyle) -> None:
+    _styles[:] = [s for s in _styles if s.prefix != style.prefix]
     _styles.append(style)
     _styles.sort(key=lambda s: len(s.prefix), reverse=True)
 

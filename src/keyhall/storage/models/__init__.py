@@ -7,6 +7,7 @@ from keyhall.storage.models.connection_domains import ConnectionDomainRow
 from keyhall.storage.models.connections import ConnectionRow
 from keyhall.storage.models.domains import DomainRow
 from keyhall.storage.models.organizations import OrganizationRow
+from keyhall.storage.models.rate_counters import RateCounterRow
 
 __all__ = [
     "ApiKeyRow",
@@ -16,4 +17,5 @@ __all__ = [
     "ConnectionRow",
     "DomainRow",
     "OrganizationRow",
+    "RateCounterRow",
 ]

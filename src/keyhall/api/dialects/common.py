@@ -1,0 +1,67 @@
+"""Shared tools for the dialect surfaces: translating field names in errors, parsing bodies.
+
+A dialect speaks another vendor's field names. Core errors name Keyhall's fields
+(``oidc.client_id``); ``translated_errors`` rewrites them into the dialect's names
+(``config.client_id``) so callers see the names they sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from keyhall.core.validation import invalid_from
+from keyhall.errors import KeyhallError
+
+M = TypeVar("M", bound=BaseModel)
+
+Renamer = Callable[[str], str]
+
+
+def prefix_renamer(mapping: dict[str, str]) -> Renamer:
+    """Rename by longest matching dotted prefix: {"oidc.issuer": "identifier", "oidc": "config"}."""
+    ordered = sorted(mapping.items(), key=lambda item: len(item[0]), reverse=True)
+
+    def rename(path: str) -> str:
+        for core_name, dialect_name in ordered:
+            if path == core_name or path.startswith(core_name + ".") or path.startswith(core_name + "["):
+                return dialect_name + path[len(core_name):]
+        return path
+
+    return rename
+
+
+def rename_error(exc: KeyhallError, rename: Renamer) -> KeyhallError:
+    field = exc.details.get("field")
+    if isinstance(field, str):
+        new = rename(field)
+        if exc.message.startswith(field):
+            exc.message = new + exc.message[len(field):]
+            exc.args = (exc.message,)
+        exc.details["field"] = new
+        exc.field = new
+    errors = exc.details.get("errors")
+    if isinstance(errors, list):
+        for item in errors:
+            if isinstance(item, dict) and isinstance(item.get("field"), str):
+                item["field"] = rename(item["field"])
+    return exc
+
+
+@contextmanager
+def translated_errors(rename: Renamer) -> Iterator[None]:
+    try:
+        yield
+    except KeyhallError as exc:
+        raise rename_error(exc, rename) from exc.__cause__
+
+
+def parse_model(model: type[M], data: Any, *, prefix: str = "") -> M:
+    """Validate ``data`` into ``model``; violations become InvalidInput naming the dialect's field."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise invalid_from(exc, prefix=prefix) from None

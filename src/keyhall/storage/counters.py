@@ -1,0 +1,35 @@
+"""Rate-limit counters in the database: one atomic upsert per request."""
+
+from __future__ import annotations
+
+import random
+
+from sqlalchemy import Engine, delete
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import DBAPIError
+
+from keyhall.errors import ServiceUnavailable
+from keyhall.storage.models import RateCounterRow
+
+
+class SqlCounterStore:
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self.insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
+
+    def increment(self, key: str, window_start: int, window_seconds: int) -> int:
+        statement = self.insert(RateCounterRow).values(
+            key=key[:200], window_start=window_start, count=1, expires_at=window_start + window_seconds
+        )
+        statement = statement.on_conflict_do_update(
+            index_elements=["key", "window_start"], set_={"count": RateCounterRow.count + 1}
+        ).returning(RateCounterRow.count)
+        try:
+            with self.engine.begin() as connection:
+                count = int(connection.execute(statement).scalar_one())
+                if random.random() < 0.01:  # occasional pruning, not security
+                    connection.execute(delete(RateCounterRow).where(RateCounterRow.expires_at < window_start))
+        except DBAPIError as exc:
+            raise ServiceUnavailable("the database is unavailable; try again shortly") from exc
+        return count
