@@ -13,7 +13,6 @@ from keyhall.api.native import audit, connections, domains, organizations
 from keyhall.runtime import Runtime
 from keyhall.settings import Settings, load_settings
 
-
 JSON_PREFIXES = ("/v1/", "/0.1.0/", "/api/", "/organizations/", "/organisations/")
 
 
