@@ -22,12 +22,12 @@ class SqlCounterStore:
         statement = self.insert(RateCounterRow).values(
             key=key[:200], window_start=window_start, count=1, expires_at=window_start + window_seconds
         )
-        statement = statement.on_conflict_do_update(
+        upsert = statement.on_conflict_do_update(
             index_elements=["key", "window_start"], set_={"count": RateCounterRow.count + 1}
         ).returning(RateCounterRow.count)
         try:
             with self.engine.begin() as connection:
-                count = int(connection.execute(statement).scalar_one())
+                count = int(connection.execute(upsert).scalar_one())
                 if random.random() < 0.01:  # occasional pruning, not security
                     connection.execute(delete(RateCounterRow).where(RateCounterRow.expires_at < window_start))
         except DBAPIError as exc:
