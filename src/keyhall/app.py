@@ -31,5 +31,5 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         app.include_router(router, dependencies=[RateLimited])
     install_all(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, json_prefixes=JSON_PREFIXES)
-    app.add_middleware(CorrelationMiddleware)
+    app.add_middleware(CorrelationMiddleware, header_by_prefix={"/organisations/": "x-fapi-interaction-id"})
     return app

@@ -9,6 +9,7 @@ one is rendered and with which HTTP status. ``code`` is the stable machine-reada
     ├── Unauthenticated                   unauthenticated       no or bad credentials (401)
     ├── PermissionDenied                  forbidden             role too low (403)
     ├── NotFound                          not_found             absent, or another org's (404)
+    ├── NotAcceptable                     not_acceptable        the client accepts no format we send (406)
     ├── Conflict                          conflict              clashes with stored state (409)
     ├── PreconditionFailed                precondition_failed   If-Match is stale (412)
     ├── IdPValidationError                idp_validation_failed the IdP cannot be verified (422)
@@ -54,6 +55,10 @@ class PermissionDenied(KeyhallError):
 
 class NotFound(KeyhallError):
     code = "not_found"
+
+
+class NotAcceptable(KeyhallError):
+    code = "not_acceptable"
 
 
 class Conflict(KeyhallError):

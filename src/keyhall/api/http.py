@@ -28,6 +28,7 @@ from keyhall.errors import (
     IdPValidationError,
     InvalidInput,
     KeyhallError,
+    NotAcceptable,
     NotFound,
     PermissionDenied,
     PreconditionFailed,
@@ -44,7 +45,8 @@ CORRELATION_HEADERS = ("x-fapi-interaction-id", "x-request-id", "x-client-reques
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
 STATUS_BY_ERROR: list[tuple[type[KeyhallError], int]] = [
-    (InvalidInput, 400), (Unauthenticated, 401), (PermissionDenied, 403), (NotFound, 404), (Conflict, 409),
+    (InvalidInput, 400), (Unauthenticated, 401), (PermissionDenied, 403), (NotFound, 404), (NotAcceptable, 406),
+    (Conflict, 409),
     (PreconditionFailed, 412), (IdPValidationError, 422), (RateLimited, 429), (ServiceUnavailable, 503),
 ]
 
@@ -161,8 +163,10 @@ def _header(scope: Scope, name: str) -> str | None:
 class CorrelationMiddleware:
     """Echo the caller's correlation id (or a fresh UUID) on every response, and log with it."""
 
-    def __init__(self, app: ASGIApp):
+    def __init__(self, app: ASGIApp, *, header_by_prefix: dict[str, str] | None = None):
         self.app = app
+        # Surfaces whose API names its own correlation header get a generated id under that name.
+        self.header_by_prefix = header_by_prefix or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -178,6 +182,10 @@ class CorrelationMiddleware:
         if request_id is None:
             request_id = str(uuid.uuid4())
             echoed.append((b"x-request-id", request_id.encode()))
+            path: str = scope.get("path", "")
+            for prefix, header in self.header_by_prefix.items():
+                if path.startswith(prefix):
+                    echoed.append((header.encode(), request_id.encode()))
         state: MutableMapping[str, Any] = scope.setdefault("state", {})
         state["request_id"] = request_id
         token = request_id_var.set(request_id)

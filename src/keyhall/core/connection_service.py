@@ -215,8 +215,7 @@ def upsert_default_connection(
     require_sso_writer(ctx.principal, org)
     existing = uow.connections.get(org.id, org.default_connection_id) if org.default_connection_id else None
     if existing is not None:
-        data = data.model_copy(update={"protocol": None})
-        data.model_fields_set.discard("protocol")
+        data = data.without("protocol")
         return update_connection(uow, ctx, org.id, existing.id, data, inspector), False
     return create_connection(uow, ctx, org.id, data, inspector, make_default=True), True
 

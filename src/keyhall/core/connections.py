@@ -134,6 +134,11 @@ class ConnectionInput(BaseModel):
     def given(self, name: str) -> bool:
         return name in self.model_fields_set
 
+    def without(self, *names: str) -> ConnectionInput:
+        """The same input with ``names`` not given at all (not even as null)."""
+        kept = {k: v for k, v in self.model_dump(exclude_unset=True).items() if k not in names}
+        return ConnectionInput.model_validate(kept)
+
 
 @dataclass(frozen=True)
 class Outcome:

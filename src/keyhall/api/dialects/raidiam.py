@@ -1,13 +1,306 @@
-"""Dialect `raidiam`: work in progress."""
+"""Dialect ``raidiam``: authorisation servers and their SSO configuration, FAPI-style headers.
+
+Translation:
+- an *authorisation server* is an OIDC connection of the organisation (its IdP: issuer or
+  discovery document, client id and secret, a friendly name);
+- its *SSO configuration* is the connection's published configuration facet — display name,
+  contacts, status and DNS text record — with an id of its own. At most one per server.
+  Withdrawing it (DELETE) makes the connection inactive.
+
+Errors are ``{"errors": ["..."]}``; every response carries ``x-fapi-interaction-id``.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, FastAPI
+import ipaddress
+import re
+import uuid
+from typing import Annotated, Any, Literal
 
-from keyhall.api.deps import RateLimited
+from fastapi import APIRouter, Depends, FastAPI, Header, Path, Request, Response
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
 
-router = APIRouter(tags=["raidiam"])
+from keyhall.api.deps import ContextDep, RateLimited, RuntimeDep, UowDep
+from keyhall.api.dialects.common import prefix_renamer, translated_errors
+from keyhall.api.http import ErrorStyle, register_error_style
+from keyhall.api.native.schemas import iso
+from keyhall.core import connection_service as service
+from keyhall.core.connection_service import Context
+from keyhall.core.connections import Connection, ConnectionInput, connection_urls
+from keyhall.core.ports import UnitOfWork
+from keyhall.core.validation import validate_model
+from keyhall.core.vocabulary import ConnectionStatus, Protocol
+from keyhall.errors import InvalidInput, KeyhallError, NotAcceptable, NotFound
+
+PREFIX = "/organisations"
+
+AUTH_DATE = re.compile(
+    r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{2} (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{4} "
+    r"\d{2}:\d{2}:\d{2} (GMT|UTC)$"
+)
+
+RENAME = prefix_renamer({
+    "display_name": "DisplayName",
+    "contacts": "Contacts",
+    "status": "Status",
+    "text_record": "TextRecord",
+    "name": "CustomerFriendlyName",
+    "oidc.issuer": "Issuer",
+    "oidc.discovery_url": "OpenIDDiscoveryDocument",
+    "oidc.client_id": "ClientId",
+    "oidc.client_secret": "ClientSecret",
+    "oidc.jwks_uri": "OpenIDDiscoveryDocument",
+    "oidc": "AuthorisationServer",
+})
+
+
+def render_error(status: int, exc: KeyhallError) -> dict[str, Any]:
+    problems = exc.details.get("errors")
+    if isinstance(problems, list) and problems:
+        messages = [f"{p['field']}: {p['message']}" for p in problems if isinstance(p, dict)]
+        return {"errors": messages or [exc.message]}
+    field = exc.details.get("field")
+    if isinstance(field, str) and not exc.message.startswith(field):
+        return {"errors": [f"{field}: {exc.message}"]}
+    return {"errors": [exc.message]}
+
+
+def fapi_headers(
+    request: Request,
+    x_fapi_auth_date: Annotated[str | None, Header()] = None,
+    x_fapi_customer_ip_address: Annotated[str | None, Header()] = None,
+    x_fapi_interaction_id: Annotated[str | None, Header()] = None,
+) -> None:
+    """Check the FAPI headers and that the client accepts JSON (406 otherwise)."""
+    accept = request.headers.get("accept", "")
+    if accept and not any(
+        part.split(";")[0].strip() in ("*/*", "application/*", "application/json") for part in accept.split(",")
+    ):
+        raise NotAcceptable("Accept: this API answers application/json only")
+    if x_fapi_auth_date is not None and not AUTH_DATE.match(x_fapi_auth_date):
+        raise InvalidInput(
+            "x-fapi-auth-date: must be an RFC 7231 date like 'Sun, 10 Sep 2017 19:43:31 UTC'", field="x-fapi-auth-date"
+        )
+    if x_fapi_customer_ip_address is not None:
+        try:
+            ipaddress.ip_address(x_fapi_customer_ip_address)
+        except ValueError:
+            raise InvalidInput("x-fapi-customer-ip-address: must be an IP address",
+                               field="x-fapi-customer-ip-address") from None
+    if x_fapi_interaction_id is not None:
+        try:
+            uuid.UUID(x_fapi_interaction_id)
+        except ValueError:
+            raise InvalidInput("x-fapi-interaction-id: must be an RFC 4122 UUID",
+                               field="x-fapi-interaction-id") from None
+
+
+router = APIRouter(prefix=PREFIX, tags=["raidiam"], dependencies=[Depends(fapi_headers)])
+
+PathId = Annotated[str, Path(min_length=1, max_length=40, pattern=r"^[^<>]*$")]
+ServerPathId = Annotated[str, Path(max_length=40, pattern=r"^[^<>]*$")]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class AuthorisationServerIn(_In):
+    CustomerFriendlyName: str | None = Field(default=None, min_length=1, max_length=128)
+    Issuer: str | None = Field(default=None, max_length=2048)
+    OpenIDDiscoveryDocument: str | None = Field(default=None, max_length=2048)
+    ClientId: str | None = Field(default=None, min_length=1, max_length=255)
+    ClientSecret: str | None = Field(default=None, max_length=1024)
+
+
+class SsoConfigurationIn(_In):
+    DisplayName: Annotated[str, StringConstraints(max_length=64)] | None = None
+    Contacts: Annotated[list[EmailStr], Field(min_length=1, max_length=10)] | None = None
+    Status: Literal["Active", "Inactive"] = "Active"
+    TextRecord: Annotated[str, StringConstraints(min_length=1, max_length=40)] | None = None
+
+
+class AuthorisationServerOut(BaseModel):
+    AuthorisationServerId: str
+    OrganisationId: str
+    CustomerFriendlyName: str
+    Issuer: str | None
+    OpenIDDiscoveryDocument: str | None
+    ClientId: str
+    ClientSecretSet: bool
+    Status: str
+    CreatedAt: str
+    UpdatedAt: str
+
+
+class SsoConfigurationOut(BaseModel):
+    DisplayName: str | None
+    Contacts: list[str]
+    ID: str
+    ServerID: str
+    RedirectUri: str = Field(max_length=255, pattern=r"^(http://|https://).*")
+    TextRecord: str | None
+    Status: Literal["Active", "Inactive"]
+    CreatedAt: str
+    UpdatedAt: str
+
+
+def server_out(conn: Connection) -> dict[str, Any]:
+    return {
+        "AuthorisationServerId": conn.id, "OrganisationId": conn.organization_id,
+        "CustomerFriendlyName": conn.name, "Issuer": conn.settings.get("issuer"),
+        "OpenIDDiscoveryDocument": conn.settings.get("discovery_url"), "ClientId": conn.settings.get("client_id"),
+        "ClientSecretSet": "client_secret" in conn.secrets,
+        "Status": "Active" if conn.status is ConnectionStatus.ACTIVE else "Inactive",
+        "CreatedAt": iso(conn.created_at), "UpdatedAt": iso(conn.updated_at),
+    }
+
+
+def sso_out(conn: Connection, public_url: str) -> dict[str, Any]:
+    return {
+        "DisplayName": conn.display_name, "Contacts": list(conn.contacts), "ID": conn.sso_configuration_id,
+        "ServerID": conn.id, "RedirectUri": connection_urls(public_url, conn)["redirect_uri"],
+        "TextRecord": conn.text_record,
+        "Status": "Active" if conn.status is ConnectionStatus.ACTIVE else "Inactive",
+        "CreatedAt": iso(conn.created_at), "UpdatedAt": iso(conn.updated_at),
+    }
+
+
+def server_input(body: AuthorisationServerIn, *, creating: bool, complete: bool = True) -> ConnectionInput:
+    oidc: dict[str, Any] = {}
+    for field, key in (("Issuer", "issuer"), ("OpenIDDiscoveryDocument", "discovery_url"),
+                       ("ClientId", "client_id"), ("ClientSecret", "client_secret")):
+        if field in body.model_fields_set:
+            oidc[key] = getattr(body, field)
+    if complete and not (body.Issuer or body.OpenIDDiscoveryDocument):
+        raise InvalidInput("Issuer: give Issuer or OpenIDDiscoveryDocument", field="Issuer")
+    if complete and not body.ClientId:
+        raise InvalidInput("ClientId: is required", field="ClientId")
+    data: dict[str, Any] = {"oidc": oidc}
+    if creating:
+        data["protocol"] = "oidc"
+    if body.CustomerFriendlyName is not None:
+        data["name"] = body.CustomerFriendlyName
+    return validate_model(ConnectionInput, data)
+
+
+def sso_input(body: SsoConfigurationIn, *, replace: bool) -> ConnectionInput:
+    data: dict[str, Any] = {"status": "active" if body.Status == "Active" else "inactive"}
+    for field, key in (("DisplayName", "display_name"), ("Contacts", "contacts"), ("TextRecord", "text_record")):
+        if replace or field in body.model_fields_set:
+            value = getattr(body, field)
+            data[key] = [str(c) for c in value] if key == "contacts" and value else value
+    return validate_model(ConnectionInput, data)
+
+
+def _server(uow: UnitOfWork, ctx: Context, org: str, server_id: str) -> Connection:
+    conn = service.get_connection(uow, ctx, org, server_id)
+    if conn.protocol is not Protocol.OIDC:
+        raise NotFound("authorisation server not found")
+    return conn
+
+
+def _sso(uow: UnitOfWork, ctx: Context, org: str, server_id: str, sso_id: str) -> Connection:
+    conn = _server(uow, ctx, org, server_id)
+    if conn.sso_configuration_id is None or conn.sso_configuration_id != sso_id.lower():
+        raise NotFound("sso configuration not found")
+    return conn
+
+
+@router.post("/{OrganisationId}/authorisationservers", status_code=201, response_model=AuthorisationServerOut)
+def create_server(OrganisationId: PathId, body: AuthorisationServerIn, uow: UowDep, ctx: ContextDep,
+                  runtime: RuntimeDep) -> dict[str, Any]:
+    with translated_errors(RENAME):
+        data = server_input(body, creating=True)
+        return server_out(service.create_connection(uow, ctx, OrganisationId, data, runtime.inspector))
+
+
+@router.get("/{OrganisationId}/authorisationservers", response_model=list[AuthorisationServerOut])
+def list_servers(OrganisationId: PathId, uow: UowDep, ctx: ContextDep) -> list[dict[str, Any]]:
+    servers: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        page = service.list_connections(uow, ctx, OrganisationId, limit=200, cursor=cursor, protocol="oidc")
+        servers += [server_out(c) for c in page.items]
+        if page.next_cursor is None:
+            return servers
+        cursor = page.next_cursor
+
+
+@router.get("/{OrganisationId}/authorisationservers/{AuthorisationServerId}", response_model=AuthorisationServerOut)
+def get_server(OrganisationId: PathId, AuthorisationServerId: ServerPathId,
+               uow: UowDep, ctx: ContextDep) -> dict[str, Any]:
+    return server_out(_server(uow, ctx, OrganisationId, AuthorisationServerId))
+
+
+@router.put("/{OrganisationId}/authorisationservers/{AuthorisationServerId}", response_model=AuthorisationServerOut)
+def replace_server(OrganisationId: PathId, AuthorisationServerId: ServerPathId,
+                   body: AuthorisationServerIn, uow: UowDep, ctx: ContextDep, runtime: RuntimeDep) -> dict[str, Any]:
+    conn = _server(uow, ctx, OrganisationId, AuthorisationServerId)
+    with translated_errors(RENAME):
+        data = server_input(body, creating=False, complete=True)
+        updated = service.update_connection(uow, ctx, OrganisationId, conn.id, data, runtime.inspector,
+                                            replace_all=True)
+    return server_out(updated)
+
+
+@router.delete("/{OrganisationId}/authorisationservers/{AuthorisationServerId}", status_code=204)
+def delete_server(OrganisationId: PathId, AuthorisationServerId: ServerPathId,
+                  uow: UowDep, ctx: ContextDep) -> Response:
+    conn = _server(uow, ctx, OrganisationId, AuthorisationServerId)
+    with translated_errors(RENAME):
+        service.delete_connection(uow, ctx, OrganisationId, conn.id)
+    return Response(status_code=204)
+
+
+SSO_PATH = "/{OrganisationId}/authorisationservers/{AuthorisationServerId}/sso-configuration"
+
+
+@router.post(SSO_PATH, status_code=201, response_model=SsoConfigurationOut)
+def create_sso(OrganisationId: PathId, AuthorisationServerId: ServerPathId,
+               body: SsoConfigurationIn, uow: UowDep, ctx: ContextDep, runtime: RuntimeDep) -> dict[str, Any]:
+    conn = _server(uow, ctx, OrganisationId, AuthorisationServerId)
+    with translated_errors(RENAME):
+        updated = service.update_connection(uow, ctx, OrganisationId, conn.id, sso_input(body, replace=False),
+                                            runtime.inspector, sso_configuration="publish")
+    return sso_out(updated, runtime.settings.public_url)
+
+
+@router.get(SSO_PATH, response_model=list[SsoConfigurationOut])
+def list_sso(OrganisationId: PathId, AuthorisationServerId: ServerPathId,
+             uow: UowDep, ctx: ContextDep, runtime: RuntimeDep) -> list[dict[str, Any]]:
+    conn = _server(uow, ctx, OrganisationId, AuthorisationServerId)
+    return [sso_out(conn, runtime.settings.public_url)] if conn.sso_configuration_id else []
+
+
+@router.get(SSO_PATH + "/{ssoConfigurationId}", response_model=SsoConfigurationOut)
+def get_sso(OrganisationId: PathId, AuthorisationServerId: ServerPathId, ssoConfigurationId: str,
+            uow: UowDep, ctx: ContextDep, runtime: RuntimeDep) -> dict[str, Any]:
+    return sso_out(_sso(uow, ctx, OrganisationId, AuthorisationServerId, ssoConfigurationId),
+                   runtime.settings.public_url)
+
+
+@router.put(SSO_PATH + "/{ssoConfigurationId}", response_model=SsoConfigurationOut)
+def replace_sso(OrganisationId: PathId, AuthorisationServerId: ServerPathId, ssoConfigurationId: str,
+                body: SsoConfigurationIn, uow: UowDep, ctx: ContextDep, runtime: RuntimeDep) -> dict[str, Any]:
+    conn = _sso(uow, ctx, OrganisationId, AuthorisationServerId, ssoConfigurationId)
+    with translated_errors(RENAME):
+        updated = service.update_connection(uow, ctx, OrganisationId, conn.id, sso_input(body, replace=True),
+                                            runtime.inspector)
+    return sso_out(updated, runtime.settings.public_url)
+
+
+@router.delete(SSO_PATH + "/{ssoConfigurationId}", status_code=204)
+def delete_sso(OrganisationId: PathId, AuthorisationServerId: ServerPathId, ssoConfigurationId: str,
+               uow: UowDep, ctx: ContextDep, runtime: RuntimeDep) -> Response:
+    conn = _sso(uow, ctx, OrganisationId, AuthorisationServerId, ssoConfigurationId)
+    with translated_errors(RENAME):
+        withdraw = validate_model(ConnectionInput, {"status": "inactive"})
+        service.update_connection(uow, ctx, OrganisationId, conn.id, withdraw, runtime.inspector,
+                                  sso_configuration="withdraw")
+    return Response(status_code=204)
 
 
 def install(app: FastAPI) -> None:
+    register_error_style(ErrorStyle(prefix=PREFIX + "/", render=render_error))
     app.include_router(router, dependencies=[RateLimited])
