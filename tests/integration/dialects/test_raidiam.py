@@ -19,7 +19,9 @@ from tests.support.api import Keyhall, Tenant, auth
 from tests.support.oidc_idp import OidcIdp
 
 ISO_MS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
-SSO_KEYS = {"DisplayName", "Contacts", "ID", "ServerID", "RedirectUri", "TextRecord", "Status", "CreatedAt", "UpdatedAt"}
+SSO_KEYS = {
+    "DisplayName", "Contacts", "ID", "ServerID", "RedirectUri", "TextRecord", "Status", "CreatedAt", "UpdatedAt",
+}
 PAGE_EXAMPLE = {"DisplayName": "string", "Contacts": ["user@example.com"], "Status": "Active", "TextRecord": "string"}
 
 
@@ -91,7 +93,8 @@ def test_sso_configuration_from_the_page_example(keyhall: Keyhall, oidc_idp: Oid
     assert len(sso["RedirectUri"]) <= 255
     assert re.match(r"^(http://|https://).*", sso["RedirectUri"])
     assert sso["RedirectUri"].endswith(f"/sso/{server['AuthorisationServerId']}/oidc/callback")
-    assert ISO_MS.match(sso["CreatedAt"]) and ISO_MS.match(sso["UpdatedAt"])
+    assert ISO_MS.match(sso["CreatedAt"])
+    assert ISO_MS.match(sso["UpdatedAt"])
     assert "x-fapi-interaction-id" in response.headers
 
     again = keyhall.client.post(sso_url(tenant, server), json=PAGE_EXAMPLE, headers=auth(tenant.owner))
@@ -114,7 +117,8 @@ def test_sso_configuration_from_the_page_example(keyhall: Keyhall, oidc_idp: Oid
     assert native["status"] == "inactive"
     assert native["text_record"] == "t2"
 
-    assert keyhall.client.delete(sso_url(tenant, server, f"/{sso['ID']}"), headers=auth(tenant.owner)).status_code == 204
+    deleted = keyhall.client.delete(sso_url(tenant, server, f"/{sso['ID']}"), headers=auth(tenant.owner))
+    assert deleted.status_code == 204
     assert keyhall.client.get(sso_url(tenant, server), headers=auth(tenant.owner)).json() == []
     gone = keyhall.client.get(sso_url(tenant, server, f"/{sso['ID']}"), headers=auth(tenant.owner))
     assert gone.status_code == 404
