@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from keyhall.idp.inspector import NetworkInspector
 from keyhall.security.outbound import OutboundPolicy
 from keyhall.security.rate_limit import RateLimiter
-from keyhall.security.secrets import SecretBox, load_or_create_key_file, parse_key_list
+from keyhall.security.secrets import FileSecretBox, SecretBox, parse_key_list
 from keyhall.settings import Settings
 from keyhall.storage.counters import SqlCounterStore
 from keyhall.storage.database import Database
@@ -22,7 +22,7 @@ def utcnow() -> datetime:
 def secret_box_for(settings: Settings) -> SecretBox:
     if settings.secret_keys:
         return SecretBox(parse_key_list(settings.secret_keys))
-    return SecretBox(load_or_create_key_file(settings.secret_keys_file))
+    return FileSecretBox(settings.secret_keys_file)
 
 
 @dataclass

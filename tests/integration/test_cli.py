@@ -13,6 +13,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -256,15 +257,16 @@ def stop(process: subprocess.Popen[bytes]) -> None:
         process.wait(timeout=10)
 
 
-@pytest.fixture(scope="module")
-def server(cli: CliEnv) -> Iterator[Server]:
+@contextmanager
+def running_server(env: CliEnv) -> Iterator[Server]:
+    """``keyhall serve`` on a free port, answering /healthz; stopped by its PID afterwards."""
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
-    log = cli.home / "serve.log"
+    log = env.home / f"serve-{port}.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "keyhall", "serve", "--port", str(port)], cwd=cli.home,
-            env=cli.environ(KEYHALL_PUBLIC_URL=base_url), stdout=out, stderr=subprocess.STDOUT,
+            [sys.executable, "-m", "keyhall", "serve", "--port", str(port)], cwd=env.home,
+            env=env.environ(KEYHALL_PUBLIC_URL=base_url), stdout=out, stderr=subprocess.STDOUT,
         )
     try:
         deadline = time.monotonic() + STARTUP_TIMEOUT
@@ -282,6 +284,12 @@ def server(cli: CliEnv) -> Iterator[Server]:
         yield Server(base_url=base_url, process=process, log=log)
     finally:
         stop(process)
+
+
+@pytest.fixture(scope="module")
+def server(cli: CliEnv) -> Iterator[Server]:
+    with running_server(cli) as running:
+        yield running
 
 
 @pytest.fixture
@@ -304,7 +312,9 @@ def test_server_is_live_and_ready(http: httpx.Client) -> None:
     assert response.json() == {"status": "ready", "database": backend()}
 
 
-def test_walkthrough_set_up_sso_over_http(cli: CliEnv, http: httpx.Client, server: Server) -> None:
+def test_walkthrough_set_up_sso_over_http(
+    cli: CliEnv, acme: dict[str, Any], http: httpx.Client, server: Server
+) -> None:
     # The operator: an instance-admin key creates the organization, then its owner's key.
     instance = cli.json("key", "create", "--instance")
     response = http.post("/v1/organizations", json={"name": "Walkthrough Inc", "slug": "walkthrough"},
@@ -407,3 +417,28 @@ def test_request_id_is_echoed_or_generated(http: httpx.Client) -> None:
     response = http.get("/v1/organizations", headers={"X-Request-ID": "err-456"})
     assert response.status_code == 401
     assert response.headers["x-request-id"] == "err-456"
+
+
+def test_a_running_server_keeps_reading_secrets_after_keys_rotate(tmp_path: Path) -> None:
+    """``keyhall keys rotate`` is run beside a live installation: the server that was started
+    before the rotation must still read the connections whose secrets were re-encrypted."""
+    with fresh_database(tmp_path) as url:
+        env = CliEnv(home=tmp_path, database_url=url)
+        env.json("org", "create", "Live Rotation", "--slug", "live-rotation")
+        owner = bearer(env.json("key", "create", "--org", "live-rotation", "--role", "owner")["token"])
+        base = "/v1/organizations/live-rotation/connections"
+        body = {"protocol": "ldap", "name": "directory",
+                "ldap": {"server": "ldap.live.example.com", "base_dn": "dc=live,dc=example",
+                         "bind_dn": "cn=keyhall,dc=live,dc=example", "bind_password": BIND_PASSWORD}}
+        with running_server(env) as live, httpx.Client(base_url=live.base_url, timeout=15.0) as client:
+            response = client.post(base, json=body, headers=owner)
+            assert response.status_code == 201, response.text
+            cid = response.json()["id"]
+
+            assert env.json("keys", "rotate")["reencrypted"] == 1
+
+            response = client.get(f"{base}/{cid}", headers=owner)
+            assert response.status_code == 200, response.text
+            assert response.json()["ldap"]["bind_password_set"] is True
+            response = client.patch(f"{base}/{cid}", json={"display_name": "Directory"}, headers=owner)
+            assert response.status_code == 200, response.text

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from keyhall.core.connection_settings import (
     IDENTITY_FIELDS,
@@ -124,12 +124,12 @@ class ConnectionInput(BaseModel):
     saml: dict[str, Any] | None = None
     ldap: dict[str, Any] | None = None
 
-    @model_validator(mode="after")
-    def _no_null_where_a_value_is_needed(self) -> ConnectionInput:
-        for name in self.model_fields_set & NOT_NULLABLE:
-            if getattr(self, name) is None:
-                raise ValueError(f"{name} must not be null")
-        return self
+    @field_validator(*sorted(NOT_NULLABLE), mode="before")
+    @classmethod
+    def _no_null_where_a_value_is_needed(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("must not be null")
+        return value
 
     def given(self, name: str) -> bool:
         return name in self.model_fields_set

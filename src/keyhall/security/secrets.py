@@ -44,7 +44,10 @@ def load_or_create_key_file(path: Path) -> list[str]:
         return parse_key_list(path.read_text())
     path.parent.mkdir(parents=True, exist_ok=True)
     key = new_key()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process created it first: use theirs
+        return parse_key_list(path.read_text())
     with os.fdopen(fd, "w") as handle:
         handle.write(key + "\n")
     return [key]
@@ -61,9 +64,18 @@ def write_key_file(path: Path, keys: list[str]) -> None:
 class SecretBox:
     """Seals and opens secret values; a sealed blob is a JSON object of named secrets."""
 
+    source = "KEYHALL_SECRET_KEYS"
+
     def __init__(self, keys: list[str]):
+        self._use(keys)
+
+    def _use(self, keys: list[str]) -> None:
         self.keys = list(keys)
         self._fernet = MultiFernet([Fernet(key.encode()) for key in self.keys])
+
+    def _reload(self) -> bool:
+        """Pick up keys added since start (only a file-backed box can); True when they changed."""
+        return False
 
     def seal(self, secrets: Mapping[str, str]) -> str | None:
         clean = {name: value for name, value in secrets.items() if value}
@@ -77,9 +89,12 @@ class SecretBox:
         try:
             data = json.loads(self._fernet.decrypt(blob.encode()))
         except InvalidToken as exc:
-            raise SecretKeyError(
-                "a stored secret cannot be decrypted with the configured KEYHALL_SECRET_KEYS"
-            ) from exc
+            if not self._reload():
+                raise SecretKeyError(f"a stored secret cannot be decrypted with the keys in {self.source}") from exc
+            try:
+                data = json.loads(self._fernet.decrypt(blob.encode()))
+            except InvalidToken as again:
+                raise SecretKeyError(f"a stored secret cannot be decrypted with the keys in {self.source}") from again
         return {str(k): str(v) for k, v in data.items()}
 
     def reseal(self, blob: str) -> str:
@@ -88,3 +103,29 @@ class SecretBox:
             return self._fernet.rotate(blob.encode()).decode()
         except InvalidToken as exc:
             raise SecretKeyError("a stored secret cannot be decrypted with the configured keys") from exc
+
+
+class FileSecretBox(SecretBox):
+    """A box whose keys live in the data directory's key file; it notices ``keyhall keys rotate``
+    run by another process (a new key written first) and reloads instead of failing."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.source = str(path)
+        super().__init__(load_or_create_key_file(path))
+        self._mtime = path.stat().st_mtime_ns
+
+    def _reload(self) -> bool:
+        try:
+            mtime = self.path.stat().st_mtime_ns
+        except FileNotFoundError:
+            return False
+        if mtime == self._mtime:
+            return False
+        self._use(parse_key_list(self.path.read_text()))
+        self._mtime = mtime
+        return True
+
+    def seal(self, secrets: Mapping[str, str]) -> str | None:
+        self._reload()  # seal under the newest key, even one added while running
+        return super().seal(secrets)
