@@ -5,11 +5,11 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from keyhall import __version__
-from keyhall.api import health
+from keyhall.api import health, oauth, pages
 from keyhall.api.deps import RateLimited
 from keyhall.api.dialects import install_all
 from keyhall.api.http import BodyLimitMiddleware, CorrelationMiddleware, install_error_handlers
-from keyhall.api.native import audit, connections, domains, organizations
+from keyhall.api.native import applications, audit, connections, domains, organizations, users
 from keyhall.runtime import Runtime
 from keyhall.settings import Settings, load_settings
 
@@ -27,7 +27,10 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.state.runtime = runtime
     install_error_handlers(app)
     app.include_router(health.router)
-    for router in (organizations.router, connections.router, domains.router, audit.router):
+    app.include_router(oauth.router)
+    app.include_router(pages.router)
+    for router in (organizations.router, connections.router, domains.router, audit.router, users.router,
+                   applications.router):
         app.include_router(router, dependencies=[RateLimited])
     install_all(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, json_prefixes=JSON_PREFIXES)

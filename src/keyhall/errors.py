@@ -18,13 +18,15 @@ one is rendered and with which HTTP status. ``code`` is the stable machine-reada
     │   ├── DiscoveryError                discovery_invalid     OIDC discovery/JWKS unusable
     │   ├── SamlMetadataError             saml_metadata_invalid SAML metadata unusable
     │   └── CertificateError              certificate_invalid   PEM/DER certificate unusable
+    ├── IdPLoginError                     idp_login_failed      a sign-in at the IdP failed (``reason`` says how)
+    │   └── IdTokenError                  id_token_invalid      the ID token fails OIDC Core 1.0 §3.1.3.7
     ├── RateLimited                       rate_limited          too many requests (429)
     └── ServiceUnavailable                unavailable           database or dependency down (503)
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 
 class KeyhallError(Exception):
@@ -91,6 +93,49 @@ class SamlMetadataError(IdPValidationError):
 
 class CertificateError(IdPValidationError):
     code = "certificate_invalid"
+
+
+#: Why a sign-in through an OpenID provider failed outside the ID token itself.
+IdPLoginReason = Literal["token_error", "idp_unreachable", "bad_token_response", "jwks_invalid", "userinfo_failed"]
+#: Why an ID token was refused (OpenID Connect Core 1.0 §3.1.3.7).
+IdTokenReason = Literal[
+    "malformed",
+    "alg_not_allowed",
+    "unknown_kid",
+    "bad_signature",
+    "wrong_issuer",
+    "wrong_audience",
+    "azp_mismatch",
+    "expired",
+    "issued_in_future",
+    "nonce_mismatch",
+    "missing_claim",
+]
+
+
+class IdPLoginError(KeyhallError):
+    """A sign-in through an organization's identity provider failed; ``reason`` (also in
+    ``details["reason"]``) is the machine-readable cause."""
+
+    code = "idp_login_failed"
+    reason: IdPLoginReason | IdTokenReason
+
+    def __init__(
+        self, message: str, *, reason: IdPLoginReason | IdTokenReason, details: dict[str, Any] | None = None
+    ) -> None:
+        super().__init__(message, details={**(details or {}), "reason": reason})
+        self.reason = reason
+
+
+class IdTokenError(IdPLoginError):
+    """The ID token was refused; ``reason`` names the check of OIDC Core 1.0 §3.1.3.7 it failed."""
+
+    code = "id_token_invalid"
+    reason: IdTokenReason
+
+    def __init__(self, message: str, *, reason: IdTokenReason, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message, reason=reason, details=details)
+        self.reason = reason
 
 
 class RateLimited(KeyhallError):

@@ -7,8 +7,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from keyhall.idp.inspector import NetworkInspector
+from keyhall.idp.oidc_rp import JwksCache
+from keyhall.login.oidc import RelyingParty
 from keyhall.security.outbound import OutboundPolicy
-from keyhall.security.rate_limit import RateLimiter
+from keyhall.security.rate_limit import Limit, RateLimiter
 from keyhall.security.secrets import FileSecretBox, SecretBox, parse_key_list
 from keyhall.settings import Settings
 from keyhall.storage.counters import SqlCounterStore
@@ -32,6 +34,8 @@ class Runtime:
     box: SecretBox
     inspector: NetworkInspector
     limiter: RateLimiter
+    relying_party: RelyingParty
+    password_limit: Limit = field(default_factory=lambda: Limit(requests=10, window_seconds=300))
     clock: Callable[[], datetime] = field(default=utcnow)
 
     @classmethod
@@ -43,5 +47,7 @@ class Runtime:
             max_bytes=settings.idp_max_document_bytes,
         )
         database = Database(settings.resolved_database_url, box)
+        relying_party = RelyingParty(public_url=settings.public_url, policy=policy, jwks_cache=JwksCache(),
+                                     clock_skew_seconds=settings.clock_skew_seconds)
         return cls(settings=settings, database=database, box=box, inspector=NetworkInspector(policy),
-                   limiter=RateLimiter(SqlCounterStore(database.engine)))
+                   limiter=RateLimiter(SqlCounterStore(database.engine)), relying_party=relying_party)

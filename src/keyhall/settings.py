@@ -25,6 +25,8 @@ class Settings(BaseSettings):
     idp_timeout_seconds: float = 5.0
     idp_max_document_bytes: int = 1_048_576
     log_level: str = "INFO"
+    allow_unverified_domains: bool = False  # development only: route email domains before DNS proof
+    clock_skew_seconds: int = 60  # tolerance for IdP token and assertion times
     api_rate_limit_per_minute: int = 1200  # per API key (or client IP without one); 0 turns it off
     dns_resolver: str | None = None  # host:port of the resolver used for domain checks
 

@@ -6,6 +6,10 @@ accounts and one static confidential client, waits (bounded) for its ready line,
 ``tests/peers/oidc_provider``) or a failed start goes through ``peer_unavailable``: a failure
 in CI, a skip on a developer's machine.
 
+``scripted_login(authorize_url, login)`` plays the browser through the provider's devInteractions
+(login, consent) and returns the redirect back to the relying party; ``signing_jwks()`` reads
+the provider's published keys.
+
 Fixtures (session-scoped, started once):
 
 - ``oidc_idp``: issuer ``http://127.0.0.1:PORT``, reached at the same address.
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -34,6 +39,8 @@ from tests.support.peers import free_port, peer_unavailable
 
 PEER_DIR = Path(__file__).resolve().parents[1] / "peers" / "oidc_provider"
 STARTUP_TIMEOUT = 20.0  # seconds; a cold start takes about one
+MAX_LOGIN_STEPS = 12  # requests in one scripted login; the usual flow takes six
+_PROMPT_INPUT = re.compile(r'<input[^>]*name="prompt"[^>]*value="([a-z_]+)"')
 
 DEFAULT_ACCOUNTS: tuple[dict[str, Any], ...] = (
     {
@@ -168,6 +175,46 @@ class OidcIdp:
             raise AssertionError(f"client registration failed: HTTP {response.status_code} {response.text}")
         registered = response.json()
         return str(registered["client_id"]), registered.get("client_secret")
+
+    def scripted_login(self, authorize_url: str, login: str) -> str:
+        """Sign ``login`` in through devInteractions and consent; return the URL the IdP sends the browser to.
+
+        As a browser would, with cookies kept for this call only: GET the authorization URL, then
+        follow redirects by hand while they stay on the provider; each interaction page
+        (``/interaction/<uid>``) gets the form it shows posted back: ``prompt=login`` with the
+        login and a password (ignored by devInteractions), then ``prompt=consent``. The first
+        redirect that leaves the provider (the relying party's callback with ``code``, ``state``
+        and ``iss``, or with ``error``) is returned without being requested.
+        """
+        provider = httpx.URL(self.base_url).join("/")
+        with httpx.Client(timeout=10.0, trust_env=False, follow_redirects=False) as client:
+            response = client.get(authorize_url)
+            for _step in range(MAX_LOGIN_STEPS):
+                if response.is_redirect:
+                    target = response.url.join(response.headers["location"])
+                    if target.join("/") != provider:
+                        return str(target)
+                    response = client.get(target)
+                    continue
+                prompt = _PROMPT_INPUT.search(response.text) if response.status_code == 200 else None
+                if prompt is None or not response.url.path.startswith("/interaction/"):
+                    raise AssertionError(
+                        f"scripted login: unexpected HTTP {response.status_code} at {response.url}:"
+                        f" {response.text[:500]}\n{self.log()[-2000:]}"
+                    )
+                form = {"prompt": prompt.group(1)}
+                if form["prompt"] == "login":
+                    form.update(login=login, password="x")
+                response = client.post(response.url, data=form)
+        raise AssertionError(f"scripted login: still on the provider after {MAX_LOGIN_STEPS} requests")
+
+    def signing_jwks(self) -> dict[str, Any]:
+        """The provider's published JWK Set (its public signing keys), fetched now."""
+        with httpx.Client(timeout=10.0, trust_env=False) as client:
+            response = client.get(self.jwks_uri)
+        response.raise_for_status()
+        document: dict[str, Any] = response.json()
+        return document
 
     def stop(self) -> None:
         """End the provider by its PID (SIGTERM, then SIGKILL) and remove its temporary files."""

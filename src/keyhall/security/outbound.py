@@ -13,7 +13,8 @@ metadata service or anything else on the private network. So, unless the operato
   resolves, validates and connects in one step), so a DNS answer that changes between the check
   and the connection (DNS rebinding) gains nothing. TLS SNI, certificate checks and the ``Host``
   header still use the URL's host name;
-- redirects are followed by hand, at most ``max_redirects``, and every hop is checked again.
+- redirects are followed by hand, at most ``max_redirects``, and every hop is checked again;
+  a caller's headers (a bearer token) only go to the first URL's origin; POSTs never follow.
 
 Every fetch has connect and read timeouts (``policy.timeout``) and an overall deadline
 (``_DEADLINE_FACTOR`` times ``policy.timeout``, checked between reads); the body is streamed and
@@ -28,7 +29,7 @@ import ipaddress
 import socket
 import ssl
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +39,7 @@ import httpx
 from keyhall.errors import OutboundFetchError, UnsafeURL
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+_Headers = Mapping[str, str] | None
 
 #: The whole fetch, redirects included, must end within this many times ``policy.timeout``.
 _DEADLINE_FACTOR = 3.0
@@ -84,21 +86,22 @@ def check_url(url: str, policy: OutboundPolicy, *, field: str | None = None) -> 
     _refuse_non_public(_display(url), host, _resolve(host, port, field), field)
 
 
-def fetch(url: str, policy: OutboundPolicy, *, accept: str = "*/*", field: str | None = None) -> FetchedDocument:
+def fetch(
+    url: str, policy: OutboundPolicy, *, accept: str = "*/*", field: str | None = None, headers: _Headers = None
+) -> FetchedDocument:
     """GET the URL under the policy; raise UnsafeURL or OutboundFetchError.
 
     Redirects (301, 302, 303, 307, 308) are followed by hand, each target checked again; the
     final URL is in ``FetchedDocument.url``. A non-2xx answer raises OutboundFetchError.
+    ``headers`` (e.g. ``Authorization``) go to the URL's own origin, never to another after a redirect.
     """
     deadline = time.monotonic() + policy.timeout * _DEADLINE_FACTOR
-    headers = {"Accept": accept, "Accept-Encoding": "identity", "User-Agent": _USER_AGENT}
-    transport = _GuardedTransport(_GuardedBackend(policy, field))
-    client = httpx.Client(transport=transport, trust_env=False, follow_redirects=False, headers=headers)
-    with client:
+    with _client(policy, accept, field) as client:
         current = url
         for _hop in range(policy.max_redirects + 1):
             check_url(current, policy, field=field)
-            outcome = _get_once(client, current, policy, deadline, field)
+            extra = headers if httpx.URL(current).join("/") == httpx.URL(url).join("/") else None  # same origin
+            outcome = _send_once(client, "GET", current, policy, deadline, field, headers=extra)
             if isinstance(outcome, FetchedDocument):
                 return outcome
             current = outcome
@@ -110,27 +113,62 @@ def fetch(url: str, policy: OutboundPolicy, *, accept: str = "*/*", field: str |
     )
 
 
-def _get_once(
-    client: httpx.Client, url: str, policy: OutboundPolicy, deadline: float, field: str | None
+def post_form(
+    url: str,
+    data: Mapping[str, str],
+    policy: OutboundPolicy,
+    *,
+    headers: _Headers = None,
+    field: str | None = None,
+    raise_for_status: bool = True,
+) -> FetchedDocument:
+    """POST ``data`` form-urlencoded, asking for JSON (e.g. RFC 6749 §4.1.3), with ``fetch``'s guard and limits.
+
+    Redirects are not followed. A non-2xx answer raises OutboundFetchError unless ``raise_for_status``
+    is false: then every answer is returned with its status and body (RFC 6749 §5.2 error documents).
+    """
+    deadline = time.monotonic() + policy.timeout * _DEADLINE_FACTOR
+    check_url(url, policy, field=field)
+    with _client(policy, "application/json", field) as client:
+        sent = _send_once(client, "POST", url, policy, deadline, field, headers, data, raise_for_status)
+    assert isinstance(sent, FetchedDocument)  # a POST's 3xx is an answer, not a hop
+    return sent
+
+
+def _client(policy: OutboundPolicy, accept: str, field: str | None) -> httpx.Client:
+    headers = {"Accept": accept, "Accept-Encoding": "identity", "User-Agent": _USER_AGENT}
+    transport = _GuardedTransport(_GuardedBackend(policy, field))
+    return httpx.Client(transport=transport, trust_env=False, follow_redirects=False, headers=headers)
+
+
+def _send_once(
+    client: httpx.Client,
+    method: str,
+    url: str,
+    policy: OutboundPolicy,
+    deadline: float,
+    field: str | None,
+    headers: _Headers = None,
+    form: Mapping[str, str] | None = None,
+    strict: bool = True,
 ) -> FetchedDocument | str:
-    """One GET: the document, or the URL a redirect points to."""
+    """One request: the document, or (GET only) the URL a redirect points to; ``strict`` refuses non-2xx."""
     timeout = httpx.Timeout(max(0.001, min(policy.timeout, deadline - time.monotonic())))
     try:
-        with client.stream("GET", url, timeout=timeout) as response:
-            if response.status_code in _REDIRECT_STATUSES:
+        with client.stream(method, url, headers=headers, data=form, timeout=timeout) as response:
+            if method == "GET" and response.status_code in _REDIRECT_STATUSES:
                 return _redirect_target(url, response, field)
-            if not 200 <= response.status_code < 300:
-                status = f"HTTP {response.status_code} {response.reason_phrase}".rstrip()
-                raise _failure(
-                    f"GET {_display(url)} answered {status}", field, url=_display(url), status=response.status_code
-                )
-            body = _read_capped(url, response, policy, deadline, field)
+            if strict and not 200 <= response.status_code < 300:
+                status, shown = response.status_code, f"HTTP {response.status_code} {response.reason_phrase}".rstrip()
+                raise _failure(f"{method} {_display(url)} answered {shown}", field, url=_display(url), status=status)
+            body = _read_capped(url, response, policy, deadline, field, method)
             return FetchedDocument(url, response.status_code, response.headers.get("content-type", ""), body)
     except (httpcore.TimeoutException, httpx.TimeoutException) as exc:
-        message = f"GET {_display(url)} timed out: no answer within {timeout.read:g} s"
+        message = f"{method} {_display(url)} timed out: no answer within {timeout.read:g} s"
         raise _failure(message, field, url=_display(url), timeout=policy.timeout) from exc
     except (httpcore.NetworkError, httpcore.ProtocolError, httpx.HTTPError) as exc:
-        raise _failure(f"GET {_display(url)} failed: {_describe_exception(exc)}", field, url=_display(url)) from exc
+        message = f"{method} {_display(url)} failed: {_describe_exception(exc)}"
+        raise _failure(message, field, url=_display(url)) from exc
 
 
 # --- URL syntax --------------------------------------------------------------------------------
@@ -281,7 +319,7 @@ def _describe_exception(exc: BaseException) -> str:
 
 
 def _read_capped(
-    url: str, response: httpx.Response, policy: OutboundPolicy, deadline: float, field: str | None
+    url: str, response: httpx.Response, policy: OutboundPolicy, deadline: float, field: str | None, method: str = "GET"
 ) -> bytes:
     """The body, streamed; refused past ``max_bytes``, past the deadline, or when compressed."""
     shown = _display(url)
@@ -300,7 +338,7 @@ def _read_capped(
             raise _failure(too_big, field, url=shown, max_bytes=policy.max_bytes)
         if time.monotonic() > deadline:
             limit = policy.timeout * _DEADLINE_FACTOR
-            raise _failure(f"GET {shown} did not finish within {limit:g} s", field, url=shown, deadline=limit)
+            raise _failure(f"{method} {shown} did not finish within {limit:g} s", field, url=shown, deadline=limit)
     return bytes(body)
 
 

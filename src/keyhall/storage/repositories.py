@@ -221,6 +221,18 @@ class SqlConnections:
         domains = self._domains_of([row.id for row in page.items])
         return Page(items=[self._entity(row, domains[row.id]) for row in page.items], next_cursor=page.next_cursor)
 
+    def by_domain(self, domain: str) -> list[Connection]:
+        """Active connections, of any organization, that route this email domain."""
+        ids = list(self.session.scalars(select(ConnectionDomainRow.connection_id)
+                                        .where(ConnectionDomainRow.domain == domain.lower())))
+        if not ids:
+            return []
+        rows = list(self.session.scalars(select(ConnectionRow).where(
+            ConnectionRow.id.in_(ids), ConnectionRow.status == str(ConnectionStatus.ACTIVE))
+            .order_by(ConnectionRow.created_at)))
+        domains = self._domains_of([r.id for r in rows])
+        return [self._entity(r, domains[r.id]) for r in rows]
+
     def name_taken(self, organization_id: str, name: str, *, exclude_id: str | None) -> bool:
         cond: list[ColumnElement[bool]] = [ConnectionRow.organization_id == organization_id,
                                            ConnectionRow.name == name]
@@ -352,6 +364,20 @@ class SqlUnitOfWork:
         self.connections = SqlConnections(session, box)
         self.domains = SqlDomains(session)
         self.audit = SqlAudit(session)
+        # Imported here: the sign-in repositories import helpers from this module.
+        from keyhall.storage.signin_repositories import (
+            SqlApplications,
+            SqlGrants,
+            SqlSigningKeys,
+            SqlTransactions,
+            SqlUsers,
+        )
+
+        self.users = SqlUsers(session)
+        self.applications = SqlApplications(session)
+        self.signing_keys = SqlSigningKeys(session, box)
+        self.transactions = SqlTransactions(session)
+        self.grants = SqlGrants(session)
 
     def commit(self) -> None:
         try:

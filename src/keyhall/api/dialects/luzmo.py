@@ -1,13 +1,326 @@
-"""Dialect `luzmo`: work in progress."""
+"""Dialect `luzmo`: Luzmo's ``POST /0.1.0/ssoconfig`` action envelope over the core's connections.
+
+Every call is one POST whose JSON names the action::
+
+    {"action": "create" | "get" | "update" | "delete", "version": "0.1.0",
+     "key": API key id, "token": API key secret,          (or Authorization: Bearer kh_...)
+     "id": configuration id (update, delete), "properties": {...}, "find": {"where": {...}}}
+
+An SSO configuration is an OIDC connection, shown in the page's shape (``config.client_secret``
+holds the fixed mask when a secret is set; the endpoint URLs are the explicit ones, else the
+discovered ones). Connections of other protocols are invisible here. Successful calls answer
+200, as the page documents; ``delete`` answers the deleted configuration. Errors keep the
+native shape and name fields by their path in the envelope (``properties.config.issuer``).
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, FastAPI
+import re
+from typing import Annotated, Any, Literal
 
-from keyhall.api.deps import RateLimited
+from fastapi import APIRouter, FastAPI, Request
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+
+from keyhall.api.deps import RuntimeDep, UowDep, bearer_token
+from keyhall.api.dialects.common import parse_model, prefix_renamer, translated_errors
+from keyhall.api.http import ErrorStyle, native_error_body, register_error_style, request_id
+from keyhall.api.native.schemas import iso
+from keyhall.core import connection_service as service
+from keyhall.core.access import Principal
+from keyhall.core.connection_service import Context
+from keyhall.core.connections import Connection, ConnectionInput
+from keyhall.core.org_service import authenticate, authenticate_pair
+from keyhall.core.organizations import is_uuid
+from keyhall.core.ports import UnitOfWork
+from keyhall.core.vocabulary import SECRET_MASK, Protocol
+from keyhall.errors import InvalidInput, NotFound
+from keyhall.runtime import Runtime
+from keyhall.security.rate_limit import Limit
+
+PREFIX = "/0.1.0/"
+PATH = "/0.1.0/ssoconfig"
+_KEY_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+PAGE_SIZE = 200  # how many connections are read from the core at a time while searching
 
 router = APIRouter(tags=["luzmo"])
 
+RENAME = prefix_renamer({
+    "oidc.userinfo_url": "properties.config.user_info_url",
+    # Luzmo has no discovery or JWKS URL: both come from the issuer, the field to fix.
+    "oidc.discovery_url": "properties.config.issuer",
+    "oidc.jwks_uri": "properties.config.issuer",
+    "oidc": "properties.config",
+    "disable_email_password": "properties.disable_email_password",
+    "protocol": "properties.protocol",
+})
+
+CONFIG_TO_CORE = {"client_id": "client_id", "client_secret": "client_secret", "issuer": "issuer",
+                  "authorization_url": "authorization_url", "token_url": "token_url", "user_info_url": "userinfo_url"}
+DISCOVERED_ENDPOINTS = {"authorization_url": "authorization_endpoint", "token_url": "token_endpoint",
+                        "userinfo_url": "userinfo_endpoint"}
+"""Core endpoint settings shown, when not set explicitly, with the value discovered from the IdP."""
+
+READ_ONLY = {
+    "is_verified": "is read-only; it turns true by itself after the first successful sign-in through this "
+                   "SSO configuration",
+    "id": "is read-only; name the configuration to change in the envelope's id",
+    "created_at": "is read-only",
+    "updated_at": "is read-only",
+}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Envelope(_Strict):
+    """Luzmo's request envelope."""
+
+    action: Literal["create", "get", "update", "delete"]
+    version: Literal["0.1.0"]
+    key: StrictStr | None = None
+    token: StrictStr | None = None
+    id: StrictStr | None = None
+    properties: dict[str, Any] | None = None
+    find: dict[str, Any] | None = None
+    associations: dict[str, Any] | list[Any] | None = None  # the SDKs send an empty one with create
+
+
+class ConfigIn(_Strict):
+    client_id: StrictStr | None = None
+    client_secret: StrictStr | None = None
+    issuer: StrictStr | None = None
+    authorization_url: StrictStr | None = None
+    token_url: StrictStr | None = None
+    user_info_url: StrictStr | None = None
+
+
+class PropertiesIn(_Strict):
+    organization_id: StrictStr | None = None
+    protocol: StrictStr | None = None
+    config: ConfigIn = Field(default_factory=ConfigIn)
+    disable_email_password: StrictBool = False
+
+
+class WhereIn(_Strict):
+    id: StrictStr | None = None
+    organization_id: StrictStr | None = None
+    protocol: StrictStr | None = None
+    is_verified: StrictBool | None = None
+    disable_email_password: StrictBool | None = None
+
+
+class FindIn(_Strict):
+    where: WhereIn = Field(default_factory=WhereIn)
+    limit: Annotated[StrictInt, Field(ge=1, le=1000)] | None = None
+    offset: Annotated[StrictInt, Field(ge=0)] = 0
+
+
+def ssoconfig_out(conn: Connection) -> dict[str, Any]:
+    """A connection in the page's response shape."""
+    settings, found = conn.settings, conn.discovered or {}
+
+    def endpoint(name: str) -> Any:
+        return settings.get(name) or found.get(DISCOVERED_ENDPOINTS[name])
+
+    return {
+        "id": conn.id,
+        "organization_id": conn.organization_id,
+        "protocol": "OIDC",
+        "config": {
+            "client_id": settings.get("client_id"),
+            "client_secret": SECRET_MASK if conn.secrets_set().get("client_secret_set") else None,
+            "issuer": settings.get("issuer") or found.get("issuer"),
+            "authorization_url": endpoint("authorization_url"),
+            "token_url": endpoint("token_url"),
+            "user_info_url": endpoint("userinfo_url"),
+        },
+        "is_verified": conn.is_verified,
+        "disable_email_password": conn.disable_email_password,
+        "created_at": iso(conn.created_at),
+        "updated_at": iso(conn.updated_at),
+    }
+
+
+def _rate_limit(request: Request, runtime: Runtime, envelope: Envelope) -> None:
+    """Count the call against the key it names (envelope or header), else the client address."""
+    token = bearer_token(request)
+    key_id = envelope.key if envelope.key is not None else (
+        token[3:].split(".", 1)[0] if token and token.startswith("kh_") else None)
+    if key_id is not None and not _KEY_ID.match(key_id):
+        key_id = None  # not shaped like a key id: it cannot authenticate, count it by address
+    who = f"key:{key_id}" if key_id else f"ip:{request.client.host if request.client else 'unknown'}"
+    runtime.limiter.hit(f"api:{who}", Limit(runtime.settings.api_rate_limit_per_minute), runtime.clock())
+
+
+def _principal(request: Request, uow: UnitOfWork, runtime: Runtime, envelope: Envelope) -> Principal:
+    """The envelope's ``key``/``token`` pair when given, else the bearer token."""
+    now = runtime.clock()
+    if envelope.key is not None or envelope.token is not None:
+        return authenticate_pair(uow, envelope.key or "", envelope.token or "", now)
+    return authenticate(uow, bearer_token(request), now)
+
+
+def _properties(raw: dict[str, Any] | None) -> PropertiesIn:
+    for name, reason in READ_ONLY.items():
+        if raw is not None and name in raw:
+            raise InvalidInput(f"properties.{name}: {reason}", field=f"properties.{name}")
+    props = parse_model(PropertiesIn, raw or {}, prefix="properties")
+    if "protocol" in props.model_fields_set and str(props.protocol).lower() != Protocol.OIDC:
+        raise InvalidInput("properties.protocol: only OIDC is supported", field="properties.protocol")
+    for name in ("client_id", "issuer"):
+        if name in props.config.model_fields_set and getattr(props.config, name) is None:
+            raise InvalidInput(f"properties.config.{name}: must not be null", field=f"properties.config.{name}")
+    return props
+
+
+def _organization_ref(principal: Principal, requested: str | None, field: str) -> str:
+    """The organization the call acts on: the one named, or the key's own."""
+    if requested is not None:
+        if not is_uuid(requested):
+            raise InvalidInput(f"{field}: must be a UUID", field=field)
+        return requested
+    if principal.organization_id is None:
+        raise InvalidInput(f"{field}: is required with an instance-admin key", field=field)
+    return principal.organization_id
+
+
+def _core_input(props: PropertiesIn, existing: Connection | None) -> ConnectionInput:
+    data: dict[str, Any] = {}
+    if existing is None:
+        data["protocol"] = Protocol.OIDC
+    given = props.config.model_dump(exclude_unset=True)
+    if given or existing is None:
+        block = {CONFIG_TO_CORE[name]: value for name, value in given.items()}
+        if existing is not None:
+            # A response shows discovered endpoints in the explicit fields; sending one back as
+            # read is no change (like the secret mask), not a new override.
+            found = existing.discovered or {}
+            for name, found_name in DISCOVERED_ENDPOINTS.items():
+                if name in block and existing.settings.get(name) is None and block[name] == found.get(found_name):
+                    del block[name]
+        data["oidc"] = block
+    if "disable_email_password" in props.model_fields_set:
+        data["disable_email_password"] = props.disable_email_password
+    return parse_model(ConnectionInput, data)
+
+
+ENVELOPE_USE = {"id": ("update", "delete"), "find": ("get",), "properties": ("create", "update", "delete"),
+                "associations": ("create",)}
+
+
+def _check_envelope_fields(envelope: Envelope) -> None:
+    """Refuse envelope members the action does not read (empty ones the SDKs always send pass)."""
+    for name, actions in ENVELOPE_USE.items():
+        value = getattr(envelope, name)
+        if value is None or envelope.action in actions or (name in ("properties", "associations") and not value):
+            continue
+        raise InvalidInput(f"{name}: is not used by {envelope.action} (only by {' and '.join(actions)})", field=name)
+    if envelope.associations:
+        raise InvalidInput("associations: are not supported; name the organization in properties.organization_id",
+                           field="associations")
+
+
+def _oidc_connection(uow: UnitOfWork, ctx: Context, org_ref: str, connection_id: str) -> Connection:
+    conn = service.get_connection(uow, ctx, org_ref, connection_id)
+    if conn.protocol is not Protocol.OIDC:
+        raise NotFound("SSO configuration not found", details={"id": connection_id})
+    return conn
+
+
+def _create(uow: UnitOfWork, ctx: Context, runtime: Runtime, envelope: Envelope) -> dict[str, Any]:
+    if envelope.properties is None:
+        raise InvalidInput("properties: is required", field="properties")
+    props = _properties(envelope.properties)
+    if "config" not in props.model_fields_set:
+        raise InvalidInput("properties.config: is required (client_id and issuer)", field="properties.config")
+    org_ref = _organization_ref(ctx.principal, props.organization_id, "properties.organization_id")
+    data = _core_input(props, None)
+    return ssoconfig_out(service.create_connection(uow, ctx, org_ref, data, runtime.inspector))
+
+
+def _required_id(envelope: Envelope) -> str:
+    if envelope.id is None:
+        raise InvalidInput(f"id: is required for {envelope.action}", field="id")
+    return envelope.id
+
+
+def _update(uow: UnitOfWork, ctx: Context, runtime: Runtime, envelope: Envelope) -> dict[str, Any]:
+    connection_id = _required_id(envelope)
+    props = _properties(envelope.properties)
+    org_ref = _organization_ref(ctx.principal, props.organization_id, "properties.organization_id")
+    existing = _oidc_connection(uow, ctx, org_ref, connection_id)
+    data = _core_input(props, existing)
+    return ssoconfig_out(service.update_connection(uow, ctx, org_ref, existing.id, data, runtime.inspector))
+
+
+def _delete(uow: UnitOfWork, ctx: Context, envelope: Envelope) -> dict[str, Any]:
+    connection_id = _required_id(envelope)
+    raw = envelope.properties or {}
+    extra = sorted(set(raw) - {"organization_id"})
+    if extra:
+        raise InvalidInput(f"properties.{extra[0]}: is not used by delete", field=f"properties.{extra[0]}")
+    props = _properties(raw)
+    org_ref = _organization_ref(ctx.principal, props.organization_id, "properties.organization_id")
+    existing = _oidc_connection(uow, ctx, org_ref, connection_id)
+    return ssoconfig_out(service.delete_connection(uow, ctx, org_ref, existing.id))
+
+
+def _matches(row: dict[str, Any], where: WhereIn) -> bool:
+    for name in where.model_fields_set:
+        wanted, actual = getattr(where, name), row[name]
+        if isinstance(wanted, str) and isinstance(actual, str):
+            wanted, actual = wanted.lower(), actual.lower()  # ids are case-insensitive; "oidc" is "OIDC"
+        if wanted != actual:
+            return False
+    return True
+
+
+def _get(uow: UnitOfWork, ctx: Context, envelope: Envelope) -> dict[str, Any]:
+    raw = envelope.find or {}
+    where = raw.get("where")
+    for name, value in where.items() if isinstance(where, dict) else ():
+        if isinstance(value, dict | list):
+            raise InvalidInput(f"find.where.{name}: only equality is supported", field=f"find.where.{name}")
+    find = parse_model(FindIn, raw, prefix="find")
+    org_ref = ctx.principal.organization_id or find.where.organization_id
+    if org_ref is None:
+        raise InvalidInput("find.where.organization_id: is required with an instance-admin key",
+                           field="find.where.organization_id")
+    rows: list[dict[str, Any]] = []
+    cursor: str | None = None
+    try:
+        while is_uuid(org_ref):
+            page = service.list_connections(uow, ctx, org_ref, limit=PAGE_SIZE, cursor=cursor,
+                                            protocol=str(Protocol.OIDC))
+            rows += [row for row in map(ssoconfig_out, page.items) if _matches(row, find.where)]
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+    except NotFound:
+        rows = []  # an organization the key cannot see holds nothing it may find
+    end = None if find.limit is None else find.offset + find.limit
+    return {"count": len(rows), "rows": rows[find.offset:end]}
+
+
+@router.post(PATH, summary="Create, get, update or delete SSO configurations (Luzmo envelope)")
+def ssoconfig(envelope: Envelope, request: Request, uow: UowDep, runtime: RuntimeDep) -> dict[str, Any]:
+    _rate_limit(request, runtime, envelope)
+    principal = _principal(request, uow, runtime, envelope)
+    _check_envelope_fields(envelope)
+    ctx = Context(principal=principal, request_id=request_id(request), now=runtime.clock())
+    with translated_errors(RENAME):
+        if envelope.action == "create":
+            return _create(uow, ctx, runtime, envelope)
+        if envelope.action == "update":
+            return _update(uow, ctx, runtime, envelope)
+        if envelope.action == "delete":
+            return _delete(uow, ctx, envelope)
+        return _get(uow, ctx, envelope)
+
 
 def install(app: FastAPI) -> None:
-    app.include_router(router, dependencies=[RateLimited])
+    # Neither Luzmo page documents an error body: errors keep the native shape. Rate limiting
+    # happens in the handler, once the envelope names the key to count against.
+    register_error_style(ErrorStyle(prefix=PREFIX, render=native_error_body))
+    app.include_router(router)

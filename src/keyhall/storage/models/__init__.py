@@ -1,21 +1,32 @@
 """All tables, one module each; importing this package registers them on ``Base.metadata``."""
 
 from keyhall.storage.models.api_keys import ApiKeyRow
+from keyhall.storage.models.applications import ApplicationRow
 from keyhall.storage.models.audit_events import AuditEventRow
 from keyhall.storage.models.base import Base
 from keyhall.storage.models.connection_domains import ConnectionDomainRow
 from keyhall.storage.models.connections import ConnectionRow
 from keyhall.storage.models.domains import DomainRow
+from keyhall.storage.models.grants import AuthorizationCodeRow, RefreshTokenRow
+from keyhall.storage.models.login_transactions import LoginTransactionRow
 from keyhall.storage.models.organizations import OrganizationRow
 from keyhall.storage.models.rate_counters import RateCounterRow
+from keyhall.storage.models.signing_keys import SigningKeyRow
+from keyhall.storage.models.users import UserRow
 
 __all__ = [
     "ApiKeyRow",
+    "ApplicationRow",
     "AuditEventRow",
+    "AuthorizationCodeRow",
     "Base",
     "ConnectionDomainRow",
     "ConnectionRow",
     "DomainRow",
+    "LoginTransactionRow",
     "OrganizationRow",
     "RateCounterRow",
+    "RefreshTokenRow",
+    "SigningKeyRow",
+    "UserRow",
 ]

@@ -1,0 +1,93 @@
+"""``/v1/applications``: the products (OIDC clients) that sign people in through Keyhall."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from keyhall.api.deps import ContextDep, UowDep
+from keyhall.api.native.schemas import iso
+from keyhall.core import application_service as service
+from keyhall.core.applications import Application, ApplicationStore
+from keyhall.core.ports import UnitOfWork
+
+router = APIRouter(prefix="/v1/applications", tags=["applications"])
+
+
+class ApplicationCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    name: str = Field(min_length=1, max_length=128)
+    redirect_uris: list[str] = Field(min_length=1, max_length=20)
+    public: bool = False
+    id_token_alg: Literal["RS256", "ES256"] = "RS256"
+    allowed_scopes: list[str] | None = Field(default=None, max_length=20)
+
+
+class ApplicationUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    name: str | None = Field(default=None, min_length=1, max_length=128)
+    redirect_uris: list[str] | None = Field(default=None, min_length=1, max_length=20)
+
+
+class ApplicationOut(BaseModel):
+    client_id: str
+    name: str
+    public: bool
+    redirect_uris: list[str]
+    allowed_scopes: list[str]
+    id_token_alg: str
+    client_secret_set: bool
+    created_at: str
+    updated_at: str
+
+
+class ApplicationCreated(ApplicationOut):
+    client_secret: str | None
+
+
+def application_out(app: Application) -> dict[str, Any]:
+    return {"client_id": app.id, "name": app.name, "public": app.public, "redirect_uris": app.redirect_uris,
+            "allowed_scopes": app.allowed_scopes, "id_token_alg": app.id_token_alg,
+            "client_secret_set": app.secret_hash is not None, "created_at": iso(app.created_at),
+            "updated_at": iso(app.updated_at)}
+
+
+def _apps(uow: UnitOfWork) -> ApplicationStore:
+    return uow.applications
+
+
+@router.post("", status_code=201, response_model=ApplicationCreated)
+def create_application(body: ApplicationCreate, uow: UowDep, ctx: ContextDep) -> dict[str, Any]:
+    app, secret = service.create_application(uow, _apps(uow), ctx, name=body.name, redirect_uris=body.redirect_uris,
+                                             public=body.public, id_token_alg=body.id_token_alg,
+                                             allowed_scopes=body.allowed_scopes)
+    return {**application_out(app), "client_secret": secret}
+
+
+@router.get("", response_model=list[ApplicationOut])
+def list_applications(uow: UowDep, ctx: ContextDep) -> list[dict[str, Any]]:
+    from keyhall.core.access import require_instance_admin
+
+    require_instance_admin(ctx.principal)
+    return [application_out(a) for a in _apps(uow).list_all()]
+
+
+@router.get("/{client_id}", response_model=ApplicationOut)
+def get_application(client_id: str, uow: UowDep, ctx: ContextDep) -> dict[str, Any]:
+    return application_out(service.get_application(_apps(uow), ctx, client_id))
+
+
+@router.patch("/{client_id}", response_model=ApplicationOut)
+def update_application(client_id: str, body: ApplicationUpdate, uow: UowDep, ctx: ContextDep) -> dict[str, Any]:
+    return application_out(service.update_application(uow, _apps(uow), ctx, client_id, name=body.name,
+                                                      redirect_uris=body.redirect_uris))
+
+
+@router.delete("/{client_id}", status_code=204)
+def delete_application(client_id: str, uow: UowDep, ctx: ContextDep) -> Response:
+    service.delete_application(uow, _apps(uow), ctx, client_id)
+    return Response(status_code=204)

@@ -1,0 +1,196 @@
+"""The app-facing OpenID provider over HTTP: discovery, JWKS, authorize, token, userinfo."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+from urllib.parse import unquote
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+
+from keyhall.api.deps import RuntimeDep, UowDep
+from keyhall.api.http import request_id
+from keyhall.api.pages import LOGIN_COOKIE, login_error_page, proceed, set_login_cookie
+from keyhall.login import flow
+from keyhall.login.flow import LoginFailed
+from keyhall.provider import grants, signing
+from keyhall.provider.authorize import AuthorizeError, error_redirect, parse_authorize
+from keyhall.provider.model import ProviderUnitOfWork
+
+router = APIRouter(tags=["openid provider"])
+
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+def _uow(uow: Any) -> ProviderUnitOfWork:
+    provider_uow: ProviderUnitOfWork = uow
+    return provider_uow
+
+
+@router.get("/.well-known/openid-configuration")
+def discovery(runtime: RuntimeDep) -> dict[str, Any]:
+    issuer = runtime.settings.public_url
+    return {
+        "issuer": issuer,
+        "authorization_endpoint": f"{issuer}/oauth2/authorize",
+        "token_endpoint": f"{issuer}/oauth2/token",
+        "userinfo_endpoint": f"{issuer}/oauth2/userinfo",
+        "jwks_uri": f"{issuer}/oauth2/jwks",
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "grant_types_supported": ["authorization_code", "refresh_token"],
+        "subject_types_supported": ["pairwise"],
+        "id_token_signing_alg_values_supported": list(signing.SUPPORTED_ALGS),
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "code_challenge_methods_supported": ["S256"],
+        "scopes_supported": ["openid", "profile", "email", "groups", "offline_access"],
+        "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "amr", "azp", "email",
+                             "email_verified", "name", "given_name", "family_name", "preferred_username",
+                             "picture", "locale", "groups", "org_id", "org_slug", "connection_id"],
+        "authorization_response_iss_parameter_supported": True,
+        "request_parameter_supported": False,
+        "request_uri_parameter_supported": False,
+    }
+
+
+@router.get("/oauth2/jwks")
+def jwks(uow: UowDep, runtime: RuntimeDep) -> JSONResponse:
+    provider_uow = _uow(uow)
+    now = runtime.clock()
+    for alg in signing.SUPPORTED_ALGS:
+        signing.active_key(provider_uow.signing_keys, alg, now)
+    provider_uow.commit()
+    return JSONResponse(signing.jwks(provider_uow.signing_keys, now), headers={"Cache-Control": "max-age=300"})
+
+
+@router.get("/oauth2/authorize")
+def authorize(request: Request, uow: UowDep, runtime: RuntimeDep) -> Response:
+    provider_uow = _uow(uow)
+    params = {k: v for k, v in request.query_params.items()}
+    app = provider_uow.applications.get(params.get("client_id", "")[:64]) if params.get("client_id") else None
+    try:
+        parsed = parse_authorize(params, app)
+    except AuthorizeError as exc:
+        if exc.redirect_uri is None:
+            return login_error_page("This application cannot sign you in", exc.description, status=400)
+        return RedirectResponse(error_redirect(exc, runtime.settings.public_url), status_code=303)
+    now = runtime.clock()
+    tx = flow.start(provider_uow, parsed, now)
+    provider_uow.commit()
+    try:
+        response = proceed(provider_uow, runtime, tx, email=parsed.login_hint if parsed.login_hint else None,
+                           from_hint=True, request_id=request_id(request))
+    except LoginFailed as exc:
+        response = login_error_page_for(provider_uow, runtime, exc, request)
+    set_login_cookie(response, tx.id, runtime.settings.public_url)
+    return response
+
+
+def login_error_page_for(uow: ProviderUnitOfWork, runtime: Any, exc: LoginFailed, request: Request) -> Response:
+    uow.rollback()
+    flow.audit_login(uow, ok=False, reason=exc.reason, now=runtime.clock(), request_id=request_id(request),
+                     connection=exc.connection)
+    uow.commit()
+    return login_error_page("We could not sign you in", exc.message, status=exc.status, reference=request_id(request))
+
+
+def _token_error(exc: grants.TokenError, *, basic: bool) -> JSONResponse:
+    headers = dict(NO_STORE)
+    if exc.status == 401 and basic:
+        headers["WWW-Authenticate"] = 'Basic realm="keyhall"'
+    return JSONResponse({"error": exc.error, "error_description": exc.description}, status_code=exc.status,
+                        headers=headers)
+
+
+def _client_credentials(request: Request, form: dict[str, str]) -> tuple[str | None, str | None, str, bool]:
+    header = request.headers.get("authorization", "")
+    if header.lower().startswith("basic "):
+        try:
+            decoded = base64.b64decode(header[6:].strip(), validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            raise grants.TokenError("invalid_client", "malformed Basic credentials", status=401) from None
+        client_id, sep, secret = decoded.partition(":")
+        if not sep:
+            raise grants.TokenError("invalid_client", "malformed Basic credentials", status=401)
+        if form.get("client_secret"):
+            raise grants.TokenError("invalid_request", "use one client authentication method")
+        return unquote(client_id), unquote(secret), "client_secret_basic", True
+    if form.get("client_secret"):
+        return form.get("client_id"), form["client_secret"], "client_secret_post", False
+    return form.get("client_id"), None, "none", False
+
+
+@router.post("/oauth2/token")
+async def token(request: Request, runtime: RuntimeDep) -> JSONResponse:
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype != "application/x-www-form-urlencoded":
+        return _token_error(grants.TokenError("invalid_request", "send the body as application/x-www-form-urlencoded"),
+                            basic=False)
+    raw = await request.form()
+    form = {k: v for k, v in raw.items() if isinstance(v, str)}
+    from starlette.concurrency import run_in_threadpool
+
+    return await run_in_threadpool(_token_sync, request, runtime, form)
+
+
+def _token_sync(request: Request, runtime: Any, form: dict[str, str]) -> JSONResponse:
+    basic = False
+    with runtime.database.unit_of_work() as uow:
+        provider_uow = _uow(uow)
+        try:
+            client_id, secret, method, basic = _client_credentials(request, form)
+            app = provider_uow.applications.get(client_id[:64]) if client_id else None
+            app = grants.authenticate_client(app, secret, method_used=method)
+            grant_type = form.get("grant_type")
+            now, issuer = runtime.clock(), runtime.settings.public_url
+            if grant_type == "authorization_code":
+                body = grants.exchange_code(provider_uow, app, code=form.get("code"),
+                                            redirect_uri=form.get("redirect_uri"),
+                                            code_verifier=form.get("code_verifier"), issuer=issuer, now=now)
+            elif grant_type == "refresh_token":
+                body = grants.refresh(provider_uow, app, refresh_token=form.get("refresh_token"),
+                                      scope=form.get("scope"), issuer=issuer, now=now)
+            else:
+                raise grants.TokenError("unsupported_grant_type", "grant_type must be authorization_code or "
+                                        "refresh_token")
+        except grants.TokenError as exc:
+            return _token_error(exc, basic=basic)
+    return JSONResponse(body, headers=NO_STORE)
+
+
+@router.get("/oauth2/userinfo")
+def userinfo(request: Request, uow: UowDep, runtime: RuntimeDep) -> JSONResponse:
+    return _userinfo(request, uow, runtime)
+
+
+@router.post("/oauth2/userinfo")
+def userinfo_post(request: Request, uow: UowDep, runtime: RuntimeDep) -> JSONResponse:
+    return _userinfo(request, uow, runtime)
+
+
+def _userinfo(request: Request, uow: Any, runtime: Any) -> JSONResponse:
+    provider_uow = _uow(uow)
+    header = request.headers.get("authorization", "")
+    token_value = header[7:].strip() if header.lower().startswith("bearer ") else ""
+    now = runtime.clock()
+    claims = signing.verify(token_value, provider_uow.signing_keys, now, typ="at+jwt") if token_value else None
+    if claims is None or claims.get("iss") != runtime.settings.public_url:
+        return JSONResponse({"error": "invalid_token"}, status_code=401,
+                            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+    user = provider_uow.users.get(str(claims.get("uid")))
+    org = provider_uow.organizations.get(user.organization_id) if user else None
+    if user is None or org is None or user.disabled:
+        return JSONResponse({"error": "invalid_token"}, status_code=401,
+                            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+    from keyhall.provider.claims import user_claims
+
+    body = {"sub": claims["sub"], **user_claims(user, org, str(claims.get("scope", "")), None)}
+    body.pop("connection_id", None)
+    if user.connection_id:
+        body["connection_id"] = user.connection_id
+    return JSONResponse(body, headers=NO_STORE)
+
+
+__all__ = ["LOGIN_COOKIE", "router"]

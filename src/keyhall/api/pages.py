@@ -1,0 +1,245 @@
+"""The hosted pages people see: the login page, the connection chooser, the password form, the
+per-connection SSO start and callback, and plain error pages."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from keyhall.api.deps import RuntimeDep, UowDep
+from keyhall.api.http import request_id
+from keyhall.core.connections import Connection
+from keyhall.core.policy import email_domain, password_login_allowed
+from keyhall.core.transactions import LoginTransaction
+from keyhall.core.vocabulary import Protocol
+from keyhall.login import flow
+from keyhall.login import oidc as oidc_login
+from keyhall.login.flow import LoginFailed
+from keyhall.provider.authorize import AuthorizeRequest
+from keyhall.provider.model import ProviderUnitOfWork
+from keyhall.security.passwords import verify_password
+
+LOGIN_COOKIE = "keyhall_login"
+CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data: https:; frame-ancestors 'none'; "
+       "base-uri 'none'")
+
+_templates = Environment(loader=PackageLoader("keyhall", "web/templates"), autoescape=select_autoescape(["html"]))
+
+router = APIRouter(tags=["pages"], include_in_schema=False)
+
+
+def page(template: str, status: int = 200, **context: Any) -> HTMLResponse:
+    html = _templates.get_template(template).render(**context)
+    return HTMLResponse(html, status_code=status, headers={
+        "Content-Security-Policy": CSP, "X-Frame-Options": "DENY", "Cache-Control": "no-store",
+        "Referrer-Policy": "no-referrer", "X-Content-Type-Options": "nosniff",
+    })
+
+
+def login_error_page(heading: str, message: str, *, status: int = 400, reference: str | None = None) -> HTMLResponse:
+    return page("error.html", status=status, title=heading, heading=heading, message=message, reference=reference)
+
+
+def set_login_cookie(response: Response, tx_id: str, public_url: str) -> None:
+    response.set_cookie(LOGIN_COOKIE, tx_id, max_age=900, httponly=True, samesite="lax",
+                        secure=public_url.startswith("https://"), path="/")
+
+
+def _uow(uow: Any) -> ProviderUnitOfWork:
+    provider_uow: ProviderUnitOfWork = uow
+    return provider_uow
+
+
+def _email_form(tx: LoginTransaction, *, email: str | None = None, message: str | None = None,
+                status: int = 200) -> HTMLResponse:
+    return page("email.html", status=status, title="Sign in", tx=tx.id, csrf=tx.data["csrf"], email=email,
+                message=message)
+
+
+def _password_form(tx: LoginTransaction, *, email: str | None, message: str | None = None,
+                   status: int = 200) -> HTMLResponse:
+    return page("password.html", status=status, title="Sign in", tx=tx.id, csrf=tx.data["csrf"], email=email,
+                message=message)
+
+
+def start_connection(uow: ProviderUnitOfWork, runtime: Any, conn: Connection, tx: LoginTransaction, *,
+                     email: str | None) -> Response:
+    request = AuthorizeRequest.from_dict(tx.data["request"])
+    if request.organization:
+        org = uow.organizations.get(request.organization)
+        if org is None or org.id != conn.organization_id:
+            raise LoginFailed("This sign-in method does not belong to the organization your application asked "
+                              "for.", reason="connection_not_in_organization", connection=conn, status=403)
+    if conn.protocol is Protocol.OIDC:
+        url = oidc_login.begin(uow, runtime.relying_party, conn, tx, login_hint=email, now=runtime.clock())
+        uow.commit()
+        return RedirectResponse(url, status_code=303)
+    raise LoginFailed(f"Sign-in through {conn.protocol.upper()} connections is not available on this server yet.",
+                      reason="protocol_unsupported", connection=conn, status=501)
+
+
+def proceed(uow: ProviderUnitOfWork, runtime: Any, tx: LoginTransaction, *, email: str | None,
+            from_hint: bool = False, request_id: str | None = None) -> Response:
+    """Route the sign-in and answer with the next step: IdP redirect, chooser, form or error."""
+    request = AuthorizeRequest.from_dict(tx.data["request"])
+    try:
+        found = flow.route(uow, request, email=email,
+                           allow_unverified_domains=runtime.settings.allow_unverified_domains)
+    except LoginFailed as exc:
+        if from_hint and exc.reason == "invalid_email":
+            return _email_form(tx)
+        raise
+    if found.ask_email:
+        return _email_form(tx)
+    if len(found.connections) == 1:
+        return start_connection(uow, runtime, found.connections[0], tx, email=email)
+    org = found.organization
+    password_ok = org is not None and (email is None or password_login_allowed(uow, org, email))
+    if found.connections:
+        choices = [{"label": c.display_name or c.branding.get("display_name") or c.name,
+                    "href": f"/sso/{c.id}/start?tx={tx.id}"} for c in found.connections]
+        return page("choose.html", title="Choose how to sign in", choices=choices,
+                    password=f"/login/password?tx={tx.id}" if password_ok else None)
+    if org is not None and password_ok:
+        return _password_form(tx, email=email)
+    if from_hint:
+        return _email_form(tx, email=email)
+    domain = email_domain(email or "") or "that domain"
+    return _email_form(tx, email=email, status=404,
+                       message=f"No organization signs in people from {domain} here. Check the address, or ask "
+                               f"your administrator which email to use.")
+
+
+def _tx_from(uow: ProviderUnitOfWork, runtime: Any, request: Request, tx_id: str | None) -> LoginTransaction:
+    cookie = request.cookies.get(LOGIN_COOKIE)
+    return flow.authorize_transaction(uow, tx_id or cookie, cookie, runtime.clock())
+
+
+def _check_csrf(tx: LoginTransaction, token: str) -> None:
+    if not secrets.compare_digest(str(tx.data.get("csrf", "")), token):
+        raise LoginFailed("This form has expired. Go back to your application and start again.",
+                          reason="csrf_invalid", status=403)
+
+
+def _fail(uow: ProviderUnitOfWork, runtime: Any, request: Request, exc: LoginFailed) -> HTMLResponse:
+    uow.rollback()
+    flow.audit_login(uow, ok=False, reason=exc.reason, now=runtime.clock(), request_id=request_id(request),
+                     connection=exc.connection, extra={"detail": exc.detail} if exc.detail else None)
+    uow.commit()
+    return login_error_page("We could not sign you in", exc.message, status=exc.status, reference=request_id(request))
+
+
+@router.get("/login")
+def login_page(request: Request, uow: UowDep, runtime: RuntimeDep, tx: str | None = None) -> Response:
+    provider_uow = _uow(uow)
+    try:
+        transaction = _tx_from(provider_uow, runtime, request, tx)
+    except LoginFailed as exc:
+        return _fail(provider_uow, runtime, request, exc)
+    return _email_form(transaction)
+
+
+@router.post("/login")
+def login_submit(request: Request, uow: UowDep, runtime: RuntimeDep, tx: Annotated[str, Form(max_length=64)],
+                 csrf: Annotated[str, Form(max_length=64)], email: Annotated[str, Form(max_length=320)]) -> Response:
+    provider_uow = _uow(uow)
+    try:
+        transaction = _tx_from(provider_uow, runtime, request, tx)
+        _check_csrf(transaction, csrf)
+        return proceed(provider_uow, runtime, transaction, email=email.strip(), request_id=request_id(request))
+    except LoginFailed as exc:
+        return _fail(provider_uow, runtime, request, exc)
+
+
+@router.get("/login/password")
+def password_page(request: Request, uow: UowDep, runtime: RuntimeDep, tx: str | None = None) -> Response:
+    provider_uow = _uow(uow)
+    try:
+        transaction = _tx_from(provider_uow, runtime, request, tx)
+    except LoginFailed as exc:
+        return _fail(provider_uow, runtime, request, exc)
+    return _password_form(transaction, email=None)
+
+
+@router.post("/login/password")
+def password_submit(request: Request, uow: UowDep, runtime: RuntimeDep, tx: Annotated[str, Form(max_length=64)],
+                    csrf: Annotated[str, Form(max_length=64)], email: Annotated[str, Form(max_length=320)],
+                    password: Annotated[str, Form(max_length=1024)]) -> Response:
+    provider_uow = _uow(uow)
+    now = runtime.clock()
+    try:
+        transaction = _tx_from(provider_uow, runtime, request, tx)
+        _check_csrf(transaction, csrf)
+        request_data = AuthorizeRequest.from_dict(transaction.data["request"])
+        email = email.strip().lower()
+        runtime.limiter.hit(f"password:{email}", runtime.password_limit, now)
+        org = provider_uow.organizations.get(request_data.organization) if request_data.organization else None
+        candidates = _local_accounts(provider_uow, email, org.id if org else None)
+        user = next((u for u in candidates if verify_password(u.password_hash, password) and not u.disabled), None)
+        if user is None:
+            if not candidates:
+                verify_password(None, password)  # same work as a real check: no account enumeration by timing
+            flow.audit_login(provider_uow, ok=False, reason="bad_credentials", now=now,
+                             request_id=request_id(request), extra={"method": "password"})
+            provider_uow.commit()
+            return _password_form(transaction, email=email, status=401,
+                                  message="That email and password do not match an account.")
+        user_org = provider_uow.organizations.get(user.organization_id)
+        if user_org is None or not password_login_allowed(provider_uow, user_org, email):
+            raise LoginFailed("Your organization requires you to sign in with its single sign-on. Go back and "
+                              "enter your email to be sent to it.", reason="password_disabled", status=403)
+        user.last_login_at = now
+        provider_uow.users.save(user)
+        url = flow.complete(provider_uow, transaction.id, user, connection=None, amr=["pwd"],
+                            issuer=runtime.settings.public_url, now=now, request_id=request_id(request))
+        return RedirectResponse(url, status_code=303)
+    except LoginFailed as exc:
+        return _fail(provider_uow, runtime, request, exc)
+
+
+def _local_accounts(uow: ProviderUnitOfWork, email: str, organization_id: str | None) -> list[Any]:
+    if organization_id:
+        user = uow.users.local_by_email(organization_id, email)
+        return [user] if user else []
+    return list(uow.users.local_accounts(email))
+
+
+@router.get("/sso/{connection_id}/start")
+def sso_start(connection_id: str, request: Request, uow: UowDep, runtime: RuntimeDep,
+              tx: str | None = None) -> Response:
+    provider_uow = _uow(uow)
+    try:
+        transaction = _tx_from(provider_uow, runtime, request, tx)
+        conn = provider_uow.connections.get_any(connection_id)
+        if conn is None or conn.status.value != "active":
+            raise LoginFailed("This sign-in method is not available.", reason="connection_inactive",
+                              connection=conn, status=404)
+        return start_connection(provider_uow, runtime, conn, transaction, email=None)
+    except LoginFailed as exc:
+        return _fail(provider_uow, runtime, request, exc)
+
+
+@router.get("/sso/{connection_id}/oidc/callback")
+def oidc_callback(connection_id: str, request: Request, uow: UowDep, runtime: RuntimeDep) -> Response:
+    provider_uow = _uow(uow)
+    params = {k: v[:4096] for k, v in request.query_params.items()}
+    now = runtime.clock()
+    try:
+        trip = oidc_login.take_trip(provider_uow, connection_id, params, now)
+        provider_uow.commit()  # the state is spent before any network call, whatever happens next
+        cookie = request.cookies.get(LOGIN_COOKIE)
+        if not cookie or not secrets.compare_digest(cookie, str(trip.parent_id)):
+            raise LoginFailed("This sign-in was not started in this browser. Go back to your application and start "
+                              "again.", reason="transaction_not_bound")
+        conn, user = oidc_login.finish(provider_uow, runtime.relying_party, trip, params, now)
+        url = flow.complete(provider_uow, str(trip.parent_id), user, connection=conn, amr=["ext"],
+                            issuer=runtime.settings.public_url, now=now, request_id=request_id(request))
+    except LoginFailed as exc:
+        return _fail(provider_uow, runtime, request, exc)
+    response = RedirectResponse(url, status_code=303)
+    response.delete_cookie(LOGIN_COOKIE, path="/")
+    return response

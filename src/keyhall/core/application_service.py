@@ -1,0 +1,67 @@
+"""Registering the products that use Keyhall (instance admins only)."""
+
+from __future__ import annotations
+
+from keyhall.core import audit
+from keyhall.core.access import require_instance_admin
+from keyhall.core.applications import Application, ApplicationStore, SigningAlg, check_redirect_uri, new_application
+from keyhall.core.connection_service import Context
+from keyhall.core.ports import UnitOfWork
+from keyhall.errors import InvalidInput, NotFound
+
+
+def create_application(uow: UnitOfWork, apps: ApplicationStore, ctx: Context, *, name: str,
+                       redirect_uris: list[str], public: bool, id_token_alg: SigningAlg = "RS256",  # noqa: S107
+                       allowed_scopes: list[str] | None = None) -> tuple[Application, str | None]:
+    require_instance_admin(ctx.principal)
+    app, secret = new_application(name, redirect_uris, public=public, now=ctx.now, id_token_alg=id_token_alg,
+                                  allowed_scopes=allowed_scopes)
+    apps.add(app)
+    uow.audit.add(audit.event(
+        organization_id=None, actor=ctx.principal.actor, action="application.created", target_type="application",
+        target_id=app.id, request_id=ctx.request_id, now=ctx.now,
+        changes={"name": {"from": None, "to": app.name}, "redirect_uris": {"from": None, "to": app.redirect_uris}},
+    ))
+    uow.commit()
+    return app, secret
+
+
+def get_application(apps: ApplicationStore, ctx: Context, client_id: str) -> Application:
+    require_instance_admin(ctx.principal)
+    app = apps.get(client_id)
+    if app is None:
+        raise NotFound("application not found")
+    return app
+
+
+def update_application(uow: UnitOfWork, apps: ApplicationStore, ctx: Context, client_id: str, *,
+                       name: str | None, redirect_uris: list[str] | None) -> Application:
+    app = get_application(apps, ctx, client_id)
+    before = {"name": app.name, "redirect_uris": list(app.redirect_uris)}
+    if name is not None:
+        if not 1 <= len(name.strip()) <= 128:
+            raise InvalidInput("name: must be 1-128 characters", field="name")
+        app.name = name.strip()
+    if redirect_uris is not None:
+        if not redirect_uris:
+            raise InvalidInput("redirect_uris: at least one is required", field="redirect_uris")
+        app.redirect_uris = [check_redirect_uri(u) for u in dict.fromkeys(redirect_uris)]
+    app.updated_at = ctx.now
+    apps.save(app)
+    uow.audit.add(audit.event(
+        organization_id=None, actor=ctx.principal.actor, action="application.updated", target_type="application",
+        target_id=app.id, request_id=ctx.request_id, now=ctx.now,
+        changes=audit.diff(before, {"name": app.name, "redirect_uris": app.redirect_uris}),
+    ))
+    uow.commit()
+    return app
+
+
+def delete_application(uow: UnitOfWork, apps: ApplicationStore, ctx: Context, client_id: str) -> None:
+    app = get_application(apps, ctx, client_id)
+    apps.delete(app.id)
+    uow.audit.add(audit.event(
+        organization_id=None, actor=ctx.principal.actor, action="application.deleted", target_type="application",
+        target_id=app.id, request_id=ctx.request_id, now=ctx.now,
+    ))
+    uow.commit()

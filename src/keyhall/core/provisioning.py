@@ -1,0 +1,70 @@
+"""Just-in-time provisioning: the IdP has vouched for a person; find or create their user.
+
+Users are keyed by (connection, IdP subject). An existing account is never taken over by email
+alone: only a user pre-created for this connection (``manual`` provisioning) is linked, and only
+when the IdP says the email is verified.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Protocol
+
+from keyhall.core.connections import Connection
+from keyhall.core.profiles import map_groups
+from keyhall.core.users import Profile, User, new_user
+from keyhall.core.vocabulary import UserProvisioning
+from keyhall.errors import KeyhallError
+
+
+class LoginRefused(KeyhallError):
+    """The IdP authenticated the person, but Keyhall's policy refuses the sign-in."""
+
+    code = "login_refused"
+
+    def __init__(self, message: str, *, reason: str):
+        super().__init__(message, details={"reason": reason})
+        self.reason = reason
+
+
+class UserRepository(Protocol):
+    def by_subject(self, connection_id: str, subject: str) -> User | None: ...
+    def precreated(self, connection_id: str, email: str) -> User | None: ...
+    def add(self, user: User) -> None: ...
+    def save(self, user: User) -> None: ...
+
+
+def provision(users: UserRepository, connection: Connection, profile: Profile, now: datetime) -> tuple[User, bool]:
+    """The user for this sign-in, and whether it was created now. Raises LoginRefused."""
+    groups = map_groups(connection, profile.groups)
+    user = users.by_subject(connection.id, profile.subject)
+    if user is not None:
+        if user.disabled:
+            raise LoginRefused("this account is disabled", reason="user_disabled")
+        if connection.sync_profile:
+            user.apply(profile, groups=groups)
+        elif groups is not None:
+            user.groups = list(groups)
+        user.last_login_at = user.updated_at = now
+        users.save(user)
+        return user, False
+    if connection.user_provisioning is UserProvisioning.DISABLED:
+        raise LoginRefused("this organization does not create new accounts through this connection",
+                           reason="provisioning_disabled")
+    if connection.user_provisioning is UserProvisioning.MANUAL:
+        placeholder = users.precreated(connection.id, profile.email) if profile.email else None
+        if placeholder is None or not profile.email_verified:
+            raise LoginRefused("there is no account for you here yet; ask your administrator for access",
+                               reason="not_provisioned")
+        if placeholder.disabled:
+            raise LoginRefused("this account is disabled", reason="user_disabled")
+        placeholder.subject = profile.subject
+        placeholder.apply(profile, groups=groups)
+        placeholder.last_login_at = placeholder.updated_at = now
+        users.save(placeholder)
+        return placeholder, False
+    user = new_user(connection.organization_id, connection.id, profile.subject, now)
+    user.apply(profile, groups=groups if groups is not None else [])
+    user.last_login_at = now
+    users.add(user)
+    return user, True

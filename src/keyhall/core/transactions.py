@@ -1,0 +1,40 @@
+"""Login transactions: the state of a sign-in in progress, stored so that any instance can
+finish it. Each is single-use and short-lived; its id is an unguessable handle."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+LOGIN_TTL = timedelta(minutes=15)
+
+
+@dataclass
+class LoginTransaction:
+    id: str
+    kind: str  # "authorize" (the product's request) or "oidc"/"saml"/... (a trip to an IdP)
+    data: dict[str, Any]
+    created_at: datetime
+    expires_at: datetime
+    parent_id: str | None = None
+    consumed_at: datetime | None = field(default=None)
+
+    def expired(self, now: datetime) -> bool:
+        return now >= self.expires_at
+
+
+def new_transaction(kind: str, data: dict[str, Any], now: datetime, *, parent_id: str | None = None,
+                    ttl: timedelta = LOGIN_TTL) -> LoginTransaction:
+    return LoginTransaction(id=secrets.token_urlsafe(32), kind=kind, data=data, created_at=now,
+                            expires_at=now + ttl, parent_id=parent_id)
+
+
+class TransactionRepository(Protocol):
+    def add(self, tx: LoginTransaction) -> None: ...
+    def get(self, tx_id: str) -> LoginTransaction | None: ...
+    def consume(self, tx_id: str, kind: str, now: datetime) -> LoginTransaction | None:
+        """Mark used and return it, if it exists, is of that kind, unexpired and unused; else None."""
+        ...
+    def update_data(self, tx_id: str, data: dict[str, Any]) -> None: ...

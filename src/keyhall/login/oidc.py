@@ -1,0 +1,140 @@
+"""Keyhall as an OpenID Connect relying party toward an organization's IdP (OIDC Core §3.1):
+authorization request with ``state``, ``nonce`` and PKCE; callback with code exchange, ID token
+validation and, when configured, userinfo."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlencode
+
+from keyhall.core.connections import Connection, connection_urls
+from keyhall.core.profiles import map_profile
+from keyhall.core.provisioning import LoginRefused, provision
+from keyhall.core.transactions import LoginTransaction, new_transaction
+from keyhall.core.users import User
+from keyhall.core.vocabulary import ConnectionStatus
+from keyhall.errors import IdPLoginError, KeyhallError
+from keyhall.idp.oidc_rp import JwksCache, choose_token_auth_method, exchange_code, fetch_userinfo
+from keyhall.login.flow import LoginFailed
+from keyhall.protocols.oidc.id_token import unverified_kid, validate_id_token
+from keyhall.protocols.oidc.pkce import new_code_verifier, s256_challenge
+from keyhall.provider.authorize import AuthorizeRequest
+from keyhall.provider.model import ProviderUnitOfWork
+from keyhall.security.outbound import OutboundPolicy
+
+
+@dataclass(frozen=True)
+class RelyingParty:
+    """What the flow needs from the running service."""
+
+    public_url: str
+    policy: OutboundPolicy
+    jwks_cache: JwksCache
+    clock_skew_seconds: int = 60
+
+
+def _endpoint(conn: Connection, setting: str, discovered: str) -> str | None:
+    value = conn.settings.get(setting) or (conn.discovered or {}).get(discovered)
+    return str(value) if value else None
+
+
+def begin(uow: ProviderUnitOfWork, rp: RelyingParty, conn: Connection, parent: LoginTransaction, *,
+          login_hint: str | None, now: datetime) -> str:
+    """The IdP authorization URL; the trip's state, nonce and PKCE verifier stay in the database."""
+    authorization_endpoint = _endpoint(conn, "authorization_url", "authorization_endpoint")
+    if not authorization_endpoint:
+        raise LoginFailed("This organization's sign-in is misconfigured (no authorization endpoint).",
+                          reason="connection_misconfigured", connection=conn)
+    verifier, nonce = new_code_verifier(), secrets.token_urlsafe(24)
+    redirect_uri = str(connection_urls(rp.public_url, conn)["redirect_uri"])
+    trip = new_transaction("oidc", {"connection_id": conn.id, "nonce": nonce, "verifier": verifier,
+                                    "redirect_uri": redirect_uri}, now, parent_id=parent.id)
+    uow.transactions.add(trip)
+    request = AuthorizeRequest.from_dict(parent.data["request"])
+    params = {
+        "response_type": "code", "client_id": conn.settings["client_id"], "redirect_uri": redirect_uri,
+        "scope": conn.settings.get("scope") or "openid profile email", "state": trip.id, "nonce": nonce,
+        "code_challenge": s256_challenge(verifier), "code_challenge_method": "S256",
+    }
+    if login_hint:
+        params["login_hint"] = login_hint
+    if request.prompt and "login" in request.prompt.split():
+        params["prompt"] = "login"
+    separator = "&" if "?" in authorization_endpoint else "?"
+    return f"{authorization_endpoint}{separator}{urlencode(params)}"
+
+
+def take_trip(uow: ProviderUnitOfWork, connection_id: str, params: dict[str, str], now: datetime) -> LoginTransaction:
+    """The stored trip this callback answers; single use. Raises LoginFailed for forged or reused state."""
+    state = params.get("state")
+    trip = uow.transactions.consume(state, "oidc", now) if state else None
+    if trip is None or trip.data.get("connection_id") != connection_id or trip.parent_id is None:
+        raise LoginFailed("This sign-in response is not one Keyhall is waiting for (it may have been used "
+                          "already). Go back to your application and start again.", reason="state_invalid")
+    return trip
+
+
+def finish(uow: ProviderUnitOfWork, rp: RelyingParty, trip: LoginTransaction, params: dict[str, str],
+           now: datetime) -> tuple[Connection, User]:
+    """Validate what the IdP sent back and provision the person. Network calls happen here, outside
+    any database transaction the caller holds open."""
+    conn = uow.connections.get_any(str(trip.data["connection_id"]))
+    if conn is None or conn.status is not ConnectionStatus.ACTIVE:
+        raise LoginFailed("This sign-in method is switched off by your organization.",
+                          reason="connection_inactive", connection=conn)
+    if "error" in params:
+        described = params.get("error_description") or params["error"]
+        raise LoginFailed("Your organization's sign-in service did not sign you in: "
+                          f"{described[:200]}", reason=f"idp_error:{params['error'][:40]}", connection=conn,
+                          status=403)
+    issuer = str(conn.settings.get("issuer") or (conn.discovered or {}).get("issuer") or "")
+    if params.get("iss") and params["iss"] != issuer:  # RFC 9207 mix-up defence
+        raise LoginFailed("The sign-in response came from an unexpected identity provider.",
+                          reason="issuer_mismatch", connection=conn)
+    code = params.get("code")
+    if not code:
+        raise LoginFailed("The sign-in response carried no code.", reason="missing_code", connection=conn)
+    try:
+        claims = _tokens_and_claims(rp, conn, trip, code, issuer, now)
+        profile = map_profile(conn, claims, subject=str(claims["sub"]))
+        user, _created = provision(uow.users, conn, profile, now)
+    except LoginRefused as exc:
+        raise LoginFailed(exc.message, reason=exc.reason, connection=conn, status=403) from exc
+    except IdPLoginError as exc:
+        reason = str(exc.reason)
+        raise LoginFailed("Keyhall could not confirm your sign-in with your organization's identity provider.",
+                          reason=reason, connection=conn, detail=exc.message) from exc
+    except KeyhallError as exc:
+        raise LoginFailed("Keyhall could not reach your organization's identity provider.",
+                          reason=exc.code, connection=conn, detail=exc.message) from exc
+    return conn, user
+
+
+def _tokens_and_claims(rp: RelyingParty, conn: Connection, trip: LoginTransaction, code: str, issuer: str,
+                       now: datetime) -> dict[str, Any]:
+    discovered = conn.discovered or {}
+    token_endpoint = _endpoint(conn, "token_url", "token_endpoint")
+    jwks_uri = _endpoint(conn, "jwks_url", "jwks_uri")
+    if not token_endpoint or not jwks_uri:
+        raise IdPLoginError("no token endpoint or JWKS for this connection", reason="bad_token_response")
+    secret = conn.secrets.get("client_secret")
+    method = choose_token_auth_method(discovered.get("token_endpoint_auth_methods_supported"),
+                                      conn.settings.get("token_endpoint_auth_method"), secret is not None)
+    tokens = exchange_code(token_endpoint=token_endpoint, code=code, redirect_uri=str(trip.data["redirect_uri"]),
+                           code_verifier=str(trip.data["verifier"]), client_id=str(conn.settings["client_id"]),
+                           client_secret=secret, auth_method=method, policy=rp.policy)
+    if not tokens.id_token:
+        raise IdPLoginError("the token response had no id_token", reason="bad_token_response")
+    jwks = rp.jwks_cache.get(jwks_uri, rp.policy, kid=unverified_kid(tokens.id_token))
+    claims = validate_id_token(tokens.id_token, jwks=jwks, issuer=issuer, client_id=str(conn.settings["client_id"]),
+                               nonce=str(trip.data["nonce"]), now=now, leeway_seconds=rp.clock_skew_seconds)
+    userinfo_endpoint = _endpoint(conn, "userinfo_url", "userinfo_endpoint")
+    if conn.settings.get("fetch_userinfo", True) and userinfo_endpoint and tokens.access_token:
+        info = fetch_userinfo(userinfo_endpoint=userinfo_endpoint, access_token=tokens.access_token, policy=rp.policy)
+        if info.get("sub") != claims["sub"]:  # OIDC Core §5.3.2: must match, or the response is not used
+            raise IdPLoginError("userinfo is about another subject", reason="userinfo_failed")
+        claims = {**claims, **info}
+    return claims

@@ -1,0 +1,82 @@
+"""What the provider stores: signing keys, authorization codes and refresh tokens."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from keyhall.core.applications import ApplicationStore
+from keyhall.core.ports import UnitOfWork
+from keyhall.core.transactions import TransactionRepository
+from keyhall.core.users import User
+
+
+@dataclass
+class SigningKey:
+    kid: str
+    alg: str
+    private_pem: str
+    public_jwk: dict[str, Any]
+    created_at: datetime
+    retired_at: datetime | None = None
+    published_until: datetime | None = None  # stays in the JWKS until tokens it signed expire
+
+
+@dataclass
+class AuthorizationCode:
+    code_hash: str
+    client_id: str
+    user_id: str
+    grant: dict[str, Any]  # scope, nonce, redirect_uri, code_challenge, connection_id, auth_time, amr...
+    created_at: datetime
+    expires_at: datetime
+    used_at: datetime | None = None
+
+
+@dataclass
+class RefreshToken:
+    token_hash: str
+    family_id: str
+    client_id: str
+    user_id: str
+    grant: dict[str, Any]
+    created_at: datetime
+    expires_at: datetime
+    used_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+
+class SigningKeyRepository(Protocol):
+    def active(self, alg: str) -> SigningKey | None: ...
+    def published(self, now: datetime) -> list[SigningKey]: ...
+    def get(self, kid: str) -> SigningKey | None: ...
+    def add(self, key: SigningKey) -> None: ...
+    def retire(self, kid: str, now: datetime, published_until: datetime) -> None: ...
+
+
+class GrantRepository(Protocol):
+    def add_code(self, code: AuthorizationCode) -> None: ...
+    def use_code(self, code_hash: str, now: datetime) -> tuple[AuthorizationCode | None, bool]:
+        """The code and True if this call used it; (code, False) when it was used before."""
+        ...
+    def note_code_family(self, code_hash: str, family_id: str) -> None: ...
+    def add_refresh(self, token: RefreshToken) -> None: ...
+    def use_refresh(self, token_hash: str, now: datetime) -> tuple[RefreshToken | None, bool]: ...
+    def revoke_family(self, family_id: str, now: datetime) -> int: ...
+
+
+class UserLookup(Protocol):
+    def get(self, user_id: str) -> User | None: ...
+
+
+ApplicationRepository = ApplicationStore
+
+
+class ProviderUnitOfWork(UnitOfWork, Protocol):
+    @property
+    def signing_keys(self) -> SigningKeyRepository: ...
+    @property
+    def grants(self) -> GrantRepository: ...
+    @property
+    def transactions(self) -> TransactionRepository: ...

@@ -1,0 +1,86 @@
+"""Keyhall's own signing keys (RFC 7517 JWK, RFC 7515 JWS via joserfc).
+
+One active key per algorithm signs new tokens. Rotation retires the active key but keeps it in the
+JWKS until every token it signed has expired, so products verifying with a cached JWKS never see
+a valid token they cannot check.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import ECKey, KeySet, RSAKey
+
+from keyhall.provider.model import SigningKey, SigningKeyRepository
+
+SUPPORTED_ALGS = ("RS256", "ES256")
+MAX_TOKEN_LIFETIME = timedelta(hours=1)  # the longest-lived token this key signs (ID/access tokens)
+
+
+def generate_key(alg: str, now: datetime) -> SigningKey:
+    if alg == "RS256":
+        key: RSAKey | ECKey = RSAKey.generate_key(2048, private=True)
+    elif alg == "ES256":
+        key = ECKey.generate_key("P-256", private=True)
+    else:
+        raise ValueError(f"unsupported signing algorithm {alg}")
+    kid = key.thumbprint()
+    public = {**key.as_dict(private=False), "kid": kid, "alg": alg, "use": "sig"}
+    pem = key.as_pem(private=True).decode()
+    return SigningKey(kid=kid, alg=alg, private_pem=pem, public_jwk=public, created_at=now)
+
+
+def active_key(keys: SigningKeyRepository, alg: str, now: datetime) -> SigningKey:
+    """The key that signs now; generated on first use."""
+    key = keys.active(alg)
+    if key is None:
+        key = generate_key(alg, now)
+        keys.add(key)
+    return key
+
+
+def rotate(keys: SigningKeyRepository, alg: str, now: datetime) -> SigningKey:
+    """A new active key; the old one stays published for the longest token lifetime (plus margin)."""
+    old = keys.active(alg)
+    new = generate_key(alg, now)
+    keys.add(new)
+    if old is not None:
+        keys.retire(old.kid, now, now + MAX_TOKEN_LIFETIME + timedelta(minutes=5))
+    return new
+
+
+def jwks(keys: SigningKeyRepository, now: datetime) -> dict[str, Any]:
+    return {"keys": [k.public_jwk for k in keys.published(now)]}
+
+
+def _private(key: SigningKey) -> RSAKey | ECKey:
+    if key.alg == "RS256":
+        return RSAKey.import_key(key.private_pem)
+    return ECKey.import_key(key.private_pem)
+
+
+def sign(key: SigningKey, claims: dict[str, Any], *, typ: str = "JWT") -> str:
+    header = {"alg": key.alg, "kid": key.kid, "typ": typ}
+    return jwt.encode(header, claims, _private(key), algorithms=[key.alg])
+
+
+def verify(token: str, keys: SigningKeyRepository, now: datetime, *, typ: str | None = None) -> dict[str, Any] | None:
+    """Claims of a token Keyhall signed (signature, published key, ``exp``), or None."""
+    published = keys.published(now)
+    if not published:
+        return None
+    try:
+        keyset = KeySet.import_key_set({"keys": [k.public_jwk for k in published]})
+        decoded = jwt.decode(token, keyset, algorithms=list(SUPPORTED_ALGS))
+    except (JoseError, ValueError):
+        return None
+    if typ is not None and decoded.header.get("typ") != typ:
+        return None
+    claims = dict(decoded.claims)
+    exp = claims.get("exp")
+    if not isinstance(exp, int | float) or exp <= now.timestamp():
+        return None
+    return claims

@@ -1,0 +1,22 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from keyhall.storage.models.base import Base, JSONDocument
+
+
+class ApplicationRow(Base):
+    __tablename__ = "applications"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    public: Mapped[bool]
+    redirect_uris: Mapped[list[str]] = mapped_column(JSONDocument)
+    allowed_scopes: Mapped[list[str]] = mapped_column(JSONDocument)
+    id_token_alg: Mapped[str] = mapped_column(String(8))
+    secret_hash: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
