@@ -120,6 +120,33 @@ def key_create(org_ref: str | None, role: str | None, instance: bool, name: str 
 
 
 @main.group()
+def app() -> None:
+    """Applications: the products that sign people in through Keyhall."""
+
+
+@app.command("create")
+@click.option("--name", required=True)
+@click.option("--redirect-uri", "redirect_uris", multiple=True, required=True, help="exact redirect URI (repeatable)")
+@click.option("--public", is_flag=True, help="a public client (no secret; PKCE required)")
+@click.option("--alg", "id_token_alg", type=click.Choice(["RS256", "ES256"]), default="RS256", show_default=True)
+def app_create(name: str, redirect_uris: tuple[str, ...], public: bool, id_token_alg: str) -> None:
+    """Register an OIDC client; prints client_id and (for confidential clients) client_secret once."""
+    from keyhall.core.application_service import create_application
+
+    runtime = _runtime()
+    with runtime.database.unit_of_work() as uow:
+        try:
+            created, secret = create_application(uow, uow.applications, _context(), name=name,
+                                                 redirect_uris=list(redirect_uris), public=public,
+                                                 id_token_alg="ES256" if id_token_alg == "ES256" else "RS256")
+        except KeyhallError as exc:
+            _fail(exc)
+    _print({"client_id": created.id, "client_secret": secret, "name": created.name,
+            "redirect_uris": created.redirect_uris, "public": created.public,
+            "issuer": runtime.settings.public_url})
+
+
+@main.group()
 def keys() -> None:
     """Encryption keys for stored secrets."""
 
@@ -148,6 +175,9 @@ def keys_rotate() -> None:
     with runtime.database.unit_of_work() as uow:
         for connection_id, blob in uow.connections.all_sealed_secrets():
             uow.connections.replace_sealed_secret(connection_id, box.reseal(blob))
+            count += 1
+        for kid, blob in uow.signing_keys.all_sealed():
+            uow.signing_keys.replace_sealed(kid, box.reseal(blob))
             count += 1
         uow.commit()
     _print({"reencrypted": count, "keys": len(keys_now)})

@@ -35,6 +35,14 @@ def auth(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
+def issue_key(runtime: Runtime, org: str | None, role: Role | None) -> str:
+    """A new API key's bearer token, made as the CLI makes it."""
+    ctx = Context(principal=SYSTEM, request_id=None, now=utcnow())
+    with runtime.database.unit_of_work() as uow:
+        _key, issued = org_service.create_key(uow, ctx, org, role)
+    return issued.token
+
+
 class Keyhall:
     """The app under test plus shortcuts for the set-up steps the CLI would do."""
 
@@ -44,10 +52,7 @@ class Keyhall:
         self.instance_token = self.issue_key(None, None)
 
     def issue_key(self, org: str | None, role: Role | None) -> str:
-        ctx = Context(principal=SYSTEM, request_id=None, now=utcnow())
-        with self.runtime.database.unit_of_work() as uow:
-            _key, issued = org_service.create_key(uow, ctx, org, role)
-        return issued.token
+        return issue_key(self.runtime, org, role)
 
     def tenant(self, name: str) -> Tenant:
         name = f"{name} {uuid.uuid4().hex[:6]}"  # one session database: names must not collide

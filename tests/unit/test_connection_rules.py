@@ -147,7 +147,7 @@ def test_creation_fills_defaults() -> None:
     assert conn.disable_email_password is False
     assert conn.sync_profile is True
     assert conn.user_provisioning is UserProvisioning.AUTO
-    assert conn.group_provisioning is GroupProvisioning.NONE
+    assert conn.group_provisioning is GroupProvisioning.SYNC
     assert conn.domains == []
     assert conn.contacts == []
     assert conn.group_mappings == []

@@ -143,6 +143,7 @@ def test_unverified_kid() -> None:
         "a.b.c.d.e",  # JWE compact serialization: encrypted ID tokens are not accepted
         b64(b"[1]") + ".e30.c2ln",
         b64(b'{"alg":"RS256"}') + ".!!!.c2ln",
+        b64(b'{"alg":"RS256","kid":"rsa-1","crit":["urn:x"],"urn:x":1}') + ".e30.c2ln",  # RFC 7515 §4.1.11
     ],
 )
 def test_malformed_tokens(token: str) -> None:

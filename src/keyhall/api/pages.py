@@ -16,6 +16,7 @@ from keyhall.core.connections import Connection
 from keyhall.core.policy import email_domain, password_login_allowed
 from keyhall.core.transactions import LoginTransaction
 from keyhall.core.vocabulary import Protocol
+from keyhall.errors import RateLimited
 from keyhall.login import flow
 from keyhall.login import oidc as oidc_login
 from keyhall.login.flow import LoginFailed
@@ -171,12 +172,18 @@ def password_submit(request: Request, uow: UowDep, runtime: RuntimeDep, tx: Anno
                     password: Annotated[str, Form(max_length=1024)]) -> Response:
     provider_uow = _uow(uow)
     now = runtime.clock()
+    email = email.strip().lower()
+    try:
+        # Counted before this request's transaction opens: the counter store writes on its own
+        # connection, which must not wait on a lock this request holds (SQLite).
+        runtime.limiter.hit(f"password:{email}", runtime.password_limit, now)
+    except RateLimited as exc:
+        return login_error_page("Too many attempts", f"Too many sign-in attempts for this account. Try again in "
+                                f"{exc.retry_after} seconds.", status=429)
     try:
         transaction = _tx_from(provider_uow, runtime, request, tx)
         _check_csrf(transaction, csrf)
         request_data = AuthorizeRequest.from_dict(transaction.data["request"])
-        email = email.strip().lower()
-        runtime.limiter.hit(f"password:{email}", runtime.password_limit, now)
         org = provider_uow.organizations.get(request_data.organization) if request_data.organization else None
         candidates = _local_accounts(provider_uow, email, org.id if org else None)
         user = next((u for u in candidates if verify_password(u.password_hash, password) and not u.disabled), None)

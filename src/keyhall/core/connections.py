@@ -69,7 +69,7 @@ class Connection:
     disable_email_password: bool = False
     sync_profile: bool = True
     user_provisioning: UserProvisioning = UserProvisioning.AUTO
-    group_provisioning: GroupProvisioning = GroupProvisioning.NONE
+    group_provisioning: GroupProvisioning = GroupProvisioning.SYNC
     attribute_mappings: dict[str, str] = field(default_factory=dict)
     group_mappings: list[dict[str, str]] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
@@ -155,6 +155,9 @@ def _merge_protocol_block(
 ) -> tuple[dict[str, Any], dict[str, str]]:
     secret_names = SECRET_FIELDS[protocol]
     merged: dict[str, Any] = {} if replace_all else dict(stored)
+    if replace_all and protocol is Protocol.OIDC and block is not None and "issuer" not in block \
+            and stored.get("issuer") and block.get("discovery_url") == stored.get("discovery_url"):
+        merged["issuer"] = stored["issuer"]  # learned from the same discovery document: not a change
     secrets = dict(stored_secrets)
     for key, value in (block or {}).items():
         if key in secret_names:

@@ -133,8 +133,9 @@ def _tokens_and_claims(rp: RelyingParty, conn: Connection, trip: LoginTransactio
                                nonce=str(trip.data["nonce"]), now=now, leeway_seconds=rp.clock_skew_seconds)
     userinfo_endpoint = _endpoint(conn, "userinfo_url", "userinfo_endpoint")
     if conn.settings.get("fetch_userinfo", True) and userinfo_endpoint and tokens.access_token:
-        info = fetch_userinfo(userinfo_endpoint=userinfo_endpoint, access_token=tokens.access_token, policy=rp.policy)
-        if info.get("sub") != claims["sub"]:  # OIDC Core §5.3.2: must match, or the response is not used
-            raise IdPLoginError("userinfo is about another subject", reason="userinfo_failed")
-        claims = {**claims, **info}
+        # OIDC Core §5.3.2: the userinfo subject must match the ID token's, or the response is not used.
+        info = fetch_userinfo(userinfo_endpoint=userinfo_endpoint, access_token=tokens.access_token,
+                              policy=rp.policy, expected_sub=str(claims["sub"]))
+        protected = {"iss", "sub", "aud", "exp", "iat", "nbf", "nonce", "azp", "auth_time", "at_hash", "c_hash"}
+        claims = {**claims, **{k: v for k, v in info.items() if k not in protected}}
     return claims

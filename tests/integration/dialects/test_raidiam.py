@@ -14,9 +14,9 @@ from fastapi.testclient import TestClient
 
 from keyhall.app import create_app
 from keyhall.runtime import Runtime
-from tests.conftest import make_settings
 from tests.support.api import Keyhall, Tenant, auth
 from tests.support.oidc_idp import OidcIdp
+from tests.support.settings import make_settings
 
 ISO_MS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 SSO_KEYS = {

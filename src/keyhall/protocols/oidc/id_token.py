@@ -140,6 +140,7 @@ def _extract(token: str, registry: JWSRegistry) -> jws.CompactSignature:
         signed = jws.extract_compact(token.encode("ascii"), registry=registry)
         if not isinstance(signed.headers(), dict):
             raise TypeError("header is not an object")
+        registry.check_header(signed.headers())  # RFC 7515 §4.1.11: "crit" names only what is understood
     except (JoseError, ValueError, TypeError) as exc:
         raise IdTokenError(f"the ID token cannot be read as a JWS: {_jose_reason(exc)}", reason="malformed") from exc
     return signed

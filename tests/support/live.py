@@ -1,0 +1,114 @@
+"""A real Keyhall server (uvicorn) in a background thread on 127.0.0.1, on a real database,
+for end-to-end sign-ins that a browser, an IdP and a product client all reach over HTTP."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+from keyhall.app import create_app
+from keyhall.core.vocabulary import Role
+from keyhall.runtime import Runtime
+from tests.support.api import auth, issue_key
+from tests.support.database import fresh_database
+from tests.support.oidc_idp import OidcIdp
+from tests.support.peers import free_port
+from tests.support.settings import make_settings
+
+
+@dataclass
+class LiveKeyhall:
+    url: str
+    runtime: Runtime
+    instance_token: str
+
+    def api(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=15.0, trust_env=False)
+
+    def issue_key(self, org_id: str, role: Role) -> str:
+        return issue_key(self.runtime, org_id, role)
+
+
+class _Server(uvicorn.Server):
+    def install_signal_handlers(self) -> None:  # running in a thread: leave signals to pytest
+        pass
+
+
+@pytest.fixture(scope="session")
+def live_keyhall(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveKeyhall]:
+    port = free_port()
+    with fresh_database(tmp_path_factory.mktemp("live-db")) as url:
+        settings = make_settings(Path(tmp_path_factory.mktemp("live-data")), url,
+                                 public_url=f"http://127.0.0.1:{port}", allow_unverified_domains=True)
+        runtime = Runtime.build(settings)
+        runtime.database.migrate()
+        config = uvicorn.Config(create_app(settings, runtime), host="127.0.0.1", port=port, log_level="warning",
+                                lifespan="off", access_log=False)
+        server = _Server(config)
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 15
+        while not server.started:
+            if time.monotonic() > deadline or not thread.is_alive():
+                pytest.fail("the Keyhall test server did not start")
+            time.sleep(0.05)
+        token = issue_key(runtime, None, None)
+        try:
+            yield LiveKeyhall(url=f"http://127.0.0.1:{port}", runtime=runtime, instance_token=token)
+        finally:
+            server.should_exit = True
+            thread.join(timeout=10)
+            runtime.database.dispose()
+
+
+@dataclass
+class SignInSetup:
+    """An organization with an OIDC connection to the real IdP, and a product registered with Keyhall."""
+
+    live: LiveKeyhall
+    idp: OidcIdp
+    org: dict[str, Any]
+    owner: str
+    connection: dict[str, Any]
+    domain: str
+    client_id: str
+    client_secret: str | None
+    product_redirect: str
+
+
+def make_signin_setup(live: LiveKeyhall, idp: OidcIdp, name: str, *, public_client: bool = False,
+                      connection_extra: dict[str, Any] | None = None) -> SignInSetup:
+    import uuid
+
+    suffix = uuid.uuid4().hex[:8]
+    domain = f"{name}-{suffix}.test".lower()
+    with live.api() as api:
+        org = api.post("/v1/organizations", json={"name": f"{name} {suffix}"}, headers=auth(live.instance_token))
+        assert org.status_code == 201, org.text
+        org_data = org.json()
+        owner = live.issue_key(org_data["id"], Role.OWNER)
+        body = {"protocol": "oidc", "name": "corp", "domains": [domain],
+                "oidc": {"issuer": idp.issuer, "client_id": "pending", "scope": "openid profile email groups"},
+                **(connection_extra or {})}
+        created = api.post(f"/v1/organizations/{org_data['id']}/connections", json=body, headers=auth(owner))
+        assert created.status_code == 201, created.text
+        conn = created.json()
+        client_id, secret = idp.register_client([conn["redirect_uri"]])
+        patched = api.patch(f"/v1/organizations/{org_data['id']}/connections/{conn['id']}",
+                            json={"oidc": {"client_id": client_id, "client_secret": secret}}, headers=auth(owner))
+        assert patched.status_code == 200, patched.text
+        product_redirect = f"http://127.0.0.1:{free_port()}/product/callback"
+        app = api.post("/v1/applications", json={"name": f"Product {suffix}", "redirect_uris": [product_redirect],
+                                                 "public": public_client}, headers=auth(live.instance_token))
+        assert app.status_code == 201, app.text
+    return SignInSetup(live=live, idp=idp, org=org_data, owner=owner, connection=patched.json(), domain=domain,
+                       client_id=app.json()["client_id"], client_secret=app.json()["client_secret"],
+                       product_redirect=product_redirect)
