@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Installs the Debian packages Keyhall's test peers need, only when they are missing.
+# Installs the Debian packages Keyhall's test peers need, only when they are missing:
+# Node.js and npm (the OIDC IdP) and Chromium (the browser tests drive /usr/bin/chromium with
+# Playwright; never `playwright install`, which downloads a browser of its own).
 set -euo pipefail
 
 need=()
 command -v node >/dev/null 2>&1 || need+=(nodejs)
 command -v npm >/dev/null 2>&1 || need+=(npm)
+[ -x /usr/bin/chromium ] || need+=(chromium)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

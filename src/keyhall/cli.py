@@ -146,6 +146,24 @@ def app_create(name: str, redirect_uris: tuple[str, ...], public: bool, id_token
             "issuer": runtime.settings.public_url})
 
 
+@main.group("signing-keys")
+def signing_keys() -> None:
+    """Keys that sign the ID and access tokens products receive."""
+
+
+@signing_keys.command("rotate")
+@click.option("--alg", type=click.Choice(["RS256", "ES256"]), default="RS256", show_default=True)
+def signing_keys_rotate(alg: str) -> None:
+    """Start signing with a new key; the old one stays in the JWKS until its tokens expire."""
+    from keyhall.provider.signing import rotate
+
+    runtime = _runtime()
+    with runtime.database.unit_of_work() as uow:
+        new = rotate(uow.signing_keys, alg, utcnow())
+        uow.commit()
+    _print({"kid": new.kid, "alg": new.alg})
+
+
 @main.group()
 def keys() -> None:
     """Encryption keys for stored secrets."""
