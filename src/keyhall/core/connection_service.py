@@ -19,6 +19,7 @@ from keyhall.core.organizations import Organization
 from keyhall.core.ports import IdPInspector, Page, UnitOfWork
 from keyhall.core.vocabulary import Protocol
 from keyhall.errors import Conflict, InvalidInput, NotFound, PreconditionFailed
+from keyhall.security.sp_keys import generate_sp_keypair
 
 MAX_RETRIES = 3
 
@@ -94,6 +95,10 @@ def create_connection(
     require_sso_writer(ctx.principal, org)
     outcome = apply_input(None, data, organization_id=org.id, now=ctx.now)
     conn = outcome.connection
+    if conn.protocol is Protocol.SAML and "sp_private_key" not in conn.secrets:
+        # Each SAML connection gets its own SP key: it signs AuthnRequests and decrypts assertions.
+        cert, key = generate_sp_keypair(f"keyhall-sp-{conn.id}", now=ctx.now)
+        conn.settings["sp_certificate"], conn.secrets["sp_private_key"] = cert, key
     _check_claims(uow, conn, exclude_id=None)
     _inspect(outcome, inspector, ctx.now)
     uow.connections.add(conn)

@@ -12,7 +12,7 @@ import re
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, StringConstraints, model_validator
 
 from keyhall.core.vocabulary import LdapSecurity
 
@@ -134,7 +134,16 @@ class SamlSettings(_Strict):
         None
     )
     allow_idp_initiated: bool = False
+    idp_initiated_client_id: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
+    idp_initiated_redirect_uri: HttpURL | None = None
     allow_sha1: bool = False
+
+    @model_validator(mode="after")
+    def _idp_initiated_needs_a_destination(self) -> SamlSettings:
+        if self.allow_idp_initiated and not (self.idp_initiated_client_id and self.idp_initiated_redirect_uri):
+            raise ValueError("allow_idp_initiated needs idp_initiated_client_id and idp_initiated_redirect_uri "
+                             "(the application and redirect URI that receive IdP-initiated sign-ins)")
+        return self
 
 
 def _check_ldap_filter(value: str) -> str:

@@ -73,7 +73,13 @@ class UserLookup(Protocol):
 ApplicationRepository = ApplicationStore
 
 
+class ReplayCache(Protocol):
+    def remember(self, connection_id: str, assertion_id: str, expires_at: datetime, now: datetime) -> bool: ...
+
+
 class ProviderUnitOfWork(UnitOfWork, Protocol):
+    @property
+    def replays(self) -> ReplayCache: ...
     @property
     def signing_keys(self) -> SigningKeyRepository: ...
     @property

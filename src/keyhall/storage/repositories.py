@@ -368,6 +368,7 @@ class SqlUnitOfWork:
         from keyhall.storage.signin_repositories import (
             SqlApplications,
             SqlGrants,
+            SqlReplays,
             SqlSigningKeys,
             SqlTransactions,
             SqlUsers,
@@ -378,6 +379,7 @@ class SqlUnitOfWork:
         self.signing_keys = SqlSigningKeys(session, box)
         self.transactions = SqlTransactions(session)
         self.grants = SqlGrants(session)
+        self.replays = SqlReplays(session)
 
     def commit(self) -> None:
         try:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from keyhall.core.applications import Application
@@ -19,6 +20,7 @@ from keyhall.storage.models import (
     AuthorizationCodeRow,
     LoginTransactionRow,
     RefreshTokenRow,
+    SamlReplayRow,
     SigningKeyRow,
     UserRow,
 )
@@ -239,3 +241,21 @@ class SqlGrants:
                                           RefreshTokenRow.revoked_at.is_(None)).values(revoked_at=now)
         )
         return int(getattr(result, "rowcount", 0))
+
+
+class SqlReplays:
+    """The SAML replay cache: an assertion id is accepted once per connection."""
+
+    def __init__(self, session: Session):
+        self.session = session
+
+    def remember(self, connection_id: str, assertion_id: str, expires_at: datetime, now: datetime) -> bool:
+        """True the first time; False when the id was seen and has not expired."""
+        self.session.execute(delete(SamlReplayRow).where(SamlReplayRow.expires_at < now))
+        try:
+            with self.session.begin_nested():
+                self.session.add(SamlReplayRow(connection_id=connection_id, assertion_id=assertion_id[:256],
+                                               expires_at=expires_at))
+        except IntegrityError:
+            return False
+        return True

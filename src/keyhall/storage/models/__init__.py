@@ -11,6 +11,7 @@ from keyhall.storage.models.grants import AuthorizationCodeRow, RefreshTokenRow
 from keyhall.storage.models.login_transactions import LoginTransactionRow
 from keyhall.storage.models.organizations import OrganizationRow
 from keyhall.storage.models.rate_counters import RateCounterRow
+from keyhall.storage.models.saml_replays import SamlReplayRow
 from keyhall.storage.models.signing_keys import SigningKeyRow
 from keyhall.storage.models.users import UserRow
 
@@ -27,6 +28,7 @@ __all__ = [
     "OrganizationRow",
     "RateCounterRow",
     "RefreshTokenRow",
+    "SamlReplayRow",
     "SigningKeyRow",
     "UserRow",
 ]
