@@ -7,12 +7,14 @@ A dialect speaks another vendor's field names. Core errors name Keyhall's fields
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from keyhall.core.connection_settings import PROTOCOL_MODELS
 from keyhall.core.validation import invalid_from
 from keyhall.errors import KeyhallError
 
@@ -65,3 +67,29 @@ def parse_model(model: type[M], data: Any, *, prefix: str = "") -> M:
         return model.model_validate(data)
     except ValidationError as exc:
         raise invalid_from(exc, prefix=prefix) from None
+
+
+CORE_PATH = re.compile(  # a core field path quoted inside a message (not a host name or URL)
+    r"(?<![\w./:-])(?:oidc|saml|ldap)\.(?:"
+    + "|".join(sorted({f for m in PROTOCOL_MODELS.values() for f in m.model_fields} | {"jwks_uri"}))
+    + r")\b(?:\[\d+\])?"
+)
+
+
+@contextmanager
+def dialect_errors(rename: Renamer) -> Iterator[None]:
+    """Core errors in a dialect's field names everywhere they appear (field, message, details),
+    with the field named at the head of the message."""
+    try:
+        yield
+    except KeyhallError as exc:
+        exc.message = CORE_PATH.sub(lambda m: rename(m.group(0)), exc.message)
+        renamed = rename_error(exc, rename)
+        for key, value in renamed.details.items():
+            if isinstance(value, list) and key != "errors":
+                renamed.details[key] = [rename(v) if isinstance(v, str) and CORE_PATH.fullmatch(v) else v
+                                        for v in value]
+        if renamed.field and not renamed.message.startswith(renamed.field):
+            renamed.message = f"{renamed.field}: {renamed.message}"
+        renamed.args = (renamed.message,)
+        raise renamed from exc.__cause__

@@ -29,15 +29,14 @@ page says, and ignored (an instance-admin key, which has no organization, gets 4
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, FastAPI, Query, Response
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from keyhall.api.deps import ContextDep, RateLimited, RuntimeDep, UowDep
-from keyhall.api.dialects.common import parse_model, prefix_renamer, rename_error
+from keyhall.api.dialects.common import dialect_errors, parse_model, prefix_renamer
 from keyhall.api.native.schemas import iso
 from keyhall.core import connection_service as service
 from keyhall.core.connection_service import Context
@@ -48,7 +47,7 @@ from keyhall.core.ports import UnitOfWork
 from keyhall.core.presets import preset_for
 from keyhall.core.validation import field_path
 from keyhall.core.vocabulary import LdapSecurity, Protocol, Provider
-from keyhall.errors import InvalidInput, KeyhallError
+from keyhall.errors import InvalidInput
 
 router = APIRouter(prefix="/api/v1/sso/configurations", tags=["configurations"])
 
@@ -80,11 +79,6 @@ _RENAME_FIXED = prefix_renamer({
     **{f"{p}.{core}": f"{BLOCKS[p]}.{key}" for p, keys in KEYS.items() for key, core in keys.items()},
     **{str(p): block for p, block in BLOCKS.items()},
 })
-_CORE_PATH = re.compile(  # a core field path quoted in a message, not a host name
-    r"(?<![\w./:-])(?:oidc|saml|ldap)\.(?:"
-    + "|".join(sorted({f for m in PROTOCOL_MODELS.values() for f in m.model_fields} | {"jwks_uri"}))
-    + r")\b(?:\[\d+\])?"
-)
 
 
 def rename(path: str) -> str:
@@ -96,22 +90,9 @@ def rename(path: str) -> str:
     return re.sub(r"^samlConfig\.idpCertificate\[\d+\]", "samlConfig.idpCertificate", path)
 
 
-@contextmanager
-def configuration_errors() -> Iterator[None]:
+def configuration_errors() -> AbstractContextManager[None]:
     """Core errors in this API's field names, the field named at the head of the message."""
-    try:
-        yield
-    except KeyhallError as exc:
-        exc.message = _CORE_PATH.sub(lambda m: rename(m.group(0)), exc.message)
-        renamed = rename_error(exc, rename)
-        for key, value in renamed.details.items():
-            if isinstance(value, list) and key != "errors":
-                renamed.details[key] = [rename(v) if isinstance(v, str) and _CORE_PATH.fullmatch(v) else v
-                                        for v in value]
-        if renamed.field and not renamed.message.startswith(renamed.field):
-            renamed.message = f"{renamed.field}: {renamed.message}"
-        renamed.args = (renamed.message,)
-        raise renamed from exc.__cause__
+    return dialect_errors(rename)
 
 
 # --- request bodies ---------------------------------------------------------------------------

@@ -26,8 +26,7 @@ always counts them all. Errors use the native ``{"error": {...}}`` shape: the pa
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -36,15 +35,15 @@ from fastapi import APIRouter, FastAPI, Query, Response
 from pydantic import BaseModel, ConfigDict, StringConstraints, field_validator
 
 from keyhall.api.deps import ContextDep, RateLimited, RuntimeDep, UowDep
-from keyhall.api.dialects.common import parse_model, prefix_renamer, rename_error
+from keyhall.api.dialects.common import dialect_errors, parse_model, prefix_renamer
 from keyhall.core import connection_service as service
 from keyhall.core.connection_service import Context
-from keyhall.core.connection_settings import PROFILE_FIELDS, PROTOCOL_MODELS
+from keyhall.core.connection_settings import PROFILE_FIELDS
 from keyhall.core.connections import Connection, ConnectionInput, connection_urls, sp_entity_id
 from keyhall.core.organizations import Organization
 from keyhall.core.ports import UnitOfWork
 from keyhall.core.vocabulary import SECRET_MASK, Protocol, Provider
-from keyhall.errors import InvalidInput, KeyhallError, NotFound
+from keyhall.errors import InvalidInput, NotFound
 
 router = APIRouter(prefix="/api", tags=["logto"])
 assets = APIRouter(tags=["logto"])
@@ -106,11 +105,6 @@ _RENAME_FIXED = prefix_renamer({
     "saml.metadata_xml": "config.metadata", "saml.idp_entity_id": "config.entityId",
     "saml.sso_url": "config.signInEndpoint", "saml.certificates": "config.x509Certificate", "saml": "config",
 })
-_CORE_PATH = re.compile(  # a core field path quoted in a message, not a host name
-    r"(?<![\w./:-])(?:oidc|saml|ldap)\.(?:"
-    + "|".join(sorted({f for m in PROTOCOL_MODELS.values() for f in m.model_fields} | {"jwks_uri"}))
-    + r")\b(?:\[\d+\])?"
-)
 
 
 def rename(path: str) -> str:
@@ -121,22 +115,9 @@ def rename(path: str) -> str:
     return re.sub(r"^config\.x509Certificate\[\d+\]", "config.x509Certificate", _RENAME_FIXED(path))
 
 
-@contextmanager
-def logto_errors() -> Iterator[None]:
-    """Core errors in Logto's field names, the field named at the head of the message."""
-    try:
-        yield
-    except KeyhallError as exc:
-        exc.message = _CORE_PATH.sub(lambda m: rename(m.group(0)), exc.message)
-        renamed = rename_error(exc, rename)
-        for key, value in renamed.details.items():
-            if isinstance(value, list) and key != "errors":
-                renamed.details[key] = [rename(v) if isinstance(v, str) and _CORE_PATH.fullmatch(v) else v
-                                        for v in value]
-        if renamed.field and not renamed.message.startswith(renamed.field):
-            renamed.message = f"{renamed.field}: {renamed.message}"
-        renamed.args = (renamed.message,)
-        raise renamed from exc.__cause__
+def logto_errors() -> AbstractContextManager[None]:
+    """Core errors in this API's field names, the field named at the head of the message."""
+    return dialect_errors(rename)
 
 
 # --- request bodies ---------------------------------------------------------------------------
