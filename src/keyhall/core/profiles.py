@@ -3,11 +3,12 @@ through the connection's attribute and group mappings."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from keyhall.core.connections import Connection
-from keyhall.core.users import Profile
+from keyhall.core.users import LoginRefused, Profile
 from keyhall.core.vocabulary import GroupProvisioning
 
 _TRUE = {"true", "1", "yes"}
@@ -19,19 +20,26 @@ def _first(value: Any) -> Any:
     return value
 
 
-def _text(value: Any) -> str | None:
+_LIMITS = {"email": 320, "locale": 64, "phone_number": 64}
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+SUBJECT_MAX = 255
+
+
+def _text(value: Any, limit: int = 512) -> str | None:
+    """One clean line of text: control characters (NUL included) removed, cut to the stored length."""
     value = _first(value)
     if value is None:
         return None
-    text = str(value).strip()
-    return text[:512] or None
+    text = _CONTROL.sub("", str(value)).strip()
+    return text[:limit] or None
 
 
 def _strings(value: Any) -> list[str]:
     if value is None:
         return []
     items = value if isinstance(value, list | tuple) else [value]
-    return [str(v).strip()[:256] for v in items if str(v).strip()][:500]
+    cleaned = (_CONTROL.sub("", str(v)).strip()[:256] for v in items)
+    return [v for v in cleaned if v][:500]
 
 
 def map_profile(connection: Connection, attributes: Mapping[str, Any], *, subject: str) -> Profile:
@@ -42,8 +50,13 @@ def map_profile(connection: Connection, attributes: Mapping[str, Any], *, subjec
         source = mapping.get(field, default)
         return attributes.get(source) if source else None
 
+    if not subject or len(subject) > SUBJECT_MAX or _CONTROL.search(subject):
+        raise LoginRefused("Your identity provider sent an identifier Keyhall cannot store.",
+                           reason="invalid_subject")
     verified_raw = _first(read("email_verified", "email_verified"))
-    email = _text(read("email", "email"))
+    email = _text(read("email", "email"), _LIMITS["email"])
+    if email and ("@" not in email or " " in email):
+        email = None  # not an address: never route or match on it
     return Profile(
         subject=subject,
         email=email.lower() if email else None,
@@ -53,8 +66,8 @@ def map_profile(connection: Connection, attributes: Mapping[str, Any], *, subjec
         family_name=_text(read("family_name", "family_name")),
         username=_text(read("username")),
         picture=_text(read("picture")),
-        locale=_text(read("locale")),
-        phone_number=_text(read("phone_number")),
+        locale=_text(read("locale"), _LIMITS["locale"]),
+        phone_number=_text(read("phone_number"), _LIMITS["phone_number"]),
         groups=_strings(read("groups", "groups")),
     )
 

@@ -12,19 +12,10 @@ from typing import Protocol
 
 from keyhall.core.connections import Connection
 from keyhall.core.profiles import map_groups
-from keyhall.core.users import Profile, User, new_user
+from keyhall.core.users import LoginRefused, Profile, User, new_user
 from keyhall.core.vocabulary import UserProvisioning
-from keyhall.errors import KeyhallError
 
-
-class LoginRefused(KeyhallError):
-    """The IdP authenticated the person, but Keyhall's policy refuses the sign-in."""
-
-    code = "login_refused"
-
-    def __init__(self, message: str, *, reason: str):
-        super().__init__(message, details={"reason": reason})
-        self.reason = reason
+__all__ = ["LoginRefused", "provision"]
 
 
 class UserRepository(Protocol):

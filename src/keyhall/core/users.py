@@ -7,6 +7,8 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from keyhall.errors import KeyhallError
+
 
 @dataclass
 class Profile:
@@ -61,3 +63,13 @@ class User:
 def new_user(organization_id: str, connection_id: str | None, subject: str | None, now: datetime) -> User:
     return User(id=str(uuid.uuid4()), organization_id=organization_id, connection_id=connection_id,
                 subject=subject, created_at=now, updated_at=now)
+
+
+class LoginRefused(KeyhallError):
+    """The IdP authenticated the person, but Keyhall's policy refuses the sign-in."""
+
+    code = "login_refused"
+
+    def __init__(self, message: str, *, reason: str):
+        super().__init__(message, details={"reason": reason})
+        self.reason = reason

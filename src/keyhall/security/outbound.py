@@ -9,10 +9,10 @@ metadata service or anything else on the private network. So, unless the operato
 - every address the host resolves to must be public: loopback, private, link-local, multicast,
   reserved, unspecified, shared (CGNAT, RFC 6598) and documentation ranges are refused, also
   when embedded in IPv6 (IPv4-mapped, NAT64, 6to4);
-- the connection goes to an address that was checked at connect time (the network backend below
-  resolves, validates and connects in one step), so a DNS answer that changes between the check
-  and the connection (DNS rebinding) gains nothing. TLS SNI, certificate checks and the ``Host``
-  header still use the URL's host name;
+- the connection goes to an address that was checked at connect time (the network backend of
+  ``keyhall.security.guarded_transport`` resolves, validates and connects in one step), so a DNS
+  answer that changes between the check and the connection (DNS rebinding) gains nothing. TLS
+  SNI, certificate checks and the ``Host`` header still use the URL's host name;
 - redirects are followed by hand, at most ``max_redirects``, and every hop is checked again;
   a caller's headers (a bearer token) only go to the first URL's origin; POSTs never follow.
 
@@ -24,12 +24,10 @@ refused once it grows past ``policy.max_bytes``. Failures raise ``UnsafeURL`` or
 
 from __future__ import annotations
 
-import errno
 import ipaddress
 import socket
-import ssl
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,14 +35,13 @@ import httpcore
 import httpx
 
 from keyhall.errors import OutboundFetchError, UnsafeURL
+from keyhall.security.guarded_transport import GuardedBackend, GuardedTransport, describe_os_error, host_and_port
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 _Headers = Mapping[str, str] | None
 
 #: The whole fetch, redirects included, must end within this many times ``policy.timeout``.
 _DEADLINE_FACTOR = 3.0
-#: At most this many of a host's addresses are tried in turn when connecting.
-_MAX_ADDRESSES_TRIED = 4
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _USER_AGENT = "Keyhall (identity provider check)"
 _INSECURE_HINT = "KEYHALL_ALLOW_INSECURE_IDP_URLS allows it for development"
@@ -137,7 +134,14 @@ def post_form(
 
 def _client(policy: OutboundPolicy, accept: str, field: str | None) -> httpx.Client:
     headers = {"Accept": accept, "Accept-Encoding": "identity", "User-Agent": _USER_AGENT}
-    transport = _GuardedTransport(_GuardedBackend(policy, field))
+
+    def vet(host: str, port: int) -> list[str]:  # at connect time, for every connection the client opens
+        addresses = _resolve(host, port, field)
+        if not policy.allow_insecure:
+            _refuse_non_public(host_and_port(host, port), host, addresses, field)
+        return addresses
+
+    transport = GuardedTransport(GuardedBackend(vet, field))
     return httpx.Client(transport=transport, trust_env=False, follow_redirects=False, headers=headers)
 
 
@@ -292,24 +296,10 @@ def non_public_reason(address: IPAddress) -> str | None:
     return None
 
 
-def _describe_os_error(exc: BaseException | None) -> str:
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return f"TLS certificate verification failed: {exc.verify_message or exc.reason}"
-    if isinstance(exc, ssl.SSLError):
-        return f"TLS handshake failed: {exc.reason or exc}"
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(exc, OSError) and exc.errno in {errno.ENETUNREACH, errno.EHOSTUNREACH}:
-        return "network unreachable" if exc.errno == errno.ENETUNREACH else "host unreachable"
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror.lower()
-    return str(exc) or type(exc).__name__
-
-
 def _describe_exception(exc: BaseException) -> str:
     cause = exc.__cause__ or exc.__context__
     if isinstance(cause, OSError):
-        return _describe_os_error(cause)
+        return describe_os_error(cause)
     if isinstance(exc, httpcore.RemoteProtocolError | httpx.RemoteProtocolError):
         return f"the server broke the HTTP protocol ({exc})"
     return str(exc) or type(exc).__name__
@@ -340,109 +330,3 @@ def _read_capped(
             limit = policy.timeout * _DEADLINE_FACTOR
             raise _failure(f"{method} {shown} did not finish within {limit:g} s", field, url=shown, deadline=limit)
     return bytes(body)
-
-
-# --- transport -----------------------------------------------------------------------------------
-
-
-class _GuardedBackend(httpcore.NetworkBackend):
-    """Resolves, checks and connects in one step, so the checked address is the one used."""
-
-    def __init__(self, policy: OutboundPolicy, field: str | None) -> None:
-        self._policy = policy
-        self._field = field
-        self._sockets = httpcore.SyncBackend()
-
-    def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
-    ) -> httpcore.NetworkStream:
-        addresses = _resolve(host, port, self._field)
-        if not self._policy.allow_insecure:
-            _refuse_non_public(_hostport(host, port), host, addresses, self._field)
-        reason = "no address to try"
-        tried = addresses[:_MAX_ADDRESSES_TRIED]
-        for address in tried:
-            try:
-                return self._sockets.connect_tcp(
-                    address, port, timeout=timeout, local_address=local_address, socket_options=socket_options
-                )
-            except httpcore.ConnectTimeout:
-                reason = f"timed out after {timeout:g} s" if timeout is not None else "timed out"
-            except httpcore.ConnectError as exc:
-                reason = _describe_os_error(exc.__cause__ or exc)
-        via = "" if tried == [host] else f" ({', '.join(tried)})"
-        message = f"could not connect to {_hostport(host, port)}{via}: {reason}"
-        raise _failure(message, self._field, host=host, port=port)
-
-    def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,
-        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
-    ) -> httpcore.NetworkStream:
-        raise _failure("Unix sockets are never used toward identity providers", self._field)
-
-
-def _hostport(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-class _CoreResponseStream(httpx.SyncByteStream):
-    def __init__(self, stream: Iterable[bytes]) -> None:
-        self._stream = stream
-
-    def __iter__(self) -> Iterator[bytes]:
-        yield from self._stream
-
-    def close(self) -> None:
-        close = getattr(self._stream, "close", None)
-        if callable(close):
-            close()
-
-
-class _GuardedTransport(httpx.BaseTransport):
-    """An httpx transport over an httpcore pool that connects through ``_GuardedBackend``.
-
-    httpcore exceptions are left as they are; ``fetch`` turns them into OutboundFetchError.
-    """
-
-    def __init__(self, backend: _GuardedBackend) -> None:
-        self._pool = httpcore.ConnectionPool(
-            ssl_context=ssl.create_default_context(),
-            max_connections=2,
-            http1=True,
-            http2=False,
-            retries=0,
-            network_backend=backend,
-        )
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        assert isinstance(request.stream, httpx.SyncByteStream)
-        core_request = httpcore.Request(
-            method=request.method,
-            url=httpcore.URL(
-                scheme=request.url.raw_scheme,
-                host=request.url.raw_host,
-                port=request.url.port,
-                target=request.url.raw_path,
-            ),
-            headers=request.headers.raw,
-            content=request.stream,
-            extensions=request.extensions,
-        )
-        core_response = self._pool.handle_request(core_request)
-        assert isinstance(core_response.stream, Iterable)
-        return httpx.Response(
-            status_code=core_response.status,
-            headers=core_response.headers,
-            stream=_CoreResponseStream(core_response.stream),
-            extensions=core_response.extensions,
-        )
-
-    def close(self) -> None:
-        self._pool.close()

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, Select, and_, delete, exists, or_, select, update
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from keyhall.core.api_keys import ApiKey
@@ -406,5 +406,7 @@ class SqlUnitOfWork:
             self.close()
         if isinstance(exc, IntegrityError):
             raise Conflict("the change clashes with stored data (a name or domain already in use)") from exc
+        if isinstance(exc, DataError):
+            raise InvalidInput("a value cannot be stored (too long or not valid text)") from exc
         if isinstance(exc, DBAPIError):
             raise ServiceUnavailable("the database is unavailable; try again shortly") from exc

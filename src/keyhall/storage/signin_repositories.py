@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
@@ -157,7 +158,13 @@ class SqlSigningKeys:
         self.session.execute(update(SigningKeyRow).where(SigningKeyRow.kid == kid).values(sealed_private_key=blob))
 
 
+_HANDLE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+
+
 class SqlTransactions:
+    """Transaction ids arrive from browsers (state, RelayState, cookies): anything that is not a
+    handle Keyhall could have issued is answered as absent without reaching the database."""
+
     def __init__(self, session: Session):
         self.session = session
 
@@ -171,10 +178,14 @@ class SqlTransactions:
         _flush(self.session)
 
     def get(self, tx_id: str) -> LoginTransaction | None:
-        row = self.session.get(LoginTransactionRow, tx_id[:64])
+        if not _HANDLE.match(tx_id):
+            return None
+        row = self.session.get(LoginTransactionRow, tx_id)
         return self._entity(row) if row else None
 
     def consume(self, tx_id: str, kind: str, now: datetime) -> LoginTransaction | None:
+        if not _HANDLE.match(tx_id):
+            return None
         result = self.session.execute(
             update(LoginTransactionRow)
             .where(LoginTransactionRow.id == tx_id[:64], LoginTransactionRow.kind == kind,

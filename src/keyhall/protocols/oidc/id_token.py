@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import math
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, NoReturn
@@ -237,6 +238,8 @@ def _check_claims(
     iss, sub, aud = claims["iss"], claims["sub"], claims["aud"]
     if not isinstance(iss, str) or not isinstance(sub, str) or not sub:
         _malformed("iss and sub must be non-empty strings")
+    if len(sub) > 255:  # OIDC Core §2: "It MUST NOT exceed 255 ASCII characters in length"
+        _malformed("sub is longer than 255 characters")
     audiences = [aud] if isinstance(aud, str) else aud
     if not isinstance(audiences, list) or not all(isinstance(item, str) for item in audiences):
         _malformed("aud must be a string or a list of strings")
@@ -268,8 +271,8 @@ def _numeric_date(claims: Mapping[str, Any], name: str) -> float | None:
     value = claims.get(name)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        _malformed(f"{name} must be a number of seconds (NumericDate)")
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        _malformed(f"{name} must be a finite number of seconds (NumericDate)")
     return float(value)
 
 

@@ -1,0 +1,154 @@
+"""The socket half of ``keyhall.security.outbound``: an httpx transport that connects only to
+addresses vetted at connect time.
+
+``GuardedBackend`` is an httpcore network backend that resolves the host, hands the addresses to
+a vetting function (``outbound`` supplies one that applies ``OutboundPolicy``) and connects to
+one of exactly those addresses, in one step; so a DNS answer that changes between the check and
+the connection (DNS rebinding) gains nothing. ``GuardedTransport`` is an httpx transport over an
+httpcore connection pool built on that backend: TLS SNI, certificate checks and the ``Host``
+header still use the URL's host name, because httpcore derives them from the request, not from
+the address connected to.
+
+Which addresses are acceptable is decided in ``outbound``, not here. httpcore's exceptions are
+left as they are (``outbound`` turns them into OutboundFetchError); connecting fails with an
+OutboundFetchError whose message says why each address could not be reached.
+"""
+
+from __future__ import annotations
+
+import errno
+import ssl
+from collections.abc import Callable, Iterable, Iterator
+
+import httpcore
+import httpx
+
+from keyhall.errors import OutboundFetchError
+
+#: At most this many of a host's addresses are tried in turn when connecting.
+MAX_ADDRESSES_TRIED = 4
+
+#: ``(host, port)`` → the addresses that may be connected to, in order; raises to refuse them all.
+AddressVetter = Callable[[str, int], list[str]]
+
+
+def host_and_port(host: str, port: int) -> str:
+    """``host:port``, with an IPv6 literal in brackets (RFC 3986 §3.2.2)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def describe_os_error(exc: BaseException | None) -> str:
+    """A connection failure in words a person can act on (``connection refused``, TLS problems, ...)."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"TLS certificate verification failed: {exc.verify_message or exc.reason}"
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS handshake failed: {exc.reason or exc}"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, OSError) and exc.errno in {errno.ENETUNREACH, errno.EHOSTUNREACH}:
+        return "network unreachable" if exc.errno == errno.ENETUNREACH else "host unreachable"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()
+    return str(exc) or type(exc).__name__
+
+
+class GuardedBackend(httpcore.NetworkBackend):
+    """Resolves, checks and connects in one step, so the checked address is the one used.
+
+    ``vet`` resolves and judges a host's addresses; ``field`` names the setting a failure is
+    about (e.g. ``oidc.jwks_uri``), for the error's ``field``.
+    """
+
+    def __init__(self, vet: AddressVetter, field: str | None) -> None:
+        self._vet = vet
+        self._field = field
+        self._sockets = httpcore.SyncBackend()
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.NetworkStream:
+        addresses = self._vet(host, port)
+        reason = "no address to try"
+        tried = addresses[:MAX_ADDRESSES_TRIED]
+        for address in tried:
+            try:
+                return self._sockets.connect_tcp(
+                    address, port, timeout=timeout, local_address=local_address, socket_options=socket_options
+                )
+            except httpcore.ConnectTimeout:
+                reason = f"timed out after {timeout:g} s" if timeout is not None else "timed out"
+            except httpcore.ConnectError as exc:
+                reason = describe_os_error(exc.__cause__ or exc)
+        via = "" if tried == [host] else f" ({', '.join(tried)})"
+        message = f"could not connect to {host_and_port(host, port)}{via}: {reason}"
+        raise OutboundFetchError(message, field=self._field, details={"host": host, "port": port})
+
+    def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.NetworkStream:
+        raise OutboundFetchError("Unix sockets are never used toward identity providers", field=self._field)
+
+
+class _CoreResponseStream(httpx.SyncByteStream):
+    def __init__(self, stream: Iterable[bytes]) -> None:
+        self._stream = stream
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield from self._stream
+
+    def close(self) -> None:
+        close = getattr(self._stream, "close", None)
+        if callable(close):
+            close()
+
+
+class GuardedTransport(httpx.BaseTransport):
+    """An httpx transport over an httpcore pool that connects through ``GuardedBackend``.
+
+    HTTP/1.1 only, no retries, the system's default TLS trust. httpcore exceptions are left as
+    they are; ``outbound`` turns them into OutboundFetchError.
+    """
+
+    def __init__(self, backend: GuardedBackend) -> None:
+        self._pool = httpcore.ConnectionPool(
+            ssl_context=ssl.create_default_context(),
+            max_connections=2,
+            http1=True,
+            http2=False,
+            retries=0,
+            network_backend=backend,
+        )
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        assert isinstance(request.stream, httpx.SyncByteStream)
+        core_request = httpcore.Request(
+            method=request.method,
+            url=httpcore.URL(
+                scheme=request.url.raw_scheme,
+                host=request.url.raw_host,
+                port=request.url.port,
+                target=request.url.raw_path,
+            ),
+            headers=request.headers.raw,
+            content=request.stream,
+            extensions=request.extensions,
+        )
+        core_response = self._pool.handle_request(core_request)
+        assert isinstance(core_response.stream, Iterable)
+        return httpx.Response(
+            status_code=core_response.status,
+            headers=core_response.headers,
+            stream=_CoreResponseStream(core_response.stream),
+            extensions=core_response.extensions,
+        )
+
+    def close(self) -> None:
+        self._pool.close()
