@@ -29,7 +29,7 @@ install-test: $(VENV)/.installed-test
 run: install
 	$(BIN)/keyhall serve --host $(HOST) --port $(PORT)
 
-## System packages the real peers need (Node.js for the OIDC IdP); installs only what is missing.
+## System packages the real peers need (Node.js, Chromium, ...); installs only what is missing.
 system-deps:
 	bash scripts/install-system-deps.sh
 

@@ -11,7 +11,12 @@ from tests.support.api import Keyhall
 from tests.support.database import fresh_database
 from tests.support.settings import make_settings
 
-pytest_plugins = ["tests.support.oidc_idp", "tests.support.static_http", "tests.support.live"]
+pytest_plugins = [
+    "tests.support.oidc_idp",
+    "tests.support.static_http",
+    "tests.support.live",
+    "tests.support.browser",
+]
 
 
 @pytest.fixture(scope="session")
