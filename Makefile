@@ -36,6 +36,7 @@ system-deps:
 ## npm packages of the real peers the tests start (lock files pinned).
 peers: system-deps
 	cd tests/peers/oidc_provider && npm ci --no-audit --no-fund --loglevel=error
+	cd tests/peers/saml_idp && npm ci --no-audit --no-fund --loglevel=error
 
 ## The whole suite on SQLite, then lint and type checks.
 test: install-test peers

@@ -16,6 +16,7 @@ pytest_plugins = [
     "tests.support.static_http",
     "tests.support.live",
     "tests.support.browser",
+    "tests.support.saml_idp",
 ]
 
 
