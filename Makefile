@@ -51,5 +51,11 @@ lint: install-test
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy src
 
+BENCH_ARGS ?= --logins 200 --concurrency 4
+
+## Login benchmark: complete OIDC sign-ins through Keyhall and the real IdP on 127.0.0.1 (bench/README.md).
+bench: install-test peers
+	$(BIN)/python -m bench.login $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

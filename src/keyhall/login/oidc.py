@@ -97,6 +97,9 @@ def finish(uow: ProviderUnitOfWork, rp: RelyingParty, trip: LoginTransaction, pa
     code = params.get("code")
     if not code:
         raise LoginFailed("The sign-in response carried no code.", reason="missing_code", connection=conn)
+    # End the read transaction before talking to the IdP: on SQLite it would hold the write lock
+    # for the whole round trip.
+    uow.rollback()
     try:
         claims = _tokens_and_claims(rp, conn, trip, code, issuer, now)
         profile = map_profile(conn, claims, subject=str(claims["sub"]))

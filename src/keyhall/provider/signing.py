@@ -7,6 +7,7 @@ a valid token they cannot check.
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -57,9 +58,16 @@ def jwks(keys: SigningKeyRepository, now: datetime) -> dict[str, Any]:
 
 
 def _private(key: SigningKey) -> RSAKey | ECKey:
-    if key.alg == "RS256":
-        return RSAKey.import_key(key.private_pem)
-    return ECKey.import_key(key.private_pem)
+    return _import_private(key.kid, key.alg, key.private_pem)
+
+
+@functools.lru_cache(maxsize=32)
+def _import_private(kid: str, alg: str, pem: str) -> RSAKey | ECKey:
+    """Parsing (and validating) an RSA private key costs tens of milliseconds; keys are immutable,
+    so each is parsed once per process."""
+    if alg == "RS256":
+        return RSAKey.import_key(pem)
+    return ECKey.import_key(pem)
 
 
 def sign(key: SigningKey, claims: dict[str, Any], *, typ: str = "JWT") -> str:

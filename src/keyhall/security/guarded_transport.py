@@ -17,6 +17,7 @@ OutboundFetchError whose message says why each address could not be reached.
 from __future__ import annotations
 
 import errno
+import functools
 import ssl
 from collections.abc import Callable, Iterable, Iterator
 
@@ -110,6 +111,13 @@ class _CoreResponseStream(httpx.SyncByteStream):
             close()
 
 
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """One verifying TLS context for all outbound calls: building it loads the CA store (tens of
+    milliseconds), and a context is safe to share between connections and threads."""
+    return ssl.create_default_context()
+
+
 class GuardedTransport(httpx.BaseTransport):
     """An httpx transport over an httpcore pool that connects through ``GuardedBackend``.
 
@@ -119,7 +127,7 @@ class GuardedTransport(httpx.BaseTransport):
 
     def __init__(self, backend: GuardedBackend) -> None:
         self._pool = httpcore.ConnectionPool(
-            ssl_context=ssl.create_default_context(),
+            ssl_context=_tls_context(),
             max_connections=2,
             http1=True,
             http2=False,
