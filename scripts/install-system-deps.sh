@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Keyhall's test peers need, only when they are missing:
-# Node.js and npm (the OIDC IdP) and Chromium (the browser tests drive /usr/bin/chromium with
+# Node.js and npm (the OIDC and SAML IdPs), OpenLDAP's slapd and ldap-utils (the directory), and Chromium (the browser tests drive /usr/bin/chromium with
 # Playwright; never `playwright install`, which downloads a browser of its own).
 set -euo pipefail
 
@@ -8,6 +8,8 @@ need=()
 command -v node >/dev/null 2>&1 || need+=(nodejs)
 command -v npm >/dev/null 2>&1 || need+=(npm)
 [ -x /usr/bin/chromium ] || need+=(chromium)
+[ -x /usr/sbin/slapd ] || need+=(slapd)
+command -v ldapadd >/dev/null 2>&1 || need+=(ldap-utils)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
@@ -17,5 +19,9 @@ if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
   exit 1
 fi
 export DEBIAN_FRONTEND=noninteractive
+if printf '%s\n' "${need[@]}" | grep -qx slapd; then
+  # The tests run their own slapd; the package must not create a system directory of its own.
+  echo 'slapd slapd/no_configuration boolean true' | debconf-set-selections
+fi
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${need[@]}"

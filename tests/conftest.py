@@ -17,6 +17,7 @@ pytest_plugins = [
     "tests.support.live",
     "tests.support.browser",
     "tests.support.saml_idp",
+    "tests.support.slapd",
 ]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from keyhall import __version__
-from keyhall.api import health, oauth, pages
+from keyhall.api import health, oauth, pages, saml_pages
 from keyhall.api.deps import RateLimited
 from keyhall.api.dialects import install_all
 from keyhall.api.http import BodyLimitMiddleware, CorrelationMiddleware, install_error_handlers
@@ -29,6 +29,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(health.router)
     app.include_router(oauth.router)
     app.include_router(pages.router)
+    app.include_router(saml_pages.router)
     for router in (organizations.router, connections.router, domains.router, audit.router, users.router,
                    applications.router):
         app.include_router(router, dependencies=[RateLimited])

@@ -16,10 +16,13 @@ one is rendered and with which HTTP status. ``code`` is the stable machine-reada
     │   ├── UnsafeURL                     unsafe_url            SSRF guard refused the URL
     │   ├── OutboundFetchError            fetch_failed          timeout, refused, too big, non-2xx
     │   ├── DiscoveryError                discovery_invalid     OIDC discovery/JWKS unusable
+    │   ├── LdapError                     ldap_check_failed     the directory refused the connection, bind or search
     │   ├── SamlMetadataError             saml_metadata_invalid SAML metadata unusable
     │   └── CertificateError              certificate_invalid   PEM/DER certificate unusable
     ├── IdPLoginError                     idp_login_failed      a sign-in at the IdP failed (``reason`` says how)
-    │   └── IdTokenError                  id_token_invalid      the ID token fails OIDC Core 1.0 §3.1.3.7
+    │   ├── IdTokenError                  id_token_invalid      the ID token fails OIDC Core 1.0 §3.1.3.7
+    │   └── SamlResponseError             saml_response_invalid the SAML Response fails saml-core-2.0-os /
+    │                                                           saml-profiles-2.0-os §4.1.4 or its XML signature
     ├── RateLimited                       rate_limited          too many requests (429)
     └── ServiceUnavailable                unavailable           database or dependency down (503)
 """
@@ -95,6 +98,13 @@ class CertificateError(IdPValidationError):
     code = "certificate_invalid"
 
 
+class LdapError(IdPValidationError):
+    """The LDAP directory could not be used: no connection, TLS refused, the service account's
+    bind failed (the LDAP result code is in the message, RFC 4511 §4.1.9), or a base DN is missing."""
+
+    code = "ldap_check_failed"
+
+
 #: Why a sign-in through an OpenID provider failed outside the ID token itself.
 IdPLoginReason = Literal["token_error", "idp_unreachable", "bad_token_response", "jwks_invalid", "userinfo_failed"]
 #: Why an ID token was refused (OpenID Connect Core 1.0 §3.1.3.7).
@@ -111,6 +121,31 @@ IdTokenReason = Literal[
     "nonce_mismatch",
     "missing_claim",
 ]
+#: Why a SAML Response was refused (saml-core-2.0-os §2.3.3, §2.5.1, §3.2.2; saml-profiles-2.0-os
+#: §4.1.4.2-§4.1.4.3; XML-DSig 1.1; XML Encryption 1.1).
+SamlReason = Literal[
+    "malformed",
+    "dtd_forbidden",
+    "too_large",
+    "status_not_success",
+    "unsigned",
+    "bad_signature",
+    "untrusted_certificate",
+    "signature_wrapping",
+    "algorithm_not_allowed",
+    "sha1_refused",
+    "wrong_destination",
+    "wrong_recipient",
+    "wrong_audience",
+    "wrong_issuer",
+    "expired",
+    "not_yet_valid",
+    "in_response_to_mismatch",
+    "unsolicited",
+    "missing_subject",
+    "decryption_failed",
+    "multiple_assertions",
+]
 
 
 class IdPLoginError(KeyhallError):
@@ -118,10 +153,14 @@ class IdPLoginError(KeyhallError):
     ``details["reason"]``) is the machine-readable cause."""
 
     code = "idp_login_failed"
-    reason: IdPLoginReason | IdTokenReason
+    reason: IdPLoginReason | IdTokenReason | SamlReason
 
     def __init__(
-        self, message: str, *, reason: IdPLoginReason | IdTokenReason, details: dict[str, Any] | None = None
+        self,
+        message: str,
+        *,
+        reason: IdPLoginReason | IdTokenReason | SamlReason,
+        details: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(message, details={**(details or {}), "reason": reason})
         self.reason = reason
@@ -134,6 +173,18 @@ class IdTokenError(IdPLoginError):
     reason: IdTokenReason
 
     def __init__(self, message: str, *, reason: IdTokenReason, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message, reason=reason, details=details)
+        self.reason = reason
+
+
+class SamlResponseError(IdPLoginError):
+    """The SAML Response posted to the assertion consumer service was refused; ``reason`` names
+    the check (saml-core-2.0-os, saml-profiles-2.0-os §4.1.4, XML-DSig 1.1) it failed."""
+
+    code = "saml_response_invalid"
+    reason: SamlReason
+
+    def __init__(self, message: str, *, reason: SamlReason, details: dict[str, Any] | None = None) -> None:
         super().__init__(message, reason=reason, details=details)
         self.reason = reason
 

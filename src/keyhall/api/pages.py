@@ -18,11 +18,13 @@ from keyhall.core.transactions import LoginTransaction
 from keyhall.core.vocabulary import Protocol
 from keyhall.errors import RateLimited
 from keyhall.login import flow
+from keyhall.login import ldap as ldap_login
 from keyhall.login import oidc as oidc_login
 from keyhall.login.flow import LoginFailed
 from keyhall.provider.authorize import AuthorizeRequest
 from keyhall.provider.model import ProviderUnitOfWork
 from keyhall.security.passwords import verify_password
+from keyhall.security.rate_limit import Limit
 
 LOGIN_COOKIE = "keyhall_login"
 CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data: https:; frame-ancestors 'none'; "
@@ -77,6 +79,15 @@ def start_connection(uow: ProviderUnitOfWork, runtime: Any, conn: Connection, tx
                               "for.", reason="connection_not_in_organization", connection=conn, status=403)
     if conn.protocol is Protocol.OIDC:
         url = oidc_login.begin(uow, runtime.relying_party, conn, tx, login_hint=email, now=runtime.clock())
+        uow.commit()
+        return RedirectResponse(url, status_code=303)
+    if conn.protocol is Protocol.LDAP:
+        return RedirectResponse(f"/sso/{conn.id}/ldap?tx={tx.id}", status_code=303)
+    if conn.protocol is Protocol.SAML:
+        from keyhall.api.saml_pages import service_provider
+        from keyhall.login import saml as saml_login
+
+        url = saml_login.begin(uow, service_provider(runtime), conn, tx, now=runtime.clock())
         uow.commit()
         return RedirectResponse(url, status_code=303)
     raise LoginFailed(f"Sign-in through {conn.protocol.upper()} connections is not available on this server yet.",
@@ -244,6 +255,84 @@ def oidc_callback(connection_id: str, request: Request, uow: UowDep, runtime: Ru
                               "again.", reason="transaction_not_bound")
         conn, user = oidc_login.finish(provider_uow, runtime.relying_party, trip, params, now)
         url = flow.complete(provider_uow, str(trip.parent_id), user, connection=conn, amr=["ext"],
+                            issuer=runtime.settings.public_url, now=now, request_id=request_id(request))
+    except LoginFailed as exc:
+        return _fail(provider_uow, runtime, request, exc)
+    response = RedirectResponse(url, status_code=303)
+    response.delete_cookie(LOGIN_COOKIE, path="/")
+    return response
+
+
+#: Sign-in attempts through LDAP forms from one client address, whatever the usernames.
+LDAP_ADDRESS_LIMIT = Limit(requests=60, window_seconds=300)
+
+
+def _ldap_form(conn: Connection, tx: LoginTransaction, *, username: str | None = None, message: str | None = None,
+               status: int = 200) -> HTMLResponse:
+    return page("ldap.html", status=status, title="Sign in", connection_id=conn.id, tx=tx.id, csrf=tx.data["csrf"],
+                directory=conn.display_name or conn.branding.get("display_name") or conn.name, username=username,
+                message=message)
+
+
+def _ldap_connection(uow: ProviderUnitOfWork, tx: LoginTransaction, connection_id: str) -> Connection:
+    """The active LDAP connection this sign-in may use: the one the product asked for, if it asked."""
+    conn = uow.connections.get_any(connection_id)
+    if conn is None or conn.protocol is not Protocol.LDAP or conn.status.value != "active":
+        raise LoginFailed("This sign-in method is not available.", reason="connection_inactive", connection=conn,
+                          status=404)
+    request = AuthorizeRequest.from_dict(tx.data["request"])
+    org = uow.organizations.get(request.organization) if request.organization else None
+    if (request.connection and request.connection != conn.id) or (
+            request.organization and (org is None or org.id != conn.organization_id)):
+        raise LoginFailed("This sign-in method is not the one your application asked for.",
+                          reason="connection_not_requested", connection=conn, status=403)
+    return conn
+
+
+@router.get("/sso/{connection_id}/ldap")
+def ldap_page(connection_id: str, request: Request, uow: UowDep, runtime: RuntimeDep,
+              tx: str | None = None) -> Response:
+    provider_uow = _uow(uow)
+    try:
+        transaction = _tx_from(provider_uow, runtime, request, tx)
+        return _ldap_form(_ldap_connection(provider_uow, transaction, connection_id), transaction)
+    except LoginFailed as exc:
+        return _fail(provider_uow, runtime, request, exc)
+
+
+@router.post("/sso/{connection_id}/ldap")
+def ldap_submit(connection_id: str, request: Request, uow: UowDep, runtime: RuntimeDep,
+                tx: Annotated[str, Form(max_length=64)], csrf: Annotated[str, Form(max_length=64)],
+                username: Annotated[str, Form(max_length=256)],
+                password: Annotated[str, Form(max_length=1024)]) -> Response:
+    provider_uow = _uow(uow)
+    now = runtime.clock()
+    name = username.strip()
+    address = request.client.host if request.client else "unknown"
+    try:
+        # Counted before this request's transaction opens (as in password_submit): per person, per address.
+        runtime.limiter.hit(f"ldap:{connection_id}:{name.lower()}", runtime.password_limit, now)
+        runtime.limiter.hit(f"ldap-address:{address}", LDAP_ADDRESS_LIMIT, now)
+    except RateLimited as exc:
+        return login_error_page("Too many attempts", f"Too many sign-in attempts. Try again in {exc.retry_after} "
+                                "seconds.", status=429)
+    try:
+        transaction = _tx_from(provider_uow, runtime, request, tx)
+        _check_csrf(transaction, csrf)
+        conn = _ldap_connection(provider_uow, transaction, connection_id)
+        provider_uow.rollback()  # no database lock held during the directory round trip (SQLite)
+        try:
+            user = ldap_login.sign_in(provider_uow, conn, name, password, now=now,
+                                      policy=runtime.relying_party.policy)
+        except LoginFailed as exc:
+            if exc.reason not in ldap_login.RETRY_REASONS:
+                raise
+            provider_uow.rollback()
+            flow.audit_login(provider_uow, ok=False, reason=exc.reason, now=now, request_id=request_id(request),
+                             connection=conn, extra={"method": "ldap", "detail": exc.detail})
+            provider_uow.commit()
+            return _ldap_form(conn, transaction, username=name, message=exc.message, status=exc.status)
+        url = flow.complete(provider_uow, transaction.id, user, connection=conn, amr=["pwd"],
                             issuer=runtime.settings.public_url, now=now, request_id=request_id(request))
     except LoginFailed as exc:
         return _fail(provider_uow, runtime, request, exc)

@@ -81,3 +81,10 @@ def map_groups(connection: Connection, idp_groups: Sequence[str]) -> list[str] |
         return sorted(set(idp_groups))
     names = set(idp_groups)
     return sorted({m["group"] for m in connection.group_mappings if m["idp_group"] in names})
+
+
+def trust_directory_email(connection: Connection, profile: Profile) -> None:
+    """SAML and LDAP say nothing of email verification. The organization's own directory is
+    authoritative for addresses in the domains its connection routes, and for no others."""
+    local, _, domain = (profile.email or "").rpartition("@")
+    profile.email_verified = bool(local and domain and domain in connection.domains)

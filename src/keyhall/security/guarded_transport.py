@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import os
 import ssl
 from collections.abc import Callable, Iterable, Iterator
 
@@ -111,10 +112,10 @@ class _CoreResponseStream(httpx.SyncByteStream):
             close()
 
 
-@functools.cache
-def _tls_context() -> ssl.SSLContext:
-    """One verifying TLS context for all outbound calls: building it loads the CA store (tens of
-    milliseconds), and a context is safe to share between connections and threads."""
+@functools.lru_cache(maxsize=4)
+def _tls_context(cert_file: str | None, cert_dir: str | None) -> ssl.SSLContext:
+    """One verifying TLS context per trust store (``SSL_CERT_FILE``/``SSL_CERT_DIR``): building it
+    loads the CA store (tens of milliseconds), and a context is safe to share between threads."""
     return ssl.create_default_context()
 
 
@@ -127,7 +128,7 @@ class GuardedTransport(httpx.BaseTransport):
 
     def __init__(self, backend: GuardedBackend) -> None:
         self._pool = httpcore.ConnectionPool(
-            ssl_context=_tls_context(),
+            ssl_context=_tls_context(os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR")),
             max_connections=2,
             http1=True,
             http2=False,

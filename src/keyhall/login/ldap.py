@@ -1,0 +1,76 @@
+"""Sign-in through an organization's LDAP directory.
+
+The person types a username and password into Keyhall's form (``web/templates/ldap.html``,
+posted to ``/sso/{cid}/ldap``); the directory checks them (``keyhall.idp.ldap_client``: a
+service-account search, then a bind as the entry found, RFC 4513 §5.1.3); the entry's
+attributes, mapped like any IdP's, provision the Keyhall user.
+
+The page route around ``sign_in`` counts attempts per username and per client address before
+calling it (``keyhall.security.rate_limit``), and calls ``flow.complete`` after it. Failures
+raise ``LoginFailed`` with the directory's typed reason for the audit and a plain message for
+the person, the same for an unknown username and a wrong password; a route shows the form
+again for the reasons in ``RETRY_REASONS``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from keyhall.core.connections import Connection
+from keyhall.core.profiles import map_profile, trust_directory_email
+from keyhall.core.provisioning import LoginRefused, provision
+from keyhall.core.users import User
+from keyhall.core.vocabulary import ConnectionStatus, Protocol
+from keyhall.idp.ldap_client import LdapLoginError, LdapLoginReason, authenticate
+from keyhall.login.flow import LoginFailed
+from keyhall.provider.model import ProviderUnitOfWork
+from keyhall.security.outbound import OutboundPolicy
+
+BAD_CREDENTIALS = "That username and password do not match an account."
+
+#: What the person reads, and the HTTP status, for each reason the directory gave.
+_OUTCOMES: dict[LdapLoginReason, tuple[str, int]] = {
+    "empty_password": ("Enter your password.", 400),
+    "user_not_found": (BAD_CREDENTIALS, 401),
+    "invalid_credentials": (BAD_CREDENTIALS, 401),
+    "ambiguous_user": (BAD_CREDENTIALS, 401),
+    "account_locked": ("Your directory account is locked or disabled. Ask your administrator.", 403),
+    "directory_unavailable": ("Keyhall could not reach your organization's directory. Try again in a few "
+                              "minutes.", 502),
+}
+
+#: Reasons for which the route shows the form again (with the message) rather than an error page.
+RETRY_REASONS = frozenset({"empty_password", "user_not_found", "invalid_credentials", "ambiguous_user"})
+
+
+def sign_in(uow: ProviderUnitOfWork, conn: Connection, username: str, password: str, *, now: datetime,
+            policy: OutboundPolicy | None = None) -> User:
+    """The Keyhall user for a username and password the directory accepts; raises LoginFailed.
+
+    ``policy`` says which directory addresses may be contacted (the service's outbound policy:
+    ``KEYHALL_ALLOW_INSECURE_IDP_URLS``); without one only public addresses over TLS are.
+    """
+    if conn.protocol is not Protocol.LDAP:
+        raise LoginFailed("This sign-in method does not take a username and password.",
+                          reason="protocol_mismatch", connection=conn, status=404)
+    if conn.status is not ConnectionStatus.ACTIVE:
+        raise LoginFailed("This sign-in method is switched off by your organization.",
+                          reason="connection_inactive", connection=conn, status=403)
+    mapping = conn.attribute_mappings
+    try:
+        identity = authenticate(conn.settings, conn.secrets, username.strip(), password,
+                                attributes=list(mapping.values()), policy=policy)
+    except LdapLoginError as exc:
+        message, status = _OUTCOMES[exc.reason]
+        raise LoginFailed(message, reason=exc.reason, status=status, connection=conn, detail=exc.message) from exc
+    subject_values = identity.attributes.get(mapping.get("subject") or "entryUUID") or []
+    subject = subject_values[0] if subject_values else identity.dn
+    # The groups the directory reports (member attribute or group search) are where the mapping reads them.
+    attributes = {**identity.attributes, mapping.get("groups") or "groups": identity.groups}
+    profile = map_profile(conn, attributes, subject=subject)
+    trust_directory_email(conn, profile)
+    try:
+        user, _created = provision(uow.users, conn, profile, now)
+    except LoginRefused as exc:
+        raise LoginFailed(exc.message, reason=exc.reason, connection=conn, status=403) from exc
+    return user

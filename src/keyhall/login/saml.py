@@ -1,0 +1,144 @@
+"""Keyhall as a SAML 2.0 service provider toward an organization's IdP (Web Browser SSO Profile,
+saml-profiles-2.0-os §4.1): AuthnRequest over HTTP-Redirect, Response at the ACS over HTTP-POST.
+
+The ACS is reached by a cross-site POST, which carries no SameSite=Lax cookie; so the ACS
+validates and then sends the browser on (a top-level GET, which does carry it) to a completion
+step that checks the browser is the one that started the sign-in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from keyhall.core.connections import Connection, connection_urls, sp_entity_id
+from keyhall.core.profiles import map_profile, trust_directory_email
+from keyhall.core.provisioning import LoginRefused, provision
+from keyhall.core.transactions import LoginTransaction, new_transaction
+from keyhall.core.users import User
+from keyhall.core.vocabulary import ConnectionStatus
+from keyhall.errors import CertificateError, KeyhallError, SamlResponseError
+from keyhall.login.flow import LoginFailed
+from keyhall.protocols.saml.authn_request import build_authn_request, redirect_url
+from keyhall.protocols.saml.response import SamlAssertion, SamlExpectations, parse_saml_response
+from keyhall.provider.authorize import AuthorizeRequest
+from keyhall.provider.model import ProviderUnitOfWork
+
+EMAIL_FORMAT = "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress"
+HANDOFF_TTL = timedelta(minutes=2)
+
+
+@dataclass(frozen=True)
+class ServiceProvider:
+    public_url: str
+    clock_skew_seconds: int = 60
+
+
+def _idp(conn: Connection) -> tuple[str, str, list[str]]:
+    """(IdP entity id, SSO URL, pinned certificates): explicit settings win over imported metadata."""
+    found = conn.discovered or {}
+    entity = conn.settings.get("idp_entity_id") or found.get("idp_entity_id")
+    sso = conn.settings.get("sso_url") or found.get("sso_url")
+    certs = list(conn.settings.get("certificates") or [])
+    certs += [c["pem"] for c in found.get("certificates") or [] if isinstance(c, dict) and c.get("pem")]
+    if not entity or not sso or not certs:
+        raise LoginFailed("This organization's SAML sign-in is misconfigured (IdP entity id, SSO URL or "
+                          "certificate missing).", reason="connection_misconfigured", connection=conn)
+    return str(entity), str(sso), list(dict.fromkeys(certs))
+
+
+def begin(uow: ProviderUnitOfWork, sp: ServiceProvider, conn: Connection, parent: LoginTransaction, *,
+          now: datetime) -> str:
+    """The IdP's SSO URL carrying a (signed, when configured) AuthnRequest; RelayState is the trip id."""
+    _entity, sso_url, _certs = _idp(conn)
+    urls = connection_urls(sp.public_url, conn)
+    request = build_authn_request(
+        sp_entity_id=sp_entity_id(sp.public_url, conn), acs_url=str(urls["acs_url"]), destination=sso_url,
+        name_id_format=conn.settings.get("name_id_format"), force_authn=bool(conn.settings.get("force_authn")),
+        now=now,
+    )
+    trip = new_transaction("saml", {"connection_id": conn.id, "request_id": request.id}, now, parent_id=parent.id)
+    uow.transactions.add(trip)
+    key = conn.secrets.get("sp_private_key") if conn.settings.get("sign_requests") else None
+    return redirect_url(sso_url, request, trip.id, signing_key_pem=key)
+
+
+def receive(uow: ProviderUnitOfWork, sp: ServiceProvider, connection_id: str, form: dict[str, str],
+            now: datetime) -> tuple[Connection, User, LoginTransaction | None]:
+    """Validate a Response at the ACS and provision the person. Returns the trip (None when the
+    sign-in was IdP-initiated)."""
+    conn = uow.connections.get_any(connection_id)
+    if conn is None or conn.status is not ConnectionStatus.ACTIVE:
+        raise LoginFailed("This sign-in method is switched off by your organization.",
+                          reason="connection_inactive", connection=conn, status=403)
+    relay = form.get("RelayState")
+    trip = uow.transactions.consume(relay, "saml", now) if relay else None
+    if relay and trip is None and not conn.settings.get("allow_idp_initiated"):
+        raise LoginFailed("This sign-in response is not one Keyhall is waiting for (it may have been used "
+                          "already). Go back to your application and start again.", reason="state_invalid",
+                          connection=conn)
+    if trip is not None and trip.data.get("connection_id") != conn.id:
+        raise LoginFailed("This sign-in response is for another sign-in method.", reason="state_invalid",
+                          connection=conn)
+    entity, _sso, certs = _idp(conn)
+    expect = SamlExpectations(
+        acs_url=str(connection_urls(sp.public_url, conn)["acs_url"]), sp_entity_id=sp_entity_id(sp.public_url, conn),
+        idp_entity_id=entity, certificates=certs, request_id=str(trip.data["request_id"]) if trip else None,
+        allow_idp_initiated=bool(conn.settings.get("allow_idp_initiated")),
+        allow_sha1=bool(conn.settings.get("allow_sha1")), now=now, skew_seconds=sp.clock_skew_seconds,
+        sp_private_key=conn.secrets.get("sp_private_key"),
+    )
+    try:
+        assertion = parse_saml_response(form.get("SAMLResponse", ""), expect)
+    except SamlResponseError as exc:
+        raise LoginFailed("Keyhall could not accept the sign-in your organization's identity provider sent.",
+                          reason=str(exc.reason), connection=conn, detail=exc.message) from exc
+    except (CertificateError, ValueError) as exc:  # an unusable pinned certificate: configuration, not login
+        raise LoginFailed("This organization's SAML sign-in is misconfigured (its IdP certificate cannot be "
+                          "used).", reason="connection_misconfigured", connection=conn, detail=str(exc)) from exc
+    if not uow.replays.remember(conn.id, assertion.assertion_id, assertion.not_on_or_after, now):
+        raise LoginFailed("This sign-in response was already used.", reason="replayed", connection=conn)
+    try:
+        user, _created = provision(uow.users, conn, _profile(conn, assertion), now)
+    except LoginRefused as exc:
+        raise LoginFailed(exc.message, reason=exc.reason, connection=conn, status=403) from exc
+    except KeyhallError as exc:
+        raise LoginFailed("Keyhall could not finish your sign-in.", reason=exc.code, connection=conn) from exc
+    return conn, user, trip
+
+
+def _profile(conn: Connection, assertion: SamlAssertion) -> Any:
+    attributes: dict[str, Any] = dict(assertion.attributes)
+    if assertion.name_id_format == EMAIL_FORMAT and not attributes.get(conn.attribute_mappings.get("email", "email")):
+        attributes[conn.attribute_mappings.get("email", "email")] = [assertion.name_id]
+    profile = map_profile(conn, attributes, subject=assertion.name_id)
+    trust_directory_email(conn, profile)
+    return profile
+
+
+def handoff(uow: ProviderUnitOfWork, conn: Connection, user: User, parent_id: str, now: datetime) -> str:
+    """A short-lived, single-use step from the ACS to the completion page; returns its id."""
+    step = new_transaction("saml_done", {"connection_id": conn.id, "user_id": user.id}, now, parent_id=parent_id,
+                           ttl=HANDOFF_TTL)
+    uow.transactions.add(step)
+    return step.id
+
+
+def take_handoff(uow: ProviderUnitOfWork, connection_id: str, step_id: str, now: datetime) -> LoginTransaction:
+    step = uow.transactions.consume(step_id, "saml_done", now)
+    if step is None or step.data.get("connection_id") != connection_id or step.parent_id is None:
+        raise LoginFailed("This sign-in has already finished or expired. Go back to your application and start "
+                          "again.", reason="state_invalid")
+    return step
+
+
+def idp_initiated_request(conn: Connection) -> AuthorizeRequest:
+    """The authorization request an IdP-initiated sign-in answers: the connection's configured
+    application and redirect URI (no state, nonce or PKCE — the product must accept that)."""
+    return AuthorizeRequest(
+        client_id=str(conn.settings["idp_initiated_client_id"]),
+        redirect_uri=str(conn.settings["idp_initiated_redirect_uri"]), scope="openid email profile groups",
+        state=None, nonce=None, code_challenge=None, code_challenge_method=None, prompt=None, login_hint=None,
+        organization=conn.organization_id, connection=conn.id, domain=None,
+    )
