@@ -18,6 +18,7 @@ pytest_plugins = [
     "tests.support.browser",
     "tests.support.saml_idp",
     "tests.support.slapd",
+    "tests.support.dns_server",
 ]
 
 

@@ -63,6 +63,9 @@ def serve(host: str, port: int) -> None:
     runtime = Runtime.build(settings)
     runtime.database.migrate()
     app = create_app(settings, runtime)
+    from keyhall.jobs import DomainChecker
+
+    DomainChecker(runtime, interval=settings.domain_check_interval_seconds).attach(app)
     uvicorn.run(app, host=host, port=port, log_config=None, access_log=False, proxy_headers=True)
 
 
@@ -144,6 +147,21 @@ def app_create(name: str, redirect_uris: tuple[str, ...], public: bool, id_token
     _print({"client_id": created.id, "client_secret": secret, "name": created.name,
             "redirect_uris": created.redirect_uris, "public": created.public,
             "issuer": runtime.settings.public_url})
+
+
+@main.group()
+def domains() -> None:
+    """Claimed email domains."""
+
+
+@domains.command("check")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(min=1),
+              help="at most this many domains (those due for a check, longest unchecked first)")
+def domains_check(limit: int) -> None:
+    """Re-check claimed domains' DNS TXT records now, as the background checker does."""
+    from keyhall.jobs import check_domains
+
+    _print(check_domains(_runtime(), limit=limit))
 
 
 @main.group("signing-keys")

@@ -29,11 +29,21 @@ class Settings(BaseSettings):
     clock_skew_seconds: int = 60  # tolerance for IdP token and assertion times
     api_rate_limit_per_minute: int = 1200  # per API key (or client IP without one); 0 turns it off
     dns_resolver: str | None = None  # host:port of the resolver used for domain checks
+    domain_check_interval_seconds: float = 600  # background DNS re-check of claimed domains; 0 turns it off
 
     @field_validator("public_url")
     @classmethod
     def _strip_trailing_slash(cls, value: str) -> str:
         return value.rstrip("/")
+
+    @field_validator("dns_resolver")
+    @classmethod
+    def _check_dns_resolver(cls, value: str | None) -> str | None:
+        if value:
+            from keyhall.idp.dns import parse_server
+
+            parse_server(value)  # ValueError: host must be an IP address, port 1-65535
+        return value
 
     @property
     def resolved_database_url(self) -> str:

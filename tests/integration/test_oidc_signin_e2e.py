@@ -286,3 +286,12 @@ def test_password_sign_in_and_the_disable_email_password_rule(live_keyhall: Live
     refused = password_attempt(password)
     assert refused.status_code == 403
     assert "requires you to sign in with its single sign-on" in refused.text
+
+    # The owner's named break-glass account still signs in with its password.
+    with s.live.api() as api:
+        named = api.patch(f"/v1/organizations/{s.org['id']}", json={"break_glass_email": email},
+                          headers=auth(s.owner))
+        assert named.status_code == 200, named.text
+    rescued = password_attempt(password)
+    assert rescued.status_code == 303
+    assert rescued.headers["location"].startswith(s.product_redirect)

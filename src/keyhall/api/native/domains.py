@@ -18,6 +18,9 @@ Limit = Annotated[int, Query(ge=1, le=200)]
 
 @router.post("", status_code=201, response_model=DomainOut)
 def claim_domain(org: str, body: DomainCreate, uow: UowDep, ctx: ContextDep) -> dict[str, Any]:
+    """Claim an email domain. The answer's ``verification`` names the TXT record to publish
+    (``_keyhall-challenge.<domain>`` = ``keyhall-verification=<token>``). Public email domains
+    (gmail.com and the like) are refused (400); a domain another organization has verified is 409."""
     return domain_out(domain_service.claim_domain(uow, ctx, org, body.domain))
 
 
@@ -42,5 +45,11 @@ def delete_domain(org: str, domain_id: str, uow: UowDep, ctx: ContextDep) -> Res
 
 @router.post("/{domain_id}/verify", response_model=DomainOut)
 def verify_domain(org: str, domain_id: str, uow: UowDep, ctx: ContextDep, runtime: RuntimeDep) -> dict[str, Any]:
+    """Look the TXT record up now (through ``KEYHALL_DNS_RESOLVER`` when set) and answer the
+    domain's new state: ``status`` (pending, verified, failed), ``last_checked_at``,
+    ``last_error`` (why it is not verified, or why a verified domain is at risk) and
+    ``verified_at`` (when the proof was last seen). A domain verified by another organization is
+    409. Keyhall also re-checks domains in the background; keep the record published: a verified
+    domain whose record stays missing for 7 days is un-verified."""
     resolver = TxtResolver(runtime.settings.dns_resolver, timeout=runtime.settings.idp_timeout_seconds)
     return domain_out(domain_service.verify_domain(uow, ctx, org, domain_id, resolver))

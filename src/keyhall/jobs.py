@@ -1,0 +1,135 @@
+"""Background work: the periodic DNS re-check of claimed email domains.
+
+``check_domains`` runs one pass (``keyhall domains check`` runs it from the command line);
+``DomainChecker`` runs passes in a thread beside ``keyhall serve`` every
+``KEYHALL_DOMAIN_CHECK_INTERVAL_SECONDS`` (``attach(app)`` ties it to the app's lifespan).
+Each domain is checked in a unit of work of its own, with DNS asked outside any database
+transaction, as the system principal, and audited when its state changes (see
+``keyhall.core.domain_service`` for the rules). Several Keyhall instances may run the checker at
+once: a check is idempotent, the worst case is a domain checked twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+
+from keyhall.core import domain_service
+from keyhall.core.access import SYSTEM
+from keyhall.core.domain_service import TxtLookup
+from keyhall.core.vocabulary import DomainStatus
+from keyhall.errors import KeyhallError
+from keyhall.idp.dns import TxtResolver
+from keyhall.runtime import Runtime
+
+log = logging.getLogger("keyhall.jobs")
+
+
+def check_domains(
+    runtime: Runtime, *, limit: int = 100, lookup: TxtLookup | None = None, stop: threading.Event | None = None,
+) -> dict[str, int]:
+    """Check up to ``limit`` domains that are due (pending and failed claims, and verified domains
+    not checked for a day) against DNS through the configured resolver.
+
+    Returns counts: ``checked``, the resulting ``verified`` / ``failed`` / ``pending``,
+    ``changed`` (status or error changed), ``dns_errors`` (DNS did not answer) and ``conflicts``
+    (proven, but verified by another organization), ``errors`` (a check that could not be
+    recorded). ``stop`` ends the pass between domains.
+    """
+    resolver = lookup or TxtResolver(runtime.settings.dns_resolver, timeout=runtime.settings.idp_timeout_seconds)
+    now = runtime.clock()
+    with runtime.database.unit_of_work() as uow:
+        due = domain_service.due_domains(uow, now, limit=limit)
+    counts: Counter[str] = Counter({"checked": 0, "changed": 0, "dns_errors": 0, "conflicts": 0, "errors": 0,
+                                    **{str(s): 0 for s in DomainStatus}})
+    for domain in due:
+        if stop is not None and stop.is_set():
+            break
+        try:
+            with runtime.database.unit_of_work() as uow:
+                verdict = domain_service.recheck_domain(uow, domain.organization_id, domain.id, resolver,
+                                                        actor=SYSTEM.actor, now=runtime.clock())
+        except KeyhallError as exc:  # e.g. a clash on commit: this domain only, the pass goes on
+            log.warning("domain %s: check not recorded: %s", domain.name, exc.message)
+            counts["errors"] += 1
+            continue
+        if verdict is None:
+            continue
+        counts["checked"] += 1
+        counts[str(verdict.status)] += 1
+        counts["changed"] += int(verdict.status is not domain.status or verdict.last_error != domain.last_error)
+        counts["conflicts"] += int(verdict.conflict)
+        counts["dns_errors"] += int(verdict.dns_failed)
+        if verdict.status is not domain.status:
+            log.info("domain %s: %s -> %s%s", domain.name, domain.status, verdict.status,
+                     f" ({verdict.last_error})" if verdict.last_error else "")
+    return dict(counts)
+
+
+class DomainChecker:
+    """Calls ``check_domains`` every ``interval`` seconds in a daemon thread; ``interval <= 0``
+    turns it off. ``stop()`` interrupts the wait (and a pass, between two domains) and joins."""
+
+    def __init__(self, runtime: Runtime, *, interval: float, limit: int = 100, lookup: TxtLookup | None = None):
+        self.runtime = runtime
+        self.interval = interval
+        self.limit = limit
+        self.lookup = lookup
+        self.passes = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> None:
+        if self.interval <= 0 or self.running:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="keyhall-domain-checker", daemon=True)
+        self._thread.start()
+        log.info("domain checker started: every %g s, up to %d domains a pass", self.interval, self.limit)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Ends the thread: at once while it waits; after the domain in hand while it checks (one
+        DNS look-up, bounded by ``KEYHALL_IDP_TIMEOUT_SECONDS``)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            log.info("domain checker %s", "did not stop in time" if self._thread.is_alive() else "stopped")
+            self._thread = None
+
+    def attach(self, app: FastAPI) -> None:
+        """Run beside ``app``: start when it starts serving, stop (and join) when it shuts down,
+        which uvicorn does on SIGINT and SIGTERM alike."""
+        inner = app.router.lifespan_context
+
+        @asynccontextmanager
+        async def lifespan(asgi_app: Any) -> AsyncIterator[Any]:
+            async with inner(asgi_app) as state:
+                self.start()
+                try:
+                    yield state
+                finally:
+                    await asyncio.to_thread(self.stop)
+
+        app.router.lifespan_context = lifespan
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                summary = check_domains(self.runtime, limit=self.limit, lookup=self.lookup, stop=self._stop)
+                if summary["checked"]:
+                    log.info("domain check: %s", summary)
+            except Exception:  # a failed pass (database down, ...) must not end the thread
+                log.exception("domain check failed")
+            self.passes += 1
+            self._stop.wait(self.interval)
