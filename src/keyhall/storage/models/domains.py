@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, String, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from keyhall.storage.models.base import Base
@@ -12,7 +12,12 @@ class DomainRow(Base):
     """An email domain claimed by an organization, with its DNS verification state."""
 
     __tablename__ = "domains"
-    __table_args__ = (UniqueConstraint("organization_id", "name"),)
+    __table_args__ = (
+        UniqueConstraint("organization_id", "name"),
+        # A verified domain belongs to one organization: the database refuses a second proof.
+        Index("uq_domains_verified_name", "name", unique=True, sqlite_where=text("status = 'verified'"),
+              postgresql_where=text("status = 'verified'")),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     organization_id: Mapped[str] = mapped_column(
