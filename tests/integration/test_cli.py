@@ -2,6 +2,8 @@
 
 No ``KEYHALL_SECRET_KEYS`` is given, so the command generates its key file in the data directory,
 as on a first run. The last tests start ``keyhall serve`` and walk through setting up SSO over HTTP.
+Saving an LDAP connection binds at the directory, so the LDAP connections point at the test
+``slapd`` on 127.0.0.1 over plain LDAP, which ``KEYHALL_ALLOW_INSECURE_IDP_URLS`` allows.
 """
 
 from __future__ import annotations
@@ -33,11 +35,18 @@ from keyhall.storage.engine import build_engine
 from keyhall.storage.models import ConnectionRow
 from tests.support.database import fresh_database, server_url
 from tests.support.peers import free_port
+from tests.support.slapd import Slapd
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "saml"
 COMMAND_TIMEOUT = 60
 STARTUP_TIMEOUT = 15.0
-BIND_PASSWORD = "directory-bind-password-1234"
+#: The test directory is on a loopback address and speaks plain LDAP: development settings only.
+INSECURE_IDP = {"KEYHALL_ALLOW_INSECURE_IDP_URLS": "1"}
+
+
+def directory_settings(directory: Slapd) -> dict[str, Any]:
+    """A connection's ``ldap`` settings for the test directory, its service account's password included."""
+    return {**directory.ldap_settings(), **directory.bind_secrets()}
 
 
 @dataclass
@@ -189,7 +198,7 @@ def sealed_blob(database_url: str, connection_id: str) -> str:
     return blob
 
 
-def test_keys_rotate_reencrypts_stored_secrets_under_a_new_key(tmp_path: Path) -> None:
+def test_keys_rotate_reencrypts_stored_secrets_under_a_new_key(tmp_path: Path, slapd: Slapd) -> None:
     with fresh_database(tmp_path) as url:
         env = CliEnv(home=tmp_path, database_url=url)
         env.json("org", "create", "Rotation Ltd", "--slug", "rotation")
@@ -198,20 +207,21 @@ def test_keys_rotate_reencrypts_stored_secrets_under_a_new_key(tmp_path: Path) -
 
         # A connection holding a secret, made through the Python API against the same installation.
         runtime = Runtime.build(load_settings(_env_file=None, data_dir=env.data_dir, database_url=url,
-                                              secret_keys=None))
+                                              secret_keys=None, allow_insecure_idp_urls=True))
         try:
             data = validate_model(ConnectionInput, {
-                "protocol": "ldap", "name": "directory",
-                "ldap": {"server": "ldap.rotation.example.com", "base_dn": "dc=rotation,dc=example",
-                         "bind_dn": "cn=keyhall,dc=rotation,dc=example", "bind_password": BIND_PASSWORD},
+                "protocol": "ldap", "name": "directory", "ldap": directory_settings(slapd),
             })
             ctx = Context(principal=SYSTEM, request_id=None, now=utcnow())
             with runtime.database.unit_of_work() as uow:
                 conn = create_connection(uow, ctx, "rotation", data, runtime.inspector)
         finally:
             runtime.database.dispose()
+        assert conn.discovered is not None
+        assert conn.discovered["contacted"] is True
+        secrets = slapd.bind_secrets()
         before = sealed_blob(url, conn.id)
-        assert SecretBox(old_keys).open(before) == {"bind_password": BIND_PASSWORD}
+        assert SecretBox(old_keys).open(before) == secrets
 
         report = env.json("keys", "rotate")
 
@@ -224,7 +234,7 @@ def test_keys_rotate_reencrypts_stored_secrets_under_a_new_key(tmp_path: Path) -
         assert report["keys"] == 2
         after = sealed_blob(url, conn.id)
         assert after != before
-        assert SecretBox([keys[0]]).open(after) == {"bind_password": BIND_PASSWORD}
+        assert SecretBox([keys[0]]).open(after) == secrets
         with pytest.raises(SecretKeyError):
             SecretBox(old_keys).open(after)
 
@@ -233,7 +243,7 @@ def test_keys_rotate_reencrypts_stored_secrets_under_a_new_key(tmp_path: Path) -
         report = env.json("keys", "rotate", KEYHALL_SECRET_KEYS=f"{operator_key},{keys[0]},{keys[1]}")
         assert report == {"reencrypted": 1, "keys": 3}
         assert parse_key_list(env.key_file.read_text()) == keys
-        assert SecretBox([operator_key]).open(sealed_blob(url, conn.id)) == {"bind_password": BIND_PASSWORD}
+        assert SecretBox([operator_key]).open(sealed_blob(url, conn.id)) == secrets
 
 
 # --- a real server ---------------------------------------------------------------------------
@@ -258,7 +268,7 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def running_server(env: CliEnv) -> Iterator[Server]:
+def running_server(env: CliEnv, **extra_env: str) -> Iterator[Server]:
     """``keyhall serve`` on a free port, answering /healthz; stopped by its PID afterwards."""
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
@@ -266,7 +276,7 @@ def running_server(env: CliEnv) -> Iterator[Server]:
     with log.open("wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "keyhall", "serve", "--port", str(port)], cwd=env.home,
-            env=env.environ(KEYHALL_PUBLIC_URL=base_url), stdout=out, stderr=subprocess.STDOUT,
+            env=env.environ(KEYHALL_PUBLIC_URL=base_url, **extra_env), stdout=out, stderr=subprocess.STDOUT,
         )
     try:
         deadline = time.monotonic() + STARTUP_TIMEOUT
@@ -288,7 +298,7 @@ def running_server(env: CliEnv) -> Iterator[Server]:
 
 @pytest.fixture(scope="module")
 def server(cli: CliEnv) -> Iterator[Server]:
-    with running_server(cli) as running:
+    with running_server(cli, **INSECURE_IDP) as running:
         yield running
 
 
@@ -313,7 +323,7 @@ def test_server_is_live_and_ready(http: httpx.Client) -> None:
 
 
 def test_walkthrough_set_up_sso_over_http(
-    cli: CliEnv, acme: dict[str, Any], http: httpx.Client, server: Server
+    cli: CliEnv, acme: dict[str, Any], http: httpx.Client, server: Server, slapd: Slapd
 ) -> None:
     # The operator: an instance-admin key creates the organization, then its owner's key.
     instance = cli.json("key", "create", "--instance")
@@ -356,20 +366,19 @@ def test_walkthrough_set_up_sso_over_http(
     assert response.status_code == 412
     assert response.json()["error"]["code"] == "precondition_failed"
 
-    # An LDAP connection: the bind password is stored, never shown.
-    body = {"protocol": "ldap", "name": "corp-ldap",
-            "ldap": {"server": "ldap.walkthrough.example.com", "base_dn": "dc=walkthrough,dc=example",
-                     "bind_dn": "cn=keyhall,dc=walkthrough,dc=example", "bind_password": BIND_PASSWORD}}
+    # An LDAP connection: the server binds at the directory; the bind password is stored, never shown.
+    body = {"protocol": "ldap", "name": "corp-ldap", "ldap": directory_settings(slapd)}
     response = http.post(base, json=body, headers=headers)
     assert response.status_code == 201, response.text
     assert response.json()["ldap"]["bind_password_set"] is True
-    assert BIND_PASSWORD not in response.text
+    assert response.json()["discovered"]["contacted"] is True
+    assert slapd.service_password not in response.text
     ldap_id = response.json()["id"]
 
     response = http.get(base, headers=headers)
     assert response.status_code == 200
     assert {c["id"] for c in response.json()["data"]} == {cid, ldap_id}
-    assert BIND_PASSWORD not in response.text
+    assert slapd.service_password not in response.text
 
     # The audit trail names the request that made the change.
     response = http.get(f"/v1/organizations/walkthrough/audit-events?action=connection.created&target_id={cid}",
@@ -419,7 +428,7 @@ def test_request_id_is_echoed_or_generated(http: httpx.Client) -> None:
     assert response.headers["x-request-id"] == "err-456"
 
 
-def test_a_running_server_keeps_reading_secrets_after_keys_rotate(tmp_path: Path) -> None:
+def test_a_running_server_keeps_reading_secrets_after_keys_rotate(tmp_path: Path, slapd: Slapd) -> None:
     """``keyhall keys rotate`` is run beside a live installation: the server that was started
     before the rotation must still read the connections whose secrets were re-encrypted."""
     with fresh_database(tmp_path) as url:
@@ -427,10 +436,9 @@ def test_a_running_server_keeps_reading_secrets_after_keys_rotate(tmp_path: Path
         env.json("org", "create", "Live Rotation", "--slug", "live-rotation")
         owner = bearer(env.json("key", "create", "--org", "live-rotation", "--role", "owner")["token"])
         base = "/v1/organizations/live-rotation/connections"
-        body = {"protocol": "ldap", "name": "directory",
-                "ldap": {"server": "ldap.live.example.com", "base_dn": "dc=live,dc=example",
-                         "bind_dn": "cn=keyhall,dc=live,dc=example", "bind_password": BIND_PASSWORD}}
-        with running_server(env) as live, httpx.Client(base_url=live.base_url, timeout=15.0) as client:
+        body = {"protocol": "ldap", "name": "directory", "ldap": directory_settings(slapd)}
+        with (running_server(env, **INSECURE_IDP) as live,
+              httpx.Client(base_url=live.base_url, timeout=15.0) as client):
             response = client.post(base, json=body, headers=owner)
             assert response.status_code == 201, response.text
             cid = response.json()["id"]
@@ -442,3 +450,10 @@ def test_a_running_server_keeps_reading_secrets_after_keys_rotate(tmp_path: Path
             assert response.json()["ldap"]["bind_password_set"] is True
             response = client.patch(f"{base}/{cid}", json={"display_name": "Directory"}, headers=owner)
             assert response.status_code == 200, response.text
+            # A changed search base is checked at the directory again, binding with the re-encrypted password.
+            checked_at = response.json()["discovered"]["fetched_at"]
+            response = client.patch(f"{base}/{cid}", json={"ldap": {"user_search_base": slapd.base_dn}},
+                                    headers=owner)
+            assert response.status_code == 200, response.text
+            assert response.json()["discovered"]["contacted"] is True
+            assert response.json()["discovered"]["fetched_at"] != checked_at

@@ -179,21 +179,20 @@ def password_page(request: Request, uow: UowDep, runtime: RuntimeDep, tx: str | 
 
 @router.post("/login/password")
 def password_submit(request: Request, uow: UowDep, runtime: RuntimeDep, tx: Annotated[str, Form(max_length=64)],
-                    csrf: Annotated[str, Form(max_length=64)], email: Annotated[str, Form(max_length=320)],
-                    password: Annotated[str, Form(max_length=1024)]) -> Response:
+                    csrf: Annotated[str, Form(max_length=64)], email: Annotated[str, Form(max_length=320)] = "",
+                    password: Annotated[str, Form(max_length=1024)] = "") -> Response:
     provider_uow = _uow(uow)
     now = runtime.clock()
     email = email.strip().lower()
     try:
-        # Counted before this request's transaction opens: the counter store writes on its own
-        # connection, which must not wait on a lock this request holds (SQLite).
-        runtime.limiter.hit(f"password:{email}", runtime.password_limit, now)
-    except RateLimited as exc:
-        return login_error_page("Too many attempts", f"Too many sign-in attempts for this account. Try again in "
-                                f"{exc.retry_after} seconds.", status=429)
-    try:
         transaction = _tx_from(provider_uow, runtime, request, tx)
         _check_csrf(transaction, csrf)
+        if not email or not password:
+            return _password_form(transaction, email=email, status=400, message="Enter your email and password.")
+        # Only a genuine attempt (live transaction, right CSRF token) counts against the account. The
+        # counter writes on its own connection, so this request's read transaction ends first (SQLite).
+        provider_uow.rollback()
+        runtime.limiter.hit(f"password:{email}", runtime.password_limit, now)
         request_data = AuthorizeRequest.from_dict(transaction.data["request"])
         org = provider_uow.organizations.get(request_data.organization) if request_data.organization else None
         candidates = _local_accounts(provider_uow, email, org.id if org else None)
@@ -215,6 +214,9 @@ def password_submit(request: Request, uow: UowDep, runtime: RuntimeDep, tx: Anno
         url = flow.complete(provider_uow, transaction.id, user, connection=None, amr=["pwd"],
                             issuer=runtime.settings.public_url, now=now, request_id=request_id(request))
         return RedirectResponse(url, status_code=303)
+    except RateLimited as exc:
+        return login_error_page("Too many attempts", f"Too many sign-in attempts for this account. Try again in "
+                                f"{exc.retry_after} seconds.", status=429)
     except LoginFailed as exc:
         return _fail(provider_uow, runtime, request, exc)
 
@@ -303,24 +305,22 @@ def ldap_page(connection_id: str, request: Request, uow: UowDep, runtime: Runtim
 @router.post("/sso/{connection_id}/ldap")
 def ldap_submit(connection_id: str, request: Request, uow: UowDep, runtime: RuntimeDep,
                 tx: Annotated[str, Form(max_length=64)], csrf: Annotated[str, Form(max_length=64)],
-                username: Annotated[str, Form(max_length=256)],
-                password: Annotated[str, Form(max_length=1024)]) -> Response:
+                username: Annotated[str, Form(max_length=256)] = "",
+                password: Annotated[str, Form(max_length=1024)] = "") -> Response:
     provider_uow = _uow(uow)
     now = runtime.clock()
     name = username.strip()
     address = request.client.host if request.client else "unknown"
     try:
-        # Counted before this request's transaction opens (as in password_submit): per person, per address.
-        runtime.limiter.hit(f"ldap:{connection_id}:{name.lower()}", runtime.password_limit, now)
-        runtime.limiter.hit(f"ldap-address:{address}", LDAP_ADDRESS_LIMIT, now)
-    except RateLimited as exc:
-        return login_error_page("Too many attempts", f"Too many sign-in attempts. Try again in {exc.retry_after} "
-                                "seconds.", status=429)
-    try:
         transaction = _tx_from(provider_uow, runtime, request, tx)
         _check_csrf(transaction, csrf)
         conn = _ldap_connection(provider_uow, transaction, connection_id)
-        provider_uow.rollback()  # no database lock held during the directory round trip (SQLite)
+        provider_uow.rollback()  # no database lock held while counting or during the directory round trip
+        if not name:
+            return _ldap_form(conn, transaction, message="Enter your username.", status=400)
+        # Only genuine attempts count (live transaction, right CSRF token): per person and per address.
+        runtime.limiter.hit(f"ldap:{connection_id}:{name.lower()}", runtime.password_limit, now)
+        runtime.limiter.hit(f"ldap-address:{address}", LDAP_ADDRESS_LIMIT, now)
         try:
             user = ldap_login.sign_in(provider_uow, conn, name, password, now=now,
                                       policy=runtime.relying_party.policy)
@@ -334,6 +334,9 @@ def ldap_submit(connection_id: str, request: Request, uow: UowDep, runtime: Runt
             return _ldap_form(conn, transaction, username=name, message=exc.message, status=exc.status)
         url = flow.complete(provider_uow, transaction.id, user, connection=conn, amr=["pwd"],
                             issuer=runtime.settings.public_url, now=now, request_id=request_id(request))
+    except RateLimited as exc:
+        return login_error_page("Too many attempts", f"Too many sign-in attempts. Try again in {exc.retry_after} "
+                                "seconds.", status=429)
     except LoginFailed as exc:
         return _fail(provider_uow, runtime, request, exc)
     response = RedirectResponse(url, status_code=303)

@@ -21,7 +21,7 @@ from keyhall.protocols.saml.sp_metadata import sp_metadata_xml
 
 router = APIRouter(tags=["saml"], include_in_schema=False)
 
-MAX_SAML_RESPONSE = 1_400_000  # base64 of the 1 MiB XML cap
+MAX_SAML_RESPONSE = 1_048_576  # the request body cap (KEYHALL_MAX_BODY_BYTES) bounds it first anyway
 
 
 def service_provider(runtime: Any) -> saml_login.ServiceProvider:
@@ -49,8 +49,8 @@ def metadata(connection_id: str, uow: UowDep, runtime: RuntimeDep) -> Response:
 
 @router.post("/sso/{connection_id}/saml/acs")
 def acs(connection_id: str, request: Request, uow: UowDep, runtime: RuntimeDep,
-        SAMLResponse: Annotated[str, Form(max_length=MAX_SAML_RESPONSE)],  # the binding's field names
-        RelayState: Annotated[str | None, Form(max_length=512)] = None) -> Response:
+        SAMLResponse: Annotated[str, Form(max_length=MAX_SAML_RESPONSE)] = "",  # the binding's field names
+        RelayState: Annotated[str | None, Form(max_length=4096)] = None) -> Response:
     provider_uow = _uow(uow)
     now = runtime.clock()
     form = {"SAMLResponse": SAMLResponse, **({"RelayState": RelayState} if RelayState else {})}
@@ -81,11 +81,11 @@ def complete(connection_id: str, request: Request, uow: UowDep, runtime: Runtime
     try:
         handed = saml_login.take_handoff(provider_uow, connection_id, step[:64], now)
         provider_uow.commit()
+        conn = provider_uow.connections.get_any(connection_id)
         cookie = request.cookies.get(LOGIN_COOKIE)
         if not cookie or not secrets.compare_digest(cookie, str(handed.parent_id)):
             raise LoginFailed("This sign-in was not started in this browser. Go back to your application and start "
-                              "again.", reason="transaction_not_bound")
-        conn = provider_uow.connections.get_any(connection_id)
+                              "again.", reason="transaction_not_bound", connection=conn)
         user = provider_uow.users.get(str(handed.data["user_id"]))
         if conn is None or user is None:
             raise LoginFailed("This sign-in can no longer finish.", reason="state_invalid")

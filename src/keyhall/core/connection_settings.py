@@ -212,7 +212,7 @@ INSPECTION_FIELDS: dict[str, tuple[str, ...]] = {
     "oidc": ("issuer", "discovery_url", "jwks_url"),
     "saml": ("idp_entity_id", "sso_url", "slo_url", "certificates", "metadata_url", "metadata_xml"),
     "ldap": ("server", "port", "security", "ca_certificate", "base_dn", "bind_dn", "bind_password",
-             "user_search_base"),
+             "user_search_base", "user_search_filter", "group_search_base", "group_search_filter"),
 }
 """Changing any of these makes Keyhall contact the IdP again before storing."""
 

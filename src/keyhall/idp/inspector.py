@@ -34,6 +34,6 @@ class NetworkInspector:
         return found.as_discovered(now)
 
     def inspect_ldap(self, settings: dict[str, Any], secrets: dict[str, str]) -> dict[str, Any]:
-        # The bind check against the directory arrives with LDAP sign-in; until then the settings
-        # are validated for shape only and the response says the server was not contacted.
-        return {"contacted": False, "server": settings.get("server")}
+        from keyhall.idp.ldap_client import check_service_account
+
+        return check_service_account(settings, secrets, policy=self.policy)

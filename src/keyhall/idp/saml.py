@@ -64,7 +64,7 @@ class SamlInspection:
             "sso_url": self.sso_url,
             "sso_urls": dict(self.sso_urls),
             "slo_url": self.slo_url,
-            "certificates": [info.as_dict(now) for info in self.certificates],
+            "certificates": [{**info.as_dict(now), "pem": info.pem} for info in self.certificates],
             "certificate_expires_at": isoformat_z(soonest.not_after) if soonest else None,
             "certificate_days_left": soonest.days_left(now) if soonest else None,
             "name_id_formats": list(self.name_id_formats),

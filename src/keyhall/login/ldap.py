@@ -21,6 +21,7 @@ from keyhall.core.profiles import map_profile, trust_directory_email
 from keyhall.core.provisioning import LoginRefused, provision
 from keyhall.core.users import User
 from keyhall.core.vocabulary import ConnectionStatus, Protocol
+from keyhall.errors import InvalidInput
 from keyhall.idp.ldap_client import LdapLoginError, LdapLoginReason, authenticate
 from keyhall.login.flow import LoginFailed
 from keyhall.provider.model import ProviderUnitOfWork
@@ -40,7 +41,8 @@ _OUTCOMES: dict[LdapLoginReason, tuple[str, int]] = {
 }
 
 #: Reasons for which the route shows the form again (with the message) rather than an error page.
-RETRY_REASONS = frozenset({"empty_password", "user_not_found", "invalid_credentials", "ambiguous_user"})
+RETRY_REASONS = frozenset({"empty_password", "user_not_found", "invalid_credentials", "ambiguous_user",
+                           "invalid_username"})
 
 
 def sign_in(uow: ProviderUnitOfWork, conn: Connection, username: str, password: str, *, now: datetime,
@@ -63,6 +65,9 @@ def sign_in(uow: ProviderUnitOfWork, conn: Connection, username: str, password: 
     except LdapLoginError as exc:
         message, status = _OUTCOMES[exc.reason]
         raise LoginFailed(message, reason=exc.reason, status=status, connection=conn, detail=exc.message) from exc
+    except InvalidInput as exc:  # a username no directory entry can have (control characters, too long)
+        raise LoginFailed(BAD_CREDENTIALS, reason="invalid_username", status=401, connection=conn,
+                          detail=exc.message) from exc
     subject_values = identity.attributes.get(mapping.get("subject") or "entryUUID") or []
     subject = subject_values[0] if subject_values else identity.dn
     # The groups the directory reports (member attribute or group search) are where the mapping reads them.

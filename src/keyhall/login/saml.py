@@ -74,6 +74,7 @@ def receive(uow: ProviderUnitOfWork, sp: ServiceProvider, connection_id: str, fo
                           reason="connection_inactive", connection=conn, status=403)
     relay = form.get("RelayState")
     trip = uow.transactions.consume(relay, "saml", now) if relay else None
+    uow.commit()  # the trip is spent before validation, whatever its outcome: one response per request
     if relay and trip is None and not conn.settings.get("allow_idp_initiated"):
         raise LoginFailed("This sign-in response is not one Keyhall is waiting for (it may have been used "
                           "already). Go back to your application and start again.", reason="state_invalid",
@@ -129,7 +130,7 @@ def take_handoff(uow: ProviderUnitOfWork, connection_id: str, step_id: str, now:
     step = uow.transactions.consume(step_id, "saml_done", now)
     if step is None or step.data.get("connection_id") != connection_id or step.parent_id is None:
         raise LoginFailed("This sign-in has already finished or expired. Go back to your application and start "
-                          "again.", reason="state_invalid")
+                          "again.", reason="state_invalid", connection=uow.connections.get_any(connection_id))
     return step
 
 

@@ -14,6 +14,7 @@ from keyhall.core.presets import OIDC_STANDARD_CLAIMS
 from keyhall.core.vocabulary import SECRET_MASK
 from tests.support.api import Keyhall, Tenant, auth
 from tests.support.oidc_idp import OidcIdp
+from tests.support.slapd import Slapd
 
 FIXTURES = Path(__file__).parents[2] / "fixtures" / "saml"
 CONFIGURATIONS = "/api/v1/sso/configurations"
@@ -56,6 +57,18 @@ def ldap_body(name: str = "Directory") -> dict[str, Any]:
     body: dict[str, Any] = json.loads(PAGE_EXAMPLE)
     body.update(displayName=name, providerType="LDAP", protocol="ldap")
     del body["oidcConfig"], body["samlConfig"], body["attributeMappings"], body["groupMappings"]
+    return body
+
+
+def directory_body(directory: Slapd, name: str = "Directory", **config: Any) -> dict[str, Any]:
+    """The page's LDAP block with every field set, its values pointing at the test directory."""
+    body = ldap_body(name)
+    assert set(body["ldapConfig"]) == LDAP_KEYS - {"bindPasswordSet"} | {"bindPassword"}
+    body["ldapConfig"] = {
+        "serverAddress": directory.host, "port": directory.port, "baseDn": directory.base_dn,
+        "bindDn": directory.service_dn, "bindPassword": directory.service_password,
+        "userSearchBase": directory.people_dn, "userSearchFilter": "(uid=%s)", "useSsl": False, **config,
+    }
     return body
 
 
@@ -129,24 +142,44 @@ def test_page_example_is_accepted(keyhall: Keyhall, oidc_idp: OidcIdp) -> None:
     assert read.json() == data
 
 
-def test_ldap_configuration_is_created_and_read(keyhall: Keyhall) -> None:
+def test_ldap_configuration_is_created_and_read(keyhall: Keyhall, slapd: Slapd) -> None:
     tenant = keyhall.tenant("Configurations Ldap")
-    created = create(keyhall, tenant, ldap_body())
-    assert created["issuer"] == "ldap.example.com"
+    # useSsl true is LDAPS: at the directory's LDAPS port, whose test CA this API cannot name, the
+    # certificate check fails, so the configuration is refused and nothing is stored.
+    tls = keyhall.client.post(CONFIGURATIONS, json=directory_body(slapd, port=slapd.ldaps_port, useSsl=True),
+                              headers=auth(tenant.owner))
+    assert tls.status_code == 422, tls.text
+    assert tls.json()["error"]["code"] == "ldap_check_failed"
+    assert f"could not connect to ldaps://{slapd.host}:{slapd.ldaps_port}" in tls.json()["error"]["message"]
+    assert "TLS certificate verification failed" in tls.json()["error"]["message"]
+    assert keyhall.client.get(CONFIGURATIONS, headers=auth(tenant.owner)).json() == []
+
+    created = create(keyhall, tenant, directory_body(slapd))
+    assert created["issuer"] == slapd.host
+    assert (created["displayName"], created["providerType"], created["protocol"]) == ("Directory", "LDAP", "ldap")
     assert created["ldapConfig"] == {
-        "serverAddress": "ldap.example.com", "port": 389, "baseDn": "dc=example,dc=com",
-        "bindDn": "cn=admin,dc=example,dc=com", "bindPasswordSet": True, "userSearchBase": "ou=users,dc=example,dc=com",
-        "userSearchFilter": "(uid=%s)", "useSsl": True,
+        "serverAddress": slapd.host, "port": slapd.port, "baseDn": slapd.base_dn, "bindDn": slapd.service_dn,
+        "bindPasswordSet": True, "userSearchBase": slapd.people_dn, "userSearchFilter": "(uid=%s)", "useSsl": False,
     }
     assert created["oidcConfig"] == created["samlConfig"] == {}
+    assert (created["userProvisioning"], created["groupProvisioning"]) == ("auto", "sync")
+    assert created["attributeMappings"] == {"subject": "entryUUID", "email": "mail", "name": "cn",
+                                            "givenName": "givenName", "familyName": "sn", "username": "uid"}
+    assert created["groupMappings"] == []
+    assert slapd.service_password not in json.dumps(created)
     read = keyhall.client.get(f"{CONFIGURATIONS}/{created['uuid']}", headers=auth(tenant.owner))
     assert read.json() == created
-    assert "bindP@ssw0rd" not in read.text
+    assert slapd.service_password not in read.text
     with keyhall.runtime.database.unit_of_work() as uow:
         stored = uow.connections.get(tenant.id, created["uuid"])
         assert stored is not None
-        assert stored.secrets == {"bind_password": "bindP@ssw0rd"}
-        assert stored.settings["security"] == "ldaps"
+        assert stored.secrets == {"bind_password": slapd.service_password}
+        assert stored.settings["security"] == "none"
+        # Saving bound as the service account at the real directory.
+        assert stored.discovered is not None
+        assert stored.discovered["contacted"] is True
+        assert stored.discovered["bind"] == "service_account"
+        assert stored.discovered["server"] == f"ldap://{slapd.host}:{slapd.port}"
     # LDAP is not a Logto connector.
     assert keyhall.client.get(f"/api/sso-connectors/{created['uuid']}", headers=auth(tenant.owner)).status_code == 404
 

@@ -12,6 +12,7 @@ import pytest
 from keyhall.core.vocabulary import SECRET_MASK
 from tests.support.api import Keyhall, Tenant, auth
 from tests.support.oidc_idp import OidcIdp
+from tests.support.slapd import Slapd
 
 FIXTURES = Path(__file__).parents[2] / "fixtures" / "saml"
 SECRET = "logto-client-secret-value-0815"
@@ -189,15 +190,15 @@ def test_connector_providers(keyhall: Keyhall) -> None:
     assert keyhall.client.get("/static/providers/nope.svg").status_code == 404
 
 
-def test_pages_and_total_number_leave_ldap_out(keyhall: Keyhall) -> None:
+def test_pages_and_total_number_leave_ldap_out(keyhall: Keyhall, slapd: Slapd) -> None:
     tenant = keyhall.tenant("Logto Pages")
     ids = [create(keyhall, tenant, saml_body(f"c{i}"))["id"] for i in range(3)]
     ldap = keyhall.client.post(
         f"/v1/organizations/{tenant.slug}/connections", headers=auth(tenant.owner),
-        json={"protocol": "ldap", "name": "directory",
-              "ldap": {"server": "ldap.example.com", "base_dn": "dc=example,dc=com"}},
+        json={"protocol": "ldap", "name": "directory", "ldap": {**slapd.ldap_settings(), **slapd.bind_secrets()}},
     )
     assert ldap.status_code == 201, ldap.text
+    assert ldap.json()["discovered"]["contacted"] is True
     first = keyhall.client.get(CONNECTORS, params={"page": 1, "page_size": 2}, headers=auth(tenant.owner))
     second = keyhall.client.get(CONNECTORS, params={"page": 2, "page_size": 2}, headers=auth(tenant.owner))
     assert first.headers["Total-Number"] == second.headers["Total-Number"] == "3"
