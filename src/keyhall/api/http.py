@@ -131,6 +131,10 @@ def install_error_handlers(app: FastAPI) -> None:
     async def on_http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
         mapping: dict[int, type[KeyhallError]] = {404: NotFound, 401: Unauthenticated, 403: PermissionDenied}
+        if exc.status_code == 413:
+            err = KeyhallError(str(exc.detail))
+            err.code = "payload_too_large"
+            return error_response(request, err, 413)
         if exc.status_code == 405:
             err = InvalidInput(f"method {request.method} is not allowed here")
             err.code = "method_not_allowed"
@@ -202,19 +206,57 @@ class CorrelationMiddleware:
             request_id_var.reset(token)
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _control_character_path(value: Any, path: str = "") -> str | None:
+    """The path of the first string (or key) holding a control character other than tab/newline."""
+    if isinstance(value, str):
+        return (path or "body") if _CONTROL.search(value) else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            child = f"{path}.{key}" if path else str(key)
+            if _CONTROL.search(str(key)):
+                return child
+            found = _control_character_path(item, child)
+            if found:
+                return found
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _control_character_path(item, f"{path}[{index}]" if path else f"[{index}]")
+            if found:
+                return found
+    return None
+
+
+def render_for_path(path: str, status: int, exc: KeyhallError) -> dict[str, Any]:
+    for style in _styles:
+        if path.startswith(style.prefix):
+            return style.render(status, exc)
+    return native_error_body(status, exc)
+
+
 class BodyLimitMiddleware:
-    """Refuse bodies over the limit (413) and non-JSON bodies on JSON APIs (415) before parsing."""
+    """Check request bodies before any surface parses them: over the limit → 413 (declared or
+    chunked), non-JSON on a JSON API → 415, JSON strings carrying control characters (NUL and the
+    like, which no field accepts and PostgreSQL cannot store) → 400 naming the field. Errors are
+    rendered in the style of the surface the path belongs to."""
 
     def __init__(self, app: ASGIApp, *, max_bytes: int, json_prefixes: tuple[str, ...]):
         self.app = app
         self.max_bytes = max_bytes
         self.json_prefixes = json_prefixes
 
-    async def _reject(self, scope: Scope, send: Send, status: int, code: str, message: str) -> None:
-        body = json.dumps({"error": {"code": code, "message": message, "details": {}}}).encode()
+    async def _reject(self, scope: Scope, send: Send, status: int, error: KeyhallError) -> None:
+        body = json.dumps(render_for_path(scope.get("path", ""), status, error)).encode()
         await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
+
+    def _too_large(self) -> KeyhallError:
+        err = KeyhallError(f"the body exceeds {self.max_bytes} bytes")
+        err.code = "payload_too_large"
+        return err
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS", "DELETE"):
@@ -222,36 +264,53 @@ class BodyLimitMiddleware:
             return
         length = _header(scope, "content-length")
         if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
-            await self._reject(scope, send, 413, "payload_too_large", f"the body exceeds {self.max_bytes} bytes")
+            await self._reject(scope, send, 413, self._too_large())
             return
         path: str = scope["path"]
-        if any(path.startswith(p) for p in self.json_prefixes):
-            ctype = (_header(scope, "content-type") or "").split(";")[0].strip().lower()
-            if (length is None or int(length) > 0) and ctype and not (
-                ctype == "application/json" or ctype.endswith("+json")
-            ):
-                await self._reject(scope, send, 415, "unsupported_media_type",
-                                   "send the body as application/json")
-                return
+        json_api = any(path.startswith(p) for p in self.json_prefixes)
+        ctype = (_header(scope, "content-type") or "").split(";")[0].strip().lower()
+        is_json = ctype == "application/json" or ctype.endswith("+json")
+        if json_api and (length is None or int(length) > 0) and ctype and not is_json:
+            err = KeyhallError("send the body as application/json")
+            err.code = "unsupported_media_type"
+            await self._reject(scope, send, 415, err)
+            return
+        chunks: list[bytes] = []
         received = 0
-
-        async def limited_receive() -> Message:
-            nonlocal received
+        while True:  # buffer the (bounded) body: it is checked whole, then replayed to the app
             message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise _TooLarge()
-            return message
+            if message["type"] != "http.request":
+                await self.app(scope, receive, send)  # disconnected: let the app see it
+                return
+            chunk = message.get("body", b"")
+            received += len(chunk)
+            if received > self.max_bytes:
+                await self._reject(scope, send, 413, self._too_large())
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        if is_json and body:
+            try:
+                parsed = json.loads(body)
+            except (ValueError, RecursionError):
+                parsed = None  # the surface reports malformed JSON itself
+            where = _control_character_path(parsed) if parsed is not None else None
+            if where:
+                await self._reject(scope, send, 400, InvalidInput(
+                    f"{where}: must not contain control characters", field=where))
+                return
+        replayed = False
 
-        try:
-            await self.app(scope, limited_receive, send)
-        except _TooLarge:
-            await self._reject(scope, send, 413, "payload_too_large", f"the body exceeds {self.max_bytes} bytes")
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
 
-
-class _TooLarge(Exception):
-    pass
+        await self.app(scope, replay, send)
 
 
 def request_id(request: Request) -> str | None:

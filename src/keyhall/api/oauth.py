@@ -69,6 +69,9 @@ def jwks(uow: UowDep, runtime: RuntimeDep) -> JSONResponse:
 def authorize(request: Request, uow: UowDep, runtime: RuntimeDep) -> Response:
     provider_uow = _uow(uow)
     params = {k: v for k, v in request.query_params.items()}
+    if any(_has_control(k) or _has_control(v) for k, v in params.items()):
+        return login_error_page("This application cannot sign you in", "The sign-in request is malformed.",
+                                status=400)
     app = provider_uow.applications.get(params.get("client_id", "")[:64]) if params.get("client_id") else None
     try:
         parsed = parse_authorize(params, app)
@@ -135,8 +138,15 @@ async def token(request: Request, runtime: RuntimeDep) -> JSONResponse:
     return await run_in_threadpool(_token_sync, request, runtime, form)
 
 
+def _has_control(text: str) -> bool:
+    return any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in text)
+
+
 def _token_sync(request: Request, runtime: Any, form: dict[str, str]) -> JSONResponse:
     basic = False
+    if any(_has_control(k) or _has_control(v) for k, v in form.items()):
+        return _token_error(grants.TokenError("invalid_request", "parameters must not contain control characters"),
+                            basic=False)
     with runtime.database.unit_of_work() as uow:
         provider_uow = _uow(uow)
         try:

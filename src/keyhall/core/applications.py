@@ -31,6 +31,8 @@ class Application:
 
 def check_redirect_uri(uri: str) -> str:
     """Absolute, no fragment (RFC 6749 §3.1.2); https, or http only for loopback (RFC 8252 §7.3)."""
+    if any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in uri):
+        raise InvalidInput("redirect_uris: must not contain spaces or control characters", field="redirect_uris")
     parts = urlsplit(uri)
     if len(uri) > 2048 or not parts.scheme or (not parts.netloc and parts.scheme in ("http", "https")):
         raise InvalidInput("redirect_uris: each must be an absolute URI", field="redirect_uris")

@@ -135,7 +135,9 @@ def update_connection(
     org = organization_for(uow, ctx, org_ref)
     require_sso_writer(ctx.principal, org)
     for _attempt in range(MAX_RETRIES):
-        existing = uow.connections.get(org.id, connection_id)
+        # Without If-Match the change applies to whatever is current: lock the row so concurrent
+        # writers queue instead of failing. With If-Match a stale version is the caller's to resolve.
+        existing = uow.connections.get(org.id, connection_id, for_update=expected_version is None)
         if existing is None:
             raise NotFound("connection not found", details={"id": connection_id})
         if expected_version is not None and existing.version != expected_version:

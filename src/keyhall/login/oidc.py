@@ -108,6 +108,9 @@ def finish(uow: ProviderUnitOfWork, rp: RelyingParty, trip: LoginTransaction, pa
         raise LoginFailed(exc.message, reason=exc.reason, connection=conn, status=403) from exc
     except IdPLoginError as exc:
         reason = str(exc.reason)
+        if reason == "idp_unreachable":
+            raise LoginFailed("Keyhall could not reach your organization's identity provider. Try again in a few "
+                              "minutes.", reason=reason, connection=conn, detail=exc.message, status=502) from exc
         raise LoginFailed("Keyhall could not confirm your sign-in with your organization's identity provider.",
                           reason=reason, connection=conn, detail=exc.message) from exc
     except KeyhallError as exc:

@@ -37,19 +37,23 @@ def generate_key(alg: str, now: datetime) -> SigningKey:
 def active_key(keys: SigningKeyRepository, alg: str, now: datetime) -> SigningKey:
     """The key that signs now; generated on first use."""
     key = keys.active(alg)
-    if key is None:
-        key = generate_key(alg, now)
-        keys.add(key)
-    return key
+    if key is not None:
+        return key
+    key = generate_key(alg, now)
+    if keys.add_active(key):
+        return key
+    winner = keys.active(alg)  # another instance created it first: everyone signs with that one
+    assert winner is not None
+    return winner
 
 
 def rotate(keys: SigningKeyRepository, alg: str, now: datetime) -> SigningKey:
     """A new active key; the old one stays published for the longest token lifetime (plus margin)."""
     old = keys.active(alg)
+    if old is not None:  # retired first: at most one key per algorithm is active at any moment
+        keys.retire(old.kid, now, now + MAX_TOKEN_LIFETIME + timedelta(minutes=5))
     new = generate_key(alg, now)
     keys.add(new)
-    if old is not None:
-        keys.retire(old.kid, now, now + MAX_TOKEN_LIFETIME + timedelta(minutes=5))
     return new
 
 

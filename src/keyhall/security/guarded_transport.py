@@ -20,7 +20,9 @@ import errno
 import functools
 import os
 import ssl
+import time
 from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 import httpcore
 import httpx
@@ -61,9 +63,10 @@ class GuardedBackend(httpcore.NetworkBackend):
     about (e.g. ``oidc.jwks_uri``), for the error's ``field``.
     """
 
-    def __init__(self, vet: AddressVetter, field: str | None) -> None:
+    def __init__(self, vet: AddressVetter, field: str | None, *, deadline: float | None = None) -> None:
         self._vet = vet
         self._field = field
+        self._deadline = deadline
         self._sockets = httpcore.SyncBackend()
 
     def connect_tcp(
@@ -79,9 +82,10 @@ class GuardedBackend(httpcore.NetworkBackend):
         tried = addresses[:MAX_ADDRESSES_TRIED]
         for address in tried:
             try:
-                return self._sockets.connect_tcp(
+                stream = self._sockets.connect_tcp(
                     address, port, timeout=timeout, local_address=local_address, socket_options=socket_options
                 )
+                return stream if self._deadline is None else _DeadlineStream(stream, self._deadline)
             except httpcore.ConnectTimeout:
                 reason = f"timed out after {timeout:g} s" if timeout is not None else "timed out"
             except httpcore.ConnectError as exc:
@@ -97,6 +101,39 @@ class GuardedBackend(httpcore.NetworkBackend):
         socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.NetworkStream:
         raise OutboundFetchError("Unix sockets are never used toward identity providers", field=self._field)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    """Every read and write waits at most until the request's overall deadline: an IdP that drips
+    its status line or headers byte by byte cannot hold a worker past it."""
+
+    def __init__(self, stream: httpcore.NetworkStream, deadline: float) -> None:
+        self._stream = stream
+        self._deadline = deadline
+
+    def _remaining(self, timeout: float | None) -> float:
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise httpcore.ReadTimeout("the overall deadline toward the identity provider has passed")
+        return left if timeout is None else min(timeout, left)
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._stream.read(max_bytes, timeout=self._remaining(timeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._stream.write(buffer, timeout=self._remaining(timeout))
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def start_tls(self, ssl_context: ssl.SSLContext, server_hostname: str | None = None,
+                  timeout: float | None = None) -> httpcore.NetworkStream:
+        upgraded = self._stream.start_tls(ssl_context, server_hostname=server_hostname,
+                                          timeout=self._remaining(timeout))
+        return _DeadlineStream(upgraded, self._deadline)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._stream.get_extra_info(info)
 
 
 class _CoreResponseStream(httpx.SyncByteStream):

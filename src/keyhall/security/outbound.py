@@ -141,7 +141,8 @@ def _client(policy: OutboundPolicy, accept: str, field: str | None) -> httpx.Cli
             _refuse_non_public(host_and_port(host, port), host, addresses, field)
         return addresses
 
-    transport = GuardedTransport(GuardedBackend(vet, field))
+    deadline = time.monotonic() + policy.timeout * _DEADLINE_FACTOR
+    transport = GuardedTransport(GuardedBackend(vet, field, deadline=deadline))
     return httpx.Client(transport=transport, trust_env=False, follow_redirects=False, headers=headers)
 
 
@@ -168,7 +169,11 @@ def _send_once(
             body = _read_capped(url, response, policy, deadline, field, method)
             return FetchedDocument(url, response.status_code, response.headers.get("content-type", ""), body)
     except (httpcore.TimeoutException, httpx.TimeoutException) as exc:
-        message = f"{method} {_display(url)} timed out: no answer within {timeout.read:g} s"
+        if time.monotonic() >= deadline - 0.01:
+            limit = policy.timeout * _DEADLINE_FACTOR
+            message = f"{method} {_display(url)} did not finish within {limit:g} s"
+        else:
+            message = f"{method} {_display(url)} timed out: no answer within {timeout.read:g} s"
         raise _failure(message, field, url=_display(url), timeout=policy.timeout) from exc
     except (httpcore.NetworkError, httpcore.ProtocolError, httpx.HTTPError) as exc:
         message = f"{method} {_display(url)} failed: {_describe_exception(exc)}"

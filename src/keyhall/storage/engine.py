@@ -27,7 +27,10 @@ def build_engine(url: str) -> Engine:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
     else:
-        kwargs.update(pool_pre_ping=True, pool_size=10, max_overflow=20)
+        # A database that accepts connections but never answers must give 503s, not hung workers.
+        kwargs.update(pool_pre_ping=True, pool_size=10, max_overflow=20, pool_timeout=10,
+                      connect_args={"connect_timeout": 5, "keepalives": 1, "keepalives_idle": 30,
+                                    "keepalives_interval": 10, "keepalives_count": 3})
     engine = create_engine(url, **kwargs)
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)

@@ -198,11 +198,12 @@ class SqlConnections:
             for index, name in enumerate(conn.domains)
         )
 
-    def get(self, organization_id: str, connection_id: str) -> Connection | None:
+    def get(self, organization_id: str, connection_id: str, *, for_update: bool = False) -> Connection | None:
         if not is_uuid(connection_id):
             return None
-        row = self.session.scalar(select(ConnectionRow).where(
-            ConnectionRow.id == connection_id.lower(), ConnectionRow.organization_id == organization_id))
+        query = select(ConnectionRow).where(
+            ConnectionRow.id == connection_id.lower(), ConnectionRow.organization_id == organization_id)
+        row = self.session.scalar(query.with_for_update() if for_update else query)
         return self._entity(row, self._domains_of([row.id])[row.id]) if row else None
 
     def get_any(self, connection_id: str) -> Connection | None:

@@ -147,6 +147,18 @@ class SqlSigningKeys:
                                        retired_at=key.retired_at, published_until=key.published_until))
         _flush(self.session)
 
+    def add_active(self, key: SigningKey) -> bool:
+        """Add a new active key unless another instance just did (one active key per algorithm)."""
+        sealed = self.box.seal({"pem": key.private_pem})
+        assert sealed is not None
+        try:
+            with self.session.begin_nested():
+                self.session.add(SigningKeyRow(kid=key.kid, alg=key.alg, sealed_private_key=sealed,
+                                               public_jwk=key.public_jwk, created_at=key.created_at))
+        except IntegrityError:
+            return False
+        return True
+
     def retire(self, kid: str, now: datetime, published_until: datetime) -> None:
         self.session.execute(update(SigningKeyRow).where(SigningKeyRow.kid == kid)
                              .values(retired_at=now, published_until=published_until))
