@@ -10,6 +10,8 @@ from keyhall.api.deps import RateLimited
 from keyhall.api.dialects import install_all
 from keyhall.api.http import BodyLimitMiddleware, CorrelationMiddleware, install_error_handlers
 from keyhall.api.native import applications, audit, connections, domains, organizations, users
+from keyhall.api.observability import install_metrics
+from keyhall.api.security_headers import install_security_headers
 from keyhall.runtime import Runtime
 from keyhall.settings import Settings, load_settings
 
@@ -36,4 +38,6 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     install_all(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, json_prefixes=JSON_PREFIXES)
     app.add_middleware(CorrelationMiddleware, header_by_prefix={"/organisations/": "x-fapi-interaction-id"})
+    install_metrics(app, token=settings.metrics_token)  # outside the body limit: 413s and 415s are counted
+    install_security_headers(app, public_url=settings.public_url, no_store_prefixes=JSON_PREFIXES)  # outermost
     return app

@@ -66,6 +66,10 @@ def serve(host: str, port: int) -> None:
     from keyhall.jobs import DomainChecker
 
     DomainChecker(runtime, interval=settings.domain_check_interval_seconds).attach(app)
+    if settings.metrics_port:
+        from keyhall.api.observability import metrics_of, start_metrics_server
+
+        start_metrics_server(metrics_of(app), settings.metrics_port, settings.metrics_host)
     uvicorn.run(app, host=host, port=port, log_config=None, access_log=False, proxy_headers=True)
 
 

@@ -19,6 +19,8 @@ import dns.name
 import dns.rdtypes.ANY.TXT
 import dns.resolver
 
+from keyhall.api.observability import idp_call
+
 
 def parse_server(value: str) -> tuple[str, int]:
     """``host:port``, ``[v6]:port`` or a bare IP address, as ``(ip, port)``; port 53 by default.
@@ -80,6 +82,7 @@ class TxtResolver:
         self.resolver.lifetime = timeout
         self.resolver.timeout = timeout
 
+    @idp_call("dns")
     def __call__(self, name: str) -> list[str]:
         if self._unusable:
             raise LookupError(self._unusable)

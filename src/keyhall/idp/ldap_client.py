@@ -34,6 +34,7 @@ from secrets import token_hex
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from keyhall.api.observability import idp_call
 from keyhall.core.connection_settings import LdapSettings
 from keyhall.core.validation import validate_model
 from keyhall.core.vocabulary import LdapSecurity
@@ -318,6 +319,7 @@ def _decoded(entry: Mapping[str, Any], names: Collection[str]) -> dict[str, list
     return found
 
 
+@idp_call("ldap")
 def check_service_account(settings: Mapping[str, Any], secrets: Mapping[str, str], *,
                           policy: OutboundPolicy | None = None) -> dict[str, Any]:
     """Connect, bind as the service account, read the root DSE and check the base DNs.

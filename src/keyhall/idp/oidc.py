@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from keyhall.api.observability import idp_call
 from keyhall.errors import DiscoveryError
 from keyhall.protocols.oidc.discovery import (
     JwksSummary,
@@ -62,6 +63,7 @@ class OidcInspection:
         }
 
 
+@idp_call("oidc_discovery")
 def inspect_oidc_provider(*, issuer: str | None, discovery_url: str | None, policy: OutboundPolicy) -> OidcInspection:
     """Fetch and check an OpenID provider's configuration and JWK Set.
 

@@ -30,6 +30,7 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import quote_plus
 
+from keyhall.api.observability import idp_call
 from keyhall.errors import DiscoveryError, IdPLoginError, OutboundFetchError, UnsafeURL
 from keyhall.protocols.oidc.discovery import parse_jwks
 from keyhall.security.outbound import OutboundPolicy, fetch, post_form
@@ -75,6 +76,7 @@ class TokenResponse:
     raw: Mapping[str, Any] = field(repr=False)
 
 
+@idp_call("oidc_token")
 def exchange_code(
     *,
     token_endpoint: str,
@@ -265,6 +267,7 @@ class JwksCache:
         return entry
 
 
+@idp_call("oidc_jwks")
 def _read_jwks(jwks_uri: str, policy: OutboundPolicy) -> dict[str, Any]:
     try:
         answer = fetch(jwks_uri, policy, accept=_JWKS_ACCEPT, field="oidc.jwks_uri")
@@ -288,6 +291,7 @@ def _read_jwks(jwks_uri: str, policy: OutboundPolicy) -> dict[str, Any]:
 # --- UserInfo --------------------------------------------------------------------------------------
 
 
+@idp_call("oidc_userinfo")
 def fetch_userinfo(
     *, userinfo_endpoint: str, access_token: str, policy: OutboundPolicy, expected_sub: str | None = None
 ) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
+from keyhall.api.observability import idp_call
 from keyhall.errors import InvalidInput, SamlMetadataError
 from keyhall.protocols.saml.certificates import CertificateInfo, isoformat_z, parse_certificates
 from keyhall.protocols.saml.metadata import (
@@ -85,6 +86,7 @@ def _check_url(value: str | None, field: str) -> None:
         raise SamlMetadataError(f"{field} must be an absolute http(s) URL", field=field, details={"reason": "bad_url"})
 
 
+@idp_call("saml_metadata")
 def _fetch_metadata(url: str, policy: OutboundPolicy, entity_id: str | None, now: datetime) -> IdpMetadata:
     """GET the metadata through the SSRF guard, then read it (saml-metadata-2.0-os §4.1)."""
     field = "saml.metadata_url"

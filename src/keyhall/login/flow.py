@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from keyhall.api.observability import observe_login
 from keyhall.core import audit
 from keyhall.core.connection_service import mark_verified
 from keyhall.core.connections import Connection
@@ -121,6 +122,7 @@ def audit_login(uow: ProviderUnitOfWork, *, ok: bool, reason: str, now: datetime
         action="login.succeeded" if ok else "login.failed", target_type="connection" if connection else "login",
         target_id=connection.id if connection else None, request_id=request_id, now=now, changes=changes,
     ))
+    observe_login(connection.id if connection else None, ok, reason)
 
 
 def complete(uow: ProviderUnitOfWork, parent_id: str, user: User, *, connection: Connection | None,

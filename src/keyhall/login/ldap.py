@@ -14,8 +14,10 @@ again for the reasons in ``RETRY_REASONS``.
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 
+from keyhall.api.observability import observe_idp_call
 from keyhall.core.connections import Connection
 from keyhall.core.profiles import map_profile, trust_directory_email
 from keyhall.core.provisioning import LoginRefused, provision
@@ -59,15 +61,19 @@ def sign_in(uow: ProviderUnitOfWork, conn: Connection, username: str, password: 
         raise LoginFailed("This sign-in method is switched off by your organization.",
                           reason="connection_inactive", connection=conn, status=403)
     mapping = conn.attribute_mappings
+    started = time.perf_counter()
     try:
         identity = authenticate(conn.settings, conn.secrets, username.strip(), password,
                                 attributes=list(mapping.values()), policy=policy)
     except LdapLoginError as exc:
+        # A refused password is an answer; only an unusable directory is a failed call.
+        observe_idp_call("ldap", time.perf_counter() - started, ok=exc.reason != "directory_unavailable")
         message, status = _OUTCOMES[exc.reason]
         raise LoginFailed(message, reason=exc.reason, status=status, connection=conn, detail=exc.message) from exc
     except InvalidInput as exc:  # a username no directory entry can have (control characters, too long)
         raise LoginFailed(BAD_CREDENTIALS, reason="invalid_username", status=401, connection=conn,
                           detail=exc.message) from exc
+    observe_idp_call("ldap", time.perf_counter() - started, ok=True)
     subject_values = identity.attributes.get(mapping.get("subject") or "entryUUID") or []
     subject = subject_values[0] if subject_values else identity.dn
     # The groups the directory reports (member attribute or group search) are where the mapping reads them.
