@@ -172,6 +172,7 @@ def keyhall_env(workdir: Path, database_url: str, public_url: str, log_level: st
         "KEYHALL_ALLOW_INSECURE_IDP_URLS": "true",  # the IdP is http on loopback
         "KEYHALL_ALLOW_UNVERIFIED_DOMAINS": "true",  # route the bench's email domain without DNS proof
         "KEYHALL_API_RATE_LIMIT_PER_MINUTE": "0",  # no rate limit distorts the run
+        "KEYHALL_LOGIN_RATE_LIMIT_PER_MINUTE": "0",
         "KEYHALL_LOG_LEVEL": log_level,
     })
     return env

@@ -6,7 +6,7 @@ from fastapi import FastAPI
 
 from keyhall import __version__
 from keyhall.api import health, oauth, pages, saml_pages
-from keyhall.api.deps import RateLimited
+from keyhall.api.deps import LoginRateLimited, RateLimited
 from keyhall.api.dialects import install_all
 from keyhall.api.http import BodyLimitMiddleware, CorrelationMiddleware, install_error_handlers
 from keyhall.api.native import applications, audit, connections, domains, organizations, users
@@ -29,9 +29,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.state.runtime = runtime
     install_error_handlers(app)
     app.include_router(health.router)
-    app.include_router(oauth.router)
-    app.include_router(pages.router)
-    app.include_router(saml_pages.router)
+    for router in (oauth.router, pages.router, saml_pages.router):
+        app.include_router(router, dependencies=[LoginRateLimited])
     for router in (organizations.router, connections.router, domains.router, audit.router, users.router,
                    applications.router):
         app.include_router(router, dependencies=[RateLimited])

@@ -10,7 +10,7 @@ from keyhall.idp.inspector import NetworkInspector
 from keyhall.idp.oidc_rp import JwksCache
 from keyhall.login.oidc import RelyingParty
 from keyhall.security.outbound import OutboundPolicy
-from keyhall.security.rate_limit import Limit, RateLimiter
+from keyhall.security.rate_limit import CounterStore, Limit, RateLimiter
 from keyhall.security.secrets import FileSecretBox, SecretBox, parse_key_list
 from keyhall.settings import Settings
 from keyhall.storage.counters import SqlCounterStore
@@ -49,5 +49,10 @@ class Runtime:
         database = Database(settings.resolved_database_url, box)
         relying_party = RelyingParty(public_url=settings.public_url, policy=policy, jwks_cache=JwksCache(),
                                      clock_skew_seconds=settings.clock_skew_seconds)
+        store: CounterStore = SqlCounterStore(database.engine)
+        if settings.redis_url:
+            from keyhall.security.redis_counters import RedisCounterStore
+
+            store = RedisCounterStore(settings.redis_url)
         return cls(settings=settings, database=database, box=box, inspector=NetworkInspector(policy),
-                   limiter=RateLimiter(SqlCounterStore(database.engine)), relying_party=relying_party)
+                   limiter=RateLimiter(store), relying_party=relying_party)

@@ -27,6 +27,7 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     allow_unverified_domains: bool = False  # development only: route email domains before DNS proof
     clock_skew_seconds: int = 60  # tolerance for IdP token and assertion times
+    login_rate_limit_per_minute: int = 600  # per client address and sign-in endpoint; 0 turns it off
     api_rate_limit_per_minute: int = 1200  # per API key (or client IP without one); 0 turns it off
     dns_resolver: str | None = None  # host:port of the resolver used for domain checks
     domain_check_interval_seconds: float = 600  # background DNS re-check of claimed domains; 0 turns it off

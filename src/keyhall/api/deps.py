@@ -51,6 +51,18 @@ def enforce_rate_limit(request: Request, runtime: RuntimeDep) -> None:
 RateLimited = Depends(enforce_rate_limit)
 
 
+def enforce_login_rate_limit(request: Request, runtime: RuntimeDep) -> None:
+    """Count a sign-in endpoint request against its client address, per endpoint."""
+    route = request.scope.get("route")
+    endpoint = getattr(route, "path", request.url.path)
+    who = request.client.host if request.client else "unknown"
+    runtime.limiter.hit(f"login:{endpoint}:{who}", Limit(runtime.settings.login_rate_limit_per_minute),
+                        runtime.clock())
+
+
+LoginRateLimited = Depends(enforce_login_rate_limit)
+
+
 def get_principal(request: Request, uow: UowDep, runtime: RuntimeDep) -> Principal:
     return authenticate(uow, bearer_token(request), runtime.clock())
 
