@@ -8,7 +8,12 @@ from keyhall import __version__
 from keyhall.api import health, oauth, pages, saml_pages
 from keyhall.api.deps import LoginRateLimited, RateLimited
 from keyhall.api.dialects import install_all
-from keyhall.api.http import BodyLimitMiddleware, CorrelationMiddleware, install_error_handlers
+from keyhall.api.http import (
+    BodyLimitMiddleware,
+    CorrelationMiddleware,
+    UnexpectedErrorMiddleware,
+    install_error_handlers,
+)
 from keyhall.api.native import applications, audit, connections, domains, organizations, users
 from keyhall.api.observability import install_metrics
 from keyhall.api.security_headers import install_security_headers
@@ -35,6 +40,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
                    applications.router):
         app.include_router(router, dependencies=[RateLimited])
     install_all(app)
+    app.add_middleware(UnexpectedErrorMiddleware)  # innermost
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, json_prefixes=JSON_PREFIXES)
     app.add_middleware(CorrelationMiddleware, header_by_prefix={"/organisations/": "x-fapi-interaction-id"})
     install_metrics(app, token=settings.metrics_token)  # outside the body limit: 413s and 415s are counted

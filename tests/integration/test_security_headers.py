@@ -213,3 +213,19 @@ def test_a_docs_page_sent_in_pieces_is_hashed_whole() -> None:
     digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
     assert response.text == b"".join(chunks).decode()
     assert directives(response.headers["content-security-policy"])["script-src"] == [f"'sha256-{digest}'"]
+
+
+def test_an_unexpected_error_is_a_500_that_keeps_request_id_and_headers(runtime: Runtime) -> None:
+    app = create_app(runtime.settings, runtime)
+
+    @app.get("/v1/boom", include_in_schema=False)
+    def boom() -> None:
+        raise RuntimeError("kaboom")
+
+    with TestClient(app, raise_server_exceptions=False) as client:
+        response = client.get("/v1/boom", headers={"X-Request-ID": "req-boom"})
+    assert response.status_code == 500
+    assert response.json()["error"]["code"] == "internal_error"
+    assert "kaboom" not in response.text
+    assert response.headers["x-request-id"] == "req-boom"
+    assert response.headers["x-content-type-options"] == "nosniff"

@@ -229,6 +229,41 @@ def _control_character_path(value: Any, path: str = "") -> str | None:
     return None
 
 
+class UnexpectedErrorMiddleware:
+    """The innermost layer: an unexpected exception becomes a logged 500 in the surface's error shape
+    here, inside the other middleware, so the answer still carries the request id and the security
+    headers (Starlette's own last-resort handler sits outside every middleware)."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:
+            log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
+            if started:
+                raise
+            err = KeyhallError("internal error; the request id identifies it in the logs")
+            err.code = "internal_error"
+            body = json.dumps(render_for_path(scope.get("path", ""), 500, err)).encode()
+            await send({"type": "http.response.start", "status": 500,
+                        "headers": [(b"content-type", b"application/json"),
+                                    (b"content-length", str(len(body)).encode())]})
+            await send({"type": "http.response.body", "body": body})
+
+
 def render_for_path(path: str, status: int, exc: KeyhallError) -> dict[str, Any]:
     for style in _styles:
         if path.startswith(style.prefix):
