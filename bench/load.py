@@ -61,6 +61,7 @@ from bench.login import (
     Child,
     LoginError,
     Setup,
+    fmt_ms,
     fresh_database,
     idp_accounts,
     keyhall_cli,
@@ -263,10 +264,6 @@ def operation_stats(outcome: Outcome, seconds: float) -> dict[str, dict[str, Any
     return stats
 
 
-def _ms(value: float | None) -> str:
-    return f"{value:>9.1f}" if value is not None else f"{'-':>9}"
-
-
 def report(args: argparse.Namespace, outcome: Outcome, seconds: float, routed: dict[int, int],
            load_before: tuple[float, float, float], out: Any) -> dict[str, Any]:
     stats = operation_stats(outcome, seconds)
@@ -279,8 +276,9 @@ def report(args: argparse.Namespace, outcome: Outcome, seconds: float, routed: d
     out(f"{'operation':<14} {'count':>7} {'ops/s':>8} {'p50 ms':>9} {'p99 ms':>9} {'max ms':>9} {'errors':>7}  what")
     out(f"{'-' * 14} {'-' * 7} {'-' * 8} {'-' * 9} {'-' * 9} {'-' * 9} {'-' * 7}  {'-' * 40}")
     for operation, row in stats.items():
-        out(f"{operation:<14} {row['count']:>7} {row['per_second']:>8.2f} {_ms(row['p50_ms'])} {_ms(row['p99_ms'])} "
-            f"{_ms(row['max_ms'])} {row['errors']:>7}  {OPERATION_LABELS[operation]}")
+        timings = " ".join(fmt_ms(row[name], 9) for name in ("p50_ms", "p99_ms", "max_ms"))
+        out(f"{operation:<14} {row['count']:>7} {row['per_second']:>8.2f} {timings} {row['errors']:>7}  "
+            f"{OPERATION_LABELS[operation]}")
     out("")
     api_ops = sum(len(outcome.samples.get(op, [])) for op in API_OPERATIONS)
     out(f"management API: {api_ops / seconds:.1f} requests/s; sign-ins: "

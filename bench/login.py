@@ -51,11 +51,11 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
@@ -257,7 +257,7 @@ def idp_accounts(domain: str, count: int) -> list[dict[str, Any]]:
              "groups": ["engineering", "bench"]} for i in range(count)]
 
 
-def _expect(response: httpx.Response, status: int, what: str) -> dict[str, Any]:
+def expect_status(response: httpx.Response, status: int, what: str) -> dict[str, Any]:
     if response.status_code != status:
         raise BenchError(f"{what}: HTTP {response.status_code} {response.text[:1000]}")
     body: dict[str, Any] = response.json()
@@ -269,20 +269,20 @@ def make_setup(keyhall_url: str, idp_url: str, instance_token: str, domain: str,
     """An organization, an OIDC connection to the IdP (client registered there by RFC 7591) and a product."""
     headers = {"Authorization": f"Bearer {instance_token}"}
     with httpx.Client(base_url=keyhall_url, headers=headers, trust_env=False, timeout=REQUEST_TIMEOUT) as api:
-        org = _expect(api.post("/v1/organizations", json={"name": f"Bench {domain}"}), 201, "create organization")
+        org = expect_status(api.post("/v1/organizations", json={"name": f"Bench {domain}"}), 201, "create organization")
         connections = f"/v1/organizations/{org['id']}/connections"
         body = {"protocol": "oidc", "name": "bench-idp", "domains": [domain],
                 "oidc": {"issuer": idp_url, "client_id": "pending", "scope": "openid profile email groups"}}
-        conn = _expect(api.post(connections, json=body), 201, "create connection")
+        conn = expect_status(api.post(connections, json=body), 201, "create connection")
         with httpx.Client(trust_env=False, timeout=REQUEST_TIMEOUT) as idp:
-            registered = _expect(idp.post(f"{idp_url}/reg", json={
+            registered = expect_status(idp.post(f"{idp_url}/reg", json={
                 "redirect_uris": [conn["redirect_uri"]], "token_endpoint_auth_method": "client_secret_basic",
                 "grant_types": ["authorization_code"], "response_types": ["code"]}), 201, "register at the IdP")
-        _expect(api.patch(f"{connections}/{conn['id']}", json={"oidc": {
+        expect_status(api.patch(f"{connections}/{conn['id']}", json={"oidc": {
             "client_id": registered["client_id"], "client_secret": registered["client_secret"]}}), 200,
             "configure connection")
         redirect_uri = f"http://127.0.0.1:{free_port()}/product/callback"  # never requested
-        app = _expect(api.post("/v1/applications", json={"name": f"Bench product {domain}",
+        app = expect_status(api.post("/v1/applications", json={"name": f"Bench product {domain}",
                                                          "redirect_uris": [redirect_uri]}), 201, "create application")
     return Setup(keyhall_url=keyhall_url, idp_url=idp_url, connection_id=str(conn["id"]), domain=domain, users=users,
                  client_id=str(app["client_id"]), client_secret=str(app["client_secret"]), redirect_uri=redirect_uri,
@@ -293,16 +293,18 @@ def make_setup(keyhall_url: str, idp_url: str, instance_token: str, domain: str,
 
 
 class LoginError(Exception):
+    """A login that did not complete; ``step`` says where."""
+
     def __init__(self, step: str, message: str):
         super().__init__(f"{step}: {message}")
         self.step = step
 
 
-def _b64url(data: bytes) -> str:
+def b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-def _jwt_claims(token: str) -> dict[str, Any]:
+def jwt_claims(token: str) -> dict[str, Any]:
     payload = token.split(".")[1]
     claims: dict[str, Any] = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
     return claims
@@ -328,7 +330,7 @@ class Browser:
         verifier, state, nonce = secrets.token_urlsafe(48), secrets.token_urlsafe(16), secrets.token_urlsafe(16)
         query = urlencode({"response_type": "code", "client_id": s.client_id, "redirect_uri": s.redirect_uri,
                            "scope": s.scope, "state": state, "nonce": nonce, "login_hint": f"{user}@{s.domain}",
-                           "code_challenge": _b64url(hashlib.sha256(verifier.encode()).digest()),
+                           "code_challenge": b64url(hashlib.sha256(verifier.encode()).digest()),
                            "code_challenge_method": "S256"})
 
         started = time.perf_counter()
@@ -360,7 +362,7 @@ class Browser:
         timings["token"] = ended - mark
         if response.status_code != 200:
             raise LoginError("token", f"HTTP {response.status_code}: {response.text[:300]}")
-        claims = _jwt_claims(str(response.json().get("id_token", "..")))
+        claims = jwt_claims(str(response.json().get("id_token", "..")))
         if claims.get("nonce") != nonce or claims.get("aud") not in (s.client_id, [s.client_id]):
             raise LoginError("token", f"ID token does not answer this request: {claims}")
 
@@ -402,9 +404,15 @@ class Phase:
     stopped: str | None = None  # why the phase ended before its count: "time_limit", "errors", "interrupted"
 
 
-def run_phase(setup: Setup, count: int, concurrency: int, deadline: float, max_errors: int, stop: threading.Event,
-              user_offset: int = 0) -> Phase:
-    """``count`` logins by ``concurrency`` browser threads; none starts after ``deadline`` or ``stop``."""
+class LoginBrowser(Protocol):
+    def login(self, user: str) -> dict[str, float]: ...
+    def close(self) -> None: ...
+
+
+def run_phase(new_browser: Callable[[], LoginBrowser], user_for: Callable[[int], str], count: int, concurrency: int,
+              deadline: float, max_errors: int, stop: threading.Event) -> Phase:
+    """``count`` logins by ``concurrency`` browser threads; none starts after ``deadline`` or ``stop``.
+    ``user_for(i)`` names the user of the i-th login; each thread has its own browser."""
     phase, lock = Phase(), threading.Lock()
     issued = 0
 
@@ -420,12 +428,11 @@ def run_phase(setup: Setup, count: int, concurrency: int, deadline: float, max_e
             return issued - 1
 
     def worker() -> None:
-        browser = Browser(setup)
+        browser = new_browser()
         try:
             while (index := take()) is not None:
-                user = setup.users[(user_offset + index) % len(setup.users)]
                 try:
-                    timings = browser.login(user)
+                    timings = browser.login(user_for(index))
                 except (LoginError, httpx.HTTPError, ValueError, KeyError) as exc:
                     with lock:
                         phase.errors.append(f"{type(exc).__name__}: {exc}")
@@ -471,10 +478,11 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
-def step_stats(samples: list[dict[str, float]]) -> dict[str, dict[str, float | None]]:
+def step_stats(samples: list[dict[str, float]],
+               steps: Sequence[tuple[str, str]] | None = None) -> dict[str, dict[str, float | None]]:
     """Per step: p50, p95, mean and max in milliseconds (None without samples, so the JSON stays JSON)."""
     stats: dict[str, dict[str, float | None]] = {}
-    for step, _label in STEPS:
+    for step, _label in steps if steps is not None else STEPS:
         ms = [sample[step] * 1000 for sample in samples]
         values = (percentile(ms, 50), percentile(ms, 95), sum(ms) / len(ms), max(ms)) if ms else (None,) * 4
         stats[step] = {name: None if value is None else round(value, 2)
@@ -482,8 +490,14 @@ def step_stats(samples: list[dict[str, float]]) -> dict[str, dict[str, float | N
     return stats
 
 
-def _ms(value: float | None) -> str:
-    return f"{value:>8.1f}" if value is not None else f"{'-':>8}"
+def step_line(step: str, row: dict[str, float | None], label: str) -> str:
+    """One row of the per-step table: p50, p95, mean and max in milliseconds."""
+    cells = " ".join(fmt_ms(row[name]) for name in ("p50_ms", "p95_ms", "mean_ms", "max_ms"))
+    return f"{step:<10} {cells}  {label}"
+
+
+def fmt_ms(value: float | None, width: int = 8) -> str:
+    return f"{value:>{width}.1f}" if value is not None else f"{'-':>{width}}"
 
 
 def report(args: argparse.Namespace, database: str, warmup: Phase, measured: Phase, setup_seconds: float,
@@ -512,7 +526,7 @@ def report(args: argparse.Namespace, database: str, warmup: Phase, measured: Pha
         row = stats[step]
         if step == "keyhall":
             out("")
-        out(f"{step:<10} {_ms(row['p50_ms'])} {_ms(row['p95_ms'])} {_ms(row['mean_ms'])} {_ms(row['max_ms'])}  {label}")
+        out(step_line(step, row, label))
     out("")
     out(f"throughput: {rate:.2f} logins/s ({done} logins in {measured.seconds:.2f} s)"
         + (f"; Keyhall's share of login time: {summary['keyhall_share'] * 100:.0f}%" if done else ""))
@@ -590,11 +604,15 @@ def main(argv: list[str] | None = None) -> int:
 
                 load_before = os.getloadavg()
                 deadline = time.monotonic() + args.max_seconds
-                warmup = run_phase(setup, args.warmup, args.concurrency, deadline, args.max_errors, stop)
+                def user_for(offset: int) -> Callable[[int], str]:
+                    return lambda index: setup.users[(offset + index) % len(setup.users)]
+
+                warmup = run_phase(lambda: Browser(setup), user_for(0), args.warmup, args.concurrency, deadline,
+                                   args.max_errors, stop)
                 measured = Phase()
                 if not stop.is_set():
-                    measured = run_phase(setup, args.logins, args.concurrency, deadline, args.max_errors, stop,
-                                         user_offset=args.warmup)
+                    measured = run_phase(lambda: Browser(setup), user_for(args.warmup), args.logins,
+                                         args.concurrency, deadline, args.max_errors, stop)
                 else:
                     measured.stopped = warmup.stopped
                 summary = report(args, database, warmup, measured, setup_seconds, load_before, out)

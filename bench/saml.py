@@ -60,7 +60,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
@@ -74,12 +74,20 @@ from bench.login import (
     STARTUP_TIMEOUT,
     BenchError,
     Child,
+    LoginError,
+    Phase,
+    b64url,
+    expect_status,
     free_port,
     fresh_database,
+    jwt_claims,
     keyhall_cli,
     keyhall_env,
     percentile,
+    run_phase,
     start_keyhall,
+    step_line,
+    step_stats,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -253,18 +261,11 @@ class Setup:
         return f"{self.keyhall_url}/sso/{self.connection_id}/saml/acs"
 
 
-def _expect(response: httpx.Response, status: int, what: str) -> dict[str, Any]:
-    if response.status_code != status:
-        raise BenchError(f"{what}: HTTP {response.status_code} {response.text[:1000]}")
-    body: dict[str, Any] = response.json()
-    return body
-
-
 def make_setup(keyhall_url: str, idp_url: str, idp_cert: str, instance_token: str, domain: str,
                pin_certificate: bool) -> Setup:
     headers = {"Authorization": f"Bearer {instance_token}"}
     with httpx.Client(base_url=keyhall_url, headers=headers, trust_env=False, timeout=REQUEST_TIMEOUT) as api:
-        org = _expect(api.post("/v1/organizations", json={"name": f"Bench {domain}"}), 201, "create organization")
+        org = expect_status(api.post("/v1/organizations", json={"name": f"Bench {domain}"}), 201, "create organization")
         saml: dict[str, Any] = {"metadata_url": f"{idp_url}/metadata", "sp_entity_id": SP_ENTITY_ID}
         if pin_certificate:
             # Needed today: the certificates found in the metadata are not used at sign-in
@@ -272,21 +273,16 @@ def make_setup(keyhall_url: str, idp_url: str, idp_cert: str, instance_token: st
             saml["certificates"] = [idp_cert]
         body = {"protocol": "saml", "name": "bench-saml", "domains": [domain], "saml": saml,
                 "attribute_mappings": ATTRIBUTE_MAPPINGS}
-        conn = _expect(api.post(f"/v1/organizations/{org['id']}/connections", json=body), 201, "create connection")
+        connections = f"/v1/organizations/{org['id']}/connections"
+        conn = expect_status(api.post(connections, json=body), 201, "create connection")
         redirect_uri = f"http://127.0.0.1:{free_port()}/product/callback"  # never requested
-        app = _expect(api.post("/v1/applications", json={"name": f"Bench product {domain}",
+        app = expect_status(api.post("/v1/applications", json={"name": f"Bench product {domain}",
                                                          "redirect_uris": [redirect_uri]}), 201, "create application")
     return Setup(keyhall_url=keyhall_url, idp_url=idp_url, connection_id=str(conn["id"]), domain=domain,
                  client_id=str(app["client_id"]), client_secret=str(app["client_secret"]), redirect_uri=redirect_uri)
 
 
 # --- (b) logins: one simulated browser -----------------------------------------------------------
-
-
-class LoginError(Exception):
-    def __init__(self, step: str, message: str):
-        super().__init__(f"{step}: {message}")
-        self.step = step
 
 
 class _Forms(HTMLParser):
@@ -323,16 +319,6 @@ def _shown(response: httpx.Response) -> str:
     return f"{html.unescape(found.group(1))} (x-request-id {response.headers.get('x-request-id')})"
 
 
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _jwt_claims(token: str) -> dict[str, Any]:
-    payload = token.split(".")[1]
-    claims: dict[str, Any] = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    return claims
-
-
 class Browser:
     """One person's browser (its own cookie jar), a separate client for the IdP, and the product's back channel."""
 
@@ -356,7 +342,7 @@ class Browser:
         verifier, state, nonce = secrets.token_urlsafe(48), secrets.token_urlsafe(16), secrets.token_urlsafe(16)
         query = urlencode({"response_type": "code", "client_id": s.client_id, "redirect_uri": s.redirect_uri,
                            "scope": "openid email profile groups", "state": state, "nonce": nonce,
-                           "login_hint": email, "code_challenge": _b64url(hashlib.sha256(verifier.encode()).digest()),
+                           "login_hint": email, "code_challenge": b64url(hashlib.sha256(verifier.encode()).digest()),
                            "code_challenge_method": "S256"})
 
         started = time.perf_counter()
@@ -397,7 +383,7 @@ class Browser:
         timings["token"] = ended - mark
         if response.status_code != 200:
             raise LoginError("token", f"HTTP {response.status_code}: {_shown(response)}")
-        claims = _jwt_claims(str(response.json().get("id_token", "..")))
+        claims = jwt_claims(str(response.json().get("id_token", "..")))
         if claims.get("nonce") != nonce or claims.get("email") != email:
             raise LoginError("token", f"ID token does not answer this login ({email}): {claims}")
 
@@ -426,86 +412,6 @@ class Browser:
 # --- (b) logins: driving -------------------------------------------------------------------------
 
 
-@dataclass
-class Phase:
-    samples: list[dict[str, float]] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-    seconds: float = 0.0
-    stopped: str | None = None  # "time_limit", "errors", "interrupted"
-
-
-def run_phase(setup: Setup, users: int, count: int, concurrency: int, deadline: float, max_errors: int,
-              stop: threading.Event, user_offset: int = 0) -> Phase:
-    """``count`` logins by ``concurrency`` browser threads; none starts after ``deadline`` or ``stop``."""
-    phase, lock = Phase(), threading.Lock()
-    issued = 0
-
-    def take() -> int | None:
-        nonlocal issued
-        with lock:
-            if stop.is_set() or issued >= count:
-                return None
-            if time.monotonic() >= deadline:
-                phase.stopped = phase.stopped or "time_limit"
-                return None
-            issued += 1
-            return issued - 1
-
-    def worker() -> None:
-        browser = Browser(setup)
-        try:
-            while (index := take()) is not None:
-                user = f"user{(user_offset + index) % users:05d}"
-                try:
-                    timings = browser.login(user)
-                except (LoginError, httpx.HTTPError, ValueError, KeyError) as exc:
-                    with lock:
-                        phase.errors.append(f"{type(exc).__name__}: {exc}")
-                        if len(phase.errors) > max_errors:
-                            phase.stopped = "errors"
-                            stop.set()
-                    continue
-                with lock:
-                    phase.samples.append(timings)
-        finally:
-            browser.close()
-
-    started = time.perf_counter()
-    threads = [threading.Thread(target=worker, name=f"browser-{i}", daemon=True) for i in range(concurrency)]
-    for thread in threads:
-        thread.start()
-    try:
-        for thread in threads:
-            while thread.is_alive():
-                thread.join(timeout=0.2)  # short joins keep Ctrl-C responsive
-    except KeyboardInterrupt:
-        phase.stopped = "interrupted"
-        stop.set()
-        for thread in threads:
-            thread.join(timeout=REQUEST_TIMEOUT * 2)
-        raise
-    finally:
-        phase.seconds = time.perf_counter() - started
-    return phase
-
-
-# --- reporting -----------------------------------------------------------------------------------
-
-
-def step_stats(samples: list[dict[str, float]]) -> dict[str, dict[str, float | None]]:
-    stats: dict[str, dict[str, float | None]] = {}
-    for step, _label in STEPS:
-        ms = [sample[step] * 1000 for sample in samples]
-        values = (percentile(ms, 50), percentile(ms, 95), sum(ms) / len(ms), max(ms)) if ms else (None,) * 4
-        stats[step] = {name: None if value is None else round(value, 2)
-                       for name, value in zip(("p50_ms", "p95_ms", "mean_ms", "max_ms"), values, strict=True)}
-    return stats
-
-
-def _ms(value: float | None) -> str:
-    return f"{value:>8.1f}" if value is not None else f"{'-':>8}"
-
-
 def report_validations(results: list[ValidationResult], out: Callable[[str], None]) -> dict[str, Any]:
     out("")
     out(f"(a) parse_saml_response, one thread, fixed now (corpus {CORPUS.relative_to(REPO)}), "
@@ -523,7 +429,7 @@ def report_validations(results: list[ValidationResult], out: Callable[[str], Non
 
 def report_logins(args: argparse.Namespace, database: str, warmup: Phase, measured: Phase,
                   out: Callable[[str], None]) -> dict[str, Any]:
-    stats = step_stats(measured.samples)
+    stats = step_stats(measured.samples, STEPS)
     done = len(measured.samples)
     rate = done / measured.seconds if measured.seconds > 0 else 0.0
     summary: dict[str, Any] = {
@@ -544,7 +450,7 @@ def report_logins(args: argparse.Namespace, database: str, warmup: Phase, measur
         row = stats[step]
         if step == "keyhall":
             out("")
-        out(f"{step:<10} {_ms(row['p50_ms'])} {_ms(row['p95_ms'])} {_ms(row['mean_ms'])} {_ms(row['max_ms'])}  {label}")
+        out(step_line(step, row, label))
     out("")
     out(f"throughput: {rate:.2f} logins/s ({done} logins in {measured.seconds:.2f} s)"
         + (f"; Keyhall's share of login time: {summary['keyhall_share'] * 100:.0f}%" if done else ""))
@@ -617,11 +523,15 @@ def run_logins(args: argparse.Namespace, out: Callable[[str], None]) -> tuple[di
                 f"warm-up {args.warmup}, then {args.logins} logins at concurrency {args.concurrency}")
             load_before = os.getloadavg()
             deadline = time.monotonic() + args.max_seconds
-            warmup = run_phase(setup, args.users, args.warmup, args.concurrency, deadline, args.max_errors, stop)
+            def user_for(offset: int) -> Callable[[int], str]:
+                return lambda index: f"user{(offset + index) % args.users:05d}"
+
+            warmup = run_phase(lambda: Browser(setup), user_for(0), args.warmup, args.concurrency, deadline,
+                               args.max_errors, stop)
             measured = Phase()
             if not stop.is_set():
-                measured = run_phase(setup, args.users, args.logins, args.concurrency, deadline, args.max_errors,
-                                     stop, user_offset=args.warmup)
+                measured = run_phase(lambda: Browser(setup), user_for(args.warmup), args.logins, args.concurrency,
+                                     deadline, args.max_errors, stop)
             else:
                 measured.stopped = warmup.stopped
             summary = report_logins(args, database, warmup, measured, out)
