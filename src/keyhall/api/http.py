@@ -207,6 +207,9 @@ class CorrelationMiddleware:
 
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# Valid JSON carries a control character only as a \u escape (raw ones are a syntax error the
+# surface reports): bodies without such an escape need no second parse here.
+_ESCAPED_CONTROL = re.compile(rb"\\u00[01][0-9a-fA-F]|\\u007[fF]")
 
 
 def _control_character_path(value: Any, path: str = "") -> str | None:
@@ -326,7 +329,7 @@ class BodyLimitMiddleware:
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
-        if is_json and body:
+        if is_json and _ESCAPED_CONTROL.search(body):
             try:
                 parsed = json.loads(body)
             except (ValueError, RecursionError):
