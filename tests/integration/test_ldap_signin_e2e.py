@@ -32,7 +32,7 @@ from sqlalchemy import select
 from keyhall.core.vocabulary import Role
 from keyhall.storage.models import AuditEventRow
 from tests.support.api import auth
-from tests.support.live import LiveKeyhall
+from tests.support.live import LiveKeyhall, TenantSetup
 from tests.support.peers import free_port
 from tests.support.slapd import Slapd, group_dn, user_dn
 
@@ -47,41 +47,15 @@ PASSWORD_LIMIT = 10
 
 
 @dataclass
-class LdapSetup:
+class LdapSetup(TenantSetup):
     """An organization with an LDAP connection to the test directory, and a product registered with Keyhall."""
 
-    live: LiveKeyhall
     directory: Slapd
-    org: dict[str, Any]
-    owner: str
-    connection: dict[str, Any]
-    domain: str
-    client_id: str
-    client_secret: str
-    product_redirect: str
-
-    @property
-    def cid(self) -> str:
-        return str(self.connection["id"])
 
     @property
     def form_url(self) -> str:
         return f"{self.live.url}/sso/{self.cid}/ldap"
 
-    def get_connection(self) -> dict[str, Any]:
-        with self.live.api() as api:
-            response = api.get(f"/v1/organizations/{self.org['id']}/connections/{self.cid}", headers=auth(self.owner))
-        assert response.status_code == 200, response.text
-        found: dict[str, Any] = response.json()
-        return found
-
-    def audit(self, action: str) -> list[dict[str, Any]]:
-        with self.live.api() as api:
-            response = api.get(f"/v1/organizations/{self.org['id']}/audit-events", params={"action": action},
-                               headers=auth(self.owner))
-        assert response.status_code == 200, response.text
-        events: list[dict[str, Any]] = response.json()["data"]
-        return events
 
     def failure_reasons(self) -> list[str]:
         return sorted(e["changes"]["reason"] for e in self.audit("login.failed"))

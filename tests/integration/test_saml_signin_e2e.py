@@ -31,7 +31,7 @@ from lxml import etree
 from keyhall.core.vocabulary import Role
 from keyhall.protocols.saml.xml import parse_untrusted_xml
 from tests.support.api import auth
-from tests.support.live import LiveKeyhall
+from tests.support.live import LiveKeyhall, TenantSetup
 from tests.support.peers import free_port
 from tests.support.saml_idp import SamlIdp, samlp_signature_error
 
@@ -51,30 +51,14 @@ REFUSED_HEADING = "We could not sign you in"
 
 
 @dataclass
-class SamlSetup:
+class SamlSetup(TenantSetup):
     """An organization with a SAML connection to the real IdP, and a product registered with Keyhall."""
 
-    live: LiveKeyhall
     idp: SamlIdp
-    org: dict[str, Any]
-    owner: str
-    connection: dict[str, Any]
-    domain: str
-    client_id: str
-    client_secret: str
-    product_redirect: str
-
-    @property
-    def cid(self) -> str:
-        return str(self.connection["id"])
 
     @property
     def acs_url(self) -> str:
         return f"{self.live.url}/sso/{self.cid}/saml/acs"
-
-    @property
-    def connection_path(self) -> str:
-        return f"/v1/organizations/{self.org['id']}/connections/{self.cid}"
 
     def user(self, login: str = "alice", **extra: str) -> dict[str, str]:
         """saml-idp's user, in this organization's email domain (so the directory's email is trusted)."""
@@ -89,20 +73,6 @@ class SamlSetup:
         self.connection = response.json()
         return self.connection
 
-    def get_connection(self) -> dict[str, Any]:
-        with self.live.api() as api:
-            response = api.get(self.connection_path, headers=auth(self.owner))
-        assert response.status_code == 200, response.text
-        found: dict[str, Any] = response.json()
-        return found
-
-    def audit(self, action: str) -> list[dict[str, Any]]:
-        with self.live.api() as api:
-            response = api.get(f"/v1/organizations/{self.org['id']}/audit-events", params={"action": action},
-                               headers=auth(self.owner))
-        assert response.status_code == 200, response.text
-        events: list[dict[str, Any]] = response.json()["data"]
-        return events
 
 
 def make_saml_setup(live: LiveKeyhall, idp: SamlIdp, name: str, *, pin_certificate: bool = True,

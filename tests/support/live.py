@@ -70,6 +70,44 @@ def live_keyhall(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveKeyha
 
 
 @dataclass
+class TenantSetup:
+    """An organization with one connection and a product registered with Keyhall, on the live server."""
+
+    live: LiveKeyhall
+    org: dict[str, Any]
+    owner: str
+    connection: dict[str, Any]
+    domain: str
+    client_id: str
+    client_secret: str
+    product_redirect: str
+
+    @property
+    def cid(self) -> str:
+        return str(self.connection["id"])
+
+    @property
+    def connection_path(self) -> str:
+        return f"/v1/organizations/{self.org['id']}/connections/{self.cid}"
+
+    def get_connection(self) -> dict[str, Any]:
+        with self.live.api() as api:
+            response = api.get(self.connection_path, headers=auth(self.owner))
+        assert response.status_code == 200, response.text
+        found: dict[str, Any] = response.json()
+        return found
+
+    def audit(self, action: str) -> list[dict[str, Any]]:
+        """The organization's audit events of one action, oldest first."""
+        with self.live.api() as api:
+            response = api.get(f"/v1/organizations/{self.org['id']}/audit-events", params={"action": action},
+                               headers=auth(self.owner))
+        assert response.status_code == 200, response.text
+        events: list[dict[str, Any]] = response.json()["data"]
+        return events
+
+
+@dataclass
 class SignInSetup:
     """An organization with an OIDC connection to the real IdP, and a product registered with Keyhall."""
 
