@@ -71,12 +71,7 @@ def _password_form(tx: LoginTransaction, *, email: str | None, message: str | No
 
 def start_connection(uow: ProviderUnitOfWork, runtime: Any, conn: Connection, tx: LoginTransaction, *,
                      email: str | None) -> Response:
-    request = AuthorizeRequest.from_dict(tx.data["request"])
-    if request.organization:
-        org = uow.organizations.get(request.organization)
-        if org is None or org.id != conn.organization_id:
-            raise LoginFailed("This sign-in method does not belong to the organization your application asked "
-                              "for.", reason="connection_not_in_organization", connection=conn, status=403)
+    """Send the browser on to ``conn``, which routing (or `flow.usable_connection`) has already vetted."""
     if conn.protocol is Protocol.OIDC:
         url = oidc_login.begin(uow, runtime.relying_party, conn, tx, login_hint=email, now=runtime.clock())
         uow.commit()
@@ -234,10 +229,9 @@ def sso_start(connection_id: str, request: Request, uow: UowDep, runtime: Runtim
     provider_uow = _uow(uow)
     try:
         transaction = _tx_from(provider_uow, runtime, request, tx)
-        conn = provider_uow.connections.get_any(connection_id)
-        if conn is None or conn.status.value != "active":
-            raise LoginFailed("This sign-in method is not available.", reason="connection_inactive",
-                              connection=conn, status=404)
+        # Chosen by the person (chooser link): it must still be one this sign-in may use.
+        conn = flow.usable_connection(provider_uow, AuthorizeRequest.from_dict(transaction.data["request"]),
+                                      provider_uow.connections.get_any(connection_id))
         return start_connection(provider_uow, runtime, conn, transaction, email=None)
     except LoginFailed as exc:
         return _fail(provider_uow, runtime, request, exc)
@@ -279,16 +273,10 @@ def _ldap_form(conn: Connection, tx: LoginTransaction, *, username: str | None =
 def _ldap_connection(uow: ProviderUnitOfWork, tx: LoginTransaction, connection_id: str) -> Connection:
     """The active LDAP connection this sign-in may use: the one the product asked for, if it asked."""
     conn = uow.connections.get_any(connection_id)
-    if conn is None or conn.protocol is not Protocol.LDAP or conn.status.value != "active":
+    if conn is not None and conn.protocol is not Protocol.LDAP:
         raise LoginFailed("This sign-in method is not available.", reason="connection_inactive", connection=conn,
                           status=404)
-    request = AuthorizeRequest.from_dict(tx.data["request"])
-    org = uow.organizations.get(request.organization) if request.organization else None
-    if (request.connection and request.connection != conn.id) or (
-            request.organization and (org is None or org.id != conn.organization_id)):
-        raise LoginFailed("This sign-in method is not the one your application asked for.",
-                          reason="connection_not_requested", connection=conn, status=403)
-    return conn
+    return flow.usable_connection(uow, AuthorizeRequest.from_dict(tx.data["request"]), conn)
 
 
 @router.get("/sso/{connection_id}/ldap")

@@ -110,6 +110,23 @@ def route(uow: ProviderUnitOfWork, request: AuthorizeRequest, *, email: str | No
     return Route(connections=connections_for_domain(uow, domain.lower(), allow_unverified=allow_unverified_domains))
 
 
+def usable_connection(uow: ProviderUnitOfWork, request: AuthorizeRequest, conn: Connection | None) -> Connection:
+    """The connection a sign-in may go through: it exists, is active, and is the one (or belongs to
+    the organization) the product asked for, if it asked."""
+    if conn is None or conn.status is not ConnectionStatus.ACTIVE:
+        raise LoginFailed("This sign-in method is not available.", reason="connection_inactive", connection=conn,
+                          status=404)
+    if request.connection and request.connection != conn.id:
+        raise LoginFailed("This sign-in method is not the one your application asked for.",
+                          reason="connection_not_requested", connection=conn, status=403)
+    if request.organization:
+        org = uow.organizations.get(request.organization)
+        if org is None or org.id != conn.organization_id:
+            raise LoginFailed("This sign-in method does not belong to the organization your application asked "
+                              "for.", reason="connection_not_in_organization", connection=conn, status=403)
+    return conn
+
+
 def audit_login(uow: ProviderUnitOfWork, *, ok: bool, reason: str, now: datetime, request_id: str | None,
                 connection: Connection | None = None, organization_id: str | None = None,
                 user: User | None = None, extra: dict[str, Any] | None = None) -> None:
