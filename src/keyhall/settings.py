@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     metrics_token: str | None = Field(default=None, repr=False)  # GET /metrics answers this bearer token only
     metrics_port: int | None = None  # `keyhall serve` also serves /metrics on this port, without a token
     metrics_host: str = "127.0.0.1"  # the address of that metrics port
+    # A sign-in's refresh tokens rotate at most this long after the sign-in, however often they are used.
+    refresh_token_max_lifetime_seconds: int = Field(default=30 * 24 * 3600, ge=300)
 
     @field_validator("public_url")
     @classmethod

@@ -1,9 +1,10 @@
-"""The app-facing OpenID provider over HTTP: discovery, JWKS, authorize, token, userinfo."""
+"""The app-facing OpenID provider over HTTP: discovery, JWKS, authorize, token, revocation, userinfo."""
 
 from __future__ import annotations
 
 import base64
 import binascii
+from datetime import timedelta
 from typing import Any
 from urllib.parse import unquote
 
@@ -15,13 +16,15 @@ from keyhall.api.http import request_id
 from keyhall.api.pages import LOGIN_COOKIE, login_error_page, proceed, set_login_cookie
 from keyhall.login import flow
 from keyhall.login.flow import LoginFailed
-from keyhall.provider import grants, signing
+from keyhall.provider import grants, revocation, signing
 from keyhall.provider.authorize import AuthorizeError, error_redirect, parse_authorize
 from keyhall.provider.model import ProviderUnitOfWork
+from keyhall.provider.userinfo import InvalidAccessToken, userinfo_claims
 
 router = APIRouter(tags=["openid provider"])
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+CLIENT_AUTH_METHODS = ("client_secret_basic", "client_secret_post", "none")
 
 
 def _uow(uow: Any) -> ProviderUnitOfWork:
@@ -43,7 +46,9 @@ def discovery(runtime: RuntimeDep) -> dict[str, Any]:
         "grant_types_supported": ["authorization_code", "refresh_token"],
         "subject_types_supported": ["pairwise"],
         "id_token_signing_alg_values_supported": list(signing.SUPPORTED_ALGS),
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "token_endpoint_auth_methods_supported": list(CLIENT_AUTH_METHODS),
+        "revocation_endpoint": f"{issuer}/oauth2/revoke",
+        "revocation_endpoint_auth_methods_supported": list(CLIENT_AUTH_METHODS),
         "code_challenge_methods_supported": ["S256"],
         "scopes_supported": ["openid", "profile", "email", "groups", "offline_access"],
         "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "amr", "azp", "email",
@@ -125,17 +130,57 @@ def _client_credentials(request: Request, form: dict[str, str]) -> tuple[str | N
     return form.get("client_id"), None, "none", False
 
 
-@router.post("/oauth2/token")
-async def token(request: Request, runtime: RuntimeDep) -> JSONResponse:
+async def _form(request: Request) -> dict[str, str] | JSONResponse:
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype != "application/x-www-form-urlencoded":
         return _token_error(grants.TokenError("invalid_request", "send the body as application/x-www-form-urlencoded"),
                             basic=False)
     raw = await request.form()
     form = {k: v for k, v in raw.items() if isinstance(v, str)}
+    if any(_has_control(k) or _has_control(v) for k, v in form.items()):
+        return _token_error(grants.TokenError("invalid_request", "parameters must not contain control characters"),
+                            basic=False)
+    return form
+
+
+@router.post("/oauth2/token")
+async def token(request: Request, runtime: RuntimeDep) -> JSONResponse:
+    form = await _form(request)
+    if isinstance(form, JSONResponse):
+        return form
     from starlette.concurrency import run_in_threadpool
 
     return await run_in_threadpool(_token_sync, request, runtime, form)
+
+
+@router.post("/oauth2/revoke")
+async def revoke(request: Request, runtime: RuntimeDep) -> Response:
+    """RFC 7009: the client authenticates as at the token endpoint; 200 with an empty body."""
+    form = await _form(request)
+    if isinstance(form, JSONResponse):
+        return form
+    from starlette.concurrency import run_in_threadpool
+
+    return await run_in_threadpool(_revoke_sync, request, runtime, form)
+
+
+def _max_lifetime(runtime: Any) -> timedelta:
+    return timedelta(seconds=runtime.settings.refresh_token_max_lifetime_seconds)
+
+
+def _revoke_sync(request: Request, runtime: Any, form: dict[str, str]) -> Response:
+    basic = False
+    with runtime.database.unit_of_work() as uow:
+        provider_uow = _uow(uow)
+        try:
+            client_id, secret, method, basic = _client_credentials(request, form)
+            app = provider_uow.applications.get(client_id[:64]) if client_id else None
+            app = grants.authenticate_client(app, secret, method_used=method)
+            revocation.revoke(provider_uow, app, token=form.get("token"), token_type_hint=form.get("token_type_hint"),
+                              issuer=runtime.settings.public_url, now=runtime.clock())
+        except grants.TokenError as exc:
+            return _token_error(exc, basic=basic)
+    return Response(status_code=200, headers=NO_STORE)
 
 
 def _has_control(text: str) -> bool:
@@ -144,9 +189,6 @@ def _has_control(text: str) -> bool:
 
 def _token_sync(request: Request, runtime: Any, form: dict[str, str]) -> JSONResponse:
     basic = False
-    if any(_has_control(k) or _has_control(v) for k, v in form.items()):
-        return _token_error(grants.TokenError("invalid_request", "parameters must not contain control characters"),
-                            basic=False)
     with runtime.database.unit_of_work() as uow:
         provider_uow = _uow(uow)
         try:
@@ -158,10 +200,12 @@ def _token_sync(request: Request, runtime: Any, form: dict[str, str]) -> JSONRes
             if grant_type == "authorization_code":
                 body = grants.exchange_code(provider_uow, app, code=form.get("code"),
                                             redirect_uri=form.get("redirect_uri"),
-                                            code_verifier=form.get("code_verifier"), issuer=issuer, now=now)
+                                            code_verifier=form.get("code_verifier"), issuer=issuer, now=now,
+                                            max_lifetime=_max_lifetime(runtime))
             elif grant_type == "refresh_token":
                 body = grants.refresh(provider_uow, app, refresh_token=form.get("refresh_token"),
-                                      scope=form.get("scope"), issuer=issuer, now=now)
+                                      scope=form.get("scope"), issuer=issuer, now=now,
+                                      max_lifetime=_max_lifetime(runtime))
             else:
                 raise grants.TokenError("unsupported_grant_type", "grant_type must be authorization_code or "
                                         "refresh_token")
@@ -181,25 +225,14 @@ def userinfo_post(request: Request, uow: UowDep, runtime: RuntimeDep) -> JSONRes
 
 
 def _userinfo(request: Request, uow: Any, runtime: Any) -> JSONResponse:
-    provider_uow = _uow(uow)
     header = request.headers.get("authorization", "")
     token_value = header[7:].strip() if header.lower().startswith("bearer ") else ""
-    now = runtime.clock()
-    claims = signing.verify(token_value, provider_uow.signing_keys, now, typ="at+jwt") if token_value else None
-    if claims is None or claims.get("iss") != runtime.settings.public_url:
+    try:
+        body = userinfo_claims(_uow(uow), token_value, issuer=runtime.settings.public_url, now=runtime.clock(),
+                               max_lifetime=_max_lifetime(runtime))
+    except InvalidAccessToken:
         return JSONResponse({"error": "invalid_token"}, status_code=401,
                             headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
-    user = provider_uow.users.get(str(claims.get("uid")))
-    org = provider_uow.organizations.get(user.organization_id) if user else None
-    if user is None or org is None or user.disabled:
-        return JSONResponse({"error": "invalid_token"}, status_code=401,
-                            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
-    from keyhall.provider.claims import user_claims
-
-    body = {"sub": claims["sub"], **user_claims(user, org, str(claims.get("scope", "")), None)}
-    body.pop("connection_id", None)
-    if user.connection_id:
-        body["connection_id"] = user.connection_id
     return JSONResponse(body, headers=NO_STORE)
 
 

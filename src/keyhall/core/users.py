@@ -52,6 +52,7 @@ class User:
     created_at: datetime = field(default_factory=lambda: datetime.min)
     updated_at: datetime = field(default_factory=lambda: datetime.min)
     last_login_at: datetime | None = None
+    version: int = 1  # bumped by every stored change
 
     def apply(self, profile: Profile, *, groups: list[str] | None) -> None:
         for name in PROFILE_ATTRIBUTES:

@@ -16,13 +16,14 @@ from keyhall.core.users import User
 from keyhall.protocols.oidc.pkce import verify_s256
 from keyhall.provider.authorize import AuthorizeRequest
 from keyhall.provider.claims import subject_for, user_claims
-from keyhall.provider.model import AuthorizationCode, ProviderUnitOfWork, RefreshToken
+from keyhall.provider.model import AuthorizationCode, ProviderUnitOfWork, RefreshToken, TokenFamily
+from keyhall.provider.sessions import DEFAULT_MAX_LIFETIME, SessionEnded, check_session, family_end
 from keyhall.provider.signing import MAX_TOKEN_LIFETIME, active_key, sign
 from keyhall.security.api_keys import secret_matches
 
 CODE_TTL = timedelta(seconds=60)
 TOKEN_TTL = MAX_TOKEN_LIFETIME
-REFRESH_TTL = timedelta(days=30)
+REFRESH_TTL = timedelta(days=30)  # sliding: each rotation starts a new one, within the family's absolute lifetime
 
 
 class TokenError(Exception):
@@ -70,7 +71,7 @@ class Issuer:
 
 
 def _mint(uow: ProviderUnitOfWork, app: Application, user: User, org: Organization, grant: dict[str, Any],
-          issuer: str, now: datetime, *, family_id: str, with_nonce: bool) -> dict[str, Any]:
+          issuer: str, now: datetime, *, family_id: str, refresh_until: datetime, with_nonce: bool) -> dict[str, Any]:
     key = active_key(uow.signing_keys, app.id_token_alg, now)
     sub = subject_for(app.id, user.id)
     iat, exp = int(now.timestamp()), int((now + TOKEN_TTL).timestamp())
@@ -80,27 +81,29 @@ def _mint(uow: ProviderUnitOfWork, app: Application, user: User, org: Organizati
     if with_nonce and grant.get("nonce"):
         id_claims["nonce"] = grant["nonce"]
     access_claims = {"iss": issuer, "sub": sub, "aud": app.id, "client_id": app.id, "iat": iat, "exp": exp,
-                     "jti": str(uuid.uuid4()), "scope": grant["scope"], "uid": user.id}
+                     "jti": str(uuid.uuid4()), "scope": grant["scope"], "sid": family_id}
     refresh = secrets.token_urlsafe(48)
     uow.grants.add_refresh(RefreshToken(
         token_hash=_hash(refresh), family_id=family_id, client_id=app.id, user_id=user.id,
-        grant={k: v for k, v in grant.items() if k != "nonce"}, created_at=now, expires_at=now + REFRESH_TTL,
+        grant={k: v for k, v in grant.items() if k != "nonce"}, created_at=now,
+        expires_at=min(now + REFRESH_TTL, refresh_until),
     ))
     return {"access_token": sign(key, access_claims, typ="at+jwt"), "token_type": "Bearer",
             "expires_in": int(TOKEN_TTL.total_seconds()), "id_token": sign(key, id_claims),
             "refresh_token": refresh, "scope": grant["scope"]}
 
 
-def _user_and_org(uow: ProviderUnitOfWork, user_id: str) -> tuple[User, Organization]:
-    user = uow.users.get(user_id)
-    org = uow.organizations.get(user.organization_id) if user else None
-    if user is None or org is None or user.disabled:
-        raise TokenError("invalid_grant", "the account is no longer available")
-    return user, org
+def _session(uow: ProviderUnitOfWork, family: TokenFamily | None, now: datetime,
+             max_lifetime: timedelta) -> tuple[User, Organization]:
+    try:
+        return check_session(uow, family, now, max_lifetime=max_lifetime)
+    except SessionEnded as exc:
+        raise TokenError("invalid_grant", exc.description) from exc
 
 
 def exchange_code(uow: ProviderUnitOfWork, app: Application, *, code: str | None, redirect_uri: str | None,
-                  code_verifier: str | None, issuer: str, now: datetime) -> dict[str, Any]:
+                  code_verifier: str | None, issuer: str, now: datetime,
+                  max_lifetime: timedelta = DEFAULT_MAX_LIFETIME) -> dict[str, Any]:
     if not code:
         raise TokenError("invalid_request", "code is required")
     stored, first_use = uow.grants.use_code(_hash(code), now)
@@ -114,14 +117,15 @@ def exchange_code(uow: ProviderUnitOfWork, app: Application, *, code: str | None
         raise TokenError("invalid_grant", "authorization code already used")
     try:
         return _redeem_code(uow, app, stored, redirect_uri=redirect_uri, code_verifier=code_verifier,
-                            issuer=issuer, now=now)
+                            issuer=issuer, now=now, max_lifetime=max_lifetime)
     except TokenError:
         uow.commit()  # the code stays used: one attempt per code, whatever its outcome
         raise
 
 
 def _redeem_code(uow: ProviderUnitOfWork, app: Application, stored: AuthorizationCode, *,
-                 redirect_uri: str | None, code_verifier: str | None, issuer: str, now: datetime) -> dict[str, Any]:
+                 redirect_uri: str | None, code_verifier: str | None, issuer: str, now: datetime,
+                 max_lifetime: timedelta) -> dict[str, Any]:
     if stored.expires_at <= now:
         raise TokenError("invalid_grant", "authorization code expired")
     if stored.client_id != app.id:
@@ -134,16 +138,20 @@ def _redeem_code(uow: ProviderUnitOfWork, app: Application, stored: Authorizatio
             raise TokenError("invalid_grant", "code_verifier does not match the code_challenge")
     elif code_verifier:
         raise TokenError("invalid_grant", "code_verifier sent but no code_challenge was")
-    user, org = _user_and_org(uow, stored.user_id)
-    family_id = str(uuid.uuid4())
-    response = _mint(uow, app, user, org, stored.grant, issuer, now, family_id=family_id, with_nonce=True)
-    uow.grants.note_code_family(stored.code_hash, family_id)
+    family = TokenFamily(id=str(uuid.uuid4()), client_id=app.id, user_id=stored.user_id,
+                         connection_id=stored.grant.get("connection_id"), amr=list(stored.grant.get("amr") or []),
+                         created_at=now)
+    user, org = _session(uow, family, now, max_lifetime)
+    uow.grants.add_family(family)
+    response = _mint(uow, app, user, org, stored.grant, issuer, now, family_id=family.id,
+                     refresh_until=family_end(family, max_lifetime), with_nonce=True)
+    uow.grants.note_code_family(stored.code_hash, family.id)
     uow.commit()
     return response
 
 
 def refresh(uow: ProviderUnitOfWork, app: Application, *, refresh_token: str | None, scope: str | None,
-            issuer: str, now: datetime) -> dict[str, Any]:
+            issuer: str, now: datetime, max_lifetime: timedelta = DEFAULT_MAX_LIFETIME) -> dict[str, Any]:
     if not refresh_token:
         raise TokenError("invalid_request", "refresh_token is required")
     stored, first_use = uow.grants.use_refresh(_hash(refresh_token), now)
@@ -155,14 +163,14 @@ def refresh(uow: ProviderUnitOfWork, app: Application, *, refresh_token: str | N
         uow.commit()
         raise TokenError("invalid_grant", "refresh token already used; the session has been revoked")
     try:
-        return _redeem_refresh(uow, app, stored, scope=scope, issuer=issuer, now=now)
+        return _redeem_refresh(uow, app, stored, scope=scope, issuer=issuer, now=now, max_lifetime=max_lifetime)
     except TokenError:
         uow.commit()
         raise
 
 
 def _redeem_refresh(uow: ProviderUnitOfWork, app: Application, stored: RefreshToken, *, scope: str | None,
-                    issuer: str, now: datetime) -> dict[str, Any]:
+                    issuer: str, now: datetime, max_lifetime: timedelta) -> dict[str, Any]:
     if stored.expires_at <= now:
         raise TokenError("invalid_grant", "refresh token expired")
     if stored.client_id != app.id:
@@ -173,7 +181,15 @@ def _redeem_refresh(uow: ProviderUnitOfWork, app: Application, stored: RefreshTo
         if not set(wanted) <= set(grant["scope"].split()):
             raise TokenError("invalid_scope", "a refresh cannot widen the granted scope")
         grant["scope"] = " ".join(wanted)
-    user, org = _user_and_org(uow, stored.user_id)
-    response = _mint(uow, app, user, org, grant, issuer, now, family_id=stored.family_id, with_nonce=False)
+    family = uow.grants.family(stored.family_id)
+    try:
+        user, org = _session(uow, family, now, max_lifetime)
+    except TokenError:
+        # Every refresh re-checks the sign-in; once it no longer stands, its whole family ends.
+        uow.grants.revoke_family(stored.family_id, now)
+        raise
+    assert family is not None
+    response = _mint(uow, app, user, org, grant, issuer, now, family_id=family.id,
+                     refresh_until=family_end(family, max_lifetime), with_nonce=False)
     uow.commit()
     return response

@@ -1,4 +1,5 @@
-"""What the provider stores: signing keys, authorization codes and refresh tokens."""
+"""What the provider stores: signing keys, authorization codes, refresh-token families and tokens,
+and the access tokens revoked before they expired."""
 
 from __future__ import annotations
 
@@ -35,6 +36,21 @@ class AuthorizationCode:
 
 
 @dataclass
+class TokenFamily:
+    """One sign-in's lineage at one product: every refresh token rotated from one authorization code,
+    and every access token minted with them (they carry its id as ``sid``). Revoking the family ends
+    them all; ``created_at`` bounds its absolute lifetime."""
+
+    id: str
+    client_id: str
+    user_id: str
+    connection_id: str | None  # None: a local password account
+    amr: list[str]
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+
+@dataclass
 class RefreshToken:
     token_hash: str
     family_id: str
@@ -64,7 +80,20 @@ class GrantRepository(Protocol):
     def note_code_family(self, code_hash: str, family_id: str) -> None: ...
     def add_refresh(self, token: RefreshToken) -> None: ...
     def use_refresh(self, token_hash: str, now: datetime) -> tuple[RefreshToken | None, bool]: ...
-    def revoke_family(self, family_id: str, now: datetime) -> int: ...
+    def find_refresh(self, token_hash: str) -> RefreshToken | None: ...
+    def add_family(self, family: TokenFamily) -> None: ...
+    def family(self, family_id: str) -> TokenFamily | None: ...
+    def revoke_family(self, family_id: str, now: datetime) -> int:
+        """Revoke the family and every refresh token in it; the number of tokens newly revoked."""
+        ...
+    def revoke_user(self, user_id: str, now: datetime) -> int:
+        """Revoke every family (and refresh token) of a user; the number of families newly revoked."""
+        ...
+    def forget_user(self, user_id: str) -> None:
+        """Delete every code, refresh token and family of a user."""
+        ...
+    def revoke_access_token(self, jti: str, family_id: str | None, expires_at: datetime) -> None: ...
+    def access_token_revoked(self, jti: str) -> bool: ...
 
 
 class UserLookup(Protocol):

@@ -14,22 +14,24 @@ from keyhall.core.applications import Application
 from keyhall.core.ports import Page
 from keyhall.core.transactions import LoginTransaction
 from keyhall.core.users import User
-from keyhall.provider.model import AuthorizationCode, RefreshToken, SigningKey
+from keyhall.provider.model import AuthorizationCode, RefreshToken, SigningKey, TokenFamily
 from keyhall.security.secrets import SecretBox
 from keyhall.storage.models import (
     ApplicationRow,
     AuthorizationCodeRow,
     LoginTransactionRow,
     RefreshTokenRow,
+    RevokedAccessTokenRow,
     SamlReplayRow,
     SigningKeyRow,
+    TokenFamilyRow,
     UserRow,
 )
 from keyhall.storage.repositories import _flush, _paginate
 
 _USER_FIELDS = ("id", "organization_id", "connection_id", "subject", "email", "email_verified", "name",
                 "given_name", "family_name", "username", "picture", "locale", "phone_number", "groups",
-                "password_hash", "disabled", "created_at", "updated_at", "last_login_at")
+                "password_hash", "disabled", "created_at", "updated_at", "last_login_at", "version")
 
 
 class SqlUsers:
@@ -72,8 +74,25 @@ class SqlUsers:
         _flush(self.session)
 
     def save(self, user: User) -> None:
-        values = {name: getattr(user, name) for name in _USER_FIELDS if name != "id"}
-        self.session.execute(update(UserRow).where(UserRow.id == user.id).values(**values))
+        self._write(user, expected_version=None)
+
+    def save_if_version(self, user: User, expected_version: int) -> bool:
+        """Write the user if the stored version is still ``expected_version`` (If-Match)."""
+        return self._write(user, expected_version=expected_version)
+
+    def _write(self, user: User, *, expected_version: int | None) -> bool:
+        values: dict[str, Any] = {name: getattr(user, name) for name in _USER_FIELDS if name not in ("id", "version")}
+        query = update(UserRow).where(UserRow.id == user.id)
+        if expected_version is not None:
+            query = query.where(UserRow.version == expected_version)
+        result = self.session.execute(query.values(**values, version=UserRow.version + 1))
+        if getattr(result, "rowcount", 0) != 1:
+            return False
+        user.version = int(self.session.scalar(select(UserRow.version).where(UserRow.id == user.id)) or 0)
+        return True
+
+    def delete(self, user_id: str) -> None:
+        self.session.execute(delete(UserRow).where(UserRow.id == user_id))
 
     def list_page(self, organization_id: str, *, limit: int, cursor: str | None) -> Page[User]:
         query = select(UserRow).where(UserRow.organization_id == organization_id)
@@ -243,6 +262,12 @@ class SqlGrants:
         self.session.add(RefreshTokenRow(**vars(token)))
         _flush(self.session)
 
+    @staticmethod
+    def _refresh(row: RefreshTokenRow) -> RefreshToken:
+        return RefreshToken(token_hash=row.token_hash, family_id=row.family_id, client_id=row.client_id,
+                            user_id=row.user_id, grant=dict(row.grant), created_at=row.created_at,
+                            expires_at=row.expires_at, used_at=row.used_at, revoked_at=row.revoked_at)
+
     def use_refresh(self, token_hash: str, now: datetime) -> tuple[RefreshToken | None, bool]:
         result = self.session.execute(
             update(RefreshTokenRow)
@@ -253,17 +278,54 @@ class SqlGrants:
         row = self.session.get(RefreshTokenRow, token_hash, populate_existing=True)
         if row is None:
             return None, False
-        token = RefreshToken(token_hash=row.token_hash, family_id=row.family_id, client_id=row.client_id,
-                             user_id=row.user_id, grant=dict(row.grant), created_at=row.created_at,
-                             expires_at=row.expires_at, used_at=row.used_at, revoked_at=row.revoked_at)
-        return token, getattr(result, "rowcount", 0) == 1
+        return self._refresh(row), getattr(result, "rowcount", 0) == 1
+
+    def find_refresh(self, token_hash: str) -> RefreshToken | None:
+        row = self.session.get(RefreshTokenRow, token_hash)
+        return self._refresh(row) if row else None
+
+    def add_family(self, family: TokenFamily) -> None:
+        self.session.add(TokenFamilyRow(**vars(family)))
+        _flush(self.session)
+
+    def family(self, family_id: str) -> TokenFamily | None:
+        row = self.session.get(TokenFamilyRow, family_id[:36])
+        if row is None:
+            return None
+        return TokenFamily(id=row.id, client_id=row.client_id, user_id=row.user_id, connection_id=row.connection_id,
+                           amr=list(row.amr or []), created_at=row.created_at, revoked_at=row.revoked_at)
 
     def revoke_family(self, family_id: str, now: datetime) -> int:
+        self.session.execute(update(TokenFamilyRow).where(TokenFamilyRow.id == family_id,
+                                                          TokenFamilyRow.revoked_at.is_(None)).values(revoked_at=now))
         result = self.session.execute(
             update(RefreshTokenRow).where(RefreshTokenRow.family_id == family_id,
                                           RefreshTokenRow.revoked_at.is_(None)).values(revoked_at=now)
         )
         return int(getattr(result, "rowcount", 0))
+
+    def revoke_user(self, user_id: str, now: datetime) -> int:
+        result = self.session.execute(update(TokenFamilyRow).where(
+            TokenFamilyRow.user_id == user_id, TokenFamilyRow.revoked_at.is_(None)).values(revoked_at=now))
+        self.session.execute(update(RefreshTokenRow).where(
+            RefreshTokenRow.user_id == user_id, RefreshTokenRow.revoked_at.is_(None)).values(revoked_at=now))
+        return int(getattr(result, "rowcount", 0))
+
+    def forget_user(self, user_id: str) -> None:
+        self.session.execute(delete(RefreshTokenRow).where(RefreshTokenRow.user_id == user_id))
+        self.session.execute(delete(TokenFamilyRow).where(TokenFamilyRow.user_id == user_id))
+
+    def revoke_access_token(self, jti: str, family_id: str | None, expires_at: datetime) -> None:
+        if self.session.get(RevokedAccessTokenRow, jti) is not None:
+            return
+        try:
+            with self.session.begin_nested():  # two revocations of one token at once: either insert wins
+                self.session.add(RevokedAccessTokenRow(jti=jti, family_id=family_id, expires_at=expires_at))
+        except IntegrityError:
+            pass
+
+    def access_token_revoked(self, jti: str) -> bool:
+        return self.session.get(RevokedAccessTokenRow, jti[:64]) is not None
 
 
 class SqlReplays:

@@ -7,7 +7,12 @@ from keyhall.storage.models.base import Base
 from keyhall.storage.models.connection_domains import ConnectionDomainRow
 from keyhall.storage.models.connections import ConnectionRow
 from keyhall.storage.models.domains import DomainRow
-from keyhall.storage.models.grants import AuthorizationCodeRow, RefreshTokenRow
+from keyhall.storage.models.grants import (
+    AuthorizationCodeRow,
+    RefreshTokenRow,
+    RevokedAccessTokenRow,
+    TokenFamilyRow,
+)
 from keyhall.storage.models.login_transactions import LoginTransactionRow
 from keyhall.storage.models.organizations import OrganizationRow
 from keyhall.storage.models.rate_counters import RateCounterRow
@@ -28,7 +33,9 @@ __all__ = [
     "OrganizationRow",
     "RateCounterRow",
     "RefreshTokenRow",
+    "RevokedAccessTokenRow",
     "SamlReplayRow",
     "SigningKeyRow",
+    "TokenFamilyRow",
     "UserRow",
 ]

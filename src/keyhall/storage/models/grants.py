@@ -37,3 +37,27 @@ class RefreshTokenRow(Base):
     expires_at: Mapped[datetime]
     used_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
+
+
+class TokenFamilyRow(Base):
+    """One sign-in's lineage at one product; access tokens carry its id as ``sid``."""
+
+    __tablename__ = "token_families"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(64))
+    user_id: Mapped[str] = mapped_column(String(36), index=True)
+    connection_id: Mapped[str | None] = mapped_column(String(36))
+    amr: Mapped[list[str]] = mapped_column(JSONDocument)
+    created_at: Mapped[datetime] = mapped_column(index=True)
+    revoked_at: Mapped[datetime | None]
+
+
+class RevokedAccessTokenRow(Base):
+    """Access tokens revoked one by one (RFC 7009), kept until they would have expired anyway."""
+
+    __tablename__ = "revoked_access_tokens"
+
+    jti: Mapped[str] = mapped_column(String(64), primary_key=True)
+    family_id: Mapped[str | None] = mapped_column(String(36))
+    expires_at: Mapped[datetime] = mapped_column(index=True)

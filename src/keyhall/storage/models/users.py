@@ -34,3 +34,4 @@ class UserRow(Base):
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     last_login_at: Mapped[datetime | None]
+    version: Mapped[int]  # bumped by every write: the ETag of the native API
