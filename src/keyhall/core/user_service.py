@@ -1,15 +1,26 @@
-"""Managing an organization's users: local password accounts and pre-created SSO users."""
+"""Managing an organization's users: local password accounts, pre-created and provisioned SSO users.
+
+Disabling or deleting a user takes their access away at once: every token family (refresh tokens,
+and through ``sid`` every access token) is revoked or forgotten in the same transaction, and the
+provider re-checks the user on every refresh and userinfo call. A disabled user's next sign-in is
+refused (``user_disabled``). Deleting is forgetting: the user's row and token families go; if the
+connection provisions just in time, the same person signing in again becomes a new account with a
+new id (so a new pairwise ``sub`` at every product). To keep someone out, disable them instead.
+"""
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, Protocol
 
 from keyhall.core import audit
 from keyhall.core.access import require_sso_writer
 from keyhall.core.connection_service import Context, organization_for
+from keyhall.core.organizations import Organization
 from keyhall.core.ports import Page, UnitOfWork
 from keyhall.core.users import User, new_user
-from keyhall.errors import Conflict, InvalidInput, NotFound
+from keyhall.errors import Conflict, InvalidInput, NotFound, PreconditionFailed
 from keyhall.security.passwords import check_password_strength, hash_password
 
 
@@ -18,7 +29,22 @@ class UserStore(Protocol):
     def precreated(self, connection_id: str, email: str) -> User | None: ...
     def local_by_email(self, organization_id: str, email: str) -> User | None: ...
     def add(self, user: User) -> None: ...
+    def save_if_version(self, user: User, expected_version: int) -> bool: ...
+    def delete(self, user_id: str) -> None: ...
     def list_page(self, organization_id: str, *, limit: int, cursor: str | None) -> Page[User]: ...
+
+
+class UserSessions(Protocol):
+    """What was issued to users at sign-in (the provider's token families)."""
+
+    def revoke_user(self, user_id: str, now: datetime) -> int: ...
+    def forget_user(self, user_id: str) -> None: ...
+
+
+#: What ``PATCH`` may change. ``email`` is not among them: it is what the IdP (or the account's
+#: creation) vouched for, and Keyhall asserts it to products; an administrator's edit is not proof.
+#: For SSO users whose connection syncs profiles, the IdP's values replace these at the next sign-in.
+WRITABLE = ("disabled", "name", "given_name", "family_name")
 
 
 def create_user(uow: UnitOfWork, users: UserStore, ctx: Context, org_ref: str, *, email: str, name: str | None,
@@ -60,3 +86,87 @@ def list_users(uow: UnitOfWork, users: UserStore, ctx: Context, org_ref: str, *,
                cursor: str | None) -> Page[User]:
     org = organization_for(uow, ctx, org_ref)
     return users.list_page(org.id, limit=limit, cursor=cursor)
+
+
+MAX_RETRIES = 3
+
+
+def _user_of(users: UserStore, org: Organization, user_id: str) -> User:
+    user = users.get(user_id[:36])
+    if user is None or user.organization_id != org.id:
+        raise NotFound("user not found", details={"id": user_id})
+    return user
+
+
+def _check_version(user: User, expected_version: int | None) -> None:
+    if expected_version is not None and user.version != expected_version:
+        raise PreconditionFailed(f"the user changed since you read it (version {user.version}, "
+                                 f"If-Match {expected_version})")
+
+
+def get_user(uow: UnitOfWork, users: UserStore, ctx: Context, org_ref: str, user_id: str) -> User:
+    return _user_of(users, organization_for(uow, ctx, org_ref), user_id)
+
+
+def etag(user: User) -> str:
+    return f'"{user.version}"'
+
+
+def update_user(uow: UnitOfWork, users: UserStore, sessions: UserSessions, ctx: Context, org_ref: str,
+                user_id: str, changes: Mapping[str, Any], *, expected_version: int | None) -> User:
+    """Apply ``changes`` (only ``WRITABLE`` names). Disabling revokes every token family of the user
+    in the same transaction; re-enabling does not bring them back (the person signs in again).
+
+    With ``expected_version`` (an ``If-Match``) a stale version is 412; without it, a concurrent
+    write (a sign-in updating the profile) makes us re-read and re-apply the change."""
+    org = organization_for(uow, ctx, org_ref)
+    require_sso_writer(ctx.principal, org)
+    unknown = sorted(set(changes) - set(WRITABLE))
+    if unknown:
+        raise InvalidInput(f"{unknown[0]}: cannot be changed; writable fields are {', '.join(WRITABLE)}",
+                           field=unknown[0])
+    for _attempt in range(MAX_RETRIES):
+        user = _user_of(users, org, user_id)
+        _check_version(user, expected_version)
+        before = {name: getattr(user, name) for name in WRITABLE}
+        for name, value in changes.items():
+            setattr(user, name, value)
+        diff = audit.diff(before, {name: getattr(user, name) for name in WRITABLE})
+        if not diff:
+            return user
+        user.updated_at = ctx.now
+        if not users.save_if_version(user, user.version):
+            uow.rollback()
+            if expected_version is not None:
+                raise PreconditionFailed("the user changed since you read it")
+            continue
+        action = "user.updated"
+        if "disabled" in diff:
+            action = "user.disabled" if user.disabled else "user.enabled"
+        if user.disabled:
+            revoked = sessions.revoke_user(user.id, ctx.now)
+            if revoked:
+                diff["sessions_revoked"] = revoked
+        uow.audit.add(audit.event(organization_id=org.id, actor=ctx.principal.actor, action=action,
+                                  target_type="user", target_id=user.id, request_id=ctx.request_id, now=ctx.now,
+                                  changes=diff))
+        uow.commit()
+        return user
+    raise Conflict("the user is being changed by others right now; try again")
+
+
+def delete_user(uow: UnitOfWork, users: UserStore, sessions: UserSessions, ctx: Context, org_ref: str,
+                user_id: str, *, expected_version: int | None) -> None:
+    """Forget the user and every token family issued to them, in one transaction."""
+    org = organization_for(uow, ctx, org_ref)
+    require_sso_writer(ctx.principal, org)
+    user = _user_of(users, org, user_id)
+    _check_version(user, expected_version)
+    sessions.forget_user(user.id)
+    users.delete(user.id)
+    uow.audit.add(audit.event(
+        organization_id=org.id, actor=ctx.principal.actor, action="user.deleted", target_type="user",
+        target_id=user.id, request_id=ctx.request_id, now=ctx.now,
+        changes={"email": {"from": user.email, "to": None}, "connection_id": user.connection_id},
+    ))
+    uow.commit()

@@ -171,16 +171,8 @@ def refresh(uow: ProviderUnitOfWork, app: Application, *, refresh_token: str | N
 
 def _redeem_refresh(uow: ProviderUnitOfWork, app: Application, stored: RefreshToken, *, scope: str | None,
                     issuer: str, now: datetime, max_lifetime: timedelta) -> dict[str, Any]:
-    if stored.expires_at <= now:
-        raise TokenError("invalid_grant", "refresh token expired")
     if stored.client_id != app.id:
         raise TokenError("invalid_grant", "refresh token was issued to another client")
-    grant = dict(stored.grant)
-    if scope:
-        wanted = scope.split()
-        if not set(wanted) <= set(grant["scope"].split()):
-            raise TokenError("invalid_scope", "a refresh cannot widen the granted scope")
-        grant["scope"] = " ".join(wanted)
     family = uow.grants.family(stored.family_id)
     try:
         user, org = _session(uow, family, now, max_lifetime)
@@ -189,6 +181,14 @@ def _redeem_refresh(uow: ProviderUnitOfWork, app: Application, stored: RefreshTo
         uow.grants.revoke_family(stored.family_id, now)
         raise
     assert family is not None
+    if stored.expires_at <= now:
+        raise TokenError("invalid_grant", "refresh token expired")
+    grant = dict(stored.grant)
+    if scope:
+        wanted = scope.split()
+        if not set(wanted) <= set(grant["scope"].split()):
+            raise TokenError("invalid_scope", "a refresh cannot widen the granted scope")
+        grant["scope"] = " ".join(wanted)
     response = _mint(uow, app, user, org, grant, issuer, now, family_id=family.id,
                      refresh_until=family_end(family, max_lifetime), with_nonce=False)
     uow.commit()
