@@ -362,11 +362,16 @@ def test_rotation_does_not_extend_a_sign_in_past_its_absolute_lifetime(setup: Si
     with clock_moved(s.live, timedelta(days=20)):
         rotated = refresh(s, token["refresh_token"])
         assert rotated.status_code == 200, rotated.text  # within both the sliding and the absolute lifetime
-    newest = rotated.json()
+        assert userinfo(s, rotated.json()["access_token"]).status_code == 200
+    with clock_moved(s.live, timedelta(days=30) - timedelta(minutes=20)):
+        near_end = refresh(s, rotated.json()["refresh_token"])
+        assert near_end.status_code == 200, near_end.text
+    last = near_end.json()
     with clock_moved(s.live, timedelta(days=30, minutes=1)):
-        # The newest token is ten days old, well within its own sliding lifetime, but the sign-in is
-        # older than thirty days: refused, and its access tokens with it.
-        late = refresh(s, newest["refresh_token"])
+        # The last refresh token is twenty minutes old and its access token has forty minutes left,
+        # but the sign-in is older than thirty days: both are refused.
+        assert userinfo(s, last["access_token"]).status_code == 401
+        late = refresh(s, last["refresh_token"])
         assert late.status_code == 400, late.text
         assert late.json()["error"] == "invalid_grant"
         assert "maximum lifetime" in late.json()["error_description"]
