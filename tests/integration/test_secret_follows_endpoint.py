@@ -154,6 +154,11 @@ def test_a_moved_token_url_never_receives_the_stored_secret(
     assert connection["oidc"]["token_url"] == attacker.url("/token")
     assert connection["oidc"]["client_secret_set"] is False
     assert stored_secrets(victim) == {}
+    with victim.live.api() as api:
+        events = api.get(f"/v1/organizations/{victim.org['id']}/audit-events",
+                         params={"action": "connection.updated"}, headers=auth(victim.owner)).json()["data"]
+    cleared = [e for e in events if "oidc.client_secret_set" in e["changes"]]
+    assert [e["changes"]["oidc.client_secret_set"] for e in cleared][-1] == {"from": True, "to": False}
 
 
 @pytest.mark.parametrize("surface", sorted(ISSUER_MOVES))
