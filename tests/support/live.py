@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,12 +43,12 @@ class _Server(uvicorn.Server):
         pass
 
 
-@pytest.fixture(scope="session")
-def live_keyhall(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveKeyhall]:
+@contextmanager
+def serving_keyhall(data_dir: Path, database_dir: Path, **overrides: Any) -> Iterator[LiveKeyhall]:
+    """A Keyhall server in a thread on its own database, with settings ``overrides``."""
     port = free_port()
-    with fresh_database(tmp_path_factory.mktemp("live-db")) as url:
-        settings = make_settings(Path(tmp_path_factory.mktemp("live-data")), url,
-                                 public_url=f"http://127.0.0.1:{port}", allow_unverified_domains=True)
+    with fresh_database(database_dir) as url:
+        settings = make_settings(data_dir, url, public_url=f"http://127.0.0.1:{port}", **overrides)
         runtime = Runtime.build(settings)
         runtime.database.migrate()
         config = uvicorn.Config(create_app(settings, runtime), host="127.0.0.1", port=port, log_level="warning",
@@ -67,6 +68,13 @@ def live_keyhall(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveKeyha
             server.should_exit = True
             thread.join(timeout=10)
             runtime.database.dispose()
+
+
+@pytest.fixture(scope="session")
+def live_keyhall(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveKeyhall]:
+    with serving_keyhall(Path(tmp_path_factory.mktemp("live-data")), tmp_path_factory.mktemp("live-db"),
+                         allow_unverified_domains=True) as live:
+        yield live
 
 
 @dataclass

@@ -484,7 +484,8 @@ def test_snapshot_of_saml_private_key() -> None:
         (oidc_body, {"oidc": {"issuer": "https://other.example.com"}}),
         (oidc_body, {"oidc": {"client_id": "another-client"}}),
         (oidc_body, {"oidc": {"jwks_url": "https://idp.example.com/keys"}}),
-        (ldap_body, {"ldap": {"server": "ldap2.example.com"}}),
+        # A new server takes its own bind password (a secret follows its endpoint).
+        (ldap_body, {"ldap": {"server": "ldap2.example.com", "bind_password": "for-ldap2"}}),
         (ldap_body, {"ldap": {"base_dn": "dc=other,dc=com"}}),
     ],
 )
