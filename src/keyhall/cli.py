@@ -70,7 +70,10 @@ def serve(host: str, port: int) -> None:
         from keyhall.api.observability import metrics_of, start_metrics_server
 
         start_metrics_server(metrics_of(app), settings.metrics_port, settings.metrics_host)
-    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False, proxy_headers=True)
+    # Uvicorn's own proxy-header handling (on by default, trusting 127.0.0.1 or FORWARDED_ALLOW_IPS)
+    # would rewrite the client address from X-Forwarded-For before Keyhall sees it: off, so that
+    # KEYHALL_TRUSTED_PROXIES alone decides whose header is believed (keyhall.security.forwarded).
+    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False, proxy_headers=False)
 
 
 @main.command()
