@@ -21,9 +21,11 @@ from keyhall.security.forwarded import client_address, parse_trusted_proxies
 from keyhall.security.secrets import new_key
 from tests.support.api import Keyhall, auth
 from tests.support.database import fresh_database
+from tests.support.oidc_idp import OidcIdp
 from tests.support.peers import free_port
 from tests.support.servers import KeyhallServer, keyhall_env
 from tests.support.settings import make_settings
+from tests.support.slapd import Slapd
 
 BUDGET = 5
 
@@ -176,3 +178,48 @@ def test_a_trusted_proxys_forwarded_for_is_honoured(behind_proxy: KeyhallServer)
     with behind_proxy.client() as client:
         direct = client.get("/v1/organizations", headers={"X-Forwarded-For": "10.0.0.9, 203.0.113.200"})
     assert direct.status_code == 401
+
+
+# --- SSRF refusals keep the resolver's answers to themselves ----------------------------------
+
+
+@pytest.fixture
+def secure(tmp_path: Path) -> Iterator[Keyhall]:
+    """A Keyhall with KEYHALL_ALLOW_INSECURE_IDP_URLS off, as in production."""
+    with fresh_database(tmp_path) as url:
+        runtime = Runtime.build(make_settings(tmp_path, url, allow_insecure_idp_urls=False))
+        runtime.database.migrate()
+        with TestClient(create_app(runtime.settings, runtime), raise_server_exceptions=False) as client:
+            yield Keyhall(client, runtime)
+        runtime.database.dispose()
+
+
+LOOPBACK_WORDS = ("127.0.0.1", "::1", "loopback")
+
+
+def test_an_oidc_issuer_resolving_to_loopback_is_refused_without_saying_where(secure: Keyhall,
+                                                                               oidc_idp: OidcIdp) -> None:
+    """The real test IdP listens on 127.0.0.1; an owner probing with ``localhost`` learns that the
+    name is refused, not what it resolved to."""
+    tenant = secure.tenant("SSRF OIDC")
+    response = secure.client.post(f"/v1/organizations/{tenant.id}/connections", headers=auth(tenant.owner), json={
+        "protocol": "oidc", "name": "probe",
+        "oidc": {"issuer": f"https://localhost:{oidc_idp.port}", "client_id": "c", "client_secret": "s"}})
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert "localhost resolves to a non-public address" in error["message"]
+    assert error["details"]["field"] == "oidc.issuer"
+    for word in LOOPBACK_WORDS:
+        assert word not in response.text
+
+
+def test_an_ldap_server_resolving_to_loopback_is_refused_without_saying_where(secure: Keyhall,
+                                                                               slapd: Slapd) -> None:
+    tenant = secure.tenant("SSRF LDAP")
+    settings = {**slapd.ldap_settings(server="localhost", security="ldaps"), **slapd.bind_secrets()}
+    response = secure.client.post(f"/v1/organizations/{tenant.id}/connections", headers=auth(tenant.owner),
+                                  json={"protocol": "ldap", "name": "probe", "ldap": settings})
+    assert response.status_code == 422, response.text
+    assert "localhost resolves to a non-public address" in response.json()["error"]["message"]
+    for word in LOOPBACK_WORDS:
+        assert word not in response.text
