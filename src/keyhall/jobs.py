@@ -4,13 +4,15 @@ and the purge of expired sign-in state.
 ``check_domains`` runs one pass (``keyhall domains check`` runs it from the command line);
 ``DomainChecker`` runs passes in a thread beside ``keyhall serve`` every
 ``KEYHALL_DOMAIN_CHECK_INTERVAL_SECONDS`` (``attach(app)`` ties it to the app's lifespan).
-``purge`` deletes expired sign-in transactions, codes, refresh tokens, replay-cache rows, rate
-counters and audit events past ``KEYHALL_AUDIT_RETENTION_DAYS`` (``keyhall purge`` runs it once;
-``Purger`` every ``KEYHALL_PURGE_INTERVAL_SECONDS``; the rules are in ``keyhall.storage.purge``).
 Each domain is checked in a unit of work of its own, with DNS asked outside any database
 transaction, as the system principal, and audited when its state changes (see
 ``keyhall.core.domain_service`` for the rules). Several Keyhall instances may run the checker at
 once: a check is idempotent, the worst case is a domain checked twice.
+
+``purge`` deletes expired sign-in transactions, codes, refresh tokens, replay-cache rows, rate
+counters and audit events past ``KEYHALL_AUDIT_RETENTION_DAYS`` (``keyhall purge`` runs it once;
+``Purger`` every ``KEYHALL_PURGE_INTERVAL_SECONDS``; the rules are in ``keyhall.storage.purge``).
+Both run on ``PeriodicJob``: a daemon thread started and stopped with the app's lifespan.
 """
 
 from __future__ import annotations
