@@ -6,10 +6,15 @@ in-process test client does not go through uvicorn (whose own proxy-header handl
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import re
+import uuid
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 from fastapi.testclient import TestClient
@@ -23,7 +28,7 @@ from tests.support.api import Keyhall, auth
 from tests.support.database import fresh_database
 from tests.support.oidc_idp import OidcIdp
 from tests.support.peers import free_port
-from tests.support.servers import KeyhallServer, keyhall_env
+from tests.support.servers import KeyhallServer, keyhall_cli, keyhall_env
 from tests.support.settings import make_settings
 from tests.support.slapd import Slapd
 
@@ -223,3 +228,48 @@ def test_an_ldap_server_resolving_to_loopback_is_refused_without_saying_where(se
     assert "localhost resolves to a non-public address" in response.json()["error"]["message"]
     for word in LOOPBACK_WORDS:
         assert word not in response.text
+
+
+def test_a_forged_forwarded_for_does_not_reset_the_ldap_address_limit(untrusting: KeyhallServer,
+                                                                       slapd: Slapd) -> None:
+    """Guessing passwords for ever new usernames through the LDAP form, each attempt claiming another
+    client address: the per-address limit (60 per 5 minutes) still stops it, for the addresses are
+    not believed. 121 attempts: whatever window boundary falls between them, one holds 61."""
+    suffix = uuid.uuid4().hex[:8]
+    domain = f"xff-{suffix}.test"
+    instance = str(keyhall_cli(untrusting.env, untrusting.workdir, "key", "create", "--instance")["token"])
+    with untrusting.client() as api:
+        org = api.post("/v1/organizations", json={"name": f"XFF {suffix}"}, headers=auth(instance))
+        assert org.status_code == 201, org.text
+        org_id = org.json()["id"]
+        owner = api.post(f"/v1/organizations/{org_id}/keys", json={"role": "owner"}, headers=auth(instance))
+        assert owner.status_code == 201, owner.text
+        conn = api.post(f"/v1/organizations/{org_id}/connections", headers=auth(owner.json()["token"]), json={
+            "protocol": "ldap", "name": "directory", "domains": [domain],
+            "ldap": {**slapd.ldap_settings(), **slapd.bind_secrets()}})
+        assert conn.status_code == 201, conn.text
+        redirect_uri = f"http://127.0.0.1:{free_port()}/callback"
+        app = api.post("/v1/applications", json={"name": f"XFF {suffix}", "redirect_uris": [redirect_uri],
+                                                 "public": True}, headers=auth(instance))
+        assert app.status_code == 201, app.text
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(b"v" * 64).digest()).rstrip(b"=").decode()
+    query = urlencode({"response_type": "code", "client_id": app.json()["client_id"], "redirect_uri": redirect_uri,
+                       "scope": "openid", "state": "s", "code_challenge": challenge,
+                       "code_challenge_method": "S256", "login_hint": f"someone@{domain}"})
+    statuses: list[int] = []
+    with untrusting.client() as browser:
+        started = browser.get(f"/oauth2/authorize?{query}")
+        assert started.status_code == 303, started.text
+        form_page = browser.get(started.headers["location"])
+        assert form_page.status_code == 200, form_page.text
+        fields = dict(re.findall(r'<input[^>]*name="(tx|csrf)"[^>]*value="([^"]+)"', form_page.text))
+        assert set(fields) == {"tx", "csrf"}, form_page.text
+        action = f"/sso/{conn.json()['id']}/ldap"
+        for n in range(121):
+            answer = browser.post(action, data={**fields, "username": f"guess-{suffix}-{n}", "password": "x"},
+                                  headers={"X-Forwarded-For": f"198.51.{n // 250}.{n % 250 + 1}"})
+            statuses.append(answer.status_code)
+            if answer.status_code == 429:
+                break
+    assert statuses[-1] == 429, statuses
+    assert set(statuses[:-1]) == {401}
