@@ -10,7 +10,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from keyhall.api.deps import RuntimeDep, UowDep
+from keyhall.api.deps import RuntimeDep, UowDep, client_address
 from keyhall.api.http import request_id
 from keyhall.core.connections import Connection
 from keyhall.core.policy import email_domain, password_login_allowed
@@ -298,7 +298,7 @@ def ldap_submit(connection_id: str, request: Request, uow: UowDep, runtime: Runt
     provider_uow = _uow(uow)
     now = runtime.clock()
     name = username.strip()
-    address = request.client.host if request.client else "unknown"
+    address = client_address(request)
     try:
         transaction = _tx_from(provider_uow, runtime, request, tx)
         _check_csrf(transaction, csrf)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
+
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from keyhall.security.secrets import SecretBox
 from keyhall.storage import migrate
 from keyhall.storage.engine import build_engine, session_factory
+from keyhall.storage.purge import purge_expired
 from keyhall.storage.repositories import SqlUnitOfWork
 
 
@@ -27,6 +31,11 @@ class Database:
 
     def migrate(self) -> None:
         migrate.upgrade(self.engine)
+
+    def purge_expired(self, now: datetime, *, audit_retention_days: int = 0,
+                      stop: Callable[[], bool] | None = None) -> dict[str, int]:
+        """Delete expired sign-in state (and audit events past retention); counts per kind."""
+        return purge_expired(self.engine, now, audit_retention_days=audit_retention_days, stop=stop)
 
     def is_up_to_date(self) -> bool:
         return migrate.is_up_to_date(self.engine)

@@ -17,13 +17,12 @@ the native ``error`` object.
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, FastAPI, Request
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
-from keyhall.api.deps import RuntimeDep, UowDep, bearer_token
+from keyhall.api.deps import RuntimeDep, UowDep, authenticate_and_charge, bearer_token
 from keyhall.api.dialects.common import field_problems, parse_model, prefix_renamer, translated_errors
 from keyhall.api.http import ErrorStyle, native_error_body, register_error_style, request_id
 from keyhall.api.native.schemas import iso
@@ -38,11 +37,9 @@ from keyhall.core.ports import UnitOfWork
 from keyhall.core.vocabulary import SECRET_MASK, Protocol
 from keyhall.errors import InvalidInput, KeyhallError, NotFound
 from keyhall.runtime import Runtime
-from keyhall.security.rate_limit import Limit
 
 PREFIX = "/0.1.0/"
 PATH = "/0.1.0/ssoconfig"
-_KEY_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 PAGE_SIZE = 200  # how many connections are read from the core at a time while searching
 
 router = APIRouter(tags=["luzmo"])
@@ -139,17 +136,6 @@ def ssoconfig_out(conn: Connection) -> dict[str, Any]:
         "created_at": iso(conn.created_at),
         "updated_at": iso(conn.updated_at),
     }
-
-
-def _rate_limit(request: Request, runtime: Runtime, envelope: Envelope) -> None:
-    """Count the call against the key it names (envelope or header), else the client address."""
-    token = bearer_token(request)
-    key_id = envelope.key if envelope.key is not None else (
-        token[3:].split(".", 1)[0] if token and token.startswith("kh_") else None)
-    if key_id is not None and not _KEY_ID.match(key_id):
-        key_id = None  # not shaped like a key id: it cannot authenticate, count it by address
-    who = f"key:{key_id}" if key_id else f"ip:{request.client.host if request.client else 'unknown'}"
-    runtime.limiter.hit(f"api:{who}", Limit(runtime.settings.api_rate_limit_per_minute), runtime.clock())
 
 
 def _principal(request: Request, uow: UnitOfWork, runtime: Runtime, envelope: Envelope) -> Principal:
@@ -298,8 +284,8 @@ def _get(uow: UnitOfWork, ctx: Context, envelope: Envelope) -> dict[str, Any]:
 
 @router.post(PATH, summary="Create, get, update or delete SSO configurations (Luzmo envelope)")
 def ssoconfig(envelope: Envelope, request: Request, uow: UowDep, runtime: RuntimeDep) -> dict[str, Any]:
-    _rate_limit(request, runtime, envelope)
-    principal = _principal(request, uow, runtime, envelope)
+    principal = authenticate_and_charge(request, runtime, uow,
+                                        lambda: _principal(request, uow, runtime, envelope))
     _check_envelope_fields(envelope)
     ctx = Context(principal=principal, request_id=request_id(request), now=runtime.clock())
     with translated_errors(RENAME):
@@ -323,6 +309,6 @@ def error_body(status: int, exc: KeyhallError) -> dict[str, Any]:
 
 
 def install(app: FastAPI) -> None:
-    # Rate limiting happens in the handler, once the envelope names the key to count against.
+    # Rate limiting happens in the handler, once the envelope's key (or the bearer token) has authenticated.
     register_error_style(ErrorStyle(prefix=PREFIX, render=error_body))
     app.include_router(router)
