@@ -19,13 +19,14 @@ from datetime import datetime
 
 from keyhall.api.observability import observe_idp_call
 from keyhall.core.connections import Connection
-from keyhall.core.profiles import map_profile, trust_directory_email
+from keyhall.core.profiles import map_profile
 from keyhall.core.provisioning import LoginRefused, provision
 from keyhall.core.users import User
 from keyhall.core.vocabulary import ConnectionStatus, Protocol
 from keyhall.errors import InvalidInput
 from keyhall.idp.ldap_client import LdapLoginError, LdapLoginReason, authenticate
 from keyhall.login.flow import LoginFailed
+from keyhall.login.identity import vouch_email
 from keyhall.provider.model import ProviderUnitOfWork
 from keyhall.security.outbound import OutboundPolicy
 
@@ -79,7 +80,9 @@ def sign_in(uow: ProviderUnitOfWork, conn: Connection, username: str, password: 
     # The groups the directory reports (member attribute or group search) are where the mapping reads them.
     attributes = {**identity.attributes, mapping.get("groups") or "groups": identity.groups}
     profile = map_profile(conn, attributes, subject=subject)
-    trust_directory_email(conn, profile)
+    # The organization's own directory asserting an address is its word for it; Keyhall's
+    # verdict also needs the domain verified by that organization.
+    vouch_email(uow, conn, profile, idp_vouched=True)
     try:
         user, _created = provision(uow.users, conn, profile, now)
     except LoginRefused as exc:
