@@ -122,6 +122,8 @@ def finish(uow: ProviderUnitOfWork, rp: RelyingParty, trip: LoginTransaction, pa
         profile = map_profile(conn, claims, subject=str(claims["sub"]))
         vouch_email(uow, conn, profile, idp_vouched=profile.email_verified)
         user, _created = provision(uow.users, conn, profile, now)
+    except LoginFailed:
+        raise
     except LoginRefused as exc:
         raise LoginFailed(exc.message, reason=exc.reason, connection=conn, status=403) from exc
     except IdPLoginError as exc:

@@ -1,0 +1,73 @@
+"""The pure trust rules: Keyhall's verdict on an email, and the tenant a multi-tenant preset pins."""
+
+from __future__ import annotations
+
+import pytest
+
+from keyhall.core.presets import azure_tenant, check_tenant
+from keyhall.core.profiles import email_verdict
+from keyhall.core.users import LoginRefused, Profile
+from keyhall.core.vocabulary import Protocol, Provider
+from keyhall.login.flow import parse_max_age
+
+TID = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+
+
+@pytest.mark.parametrize(("email", "idp_vouched", "verified", "verdict"), [
+    ("ann@acme.example", True, ["acme.example"], True),
+    ("ann@ACME.example", True, ["acme.example"], True),  # domains compare case-insensitively
+    ("ann@acme.example", False, ["acme.example"], False),  # the IdP did not vouch
+    ("ann@acme.example", True, [], False),  # the domain is not proven by this organization
+    ("ann@sub.acme.example", True, ["acme.example"], False),  # a subdomain is another domain
+    ("ann@acme.example.evil", True, ["acme.example"], False),
+    (None, True, ["acme.example"], False),
+])
+def test_email_verdict_needs_both_proofs(email: str | None, idp_vouched: bool, verified: list[str],
+                                         verdict: bool) -> None:
+    profile = Profile(subject="s", email=email, email_verified=True)
+    assert email_verdict(profile, idp_vouched=idp_vouched, verified_domains=verified) is verdict
+
+
+@pytest.mark.parametrize(("settings", "tenant"), [
+    ({"issuer": f"https://login.microsoftonline.com/{TID}/v2.0"}, TID),
+    ({"issuer": f"https://login.microsoftonline.com/{TID.upper()}/v2.0/"}, TID),
+    ({"issuer": f"https://sts.windows.net/{TID}/"}, TID),
+    ({"issuer": "https://login.microsoftonline.com/common/v2.0"}, None),
+    ({"issuer": "https://login.microsoftonline.com/organizations/v2.0"}, None),
+    ({"issuer": "https://login.microsoftonline.com/{tenantid}/v2.0"}, None),
+    ({"issuer": f"https://evil.example/{TID}/v2.0"}, None),
+    ({"issuer": "https://login.microsoftonline.com/common/v2.0", "tenant_id": TID.upper()}, TID),
+])
+def test_azure_tenant_from_setting_or_single_tenant_issuer(settings: dict[str, str], tenant: str | None) -> None:
+    assert azure_tenant(settings) == tenant
+
+
+def test_check_tenant_refusals() -> None:
+    pinned = {"tenant_id": TID}
+    check_tenant(Provider.AZURE_AD, Protocol.OIDC, pinned, [], {"tid": TID})
+    for claims in ({"tid": "00000000-0000-0000-0000-000000000000"}, {}, {"tid": 1}):
+        with pytest.raises(LoginRefused) as refused:
+            check_tenant(Provider.AZURE_AD, Protocol.OIDC, pinned, [], claims)
+        assert refused.value.reason == "tenant_mismatch"
+    with pytest.raises(LoginRefused) as unpinned:
+        check_tenant(Provider.AZURE_AD, Protocol.OIDC, {"issuer": "https://login.microsoftonline.com/common/v2.0"},
+                     [], {"tid": TID})
+    assert unpinned.value.reason == "tenant_not_configured"
+    check_tenant(Provider.GOOGLE_WORKSPACE, Protocol.OIDC, {}, ["acme.example"], {"hd": "ACME.example"})
+    with pytest.raises(LoginRefused):
+        check_tenant(Provider.GOOGLE_WORKSPACE, Protocol.OIDC, {}, ["acme.example"], {"hd": "gmail.com"})
+    # SAML federations are pinned by their certificate and entity id, and generic OIDC has no tenants.
+    check_tenant(Provider.AZURE_AD, Protocol.SAML, {}, [], {})
+    check_tenant(Provider.GENERIC, Protocol.OIDC, {}, [], {})
+
+
+@pytest.mark.parametrize(("value", "parsed"), [(None, None), ("", None), ("0", 0), ("3600", 3600),
+                                               ("999999999999", 10 * 365 * 24 * 3600)])
+def test_max_age_parses(value: str | None, parsed: int | None) -> None:
+    assert parse_max_age(value) == parsed
+
+
+@pytest.mark.parametrize("value", ["-1", "1.5", "abc", "١٢", "1" * 13, " 5"])
+def test_max_age_rejects_what_is_not_seconds(value: str) -> None:
+    with pytest.raises(ValueError, match="max_age"):
+        parse_max_age(value)
