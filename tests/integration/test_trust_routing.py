@@ -59,12 +59,9 @@ def local_account(s: SignInSetup, email: str) -> None:
 
 
 def password_sign_in(s: SignInSetup, client: httpx.Client, tx: str, email: str) -> httpx.Response:
-    form = client.get(f"{s.live.url}/login/password", params={"tx": tx})
-    assert form.status_code == 200, form.text
-    found = _CSRF.search(form.text)
-    assert found is not None
+    """Post the password form for this sign-in, whether or not Keyhall offered it."""
     return client.post(f"{s.live.url}/login/password",
-                       data={"tx": tx, "csrf": found.group(1), "email": email, "password": PASSWORD})
+                       data={"tx": tx, "csrf": csrf_of(s, client, tx), "email": email, "password": PASSWORD})
 
 
 def assert_no_code(response: httpx.Response, s: SignInSetup, status: int) -> str:
@@ -129,6 +126,7 @@ def test_password_sign_in_follows_the_routing(acme: SignInSetup, other: SignInSe
     # The product asked for Acme's SSO connection: no password sign-in at all.
     with browser() as client:
         _routed, tx = authorize(acme, client, connection=acme.connection["id"])
+        assert_no_code(client.get(f"{acme.live.url}/login/password", params={"tx": tx}), acme, 403)
         refused = password_sign_in(acme, client, tx, mine)
         request_id = assert_no_code(refused, acme, 403)
     assert [(action, changes["reason"]) for action, changes in audit_by_request(acme.live, request_id)] == [
@@ -167,3 +165,5 @@ def test_a_callback_for_a_connection_the_sign_in_was_rerouted_from_is_refused(
         callback = other.idp.scripted_login(to_other.headers["location"], "alice")
         answer = client.get(urljoin(acme.live.url, callback))
         assert failure_reason(other, assert_no_code(answer, acme, 403)) == "connection_not_routed"
+    with other.live.api() as api:  # refused before anyone was provisioned through the other connection
+        assert api.get(f"/v1/organizations/{other.org['id']}/users", headers=auth(other.owner)).json()["data"] == []

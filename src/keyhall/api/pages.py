@@ -169,6 +169,7 @@ def password_page(request: Request, uow: UowDep, runtime: RuntimeDep, tx: str | 
     provider_uow = _uow(uow)
     try:
         transaction = _tx_from(provider_uow, runtime, request, tx)
+        flow.password_organizations(transaction)  # refused when the routing offered no password sign-in
     except LoginFailed as exc:
         return _fail(provider_uow, runtime, request, exc)
     return _password_form(transaction, email=None)
@@ -316,7 +317,7 @@ def ldap_submit(connection_id: str, request: Request, uow: UowDep, runtime: Runt
                 raise
             provider_uow.rollback()
             flow.audit_login(provider_uow, ok=False, reason=exc.reason, now=now, request_id=request_id(request),
-                             connection=conn, extra={"method": "ldap", "detail": exc.detail})
+                             connection=conn, extra={"method": "ldap"})
             provider_uow.commit()
             return _ldap_form(conn, transaction, username=name, message=exc.message, status=exc.status)
         url = flow.complete(provider_uow, transaction.id, user, connection=conn,

@@ -124,6 +124,17 @@ def pinned_connection(uow: ProviderUnitOfWork, tx: LoginTransaction, connection_
     return usable_connection(uow, AuthorizeRequest.from_dict(tx.data["request"]), conn)
 
 
+def check_trip_pinned(uow: ProviderUnitOfWork, trip: LoginTransaction, connection: Connection) -> None:
+    """An IdP's answer (OIDC callback, SAML ACS) for ``connection`` may go on only while the
+    sign-in it belongs to is still routed there (the person may have been routed elsewhere since
+    the trip began). Checked before anyone is provisioned; ``complete`` checks again."""
+    parent = uow.transactions.get(trip.parent_id) if trip.parent_id else None
+    allowed = _pinned(parent)[0] if parent is not None else []
+    if connection.id not in allowed:
+        raise LoginFailed("This sign-in method is not one your sign-in was sent to. Go back to your application "
+                          "and start again.", reason="connection_not_routed", connection=connection, status=403)
+
+
 def password_organizations(tx: LoginTransaction) -> list[str] | None:
     """The organizations whose local accounts may sign in with a password here (None: any).
     Raises LoginFailed when the routing offered no password sign-in at all."""

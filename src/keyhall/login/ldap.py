@@ -43,6 +43,9 @@ _OUTCOMES: dict[LdapLoginReason, tuple[str, int]] = {
                               "minutes.", 502),
 }
 
+#: Reasons whose message (the directory's, not the person's text) is kept in the audit event.
+DIRECTORY_DETAIL_REASONS = frozenset({"directory_unavailable", "account_locked"})
+
 #: Reasons for which the route shows the form again (with the message) rather than an error page.
 RETRY_REASONS = frozenset({"empty_password", "user_not_found", "invalid_credentials", "ambiguous_user",
                            "invalid_username"})
@@ -70,10 +73,12 @@ def sign_in(uow: ProviderUnitOfWork, conn: Connection, username: str, password: 
         # A refused password is an answer; only an unusable directory is a failed call.
         observe_idp_call("ldap", time.perf_counter() - started, ok=exc.reason != "directory_unavailable")
         message, status = _OUTCOMES[exc.reason]
-        raise LoginFailed(message, reason=exc.reason, status=status, connection=conn, detail=exc.message) from exc
+        # The directory's own account of an outage or a locked account is worth keeping; the other
+        # messages would carry the typed username (anyone's text) into the organization's audit log.
+        detail = exc.message if exc.reason in DIRECTORY_DETAIL_REASONS else None
+        raise LoginFailed(message, reason=exc.reason, status=status, connection=conn, detail=detail) from exc
     except InvalidInput as exc:  # a username no directory entry can have (control characters, too long)
-        raise LoginFailed(BAD_CREDENTIALS, reason="invalid_username", status=401, connection=conn,
-                          detail=exc.message) from exc
+        raise LoginFailed(BAD_CREDENTIALS, reason="invalid_username", status=401, connection=conn) from exc
     observe_idp_call("ldap", time.perf_counter() - started, ok=True)
     subject_values = identity.attributes.get(mapping.get("subject") or "entryUUID") or []
     subject = subject_values[0] if subject_values else identity.dn

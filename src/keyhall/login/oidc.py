@@ -18,7 +18,7 @@ from keyhall.core.users import User
 from keyhall.core.vocabulary import ConnectionStatus
 from keyhall.errors import IdPLoginError, KeyhallError
 from keyhall.idp.oidc_rp import JwksCache, choose_token_auth_method, exchange_code, fetch_userinfo
-from keyhall.login.flow import Authentication, LoginFailed
+from keyhall.login.flow import Authentication, LoginFailed, check_trip_pinned
 from keyhall.login.identity import Reauthentication, check_tenant, idp_acr, idp_amr, timestamp, vouch_email
 from keyhall.protocols.oidc.id_token import unverified_kid, validate_id_token
 from keyhall.protocols.oidc.pkce import new_code_verifier, s256_challenge
@@ -96,6 +96,7 @@ def finish(uow: ProviderUnitOfWork, rp: RelyingParty, trip: LoginTransaction, pa
     if conn is None or conn.status is not ConnectionStatus.ACTIVE:
         raise LoginFailed("This sign-in method is switched off by your organization.",
                           reason="connection_inactive", connection=conn)
+    check_trip_pinned(uow, trip, conn)
     if "error" in params:
         # Anyone can put anything in this query: it is shown to the person who sent it, but only a
         # registered error code reaches the organization's audit trail.

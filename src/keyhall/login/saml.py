@@ -19,7 +19,7 @@ from keyhall.core.transactions import LoginTransaction, new_transaction
 from keyhall.core.users import User
 from keyhall.core.vocabulary import ConnectionStatus
 from keyhall.errors import CertificateError, KeyhallError, SamlResponseError
-from keyhall.login.flow import Authentication, LoginFailed
+from keyhall.login.flow import Authentication, LoginFailed, check_trip_pinned
 from keyhall.login.identity import Reauthentication, idp_acr, timestamp, vouch_email
 from keyhall.protocols.saml.authn_request import build_authn_request, redirect_url
 from keyhall.protocols.saml.response import SamlAssertion, SamlExpectations, parse_saml_response
@@ -90,6 +90,8 @@ def receive(uow: ProviderUnitOfWork, sp: ServiceProvider, connection_id: str, fo
     if trip is not None and trip.data.get("connection_id") != conn.id:
         raise LoginFailed("This sign-in response is for another sign-in method.", reason="state_invalid",
                           connection=conn)
+    if trip is not None:
+        check_trip_pinned(uow, trip, conn)
     entity, _sso, certs = _idp(conn)
     expect = SamlExpectations(
         acs_url=str(connection_urls(sp.public_url, conn)["acs_url"]), sp_entity_id=sp_entity_id(sp.public_url, conn),
