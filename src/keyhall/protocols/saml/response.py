@@ -424,16 +424,15 @@ def _in_response_to_mismatch(received: str | None, expect: SamlExpectations) -> 
 
 
 def _authn_statement(assertion: etree._Element, expect: SamlExpectations) -> tuple[str | None, datetime, str | None]:
-    """saml-core-2.0-os §2.7.2; profiles §4.1.4.2 requires one. Returns SessionIndex, AuthnInstant
-    and the AuthnContextClassRef (§2.7.2.2), if any."""
+    """saml-core-2.0-os §2.7.2 (profiles §4.1.4.2 requires one): SessionIndex, AuthnInstant, ClassRef."""
     statement = assertion.find(_saml("AuthnStatement"))
     if statement is None:
         _fail("the Assertion has no AuthnStatement (saml-profiles-2.0-os §4.1.4.2)", "malformed")
     session_end = _optional_instant(statement, "SessionNotOnOrAfter", "AuthnStatement")
     _within(expect, "the IdP session's SessionNotOnOrAfter", not_on_or_after=session_end)
-    class_ref = statement.find(f"{_saml('AuthnContext')}/{_saml('AuthnContextClassRef')}")
-    return (statement.get("SessionIndex"), _instant(statement, "AuthnInstant", "AuthnStatement"),
-            _text(class_ref, "AuthnContextClassRef") or None if class_ref is not None else None)
+    ref = statement.find(f"{_saml('AuthnContext')}/{_saml('AuthnContextClassRef')}")  # §2.7.2.2, optional
+    class_ref = _text(ref, "AuthnContextClassRef") or None if ref is not None else None
+    return statement.get("SessionIndex"), _instant(statement, "AuthnInstant", "AuthnStatement"), class_ref
 
 
 def _attributes(assertion: etree._Element) -> dict[str, list[str]]:
