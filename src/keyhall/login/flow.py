@@ -108,6 +108,11 @@ def _pinned(tx: LoginTransaction) -> tuple[list[str], list[str] | None]:
     return connections, (None if orgs is None else [str(o) for o in orgs])
 
 
+def _not_routed(connection: Connection) -> LoginFailed:
+    return LoginFailed("This sign-in method is not one your sign-in was sent to. Go back to your application and "
+                       "start again.", reason="connection_not_routed", connection=connection, status=403)
+
+
 def pinned_connection(uow: ProviderUnitOfWork, tx: LoginTransaction, connection_id: str, *,
                       protocol: Protocol | None = None) -> Connection:
     """The connection ``connection_id`` names, if this sign-in's routing allowed it and it is
@@ -119,8 +124,7 @@ def pinned_connection(uow: ProviderUnitOfWork, tx: LoginTransaction, connection_
                           status=404)
     allowed, _orgs = _pinned(tx)
     if conn.id not in allowed:
-        raise LoginFailed("This sign-in method is not one your sign-in was sent to. Go back to your application "
-                          "and start again.", reason="connection_not_routed", connection=conn, status=403)
+        raise _not_routed(conn)
     return usable_connection(uow, AuthorizeRequest.from_dict(tx.data["request"]), conn)
 
 
@@ -131,8 +135,7 @@ def check_trip_pinned(uow: ProviderUnitOfWork, trip: LoginTransaction, connectio
     parent = uow.transactions.get(trip.parent_id) if trip.parent_id else None
     allowed = _pinned(parent)[0] if parent is not None else []
     if connection.id not in allowed:
-        raise LoginFailed("This sign-in method is not one your sign-in was sent to. Go back to your application "
-                          "and start again.", reason="connection_not_routed", connection=connection, status=403)
+        raise _not_routed(connection)
 
 
 def password_organizations(tx: LoginTransaction) -> list[str] | None:
@@ -148,8 +151,7 @@ def password_organizations(tx: LoginTransaction) -> list[str] | None:
 def _check_pinned(parent: LoginTransaction, user: User, connection: Connection | None) -> None:
     connections, orgs = _pinned(parent)
     if connection is not None and connection.id not in connections:
-        raise LoginFailed("This sign-in method is not one your sign-in was sent to. Go back to your application "
-                          "and start again.", reason="connection_not_routed", connection=connection, status=403)
+        raise _not_routed(connection)
     if connection is None and orgs is not None and user.organization_id not in orgs:
         raise LoginFailed("Your application asked for another organization's sign-in. Go back to your "
                           "application and start again.", reason="password_not_routed", status=403)
