@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from typing import Any
+
 import pytest
 
+from keyhall.core.connections import Connection
 from keyhall.core.presets import azure_tenant, check_tenant
 from keyhall.core.profiles import email_verdict
-from keyhall.core.users import LoginRefused, Profile
+from keyhall.core.provisioning import provision
+from keyhall.core.users import LoginRefused, Profile, User, new_user
 from keyhall.core.vocabulary import Protocol, Provider
 from keyhall.login.flow import parse_max_age
 
@@ -71,3 +76,57 @@ def test_max_age_parses(value: str | None, parsed: int | None) -> None:
 def test_max_age_rejects_what_is_not_seconds(value: str) -> None:
     with pytest.raises(ValueError, match="max_age"):
         parse_max_age(value)
+
+
+class Users:
+    """An in-memory user store with the repository's interface (core.provisioning.UserRepository)."""
+
+    def __init__(self, *users: User) -> None:
+        self.users = {u.id: u for u in users}
+
+    def by_subject(self, connection_id: str, subject: str) -> User | None:
+        return next((u for u in self.users.values() if (u.connection_id, u.subject) == (connection_id, subject)), None)
+
+    def precreated(self, connection_id: str, email: str) -> User | None:
+        return next((u for u in self.users.values()
+                     if u.connection_id == connection_id and u.subject is None and u.email == email), None)
+
+    def add(self, user: User) -> None:
+        self.users[user.id] = user
+
+    def save(self, user: User) -> None:
+        self.users[user.id] = user
+
+
+NOW = datetime(2026, 12, 6, tzinfo=UTC)
+
+
+def connection(**fields: Any) -> Connection:
+    return Connection(id="c1", organization_id="o1", protocol=Protocol.OIDC, provider=Provider.GENERIC, name="corp",
+                      **fields)
+
+
+def test_a_stored_verdict_does_not_outlive_the_sign_in_that_gave_it() -> None:
+    """Without profile sync the stored email stays, but is vouched for only if this sign-in vouched again."""
+    known = new_user("o1", "c1", "sub-1", NOW)
+    known.email, known.email_verified = "ann@acme.example", True
+    users = Users(known)
+    conn = connection(sync_profile=False)
+    user, created = provision(users, conn, Profile(subject="sub-1", email="ann@acme.example"), NOW)
+    assert (user.id, created, user.email_verified) == (known.id, False, False)
+    provision(users, conn, Profile(subject="sub-1", email="ann@acme.example", email_verified=True), NOW)
+    assert users.users[known.id].email_verified is True
+    provision(users, conn, Profile(subject="sub-1", email="other@acme.example", email_verified=True), NOW)
+    assert users.users[known.id].email_verified is False  # the stored address is not the one vouched for
+    assert users.users[known.id].email == "ann@acme.example"
+
+
+def test_require_verified_email_refuses_before_anything_is_stored() -> None:
+    users = Users()
+    conn = connection(require_verified_email=True)
+    with pytest.raises(LoginRefused) as refused:
+        provision(users, conn, Profile(subject="s", email="ann@acme.example", email_verified=False), NOW)
+    assert refused.value.reason == "email_not_verified"
+    assert users.users == {}
+    user, created = provision(users, conn, Profile(subject="s", email="ann@acme.example", email_verified=True), NOW)
+    assert (created, user.email_verified) == (True, True)
