@@ -97,7 +97,9 @@ def proceed(uow: ProviderUnitOfWork, runtime: Any, tx: LoginTransaction, *, emai
         found = flow.route(uow, request, email=email,
                            allow_unverified_domains=runtime.settings.allow_unverified_domains)
     except LoginFailed as exc:
-        if from_hint and exc.reason == "invalid_email":
+        if from_hint and exc.reason == "invalid_email":  # a hint that is no address: as if none was given
+            flow.pin(uow, tx, flow.Route(ask_email=True))
+            uow.commit()
             return _email_form(tx)
         raise
     flow.pin(uow, tx, found)
