@@ -14,9 +14,9 @@ from collections.abc import Iterator
 import pytest
 
 from tests.support.api import auth
-from tests.support.live import LiveKeyhall
+from tests.support.live import LiveKeyhall, SignInSetup
 from tests.support.oidc_idp import OidcIdp
-from tests.support.trust import failure_reason, oidc_sign_in, oidc_tenant
+from tests.support.trust import failure_reason, new_organization, oidc_sign_in, oidc_tenant
 
 pytestmark = pytest.mark.peers
 
@@ -84,3 +84,34 @@ def test_azure_ad_accepts_only_its_tenant(live_keyhall: LiveKeyhall, idp: OidcId
     for login in ("axel", "anon"):  # another tenant's account; a token without tid
         attempt = oidc_sign_in(s, login)
         assert failure_reason(s, attempt.refused(403)) == "tenant_mismatch"
+
+
+def test_logtos_azure_ad_oidc_connector_is_pinned_to_its_tenant(live_keyhall: LiveKeyhall, idp: OidcIdp) -> None:
+    """Logto's ``AzureAdOidc`` is the azure_ad preset: its connectors are pinned the same way. Logto's
+    API has no tenant field, so a connector without a single-tenant issuer signs nobody in until the
+    owner sets ``oidc.tenant_id`` (native API)."""
+    org, owner = new_organization(live_keyhall, "LogtoEntra")
+    with live_keyhall.api() as api:
+        made = api.post("/api/sso-connectors", headers=auth(owner), json={
+            "providerName": "AzureAdOidc", "connectorName": "entra", "domains": [f"logto-{RUN}.test"],
+            "config": {"clientId": "pending", "issuer": idp.issuer, "scope": "openid profile email"}})
+        assert made.status_code == 200, made.text
+        path = f"/v1/organizations/{org['id']}/connections/{made.json()['id']}"
+        native = api.get(path, headers=auth(owner)).json()
+        assert native["provider"] == "azure_ad"
+        client_id, secret = idp.register_client([native["redirect_uri"]])
+        patched = api.patch(path, json={"oidc": {"client_id": client_id, "client_secret": secret}},
+                            headers=auth(owner))
+        assert patched.status_code == 200, patched.text
+        app = api.post("/v1/applications", json={"name": f"Product {RUN}", "redirect_uris": [
+            f"http://127.0.0.1:9/{RUN}/callback"]}, headers=auth(live_keyhall.instance_token))
+        assert app.status_code == 201, app.text
+    s = SignInSetup(live=live_keyhall, idp=idp, org=org, owner=owner, connection=patched.json(),
+                    domain=f"logto-{RUN}.test", client_id=app.json()["client_id"],
+                    client_secret=app.json()["client_secret"], product_redirect=f"http://127.0.0.1:9/{RUN}/callback")
+
+    assert failure_reason(s, oidc_sign_in(s, "ada").refused(403)) == "tenant_not_configured"
+    with live_keyhall.api() as api:
+        assert api.patch(path, json={"oidc": {"tenant_id": TENANT}}, headers=auth(owner)).status_code == 200
+    assert oidc_sign_in(s, "ada").claims()["email"] == f"ada@{WORKSPACE}"
+    assert failure_reason(s, oidc_sign_in(s, "axel").refused(403)) == "tenant_mismatch"
