@@ -25,6 +25,9 @@ TID = "72f988bf-86f1-41af-91ab-2d7cd011db47"
     ("ann@acme.example", True, [], False),  # the domain is not proven by this organization
     ("ann@sub.acme.example", True, ["acme.example"], False),  # a subdomain is another domain
     ("ann@acme.example.evil", True, ["acme.example"], False),
+    ("ann@bücher.example", True, ["xn--bcher-kva.example"], True),  # claims store IDNA names
+    ("ann@acme.example.", True, ["acme.example"], True),
+    ("ann@not a domain", True, ["acme.example"], False),
     (None, True, ["acme.example"], False),
 ])
 def test_email_verdict_needs_both_proofs(email: str | None, idp_vouched: bool, verified: list[str],

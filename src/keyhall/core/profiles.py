@@ -7,6 +7,7 @@ import re
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
+from keyhall.core.connection_settings import normalize_domain
 from keyhall.core.connections import Connection
 from keyhall.core.users import LoginRefused, Profile
 from keyhall.core.vocabulary import GroupProvisioning
@@ -98,5 +99,13 @@ def email_verdict(profile: Profile, *, idp_vouched: bool, verified_domains: Coll
     if not idp_vouched or not profile.email:
         return False
     local, _, domain = profile.email.rpartition("@")
-    domain = domain.lower().rstrip(".")
-    return bool(local and domain) and domain in {d.lower().rstrip(".") for d in verified_domains}
+    name = email_domain_name(domain)
+    return bool(local and name) and name in {email_domain_name(d) for d in verified_domains}
+
+
+def email_domain_name(domain: str) -> str | None:
+    """An address's domain as claims store it (lower case, IDNA): None when it is no domain name."""
+    try:
+        return normalize_domain(domain)
+    except ValueError:
+        return None

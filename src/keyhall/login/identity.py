@@ -19,9 +19,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from keyhall.core.connections import Connection
-from keyhall.core.policy import email_domain
 from keyhall.core.presets import check_tenant as _check_tenant
-from keyhall.core.profiles import email_verdict
+from keyhall.core.profiles import email_domain_name, email_verdict
 from keyhall.core.users import LoginRefused, Profile
 from keyhall.core.vocabulary import DomainStatus
 from keyhall.login.flow import LoginFailed
@@ -35,7 +34,7 @@ MAX_AMR_VALUES = 10
 def vouch_email(uow: ProviderUnitOfWork, conn: Connection, profile: Profile, *, idp_vouched: bool) -> None:
     """Set ``profile.email_verified`` to Keyhall's verdict. ``idp_vouched``: the IdP's own word
     (OIDC ``email_verified``; for SAML and LDAP, the organization's directory asserting it)."""
-    domain = email_domain(profile.email) if profile.email else None
+    domain = email_domain_name(profile.email.rpartition("@")[2]) if profile.email else None
     claim = uow.domains.find(conn.organization_id, domain) if domain else None
     verified = [claim.name] if claim is not None and claim.status is DomainStatus.VERIFIED else []
     profile.email_verified = email_verdict(profile, idp_vouched=idp_vouched, verified_domains=verified)
