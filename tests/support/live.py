@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -72,8 +73,8 @@ def live_keyhall(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveKeyha
     from tests.support.dns_server import DnsServer
 
     port = free_port()
-    dns = DnsServer().start()
-    with fresh_database(tmp_path_factory.mktemp("live-db")) as url:
+    dns = DnsServer().start()  # proves domains for real (LiveKeyhall.verify_domain)
+    with _stopping(dns), fresh_database(tmp_path_factory.mktemp("live-db")) as url:
         settings = make_settings(Path(tmp_path_factory.mktemp("live-data")), url,
                                  public_url=f"http://127.0.0.1:{port}", allow_unverified_domains=True,
                                  dns_resolver=dns.address)
@@ -96,7 +97,14 @@ def live_keyhall(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveKeyha
             server.should_exit = True
             thread.join(timeout=10)
             runtime.database.dispose()
-            dns.stop()
+
+
+@contextmanager
+def _stopping(dns: DnsServer) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        dns.stop()
 
 
 @dataclass
