@@ -84,6 +84,9 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
+_GUID = r"^[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}$"
+
+
 class OidcSettings(_Strict):
     """OpenID Connect relying-party settings toward the organization's IdP."""
 
@@ -102,6 +105,9 @@ class OidcSettings(_Strict):
         Annotated[str, Field(pattern=r"^(client_secret_basic|client_secret_post|none)$")] | None
     ) = None
     fetch_userinfo: bool = True
+    # Azure AD (Entra ID): the tenant whose accounts may sign in (the ID token's ``tid``); derived
+    # from a single-tenant issuer when not given. See ``presets.check_tenant``.
+    tenant_id: Annotated[str, StringConstraints(pattern=_GUID)] | None = None
 
 
 NAME_ID_FORMATS = (
@@ -202,7 +208,7 @@ SECRET_FIELDS: dict[str, tuple[str, ...]] = {
 }
 
 IDENTITY_FIELDS: dict[str, tuple[str, ...]] = {
-    "oidc": ("issuer", "discovery_url", "client_id", "authorization_url", "token_url", "jwks_url"),
+    "oidc": ("issuer", "discovery_url", "client_id", "authorization_url", "token_url", "jwks_url", "tenant_id"),
     "saml": ("idp_entity_id", "sso_url", "certificates", "metadata_url", "metadata_xml"),
     "ldap": ("server", "port", "security", "base_dn", "user_search_base"),
 }

@@ -50,7 +50,8 @@ READ_ONLY_FIELDS = frozenset(
 )
 NOT_NULLABLE = frozenset(
     {"protocol", "provider", "name", "status", "disable_email_password", "sync_profile",
-     "user_provisioning", "group_provisioning", "attribute_mappings", "group_mappings", "domains"}
+     "require_verified_email", "user_provisioning", "group_provisioning", "attribute_mappings", "group_mappings",
+     "domains"}
 )
 
 
@@ -69,6 +70,7 @@ class Connection:
     is_verified: bool = False
     disable_email_password: bool = False
     sync_profile: bool = True
+    require_verified_email: bool = False  # refuse sign-ins whose email Keyhall cannot vouch for
     user_provisioning: UserProvisioning = UserProvisioning.AUTO
     group_provisioning: GroupProvisioning = GroupProvisioning.SYNC
     attribute_mappings: dict[str, str] = field(default_factory=dict)
@@ -93,7 +95,8 @@ class Connection:
             "display_name": self.display_name, "status": str(self.status), "domains": list(self.domains),
             "contacts": list(self.contacts), "branding": dict(self.branding),
             "is_verified": self.is_verified, "disable_email_password": self.disable_email_password,
-            "sync_profile": self.sync_profile, "user_provisioning": str(self.user_provisioning),
+            "sync_profile": self.sync_profile, "require_verified_email": self.require_verified_email,
+            "user_provisioning": str(self.user_provisioning),
             "group_provisioning": str(self.group_provisioning),
             "attribute_mappings": dict(self.attribute_mappings), "group_mappings": list(self.group_mappings),
             "text_record": self.text_record,
@@ -116,6 +119,7 @@ class ConnectionInput(BaseModel):
     branding: Branding | None = None
     disable_email_password: bool | None = None
     sync_profile: bool | None = None
+    require_verified_email: bool | None = None
     user_provisioning: UserProvisioning | None = None
     group_provisioning: GroupProvisioning | None = None
     attribute_mappings: dict[ProfileField, AttributeName] | None = None
@@ -287,8 +291,8 @@ def apply_input(
         )
 
     conn = replace(base, settings=settings, secrets=secrets, updated_at=now)
-    simple = ("provider", "status", "disable_email_password", "sync_profile", "user_provisioning",
-              "group_provisioning", "display_name", "text_record")
+    simple = ("provider", "status", "disable_email_password", "sync_profile", "require_verified_email",
+              "user_provisioning", "group_provisioning", "display_name", "text_record")
     for name in simple:
         if data.given(name):
             setattr(conn, name, getattr(data, name))
