@@ -3,7 +3,6 @@ per-connection SSO start and callback, and plain error pages."""
 
 from __future__ import annotations
 
-import secrets
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
@@ -25,6 +24,7 @@ from keyhall.provider.authorize import AuthorizeRequest
 from keyhall.provider.model import ProviderUnitOfWork
 from keyhall.security.passwords import verify_password
 from keyhall.security.rate_limit import Limit
+from keyhall.security.tokens import same_token
 
 LOGIN_COOKIE = "keyhall_login"
 CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data: https:; frame-ancestors 'none'; "
@@ -131,7 +131,7 @@ def _tx_from(uow: ProviderUnitOfWork, runtime: Any, request: Request, tx_id: str
 
 
 def _check_csrf(tx: LoginTransaction, token: str) -> None:
-    if not secrets.compare_digest(str(tx.data.get("csrf", "")), token):
+    if not same_token(token, str(tx.data.get("csrf", ""))):
         raise LoginFailed("This form has expired. Go back to your application and start again.",
                           reason="csrf_invalid", status=403)
 
@@ -253,12 +253,11 @@ def oidc_callback(connection_id: str, request: Request, uow: UowDep, runtime: Ru
     params = {k: v[:4096] for k, v in request.query_params.items()}
     now = runtime.clock()
     try:
-        trip = oidc_login.take_trip(provider_uow, connection_id, params, now)
+        # The browser is checked before the state is spent: an answer arriving in another browser
+        # (or with a garbled cookie) is refused without ending the sign-in it belongs to.
+        trip = oidc_login.take_trip(provider_uow, connection_id, params, now,
+                                    browser=request.cookies.get(LOGIN_COOKIE))
         provider_uow.commit()  # the state is spent before any network call, whatever happens next
-        cookie = request.cookies.get(LOGIN_COOKIE)
-        if not cookie or not secrets.compare_digest(cookie, str(trip.parent_id)):
-            raise LoginFailed("This sign-in was not started in this browser. Go back to your application and start "
-                              "again.", reason="transaction_not_bound")
         conn, user, authn = oidc_login.finish(provider_uow, runtime.relying_party, trip, params, now)
         url = flow.complete(provider_uow, str(trip.parent_id), user, connection=conn, authn=authn,
                             issuer=runtime.settings.public_url, now=now, request_id=request_id(request))

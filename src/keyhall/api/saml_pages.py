@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from datetime import timedelta
 from typing import Annotated, Any
 
@@ -80,13 +79,10 @@ def complete(connection_id: str, request: Request, uow: UowDep, runtime: Runtime
     provider_uow = _uow(uow)
     now = runtime.clock()
     try:
-        handed = saml_login.take_handoff(provider_uow, connection_id, step[:64], now)
+        handed = saml_login.take_handoff(provider_uow, connection_id, step[:64], now,
+                                         browser=request.cookies.get(LOGIN_COOKIE))
         provider_uow.commit()
         conn = provider_uow.connections.get_any(connection_id)
-        cookie = request.cookies.get(LOGIN_COOKIE)
-        if not cookie or not secrets.compare_digest(cookie, str(handed.parent_id)):
-            raise LoginFailed("This sign-in was not started in this browser. Go back to your application and start "
-                              "again.", reason="transaction_not_bound", connection=conn)
         user = provider_uow.users.get(str(handed.data["user_id"]))
         if conn is None or user is None:
             raise LoginFailed("This sign-in can no longer finish.", reason="state_invalid")

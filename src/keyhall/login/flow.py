@@ -36,6 +36,7 @@ from keyhall.errors import KeyhallError
 from keyhall.provider.authorize import AuthorizeRequest, add_query
 from keyhall.provider.grants import issue_code
 from keyhall.provider.model import ProviderUnitOfWork
+from keyhall.security.tokens import same_token
 
 
 class LoginFailed(KeyhallError):
@@ -161,7 +162,7 @@ def _check_pinned(parent: LoginTransaction, user: User, connection: Connection |
 def authorize_transaction(uow: ProviderUnitOfWork, tx_id: str | None, cookie: str | None,
                           now: datetime) -> LoginTransaction:
     """The browser's pending authorize transaction; it must match the browser's cookie."""
-    if not tx_id or not cookie or not secrets.compare_digest(tx_id, cookie):
+    if tx_id is None or not same_token(tx_id, cookie):
         raise LoginFailed("This sign-in was not started in this browser. Go back to your application and "
                           "start again.", reason="transaction_not_bound")
     tx = uow.transactions.get(tx_id)

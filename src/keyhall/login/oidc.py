@@ -24,6 +24,7 @@ from keyhall.protocols.oidc.id_token import unverified_kid, validate_id_token
 from keyhall.protocols.oidc.pkce import new_code_verifier, s256_challenge
 from keyhall.provider.model import ProviderUnitOfWork
 from keyhall.security.outbound import OutboundPolicy
+from keyhall.security.tokens import same_token
 
 #: RFC 6749 §4.1.2.1 and OIDC Core §3.1.2.6 error codes: the only callback text that is recorded.
 OAUTH_ERRORS = frozenset({
@@ -78,14 +79,29 @@ def begin(uow: ProviderUnitOfWork, rp: RelyingParty, conn: Connection, parent: L
     return f"{authorization_endpoint}{separator}{urlencode(params)}"
 
 
-def take_trip(uow: ProviderUnitOfWork, connection_id: str, params: dict[str, str], now: datetime) -> LoginTransaction:
-    """The stored trip this callback answers; single use. Raises LoginFailed for forged or reused state."""
+def take_trip(uow: ProviderUnitOfWork, connection_id: str, params: dict[str, str], now: datetime, *,
+              browser: str | None) -> LoginTransaction:
+    """The stored trip this callback answers; single use. Raises LoginFailed for forged or reused
+    state, and for a callback reaching a browser other than the one that started the sign-in
+    (``browser``: its login cookie, any text). That check comes first and spends nothing: an
+    answer delivered to the wrong browser (a leaked callback URL, a garbled cookie) must not end
+    the sign-in it belongs to."""
     state = params.get("state")
-    trip = uow.transactions.consume(state, "oidc", now) if state else None
-    if trip is None or trip.data.get("connection_id") != connection_id or trip.parent_id is None:
-        raise LoginFailed("This sign-in response is not one Keyhall is waiting for (it may have been used "
-                          "already). Go back to your application and start again.", reason="state_invalid")
+    seen = uow.transactions.get(state) if state else None
+    if seen is None or seen.kind != "oidc" or seen.data.get("connection_id") != connection_id or seen.parent_id is None:
+        raise _state_invalid()
+    if not same_token(browser, seen.parent_id):
+        raise LoginFailed("This sign-in was not started in this browser. Go back to your application and start "
+                          "again.", reason="transaction_not_bound")
+    trip = uow.transactions.consume(seen.id, "oidc", now)
+    if trip is None or trip.parent_id != seen.parent_id:
+        raise _state_invalid()
     return trip
+
+
+def _state_invalid() -> LoginFailed:
+    return LoginFailed("This sign-in response is not one Keyhall is waiting for (it may have been used "
+                       "already). Go back to your application and start again.", reason="state_invalid")
 
 
 def finish(uow: ProviderUnitOfWork, rp: RelyingParty, trip: LoginTransaction, params: dict[str, str],

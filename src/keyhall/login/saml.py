@@ -25,6 +25,7 @@ from keyhall.protocols.saml.authn_request import build_authn_request, redirect_u
 from keyhall.protocols.saml.response import SamlAssertion, SamlExpectations, parse_saml_response
 from keyhall.provider.authorize import AuthorizeRequest
 from keyhall.provider.model import ProviderUnitOfWork
+from keyhall.security.tokens import same_token
 
 EMAIL_FORMAT = "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress"
 HANDOFF_TTL = timedelta(minutes=2)
@@ -108,6 +109,8 @@ def receive(uow: ProviderUnitOfWork, sp: ServiceProvider, connection_id: str, fo
     except (CertificateError, ValueError) as exc:  # an unusable pinned certificate: configuration, not login
         raise LoginFailed("This organization's SAML sign-in is misconfigured (its IdP certificate cannot be "
                           "used).", reason="connection_misconfigured", connection=conn, detail=str(exc)) from exc
+    # Kept until the assertion stops being usable, which the protocol bounds (an hour after issue at
+    # most, protocols.saml.times): an assertion "valid until 9999" is not stored until 9999.
     if not uow.replays.remember(conn.id, assertion.assertion_id, assertion.not_on_or_after, now):
         raise LoginFailed("This sign-in response was already used.", reason="replayed", connection=conn)
     if trip is not None:
@@ -146,12 +149,27 @@ def handoff(uow: ProviderUnitOfWork, conn: Connection, user: User, parent_id: st
     return step.id
 
 
-def take_handoff(uow: ProviderUnitOfWork, connection_id: str, step_id: str, now: datetime) -> LoginTransaction:
-    step = uow.transactions.consume(step_id, "saml_done", now)
-    if step is None or step.data.get("connection_id") != connection_id or step.parent_id is None:
-        raise LoginFailed("This sign-in has already finished or expired. Go back to your application and start "
-                          "again.", reason="state_invalid", connection=uow.connections.get_any(connection_id))
+def take_handoff(uow: ProviderUnitOfWork, connection_id: str, step_id: str, now: datetime, *,
+                 browser: str | None) -> LoginTransaction:
+    """The ACS's single-use step to the completion page, for the browser that started the sign-in
+    (``browser``: its login cookie, any text). The browser is checked before the step is spent, so
+    a completion URL opened elsewhere (or a garbled cookie) does not end the person's sign-in."""
+    seen = uow.transactions.get(step_id) if step_id else None
+    if (seen is None or seen.kind != "saml_done" or seen.data.get("connection_id") != connection_id
+            or seen.parent_id is None):
+        raise _handoff_gone(uow, connection_id)
+    if not same_token(browser, seen.parent_id):
+        raise LoginFailed("This sign-in was not started in this browser. Go back to your application and start "
+                          "again.", reason="transaction_not_bound", connection=uow.connections.get_any(connection_id))
+    step = uow.transactions.consume(seen.id, "saml_done", now)
+    if step is None or step.parent_id != seen.parent_id:
+        raise _handoff_gone(uow, connection_id)
     return step
+
+
+def _handoff_gone(uow: ProviderUnitOfWork, connection_id: str) -> LoginFailed:
+    return LoginFailed("This sign-in has already finished or expired. Go back to your application and start "
+                       "again.", reason="state_invalid", connection=uow.connections.get_any(connection_id))
 
 
 def handed_authentication(step: LoginTransaction) -> Authentication:

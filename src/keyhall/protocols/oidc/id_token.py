@@ -261,7 +261,8 @@ def _check_claims(
             _fail(f"the ID token's {name} ({_when(value)}) is in the future; check the clocks", "issued_in_future")
     if nonce is not None:
         sent = claims.get("nonce")
-        if not isinstance(sent, str) or not hmac.compare_digest(sent.encode(), nonce.encode()):
+        if not isinstance(sent, str) or not hmac.compare_digest(
+                sent.encode("utf-8", "surrogatepass"), nonce.encode("utf-8", "surrogatepass")):
             what = "has no nonce" if sent is None else "carries a nonce other than the one sent"
             _fail(f"the ID token {what} (replayed or mixed-up login)", "nonce_mismatch")
 

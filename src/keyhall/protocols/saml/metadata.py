@@ -12,7 +12,6 @@ obtained (an https URL or an owner's paste).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,6 +21,7 @@ from lxml import etree
 
 from keyhall.errors import CertificateError, SamlMetadataError
 from keyhall.protocols.saml.certificates import CertificateInfo, isoformat_z, parse_certificate
+from keyhall.protocols.saml.times import parse_xs_datetime
 from keyhall.protocols.saml.xml import DEFAULT_MAX_BYTES, parse_untrusted_xml
 
 __all__ = [
@@ -56,8 +56,6 @@ _SLO = f"{{{MD_NS}}}SingleLogoutService"
 _NAME_ID_FORMAT = f"{{{MD_NS}}}NameIDFormat"
 _X509_CERTIFICATE = f"{{{DS_NS}}}KeyInfo/{{{DS_NS}}}X509Data/{{{DS_NS}}}X509Certificate"
 
-# xs:dateTime (XML Schema Part 2 §3.2.7); SAML asks for UTC (saml-core-2.0-os §1.3.3).
-_XS_DATETIME = re.compile(r"\A(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(Z|[+-]\d{2}:\d{2})?\Z")
 _XS_TRUE = frozenset({"true", "1"})
 _XS_FALSE = frozenset({"false", "0"})
 
@@ -74,25 +72,6 @@ class IdpMetadata:
     name_id_formats: tuple[str, ...]
     want_authn_requests_signed: bool
     valid_until: datetime | None  # the earliest validUntil on the path to the IdP role
-
-
-def parse_xs_datetime(value: str) -> datetime:
-    """Parse an xs:dateTime (XML Schema Part 2 §3.2.7) into an aware UTC datetime.
-
-    A value without a time zone is read as UTC, as SAML requires (saml-core-2.0-os §1.3.3).
-    Raises ``ValueError`` when the value is not an xs:dateTime.
-    """
-    match = _XS_DATETIME.fullmatch(value.strip())
-    if match is None:
-        raise ValueError(f"not an xs:dateTime: {value!r}")
-    year, month, day, hour, minute, second, fraction, zone = match.groups()
-    microseconds = int((fraction or "0")[:6].ljust(6, "0"))
-    text = f"{year}-{month}-{day}T{hour}:{minute}:{second}.{microseconds:06d}"
-    text += "+00:00" if zone in (None, "Z") else zone
-    try:
-        return datetime.fromisoformat(text).astimezone(UTC)
-    except ValueError:  # a field out of range: month 13, hour 25...
-        raise ValueError(f"not an xs:dateTime: {value!r}") from None
 
 
 def is_http_url(value: str) -> bool:

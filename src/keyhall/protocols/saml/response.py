@@ -4,7 +4,8 @@ The service provider's side of the Web Browser SSO profile (saml-profiles-2.0-os
 over the HTTP-POST binding (saml-bindings-2.0-os §3.5.4): the response (saml-core-2.0-os §3.2.2),
 its one assertion (§2.3.3), subject (§2.4), conditions (§2.5.1) and statements (§2.7.2, §2.7.3).
 Pure: the caller passes the form value, its expectations and the time. The replay cache is the
-caller's: it keeps ``assertion_id`` until ``not_on_or_after``. Checks, in order (``reason``):
+caller's: it keeps ``assertion_id`` until ``not_on_or_after``, which :mod:`.times` bounds (an hour
+after IssueInstant at most, whatever NotOnOrAfter says). Checks, in order (``reason``):
 
 1. base64 within ``max_bytes`` (``too_large``, ``malformed``), no DTD (``dtd_forbidden``), a
    ``samlp:Response`` of Version 2.0 (``malformed``); StatusCode Success (``status_not_success``);
@@ -23,7 +24,9 @@ caller's: it keeps ``assertion_id`` until ``not_on_or_after``. Checks, in order 
    (``missing_subject``); a bearer SubjectConfirmation whose data has Recipient = ACS URL
    (``wrong_recipient``), NotOnOrAfter ahead (``expired``), InResponseTo = the request's ID
    (``in_response_to_mismatch``), or none when IdP-initiated login is allowed (``unsolicited``);
-   an AuthnStatement (profiles §4.1.4.2) whose SessionNotOnOrAfter has not passed.
+   an AuthnStatement (profiles §4.1.4.2) whose SessionNotOnOrAfter has not passed and whose
+   AuthnInstant is not in the future; and the assertion not older than ``MAX_ASSERTION_AGE``
+   (``expired``). Times are compared overflow-free, any year 0001-9999 (:mod:`.times`).
 
 Text values are the whole text content of their element: a comment inside a NameID splits its
 text node, not the value read (CVE-2017-11427).
@@ -36,14 +39,16 @@ import binascii
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Literal, NoReturn
 
 from lxml import etree
 
 from keyhall.errors import KeyhallError, SamlReason, SamlResponseError
 from keyhall.protocols.saml.encryption import open_encrypted_assertion
-from keyhall.protocols.saml.metadata import parse_xs_datetime
+from keyhall.protocols.saml.times import instant as _instant
+from keyhall.protocols.saml.times import optional_instant as _optional_instant
+from keyhall.protocols.saml.times import usable_until, within
 from keyhall.protocols.saml.xml import DEFAULT_MAX_BYTES, parse_untrusted_xml
 from keyhall.protocols.saml.xmldsig import enveloped_signature, refuse_wrapping, verify_enveloped_signature
 
@@ -201,20 +206,6 @@ def _header(element: etree._Element, what: str) -> datetime:
     return _instant(element, "IssueInstant", what)
 
 
-def _instant(element: etree._Element, attribute: str, what: str) -> datetime:
-    raw = element.get(attribute)
-    if raw is None:
-        _fail(f"the {what} has no {attribute}", "malformed")
-    try:
-        return parse_xs_datetime(raw)
-    except ValueError:
-        _fail(f'the {what}\'s {attribute} "{_shown(raw)}" is not an xs:dateTime', "malformed")
-
-
-def _optional_instant(element: etree._Element, attribute: str, what: str) -> datetime | None:
-    return _instant(element, attribute, what) if element.get(attribute) is not None else None
-
-
 def _text(element: etree._Element, what: str | None = None) -> str:
     """The whole text content (XPath 1.0 §5.2 string-value): comments split text nodes, not this.
     With ``what``, the element must hold text only."""
@@ -274,15 +265,8 @@ def _issuer(element: etree._Element, expect: SamlExpectations, what: str, *, req
     return issuer
 
 
-def _within(
-    expect: SamlExpectations, what: str, *, not_before: datetime | None = None, not_on_or_after: datetime | None = None
-) -> None:
-    """saml-core-2.0-os §2.5.1.2: NotBefore <= now < NotOnOrAfter, each widened by the skew."""
-    skew = timedelta(seconds=expect.skew_seconds)
-    if not_before is not None and not_before > expect.now + skew:
-        _fail(f"{what} ({not_before.isoformat()}) is in the future; check the clocks", "not_yet_valid")
-    if not_on_or_after is not None and expect.now >= not_on_or_after + skew:
-        _fail(f"{what} ({not_on_or_after.isoformat()}) has passed", "expired")
+def _within(expect: SamlExpectations, what: str, **window: datetime | None) -> None:
+    within(expect.now, expect.skew_seconds, what, **window)
 
 
 def _check_response(response: etree._Element, expect: SamlExpectations, *, signed: bool, encrypted: bool) -> None:
@@ -303,13 +287,13 @@ def _read_assertion(
     assertion: etree._Element, response: etree._Element, expect: SamlExpectations, signed: Signed
 ) -> SamlAssertion:
     """Step 5 of the module doc, reading only from the verified ``assertion`` element."""
-    _within(expect, "the Assertion's IssueInstant", not_before=_header(assertion, "Assertion"))
+    issued = _header(assertion, "Assertion")
+    _within(expect, "the Assertion's IssueInstant", not_before=issued)
     issuer = _issuer(assertion, expect, "Assertion", required=True) or ""
     conditions_end = _check_conditions(assertion, expect)
     name_id, name_id_format, subject = _name_id(assertion)
     confirmation_end, in_response_to = _confirm_bearer(subject, response, expect)
     session_index, authn_instant, class_ref = _authn_statement(assertion, expect)
-    usable_until = min(conditions_end or confirmation_end, confirmation_end)
     return SamlAssertion(
         response_id=response.get("ID") or "",
         assertion_id=assertion.get("ID") or "",
@@ -319,7 +303,7 @@ def _read_assertion(
         session_index=session_index,
         attributes=_attributes(assertion),
         in_response_to=in_response_to,
-        not_on_or_after=usable_until + timedelta(seconds=expect.skew_seconds),
+        not_on_or_after=usable_until(expect.now, expect.skew_seconds, issued, conditions_end, confirmation_end),
         authn_instant=authn_instant,
         authn_context_class_ref=class_ref,
         signed_element=signed,
@@ -430,9 +414,11 @@ def _authn_statement(assertion: etree._Element, expect: SamlExpectations) -> tup
         _fail("the Assertion has no AuthnStatement (saml-profiles-2.0-os §4.1.4.2)", "malformed")
     session_end = _optional_instant(statement, "SessionNotOnOrAfter", "AuthnStatement")
     _within(expect, "the IdP session's SessionNotOnOrAfter", not_on_or_after=session_end)
+    authn_instant = _instant(statement, "AuthnInstant", "AuthnStatement")
+    _within(expect, "the AuthnStatement's AuthnInstant", not_before=authn_instant)
     ref = statement.find(f"{_saml('AuthnContext')}/{_saml('AuthnContextClassRef')}")  # §2.7.2.2, optional
     class_ref = _text(ref, "AuthnContextClassRef") or None if ref is not None else None
-    return statement.get("SessionIndex"), _instant(statement, "AuthnInstant", "AuthnStatement"), class_ref
+    return statement.get("SessionIndex"), authn_instant, class_ref
 
 
 def _attributes(assertion: etree._Element) -> dict[str, list[str]]:
