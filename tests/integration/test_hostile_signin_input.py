@@ -42,19 +42,6 @@ def no_server_errors(app: SigninApp) -> Iterator[None]:
     assert app.server_errors == []
 
 
-def login_page_transaction(app: SigninApp) -> tuple[str, str, str]:
-    """(tx, csrf, login cookie) of a sign-in waiting on the login page's email form."""
-    app.client.cookies.clear()
-    page = app.client.get("/oauth2/authorize", params=app.authorize_params(None))
-    assert page.status_code == 200, page.text
-    cookie = page.cookies["keyhall_login"]
-    app.client.cookies.clear()
-    tx = page.text.split('name="tx" value="', 1)[1].split('"', 1)[0]
-    csrf = page.text.split('name="csrf" value="', 1)[1].split('"', 1)[0]
-    assert tx == cookie
-    return tx, csrf, cookie
-
-
 def assert_refused(app: SigninApp, response: httpx.Response, status: int, reason: str, says: str = "") -> None:
     assert response.status_code == status, response.text
     assert response.headers["content-type"].startswith("text/html")
@@ -68,7 +55,7 @@ def assert_refused(app: SigninApp, response: httpx.Response, status: int, reason
 
 @pytest.mark.parametrize("token", HOSTILE_TOKENS)
 def test_login_page_with_a_non_ascii_tx_is_refused_plainly(app: SigninApp, token: str) -> None:
-    tx, _csrf, cookie = login_page_transaction(app)
+    tx, _csrf, cookie = app.login_page()
     # GET /login?tx=%C3%9C with any cookie: the query's tx against the cookie.
     assert_refused(app, app.get("/login", params={"tx": token}, cookie=cookie), 400, "transaction_not_bound",
                    NOT_THIS_BROWSER)
@@ -82,13 +69,13 @@ def test_login_page_with_a_non_ascii_tx_is_refused_plainly(app: SigninApp, token
 @pytest.mark.parametrize("token", HOSTILE_TOKENS)
 @pytest.mark.parametrize("path", ["/login", "/login/password"])
 def test_a_non_ascii_csrf_token_is_refused_plainly(app: SigninApp, token: str, path: str) -> None:
-    tx, _csrf, cookie = login_page_transaction(app)
+    tx, _csrf, cookie = app.login_page()
     form = {"tx": tx, "csrf": token, "email": "someone@example.com", "password": "pw"}
     assert_refused(app, app.post(path, data=form, cookie=cookie), 403, "csrf_invalid", "This form has expired")
 
 
 def test_a_lone_surrogate_in_the_cookie_is_refused_plainly(app: SigninApp) -> None:
-    tx, _csrf, cookie = login_page_transaction(app)
+    tx, _csrf, cookie = app.login_page()
     garbled = "\udcc3\udc9c"  # what a server reading bytes as UTF-8 with surrogateescape would make of them
     assert_refused(app, app.get("/login", params={"tx": tx}, cookie=garbled), 400, "transaction_not_bound")
     assert app.get("/login", params={"tx": tx}, cookie=cookie).status_code == 200

@@ -446,11 +446,15 @@ def test_response_posted_from_another_browser_is_refused_at_the_completion_step(
             completion = follow_completion(s, other, acs)
             reference = assert_refused(completion, says="not started in this browser")
             assert failed_reason(s, reference) == "transaction_not_bound"
-        # The step is single-use: the first browser to reach it spent it.
+        # The other browser's refusal spent nothing (a garbled or foreign cookie cannot end a sign-in);
+        # the step finishes only in the browser that started the sign-in, and only once.
+        finished = victim.get(urljoin(s.acs_url, acs.headers["location"]))
+        assert finished.status_code == 303, finished.text
+        assert finished.headers["location"].startswith(s.product_redirect + "?")
         late = victim.get(urljoin(s.acs_url, acs.headers["location"]))
         reference = assert_refused(late)
         assert failed_reason(s, reference) == "state_invalid"
-    assert s.audit("login.succeeded") == []
+    assert len(s.audit("login.succeeded")) == 1
 
 
 def test_response_for_one_connection_is_refused_at_anothers_acs(live_keyhall: LiveKeyhall, idp: SamlIdp) -> None:

@@ -90,6 +90,18 @@ class SigninApp:
         params.update(changes)
         return params
 
+    def login_page(self) -> tuple[str, str, str]:
+        """(tx, csrf, login cookie) of a new sign-in waiting on the login page's email form."""
+        self.client.cookies.clear()
+        page = self.client.get("/oauth2/authorize", params=self.authorize_params(None))
+        assert page.status_code == 200, page.text
+        cookie = page.cookies[LOGIN_COOKIE]
+        self.client.cookies.clear()
+        tx = page.text.split('name="tx" value="', 1)[1].split('"', 1)[0]
+        csrf = page.text.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+        assert tx == cookie
+        return tx, csrf, cookie
+
     def start(self, connection_id: str) -> tuple[str, str]:
         """A fresh browser's sign-in sent to the connection: (the IdP URL Keyhall redirected to, the
         browser's login cookie). The client's cookie jar is left empty."""

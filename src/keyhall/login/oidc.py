@@ -88,7 +88,8 @@ def take_trip(uow: ProviderUnitOfWork, connection_id: str, params: dict[str, str
     the sign-in it belongs to."""
     state = params.get("state")
     seen = uow.transactions.get(state) if state else None
-    if seen is None or seen.kind != "oidc" or seen.data.get("connection_id") != connection_id or seen.parent_id is None:
+    if (seen is None or seen.kind != "oidc" or seen.consumed_at is not None
+            or seen.data.get("connection_id") != connection_id or seen.parent_id is None):
         raise _state_invalid()
     if not same_token(browser, seen.parent_id):
         raise LoginFailed("This sign-in was not started in this browser. Go back to your application and start "

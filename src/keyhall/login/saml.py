@@ -155,8 +155,8 @@ def take_handoff(uow: ProviderUnitOfWork, connection_id: str, step_id: str, now:
     (``browser``: its login cookie, any text). The browser is checked before the step is spent, so
     a completion URL opened elsewhere (or a garbled cookie) does not end the person's sign-in."""
     seen = uow.transactions.get(step_id) if step_id else None
-    if (seen is None or seen.kind != "saml_done" or seen.data.get("connection_id") != connection_id
-            or seen.parent_id is None):
+    if (seen is None or seen.kind != "saml_done" or seen.consumed_at is not None
+            or seen.data.get("connection_id") != connection_id or seen.parent_id is None):
         raise _handoff_gone(uow, connection_id)
     if not same_token(browser, seen.parent_id):
         raise LoginFailed("This sign-in was not started in this browser. Go back to your application and start "
