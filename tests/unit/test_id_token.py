@@ -273,3 +273,11 @@ def test_missing_required_claim(name: str) -> None:
 def test_naive_now_is_a_programming_error() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         validate(sign(claims()), now=NOW.replace(tzinfo=None))
+
+
+def test_nonce_with_a_lone_surrogate_is_refused_not_crashed() -> None:
+    """JSON may escape a lone surrogate (``"\\ud800"``), which Python reads as text ``str.encode`` refuses."""
+    payload = json.dumps(claims(nonce="\ud800" + NONCE)).encode()  # ensure_ascii: the surrogate stays escaped
+    token = jws.serialize_compact({"alg": "RS256", "kid": "rsa-1"}, payload, RSA)
+    refused(token, "nonce_mismatch")
+    refused(sign(claims(nonce="Ü" + NONCE)), "nonce_mismatch")
