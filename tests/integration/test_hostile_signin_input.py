@@ -174,3 +174,17 @@ def test_an_assertion_valid_until_9999_is_usable_and_remembered_for_an_hour_only
     with app.keyhall.runtime.database.unit_of_work() as uow:
         assert uow.replays.remember(app.saml_id, spec.assertion_id, later, later) is True
         uow.rollback()
+
+
+# --- client credentials ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/oauth2/token", "/oauth2/revoke"])
+@pytest.mark.parametrize("credentials", [b"Basic \xc3\xa9", b"Basic \xff\xfe==", b"basic \xc3\x9c:\xc3\x9c"])
+def test_basic_credentials_that_are_not_ascii_are_refused_in_rfc_6749_shape(app: SigninApp, path: str,
+                                                                            credentials: bytes) -> None:
+    """Found by the sign-in fuzzing: base64 raised a ValueError that was not a binascii.Error (a 500)."""
+    response = app.client.post(path, data={"grant_type": "authorization_code", "code": "c", "token": "t"},
+                               headers={"authorization": credentials})
+    assert response.status_code == 401, response.text
+    assert response.json()["error"] == "invalid_client"

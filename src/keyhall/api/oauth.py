@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import binascii
 from datetime import timedelta
 from typing import Any
 from urllib.parse import unquote
@@ -122,7 +121,7 @@ def _client_credentials(request: Request, form: dict[str, str]) -> tuple[str | N
     if header.lower().startswith("basic "):
         try:
             decoded = base64.b64decode(header[6:].strip(), validate=True).decode()
-        except (binascii.Error, UnicodeDecodeError):
+        except ValueError:  # binascii.Error, UnicodeDecodeError, or a header that is not ASCII at all
             raise grants.TokenError("invalid_client", "malformed Basic credentials", status=401) from None
         client_id, sep, secret = decoded.partition(":")
         if not sep:
