@@ -145,6 +145,7 @@ class Sent:
     cookie: Value | None = None
     cid: Value = Real("oidc_id")
     headers: dict[str, bytes] = field(default_factory=dict)
+    extra: tuple[tuple[Value, Value], ...] = ()  # more pairs, in the query and the body: repeats, odd names
 
 
 def _header_value(value: Value) -> bytes:
@@ -172,6 +173,7 @@ sent_requests = st.builds(
         st.dictionaries(st.sampled_from(HEADERS), hostile.map(_header_value), max_size=3),
         st.fixed_dictionaries({"authorization": credentials}),
     ),
+    extra=st.lists(st.tuples(st.one_of(st.sampled_from(ALL_FIELDS), hostile), hostile), max_size=3).map(tuple),
 )
 
 
@@ -186,13 +188,17 @@ def _octets(value: Value, real: dict[str, str]) -> bytes:
     return value.encode("utf-8")
 
 
-def _encoded(pairs: dict[str, Value], real: dict[str, str]) -> str:
-    return "&".join(f"{name}={quote_from_bytes(_octets(value, real), safe='')}" for name, value in pairs.items())
+def _encoded(pairs: dict[str, Value], real: dict[str, str], extra: tuple[tuple[Value, Value], ...] = ()) -> str:
+    def encoded(value: Value) -> str:
+        return quote_from_bytes(_octets(value, real), safe="")
+
+    return "&".join(f"{encoded(name)}={encoded(value)}" for name, value in [*pairs.items(), *extra])
 
 
 def send(app: SigninApp, endpoint: Endpoint, sent: Sent, real: dict[str, str]) -> Any:
     path = endpoint.path.replace("{cid}", quote_from_bytes(_octets(sent.cid, real), safe="") or "x")
-    query = _encoded({n: v for n, v in sent.values.items() if n in endpoint.query}, real)
+    query = _encoded({n: v for n, v in sent.values.items() if n in endpoint.query}, real,
+                     sent.extra if endpoint.method == "GET" else ())
     url = (path + (f"?{query}" if query else ""))[:MAX_URL]
     headers = dict(sent.headers)
     if sent.cookie is not None:
@@ -202,7 +208,7 @@ def send(app: SigninApp, endpoint: Endpoint, sent: Sent, real: dict[str, str]) -
     if endpoint.method == "GET":
         headers.pop("content-type", None)
         return app.client.get(url, headers=headers)
-    body = _encoded({n: v for n, v in sent.values.items() if n in endpoint.form}, real)
+    body = _encoded({n: v for n, v in sent.values.items() if n in endpoint.form}, real, sent.extra)
     headers.setdefault("content-type", b"application/x-www-form-urlencoded")
     return app.client.post(url, content=body.encode("ascii"), headers=headers)
 

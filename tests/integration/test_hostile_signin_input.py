@@ -14,6 +14,8 @@ as a server error.
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -150,6 +152,10 @@ def test_signed_assertion_with_extreme_times_never_crashes(app: SigninApp, times
     finished = app.get(acs.headers["location"], cookie=cookie)
     assert finished.status_code == 303, finished.text
     assert finished.headers["location"].startswith(app.product.redirect_uri + "?code=")
+    # The product gets its tokens, the IdP's authentication time among the claims, whatever year it says.
+    tokens = app.redeem(finished.headers["location"])
+    claims = json.loads(base64.urlsafe_b64decode(tokens["id_token"].split(".")[1] + "=="))
+    assert isinstance(claims["auth_time"], int)
 
 
 def test_an_assertion_valid_until_9999_is_usable_and_remembered_for_an_hour_only(app: SigninApp) -> None:

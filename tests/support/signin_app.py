@@ -10,6 +10,7 @@ a request that makes one has crashed somewhere, whatever status it answered.
 from __future__ import annotations
 
 import base64
+import hashlib
 import logging
 import uuid
 import zlib
@@ -34,6 +35,8 @@ from tests.support.hostile_idp import HostileIdp
 from tests.support.settings import make_settings
 
 SAML = idp.SAML_NS
+VERIFIER = "fuzz-verifier-" + "v" * 43  # PKCE (RFC 7636): the products' code_verifier for every sign-in here
+CHALLENGE = base64.urlsafe_b64encode(hashlib.sha256(VERIFIER.encode()).digest()).rstrip(b"=").decode()
 SSO_URL = "https://idp.keyhall.test/saml/sso"
 LOGIN_COOKIE = "keyhall_login"
 
@@ -85,7 +88,7 @@ class SigninApp:
     def authorize_params(self, connection_id: str | None, **changes: str) -> dict[str, str]:
         params = {"client_id": self.product.client_id, "redirect_uri": self.product.redirect_uri,
                   "response_type": "code", "scope": "openid email", "state": "st", "nonce": "nn",
-                  "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM", "code_challenge_method": "S256",
+                  "code_challenge": CHALLENGE, "code_challenge_method": "S256",
                   **({"connection": connection_id} if connection_id else {})}
         params.update(changes)
         return params
@@ -125,6 +128,16 @@ class SigninApp:
         spec = idp.ResponseSpec(now, destination=self.saml["acs_url"], recipient=self.saml["acs_url"],
                                 audience=self.saml["sp_metadata_url"], in_response_to=in_response_to)
         return replace(spec, **changes)
+
+    def redeem(self, product_callback: str) -> dict[str, Any]:
+        """The product redeems the code in its callback URL; returns the token endpoint's JSON."""
+        code = parse_qs(urlsplit(product_callback).query)["code"][0]
+        answer = self.client.post("/oauth2/token", auth=(self.product.client_id, self.product.client_secret), data={
+            "grant_type": "authorization_code", "code": code, "redirect_uri": self.product.redirect_uri,
+            "code_verifier": VERIFIER})
+        assert answer.status_code == 200, answer.text
+        body: dict[str, Any] = answer.json()
+        return body
 
     def get(self, url: str, *, cookie: str | bytes | None = None, **kwargs: Any) -> Any:
         return self.client.get(url, headers=_cookie_header(cookie), **kwargs)
