@@ -163,6 +163,13 @@ credentials = st.builds(
                   lambda pair: base64.b64encode(pair[0] + b":" + pair[1]))),
 )
 
+content_types = st.one_of(
+    st.sampled_from([b"multipart/form-data", b"multipart/form-data; boundary=x", b"multipart/form-data; boundary=",
+                     b"application/json", b"text/plain", b"application/x-www-form-urlencoded; charset=latin-1",
+                     b"application/x-www-form-urlencoded; charset=\xff", b"", b";", b"application/xml"]),
+    hostile.map(_header_value),
+)
+
 sent_requests = st.builds(
     Sent,
     values=st.fixed_dictionaries({name: value_for(name) for name in ALWAYS},
@@ -172,6 +179,7 @@ sent_requests = st.builds(
     headers=st.one_of(
         st.dictionaries(st.sampled_from(HEADERS), hostile.map(_header_value), max_size=3),
         st.fixed_dictionaries({"authorization": credentials}),
+        st.fixed_dictionaries({"content-type": content_types}),
     ),
     extra=st.lists(st.tuples(st.one_of(st.sampled_from(ALL_FIELDS), hostile), hostile), max_size=3).map(tuple),
 )
