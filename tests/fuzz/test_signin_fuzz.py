@@ -13,7 +13,9 @@ Part 2, ``test_saml_acs``: SAML Responses posted to the ACS of a connection that
 IdP key: base64 garbage, DEFLATE-compressed documents, XML declared in odd encodings, DOCTYPE and
 entity payloads, bytes flipped after signing, and — the ones only a signature gets past — times
 (any instant from year 1 to 9999, any offset, non-dates), names and attribute values mutated inside
-an assertion that is then signed with the pinned key.
+an assertion that is then signed with the pinned key. Signed ones are posted IdP-initiated, or
+SP-initiated (answering a real AuthnRequest, after a product's ``prompt=login`` or ``max_age``) and
+then followed through the completion step; whatever is accepted is redeemed at the token endpoint.
 
 The property, everywhere: never a 5xx, nothing logged as a server error (an exception caught by
 the error middleware is still a crash), and a refusal in the surface's error shape — an HTML page
@@ -337,13 +339,16 @@ class Recipe:
     blob: bytes = b""
     choice: int = 0
     relay_state: str | None = None
+    product_asks: dict[str, str] | None = None  # signed only: SP-initiated, with these authorize parameters
 
 
 recipes = st.one_of(
     st.builds(Recipe, kind=st.just("signed"),
               times=st.dictionaries(st.sampled_from(TIME_FIELDS), instants, max_size=3),
               texts=st.dictionaries(st.sampled_from(list(TEXT_PLACES)), XML_TEXT, max_size=3),
-              relay_state=st.one_of(st.none(), XML_TEXT)),
+              relay_state=st.one_of(st.none(), XML_TEXT),
+              product_asks=st.one_of(st.none(), st.sampled_from([{}, {"prompt": "login"}, {"max_age": "0"},
+                                                                 {"max_age": "315360000"}]))),
     st.builds(Recipe, kind=st.just("tampered"), choice=st.integers(0, 10_000), blob=st.binary(min_size=1, max_size=4)),
     st.builds(Recipe, kind=st.just("garbage"), blob=st.binary(max_size=3000)),
     st.builds(Recipe, kind=st.just("text"), texts=st.fixed_dictionaries({"value": text})),
@@ -363,9 +368,9 @@ def _set_texts(texts: dict[str, str]) -> Any:
     return mutate
 
 
-def make_form(app: SigninApp, recipe: Recipe) -> dict[str, str]:
+def make_form(app: SigninApp, recipe: Recipe, in_response_to: str | None = None) -> dict[str, str]:
     now = datetime.now(UTC)
-    spec = app.saml_spec(now, in_response_to=None)
+    spec = app.saml_spec(now, in_response_to=in_response_to)
     signer = app.keys.rsa
 
     def good() -> bytes:
@@ -417,8 +422,21 @@ def make_form(app: SigninApp, recipe: Recipe) -> dict[str, str]:
 @example(recipe=Recipe("signed", times={"not_before": "0001-01-01T00:00:00+14:00"}))
 @example(recipe=Recipe("signed", times={"authn_instant": "9999-12-31T23:59:59Z"}))
 def test_saml_acs(target: SigninApp, recipe: Recipe) -> None:
-    response = target.post(f"/sso/{target.saml_id}/saml/acs", data=make_form(target, recipe))
-    hypothesis.event(f"{recipe.kind}: {response.status_code}")
-    judge(target, ENDPOINTS["saml-acs"], response)
-    if response.status_code == 303:  # accepted: an IdP-initiated sign-in, straight to the product
+    if recipe.kind == "signed" and recipe.product_asks is not None:  # SP-initiated: through the completion step
+        relay, request_id, cookie = target.start_saml(**recipe.product_asks)
+        form = {**make_form(target, recipe, request_id), "RelayState": relay}
+        response = target.post(f"/sso/{target.saml_id}/saml/acs", data=form)
+        hypothesis.event(f"sp-initiated: {response.status_code}")
+        judge(target, ENDPOINTS["saml-acs"], response)
+        if response.status_code == 303:
+            response = target.get(response.headers["location"], cookie=cookie)
+            hypothesis.event(f"completion: {response.status_code}")
+            judge(target, ENDPOINTS["saml-complete"], response)
+    else:
+        response = target.post(f"/sso/{target.saml_id}/saml/acs", data=make_form(target, recipe))
+        hypothesis.event(f"{recipe.kind}: {response.status_code}")
+        judge(target, ENDPOINTS["saml-acs"], response)
+    if response.status_code == 303:  # accepted: the product gets its code and redeems it
         assert response.headers["location"].startswith(target.product.redirect_uri + "?code=")
+        sp_initiated = recipe.kind == "signed" and recipe.product_asks is not None
+        assert "id_token" in target.redeem(response.headers["location"], pkce=sp_initiated)

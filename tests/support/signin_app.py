@@ -105,20 +105,21 @@ class SigninApp:
         assert tx == cookie
         return tx, csrf, cookie
 
-    def start(self, connection_id: str) -> tuple[str, str]:
+    def start(self, connection_id: str, **changes: str) -> tuple[str, str]:
         """A fresh browser's sign-in sent to the connection: (the IdP URL Keyhall redirected to, the
         browser's login cookie). The client's cookie jar is left empty."""
         self.client.cookies.clear()
-        started = self.client.get("/oauth2/authorize", params=self.authorize_params(connection_id))
+        started = self.client.get("/oauth2/authorize", params=self.authorize_params(connection_id, **changes))
         assert started.status_code == 303, started.text
         cookie = started.cookies.get(LOGIN_COOKIE) or self.client.cookies.get(LOGIN_COOKIE)
         assert cookie, started.headers
         self.client.cookies.clear()
         return started.headers["location"], cookie
 
-    def start_saml(self) -> tuple[str, str, str]:
-        """(RelayState, the AuthnRequest's ID, the login cookie) of a new SP-initiated SAML sign-in."""
-        location, cookie = self.start(self.saml_id)
+    def start_saml(self, **changes: str) -> tuple[str, str, str]:
+        """(RelayState, the AuthnRequest's ID, the login cookie) of a new SP-initiated SAML sign-in;
+        ``changes`` go into the product's authorization request (``prompt``, ``max_age``...)."""
+        location, cookie = self.start(self.saml_id, **changes)
         query = parse_qs(urlsplit(location).query)
         request = etree.fromstring(zlib.decompress(base64.b64decode(query["SAMLRequest"][0]), -15))
         return query["RelayState"][0], str(request.get("ID")), cookie
@@ -129,12 +130,13 @@ class SigninApp:
                                 audience=self.saml["sp_metadata_url"], in_response_to=in_response_to)
         return replace(spec, **changes)
 
-    def redeem(self, product_callback: str) -> dict[str, Any]:
-        """The product redeems the code in its callback URL; returns the token endpoint's JSON."""
+    def redeem(self, product_callback: str, *, pkce: bool = True) -> dict[str, Any]:
+        """The product redeems the code in its callback URL; returns the token endpoint's JSON.
+        ``pkce``: the sign-in began with the product's PKCE challenge (not IdP-initiated)."""
         code = parse_qs(urlsplit(product_callback).query)["code"][0]
         answer = self.client.post("/oauth2/token", auth=(self.product.client_id, self.product.client_secret), data={
             "grant_type": "authorization_code", "code": code, "redirect_uri": self.product.redirect_uri,
-            "code_verifier": VERIFIER})
+            **({"code_verifier": VERIFIER} if pkce else {})})
         assert answer.status_code == 200, answer.text
         body: dict[str, Any] = answer.json()
         return body
