@@ -421,6 +421,17 @@ def make_form(app: SigninApp, recipe: Recipe, in_response_to: str | None = None)
 @example(recipe=Recipe("signed", times={"issue_instant": "0001-01-01T00:00:00Z"}))
 @example(recipe=Recipe("signed", times={"not_before": "0001-01-01T00:00:00+14:00"}))
 @example(recipe=Recipe("signed", times={"authn_instant": "9999-12-31T23:59:59Z"}))
+# Every entity payload and odd encoding at least once, whatever the generator picks.
+@example(recipe=Recipe("doctype", choice=0))
+@example(recipe=Recipe("doctype", choice=1))
+@example(recipe=Recipe("doctype", choice=2))
+@example(recipe=Recipe("doctype", choice=3))
+@example(recipe=Recipe("encoding", choice=0))
+@example(recipe=Recipe("encoding", choice=5))
+@example(recipe=Recipe("encoding", choice=6))
+@example(recipe=Recipe("deflated", choice=1))
+@example(recipe=Recipe("signed", times={"authn_instant": "0001-01-01T00:00:00Z"}, product_asks={"max_age": "0"}))
+@example(recipe=Recipe("signed", times={"not_on_or_after": "9999-12-31T23:59:59Z"}, product_asks={"prompt": "login"}))
 def test_saml_acs(target: SigninApp, recipe: Recipe) -> None:
     if recipe.kind == "signed" and recipe.product_asks is not None:  # SP-initiated: through the completion step
         relay, request_id, cookie = target.start_saml(**recipe.product_asks)
