@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, Select, and_, delete, exists, or_, select, update
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from keyhall.core.api_keys import ApiKey
@@ -388,8 +389,9 @@ class SqlUnitOfWork:
         except IntegrityError as exc:
             self.session.rollback()
             raise Conflict("the change clashes with stored data (a name or domain already in use)") from exc
-        except OperationalError as exc:
-            self.session.rollback()
+        except (OperationalError, PoolTimeout) as exc:
+            with contextlib.suppress(DBAPIError):
+                self.session.rollback()
             raise ServiceUnavailable("the database is unavailable") from exc
 
     def rollback(self) -> None:
@@ -409,5 +411,5 @@ class SqlUnitOfWork:
             raise Conflict("the change clashes with stored data (a name or domain already in use)") from exc
         if isinstance(exc, DataError):
             raise InvalidInput("a value cannot be stored (too long or not valid text)") from exc
-        if isinstance(exc, DBAPIError):
+        if isinstance(exc, DBAPIError | PoolTimeout):  # PoolTimeout: every pooled connection stayed busy
             raise ServiceUnavailable("the database is unavailable; try again shortly") from exc
