@@ -197,3 +197,43 @@ def test_stalled_redis_is_503_within_the_bound_and_recovers(tmp_path: Path) -> N
         assert answer.status == 503, answer
         assert answer.seconds <= 2.0 * 2 + 1.0, answer  # Redis socket timeouts: 2 s to connect, 2 s to answer
         assert "Redis" in answer.body, answer
+
+
+# --- SQLite ----------------------------------------------------------------------------------------
+
+
+def test_sqlite_busy_wait_is_bounded(tmp_path: Path) -> None:
+    """Another process holds SQLite's write lock: a write waits at most the database timeout, then 503."""
+    import sqlite3
+
+    from fastapi.testclient import TestClient
+
+    from keyhall.app import create_app
+    from keyhall.runtime import Runtime
+    from tests.support.api import Keyhall, auth
+    from tests.support.settings import make_settings
+
+    path = tmp_path / "busy.db"
+    settings = make_settings(tmp_path / "data", f"sqlite:///{path}", database_timeout_seconds=1.0,
+                             api_rate_limit_per_minute=0)
+    runtime = Runtime.build(settings)
+    runtime.database.migrate()
+    try:
+        with TestClient(create_app(settings, runtime), raise_server_exceptions=False) as client:
+            tenant = Keyhall(client, runtime).tenant("busy")
+            keys = f"/v1/organizations/{tenant.id}/keys"
+            holder = sqlite3.connect(path, isolation_level=None)
+            holder.execute("BEGIN IMMEDIATE")  # the write lock, as a long write elsewhere holds it
+            try:
+                answer = timed(lambda: client.post(keys, json={"role": "viewer", "name": "busy"},
+                                                   headers=auth(tenant.owner)))
+            finally:
+                holder.execute("ROLLBACK")
+                holder.close()
+            after = client.post(keys, json={"role": "viewer", "name": "after"}, headers=auth(tenant.owner))
+    finally:
+        runtime.database.dispose()
+    assert answer.status == 503, answer
+    assert 0.9 <= answer.seconds <= 1.0 + 2.0, answer  # it did wait, for the configured second only
+    assert '"code":"unavailable"' in answer.body
+    assert after.status_code == 201, after.text
