@@ -63,14 +63,18 @@ def serve(host: str, port: int) -> None:
     runtime = Runtime.build(settings)
     runtime.database.migrate()
     app = create_app(settings, runtime)
-    from keyhall.jobs import DomainChecker
+    from keyhall.jobs import DomainChecker, Purger
 
     DomainChecker(runtime, interval=settings.domain_check_interval_seconds).attach(app)
+    Purger(runtime, interval=settings.purge_interval_seconds).attach(app)
     if settings.metrics_port:
         from keyhall.api.observability import metrics_of, start_metrics_server
 
         start_metrics_server(metrics_of(app), settings.metrics_port, settings.metrics_host)
-    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False, proxy_headers=True)
+    # Uvicorn's own proxy-header handling (on by default, trusting 127.0.0.1 or FORWARDED_ALLOW_IPS)
+    # would rewrite the client address from X-Forwarded-For before Keyhall sees it: off, so that
+    # KEYHALL_TRUSTED_PROXIES alone decides whose header is believed (keyhall.security.forwarded).
+    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False, proxy_headers=False)
 
 
 @main.command()
@@ -166,6 +170,16 @@ def domains_check(limit: int) -> None:
     from keyhall.jobs import check_domains
 
     _print(check_domains(_runtime(), limit=limit))
+
+
+@main.command()
+def purge() -> None:
+    """Delete expired sign-in state now, as the background purge does: sign-in transactions,
+    authorization codes, refresh tokens of dead families, SAML replay-cache rows, rate counters,
+    and audit events older than KEYHALL_AUDIT_RETENTION_DAYS (0 keeps them). Prints the counts."""
+    from keyhall.jobs import purge as purge_once
+
+    _print(purge_once(_runtime()))
 
 
 @main.group("signing-keys")

@@ -1,4 +1,5 @@
-"""Background work: the periodic DNS re-check of claimed email domains.
+"""Background work beside ``keyhall serve``: the periodic DNS re-check of claimed email domains,
+and the purge of expired sign-in state.
 
 ``check_domains`` runs one pass (``keyhall domains check`` runs it from the command line);
 ``DomainChecker`` runs passes in a thread beside ``keyhall serve`` every
@@ -7,6 +8,11 @@ Each domain is checked in a unit of work of its own, with DNS asked outside any 
 transaction, as the system principal, and audited when its state changes (see
 ``keyhall.core.domain_service`` for the rules). Several Keyhall instances may run the checker at
 once: a check is idempotent, the worst case is a domain checked twice.
+
+``purge`` deletes expired sign-in transactions, codes, refresh tokens, replay-cache rows, rate
+counters and audit events past ``KEYHALL_AUDIT_RETENTION_DAYS`` (``keyhall purge`` runs it once;
+``Purger`` every ``KEYHALL_PURGE_INTERVAL_SECONDS``; the rules are in ``keyhall.storage.purge``).
+Both run on ``PeriodicJob``: a daemon thread started and stopped with the app's lifespan.
 """
 
 from __future__ import annotations
@@ -73,18 +79,28 @@ def check_domains(
     return dict(counts)
 
 
-class DomainChecker:
-    """Calls ``check_domains`` every ``interval`` seconds in a daemon thread; ``interval <= 0``
-    turns it off. ``stop()`` interrupts the wait (and a pass, between two domains) and joins."""
+def purge(runtime: Runtime, *, stop: threading.Event | None = None) -> dict[str, int]:
+    """One purge pass at the runtime's clock; rows deleted per kind."""
+    return runtime.database.purge_expired(runtime.clock(),
+                                          audit_retention_days=runtime.settings.audit_retention_days,
+                                          stop=stop.is_set if stop is not None else None)
 
-    def __init__(self, runtime: Runtime, *, interval: float, limit: int = 100, lookup: TxtLookup | None = None):
+
+class PeriodicJob:
+    """Calls ``run_pass(stop)`` every ``interval`` seconds in a daemon thread; ``interval <= 0``
+    turns it off. ``stop()`` interrupts the wait (and a pass, where the pass checks ``stop``) and joins."""
+
+    name = "job"
+
+    def __init__(self, runtime: Runtime, *, interval: float):
         self.runtime = runtime
         self.interval = interval
-        self.limit = limit
-        self.lookup = lookup
         self.passes = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+
+    def run_pass(self, stop: threading.Event) -> None:
+        raise NotImplementedError
 
     @property
     def running(self) -> bool:
@@ -94,17 +110,15 @@ class DomainChecker:
         if self.interval <= 0 or self.running:
             return
         self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="keyhall-domain-checker", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"keyhall-{self.name}", daemon=True)
         self._thread.start()
-        log.info("domain checker started: every %g s, up to %d domains a pass", self.interval, self.limit)
+        log.info("%s started: every %g s", self.name, self.interval)
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Ends the thread: at once while it waits; after the domain in hand while it checks (one
-        DNS look-up, bounded by ``KEYHALL_IDP_TIMEOUT_SECONDS``)."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
-            log.info("domain checker %s", "did not stop in time" if self._thread.is_alive() else "stopped")
+            log.info("%s %s", self.name, "did not stop in time" if self._thread.is_alive() else "stopped")
             self._thread = None
 
     def attach(self, app: FastAPI) -> None:
@@ -126,10 +140,38 @@ class DomainChecker:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                summary = check_domains(self.runtime, limit=self.limit, lookup=self.lookup, stop=self._stop)
-                if summary["checked"]:
-                    log.info("domain check: %s", summary)
+                self.run_pass(self._stop)
             except Exception:  # a failed pass (database down, ...) must not end the thread
-                log.exception("domain check failed")
+                log.exception("%s failed", self.name)
             self.passes += 1
             self._stop.wait(self.interval)
+
+
+class DomainChecker(PeriodicJob):
+    """``check_domains`` every ``interval`` seconds. ``stop()`` ends the thread at once while it
+    waits, and after the domain in hand while it checks (one DNS look-up, bounded by
+    ``KEYHALL_IDP_TIMEOUT_SECONDS``)."""
+
+    name = "domain checker"
+
+    def __init__(self, runtime: Runtime, *, interval: float, limit: int = 100, lookup: TxtLookup | None = None):
+        super().__init__(runtime, interval=interval)
+        self.limit = limit
+        self.lookup = lookup
+
+    def run_pass(self, stop: threading.Event) -> None:
+        summary = check_domains(self.runtime, limit=self.limit, lookup=self.lookup, stop=stop)
+        if summary["checked"]:
+            log.info("domain check: %s", summary)
+
+
+class Purger(PeriodicJob):
+    """``purge`` every ``interval`` seconds (``KEYHALL_PURGE_INTERVAL_SECONDS``); ``stop()`` ends
+    a pass between two batches."""
+
+    name = "purge"
+
+    def run_pass(self, stop: threading.Event) -> None:
+        counts = purge(self.runtime, stop=stop)
+        if any(counts.values()):
+            log.info("purge: %s", counts)

@@ -7,9 +7,12 @@ import time.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated, Any
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from keyhall.security.forwarded import IPNetwork, parse_trusted_proxies
 
 
 class Settings(BaseSettings):
@@ -40,6 +43,18 @@ class Settings(BaseSettings):
     metrics_host: str = "127.0.0.1"  # the address of that metrics port
     # A sign-in's refresh tokens rotate at most this long after the sign-in, however often they are used.
     refresh_token_max_lifetime_seconds: int = Field(default=30 * 24 * 3600, ge=300)
+    # Peers whose X-Forwarded-For is believed (comma-separated IPs/CIDRs); parsed once, here.
+    trusted_proxies: Annotated[tuple[IPNetwork, ...], NoDecode] = ()
+    purge_interval_seconds: float = 3600  # background purge of expired sign-in state; 0 turns it off
+    audit_retention_days: int = Field(default=365, ge=0)  # audit events older than this are purged; 0 keeps all
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _parse_trusted_proxies(cls, value: Any) -> Any:
+        if value is None or isinstance(value, str) or (isinstance(value, list | tuple) and all(
+                isinstance(v, str) for v in value)):
+            return parse_trusted_proxies(value)
+        return value
 
     @field_validator("public_url")
     @classmethod

@@ -371,6 +371,10 @@ class Surface:
     def raidiam(self) -> bool:
         return self.path.startswith("/organisations/")
 
+    @property
+    def luzmo(self) -> bool:
+        return self.path.startswith("/0.1.0/")
+
     def __str__(self) -> str:
         return f"{self.method} {self.path}"
 
@@ -434,6 +438,11 @@ def assert_refused(surface: Surface, response: Any, *statuses: int) -> None:
         assert set(body) == {"errors"}, shown
         assert body["errors"], shown
         assert all(isinstance(e, str) for e in body["errors"]), shown
+    elif surface.luzmo:  # what Luzmo's SDKs read, beside the native object
+        assert set(body) <= {"message", "validation", "error"}, shown
+        assert isinstance(body["message"], str), shown
+        assert body["message"] == body["error"]["message"], shown
+        assert all(isinstance(r, list) and r for r in body.get("validation", {}).values()), shown
     else:
         assert set(body) == {"error"}, shown
         assert body["error"]["message"], shown

@@ -254,6 +254,8 @@ def test_deleting_a_user_of_a_manual_connection_refuses_their_next_sign_in(setup
         manual = api.patch(f"/v1/organizations/{s.org['id']}/connections/{s.connection['id']}",
                            json={"user_provisioning": "manual"}, headers=auth(s.owner))
         assert manual.status_code == 200, manual.text
+    # A pre-created user is linked by email only once the organization has proven the domain.
+    s.live.verify_domain(s.org["id"], s.owner, "example.com")
     token = tokens_for(s)
     with s.live.api() as api:
         deleted = api.delete(f"/v1/organizations/{s.org['id']}/users/{made.json()['id']}", headers=auth(s.owner))
@@ -283,9 +285,8 @@ def test_deactivating_the_connection_ends_refresh_and_userinfo(setup: SignInSetu
     assert refresh(s, keep["refresh_token"]).status_code == 200  # never refused: the family stands
 
 
-def password_tokens(s: SignInSetup, email: str, password: str) -> dict[str, Any]:
-    """A password sign-in on Keyhall's page, and the product's token response."""
-    verifier = secrets.token_urlsafe(48)
+def password_sign_in(s: SignInSetup, email: str, password: str, verifier: str) -> httpx.Response:
+    """A password sign-in on Keyhall's page, up to Keyhall's answer to the form."""
     with httpx.Client(trust_env=False, timeout=15) as browser, product_client(s) as product:
         url, _state = product.create_authorization_url(f"{s.live.url}/oauth2/authorize", code_verifier=verifier,
                                                        organization=s.org["id"])
@@ -293,10 +294,16 @@ def password_tokens(s: SignInSetup, email: str, password: str) -> dict[str, Any]
         form = browser.get(f"{s.live.url}/login/password")
         csrf = form.text.split('name="csrf" value="')[1].split('"')[0]
         tx = form.text.split('name="tx" value="')[1].split('"')[0]
-        done = browser.post(f"{s.live.url}/login/password",
+        return browser.post(f"{s.live.url}/login/password",
                             data={"tx": tx, "csrf": csrf, "email": email, "password": password})
-        assert done.status_code == 303, done.text
-        code = parse_qs(urlsplit(done.headers["location"]).query)["code"][0]
+
+
+def password_tokens(s: SignInSetup, email: str, password: str) -> dict[str, Any]:
+    """A password sign-in on Keyhall's page, and the product's token response."""
+    verifier = secrets.token_urlsafe(48)
+    done = password_sign_in(s, email, password, verifier)
+    assert done.status_code == 303, done.text
+    code = parse_qs(urlsplit(done.headers["location"]).query)["code"][0]
     response = httpx.post(f"{s.live.url}/oauth2/token", trust_env=False, auth=basic(s),
                           data={"grant_type": "authorization_code", "code": code, "redirect_uri": s.product_redirect,
                                 "code_verifier": verifier})
@@ -304,6 +311,28 @@ def password_tokens(s: SignInSetup, email: str, password: str) -> dict[str, Any]
     token: dict[str, Any] = response.json()
     assert verify_id_token(s, token["id_token"])["amr"] == ["pwd"]
     return token
+
+
+def test_a_disabled_local_account_is_refused_with_its_reason(setup: SignInSetup) -> None:
+    s = setup
+    email, password = f"erin-{s.domain.split('.')[0]}@example.com", "correct horse battery staple"
+    with s.live.api() as api:
+        made = api.post(f"/v1/organizations/{s.org['id']}/users", json={"email": email, "password": password},
+                        headers=auth(s.owner))
+        assert made.status_code == 201, made.text
+        token = password_tokens(s, email, password)
+        disabled = api.patch(f"/v1/organizations/{s.org['id']}/users/{made.json()['id']}", json={"disabled": True},
+                             headers=auth(s.owner))
+        assert disabled.status_code == 200, disabled.text
+    assert_refused(s, token)
+    refused = password_sign_in(s, email, password, secrets.token_urlsafe(48))
+    assert refused.status_code == 403, refused.text
+    assert "disabled" in refused.text
+    assert [e["changes"]["reason"] for e in audit(s, "login.failed")] == ["user_disabled"]
+    # A wrong password says nothing about the account's state.
+    wrong = password_sign_in(s, email, "not the password at all", secrets.token_urlsafe(48))
+    assert wrong.status_code == 401
+    assert "disabled" not in wrong.text
 
 
 def test_password_sessions_end_when_the_organization_turns_password_sign_in_off(setup: SignInSetup) -> None:

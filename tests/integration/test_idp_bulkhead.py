@@ -115,6 +115,7 @@ def check_answers(callbacks: list[Callback], reasons: dict[str, str], held_at_mo
         assert "Traceback" not in answer.body
         reason = reasons.get(callback.request_id)
         assert reason in ("idp_busy", "idp_unreachable"), (callback.request_id, reason)
+        assert answer.status == (503 if reason == "idp_busy" else 502), (reason, answer.status)
         (refused if reason == "idp_busy" else held).append(answer)
     assert len(held) <= held_at_most, f"{len(held)} callbacks waited on the hung IdP (cap {held_at_most})"
     assert len(refused) >= len(callbacks) - held_at_most

@@ -68,7 +68,9 @@ def product() -> Iterator[tuple[str, list[str]]]:
 
 @pytest.fixture
 def setup(live_keyhall: LiveKeyhall, saml_idp: SamlIdp, product: tuple[str, list[str]]) -> Iterator[SamlSetup]:
-    yield make_saml_setup(live_keyhall, saml_idp, "SamlBrowser", product_redirect=product[0])
+    s = make_saml_setup(live_keyhall, saml_idp, "SamlBrowser", product_redirect=product[0])
+    live_keyhall.verify_domain(s.org["id"], s.owner, s.domain)  # so that Keyhall vouches for dana's email
+    yield s
     saml_idp.reset()
 
 

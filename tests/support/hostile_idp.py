@@ -23,6 +23,7 @@ test between ``/authorize`` and the callback) returns at once and the port then 
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
@@ -95,6 +96,26 @@ class TokenRequestSeen:
     problems: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class RequestSeen:
+    """One request as it arrived, whatever its path: for showing what a provider was sent."""
+
+    method: str
+    path: str
+    headers: tuple[tuple[str, str], ...]
+    body: str
+
+    def carries(self, secret: str) -> bool:
+        """True when ``secret`` is anywhere in the request: raw, form-encoded, or in HTTP Basic."""
+        texts = [self.path, self.body, *(value for _name, value in self.headers)]
+        for name, value in self.headers:
+            if name.lower() == "authorization" and value.lower().startswith("basic "):
+                with contextlib.suppress(ValueError):
+                    texts.append(unquote_plus(base64.b64decode(value[6:]).decode("utf-8", "replace")))
+        texts += [unquote_plus(text) for text in texts]
+        return any(secret in text for text in texts)
+
+
 @dataclass
 class _Grant:
     authorization: AuthorizationSeen
@@ -115,6 +136,7 @@ class _State:
     access_tokens: set[str] = field(default_factory=set)
     authorizations: list[AuthorizationSeen] = field(default_factory=list)
     token_requests: list[TokenRequestSeen] = field(default_factory=list)
+    received: list[RequestSeen] = field(default_factory=list)
     issued: list[str] = field(default_factory=list)  # codes and tokens handed out, for leak checks
     lock: threading.Lock = field(default_factory=threading.Lock)
     release: threading.Event = field(default_factory=threading.Event)  # ends every hanging /token
@@ -221,6 +243,12 @@ class HostileIdp:
             return list(self._state.token_requests)
 
     @property
+    def received(self) -> list[RequestSeen]:
+        """Every request that reached the provider, in order."""
+        with self._state.lock:
+            return list(self._state.received)
+
+    @property
     def issued(self) -> list[str]:
         """Every code, access token and ID token handed out, to check that none leaks."""
         with self._state.lock:
@@ -272,7 +300,13 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     timeout = 5
 
+    def _record(self, body: str) -> None:
+        seen = RequestSeen(self.command, self.path, tuple(self.headers.items()), body)
+        with self.server.state.lock:
+            self.server.state.received.append(seen)
+
     def do_GET(self) -> None:
+        self._record("")
         url = urlsplit(self.path)
         query = {name: values[0] for name, values in parse_qs(url.query).items()}
         if url.path == "/.well-known/openid-configuration":
@@ -287,11 +321,13 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(404, "text/plain", b"not found")
 
     def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length).decode("utf-8", "replace")
+        self._record(body)
         if urlsplit(self.path).path != "/token":
             self._send(404, "text/plain", b"not found")
             return
-        length = int(self.headers.get("Content-Length") or 0)
-        form = {name: values[0] for name, values in parse_qs(self.rfile.read(length).decode("utf-8")).items()}
+        form = {name: values[0] for name, values in parse_qs(body).items()}
         if self.server.state.mode is Mode.TOKEN_HANGS:
             self._hang()
             return

@@ -6,9 +6,10 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -23,12 +24,16 @@ from tests.support.oidc_idp import OidcIdp
 from tests.support.peers import free_port
 from tests.support.settings import make_settings
 
+if TYPE_CHECKING:  # imported by pytest as a plugin (tests/conftest.py), so not here at import time
+    from tests.support.dns_server import DnsServer
+
 
 @dataclass
 class LiveKeyhall:
     url: str
     runtime: Runtime
     instance_token: str
+    dns: DnsServer | None = None  # the resolver Keyhall asks for domain proofs (KEYHALL_DNS_RESOLVER)
 
     def api(self) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=15.0, trust_env=False)
@@ -36,22 +41,48 @@ class LiveKeyhall:
     def issue_key(self, org_id: str, role: Role) -> str:
         return issue_key(self.runtime, org_id, role)
 
+    def verify_domain(self, org_id: str, owner: str, domain: str) -> dict[str, Any]:
+        """Prove ``domain`` for the organization for real: claim it (unless a connection already
+        did), publish its TXT proof on the test DNS server, and ask Keyhall to check it."""
+        assert self.dns is not None, "this Keyhall asks no test DNS server"
+        with self.api() as api:
+            listed = api.get(f"/v1/organizations/{org_id}/domains", params={"limit": 200}, headers=auth(owner))
+            assert listed.status_code == 200, listed.text
+            found = [d for d in listed.json()["data"] if d["domain"] == domain]
+            if found:
+                claim = found[0]
+            else:
+                made = api.post(f"/v1/organizations/{org_id}/domains", json={"domain": domain}, headers=auth(owner))
+                assert made.status_code == 201, made.text
+                claim = made.json()
+            self.dns.publish_txt(claim["verification"]["name"], claim["verification"]["value"])
+            checked = api.post(f"/v1/organizations/{org_id}/domains/{claim['id']}/verify", headers=auth(owner))
+        assert checked.status_code == 200, checked.text
+        verified: dict[str, Any] = checked.json()
+        assert verified["status"] == "verified", verified
+        return verified
+
 
 class _Server(uvicorn.Server):
     def install_signal_handlers(self) -> None:  # running in a thread: leave signals to pytest
         pass
 
 
-@pytest.fixture(scope="session")
-def live_keyhall(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveKeyhall]:
+@contextmanager
+def serving_keyhall(data_dir: Path, database_dir: Path, **overrides: Any) -> Iterator[LiveKeyhall]:
+    """A Keyhall server in a thread on its own database, with settings ``overrides``, asking its own
+    test DNS server for domain proofs (``LiveKeyhall.verify_domain``)."""
+    from tests.support.dns_server import DnsServer
+
     port = free_port()
-    with fresh_database(tmp_path_factory.mktemp("live-db")) as url:
-        settings = make_settings(Path(tmp_path_factory.mktemp("live-data")), url,
-                                 public_url=f"http://127.0.0.1:{port}", allow_unverified_domains=True)
+    dns = DnsServer().start()
+    with _stopping(dns), fresh_database(database_dir) as url:
+        settings = make_settings(data_dir, url, public_url=f"http://127.0.0.1:{port}",
+                                 **{"dns_resolver": dns.address, **overrides})
         runtime = Runtime.build(settings)
         runtime.database.migrate()
         config = uvicorn.Config(create_app(settings, runtime), host="127.0.0.1", port=port, log_level="warning",
-                                lifespan="off", access_log=False)
+                                lifespan="off", access_log=False, proxy_headers=False)  # as `keyhall serve`
         server = _Server(config)
         thread = threading.Thread(target=server.run, daemon=True)
         thread.start()
@@ -62,11 +93,26 @@ def live_keyhall(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveKeyha
             time.sleep(0.05)
         token = issue_key(runtime, None, None)
         try:
-            yield LiveKeyhall(url=f"http://127.0.0.1:{port}", runtime=runtime, instance_token=token)
+            yield LiveKeyhall(url=f"http://127.0.0.1:{port}", runtime=runtime, instance_token=token, dns=dns)
         finally:
             server.should_exit = True
             thread.join(timeout=10)
             runtime.database.dispose()
+
+
+@contextmanager
+def _stopping(dns: DnsServer) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        dns.stop()
+
+
+@pytest.fixture(scope="session")
+def live_keyhall(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveKeyhall]:
+    with serving_keyhall(Path(tmp_path_factory.mktemp("live-data")), tmp_path_factory.mktemp("live-db"),
+                         allow_unverified_domains=True) as live:
+        yield live
 
 
 @dataclass

@@ -91,7 +91,8 @@ class OidcIdp:
         self._process: subprocess.Popen[bytes] | None = None
 
     @classmethod
-    def start(cls, *, issuer: str | None = None, issuer_host: str = "127.0.0.1") -> OidcIdp:
+    def start(cls, *, issuer: str | None = None, issuer_host: str = "127.0.0.1",
+              accounts: tuple[dict[str, Any], ...] = DEFAULT_ACCOUNTS) -> OidcIdp:
         """Start a provider on a free port; its issuer is ``issuer`` or ``http://{issuer_host}:PORT``."""
         node = shutil.which("node")
         if node is None:
@@ -99,7 +100,7 @@ class OidcIdp:
         if not (PEER_DIR / "node_modules" / "oidc-provider").is_dir():
             peer_unavailable(f"oidc-provider is not installed: run `npm ci` in {PEER_DIR}")
         port = free_port()
-        idp = cls(port=port, issuer=issuer or f"http://{issuer_host}:{port}")
+        idp = cls(port=port, issuer=issuer or f"http://{issuer_host}:{port}", accounts=accounts)
         try:
             idp._launch(node)
         except BaseException:

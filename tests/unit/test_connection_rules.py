@@ -484,7 +484,10 @@ def test_snapshot_of_saml_private_key() -> None:
         (oidc_body, {"oidc": {"issuer": "https://other.example.com"}}),
         (oidc_body, {"oidc": {"client_id": "another-client"}}),
         (oidc_body, {"oidc": {"jwks_url": "https://idp.example.com/keys"}}),
-        (ldap_body, {"ldap": {"server": "ldap2.example.com"}}),
+        # Another Entra ID tenant is another directory of people.
+        (oidc_body, {"oidc": {"tenant_id": "8f2c4e1a-5b6d-4c3e-9a7f-1e2d3c4b5a69"}}),
+        # A new server takes its own bind password (a secret follows its endpoint).
+        (ldap_body, {"ldap": {"server": "ldap2.example.com", "bind_password": "for-ldap2"}}),
         (ldap_body, {"ldap": {"base_dn": "dc=other,dc=com"}}),
     ],
 )

@@ -147,6 +147,7 @@ def test_signed_response_yields_the_assertion(signer: Signer, sign: Literal["res
         in_response_to=idp.REQUEST_ID,
         not_on_or_after=NOW + spec.lifetime + SKEW,
         authn_instant=NOW + spec.issued_offset - timedelta(seconds=20),
+        authn_context_class_ref="urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport",
         signed_element=sign,
     )
 

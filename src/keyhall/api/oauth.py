@@ -76,7 +76,7 @@ def discovery(runtime: RuntimeDep) -> dict[str, Any]:
         "revocation_endpoint_auth_methods_supported": list(CLIENT_AUTH_METHODS),
         "code_challenge_methods_supported": ["S256"],
         "scopes_supported": ["openid", "profile", "email", "groups", "offline_access"],
-        "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "amr", "azp", "email",
+        "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "azp", "email",
                              "email_verified", "name", "given_name", "family_name", "preferred_username",
                              "picture", "locale", "groups", "org_id", "org_slug", "connection_id"],
         "authorization_response_iss_parameter_supported": True,
@@ -105,12 +105,17 @@ def authorize(request: Request, uow: UowDep, runtime: RuntimeDep) -> Response:
     app = provider_uow.applications.get(params.get("client_id", "")[:64]) if params.get("client_id") else None
     try:
         parsed = parse_authorize(params, app)
+        try:
+            max_age = flow.parse_max_age(params.get("max_age"))
+        except ValueError as exc:
+            raise AuthorizeError("invalid_request", str(exc), redirect_uri=parsed.redirect_uri,
+                                 state=parsed.state) from exc
     except AuthorizeError as exc:
         if exc.redirect_uri is None:
             return login_error_page("This application cannot sign you in", exc.description, status=400)
         return RedirectResponse(error_redirect(exc, runtime.settings.public_url), status_code=303)
     now = runtime.clock()
-    tx = flow.start(provider_uow, parsed, now)
+    tx = flow.start(provider_uow, parsed, now, max_age=max_age)
     provider_uow.commit()
     try:
         response = proceed(provider_uow, runtime, tx, email=parsed.login_hint if parsed.login_hint else None,

@@ -74,6 +74,9 @@ _FLOW_REASONS = (
     "ldap_login_failed", "login_refused", "internal_error",
     "empty_password", "user_not_found", "ambiguous_user", "invalid_credentials", "directory_unavailable",
     "account_locked", "idp_busy", "unavailable",
+    # issue 10, trust boundaries: what Keyhall vouches for, routing pins, re-authentication
+    "email_not_verified", "tenant_mismatch", "tenant_not_configured", "connection_not_routed",
+    "password_not_routed", "auth_time_missing", "max_age_exceeded", "reauthentication_skipped",
 )
 LOGIN_REASONS: frozenset[str] = frozenset(
     (*_FLOW_REASONS, *get_args(IdPLoginReason), *get_args(IdTokenReason), *get_args(SamlReason))

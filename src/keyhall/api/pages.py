@@ -10,7 +10,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from keyhall.api.deps import RuntimeDep, UowDep
+from keyhall.api.deps import RuntimeDep, UowDep, client_address
 from keyhall.api.http import request_id
 from keyhall.core.connections import Connection
 from keyhall.core.policy import email_domain, password_login_allowed
@@ -71,7 +71,7 @@ def _password_form(tx: LoginTransaction, *, email: str | None, message: str | No
 
 def start_connection(uow: ProviderUnitOfWork, runtime: Any, conn: Connection, tx: LoginTransaction, *,
                      email: str | None) -> Response:
-    """Send the browser on to ``conn``, which routing (or `flow.usable_connection`) has already vetted."""
+    """Send the browser on to ``conn``, which routing (or `flow.pinned_connection`) has already vetted."""
     if conn.protocol is Protocol.OIDC:
         url = oidc_login.begin(uow, runtime.relying_party, conn, tx, login_hint=email, now=runtime.clock())
         uow.commit()
@@ -97,9 +97,13 @@ def proceed(uow: ProviderUnitOfWork, runtime: Any, tx: LoginTransaction, *, emai
         found = flow.route(uow, request, email=email,
                            allow_unverified_domains=runtime.settings.allow_unverified_domains)
     except LoginFailed as exc:
-        if from_hint and exc.reason == "invalid_email":
+        if from_hint and exc.reason == "invalid_email":  # a hint that is no address: as if none was given
+            flow.pin(uow, tx, flow.Route(ask_email=True))
+            uow.commit()
             return _email_form(tx)
         raise
+    flow.pin(uow, tx, found)
+    uow.commit()
     if found.ask_email:
         return _email_form(tx)
     if len(found.connections) == 1:
@@ -135,7 +139,8 @@ def _check_csrf(tx: LoginTransaction, token: str) -> None:
 def _fail(uow: ProviderUnitOfWork, runtime: Any, request: Request, exc: LoginFailed) -> HTMLResponse:
     uow.rollback()
     flow.audit_login(uow, ok=False, reason=exc.reason, now=runtime.clock(), request_id=request_id(request),
-                     connection=exc.connection, extra={"detail": exc.detail} if exc.detail else None)
+                     connection=exc.connection, organization_id=exc.organization_id,
+                     extra={"detail": exc.detail} if exc.detail else None)
     uow.commit()
     return login_error_page("We could not sign you in", exc.message, status=exc.status, reference=request_id(request))
 
@@ -167,6 +172,7 @@ def password_page(request: Request, uow: UowDep, runtime: RuntimeDep, tx: str | 
     provider_uow = _uow(uow)
     try:
         transaction = _tx_from(provider_uow, runtime, request, tx)
+        flow.password_organizations(transaction)  # refused when the routing offered no password sign-in
     except LoginFailed as exc:
         return _fail(provider_uow, runtime, request, exc)
     return _password_form(transaction, email=None)
@@ -186,12 +192,14 @@ def password_submit(request: Request, uow: UowDep, runtime: RuntimeDep, tx: Anno
             return _password_form(transaction, email=email, status=400, message="Enter your email and password.")
         # Only a genuine attempt (live transaction, right CSRF token) counts against the account. The
         # counter writes on its own connection, so this request's read transaction ends first (SQLite).
+        allowed_orgs = flow.password_organizations(transaction)
         provider_uow.rollback()
         runtime.limiter.hit(f"password:{email}", runtime.password_limit, now)
-        request_data = AuthorizeRequest.from_dict(transaction.data["request"])
-        org = provider_uow.organizations.get(request_data.organization) if request_data.organization else None
-        candidates = _local_accounts(provider_uow, email, org.id if org else None)
-        user = next((u for u in candidates if verify_password(u.password_hash, password) and not u.disabled), None)
+        candidates = _local_accounts(provider_uow, email, allowed_orgs)
+        user = next((u for u in candidates if verify_password(u.password_hash, password)), None)
+        if user is not None and user.disabled:
+            raise LoginFailed("This account is disabled. Ask your organization's administrator.",
+                              reason="user_disabled", status=403, organization_id=user.organization_id)
         if user is None:
             if not candidates:
                 verify_password(None, password)  # same work as a real check: no account enumeration by timing
@@ -203,11 +211,13 @@ def password_submit(request: Request, uow: UowDep, runtime: RuntimeDep, tx: Anno
         user_org = provider_uow.organizations.get(user.organization_id)
         if user_org is None or not password_login_allowed(provider_uow, user_org, email):
             raise LoginFailed("Your organization requires you to sign in with its single sign-on. Go back and "
-                              "enter your email to be sent to it.", reason="password_disabled", status=403)
+                              "enter your email to be sent to it.", reason="password_disabled", status=403,
+                              organization_id=user.organization_id)
         user.last_login_at = now
         provider_uow.users.save(user)
-        url = flow.complete(provider_uow, transaction.id, user, connection=None, amr=["pwd"],
-                            issuer=runtime.settings.public_url, now=now, request_id=request_id(request))
+        url = flow.complete(provider_uow, transaction.id, user, connection=None,
+                            authn=flow.Authentication(amr=["pwd"]), issuer=runtime.settings.public_url, now=now,
+                            request_id=request_id(request))
         return RedirectResponse(url, status_code=303)
     except RateLimited as exc:
         return login_error_page("Too many attempts", f"Too many sign-in attempts for this account. Try again in "
@@ -216,11 +226,12 @@ def password_submit(request: Request, uow: UowDep, runtime: RuntimeDep, tx: Anno
         return _fail(provider_uow, runtime, request, exc)
 
 
-def _local_accounts(uow: ProviderUnitOfWork, email: str, organization_id: str | None) -> list[Any]:
-    if organization_id:
-        user = uow.users.local_by_email(organization_id, email)
-        return [user] if user else []
-    return list(uow.users.local_accounts(email))
+def _local_accounts(uow: ProviderUnitOfWork, email: str, organization_ids: list[str] | None) -> list[Any]:
+    """The local accounts with this email in the organizations the routing allows (None: any)."""
+    if organization_ids is None:
+        return list(uow.users.local_accounts(email))
+    found = (uow.users.local_by_email(org_id, email) for org_id in organization_ids)
+    return [user for user in found if user is not None]
 
 
 @router.get("/sso/{connection_id}/start")
@@ -229,9 +240,8 @@ def sso_start(connection_id: str, request: Request, uow: UowDep, runtime: Runtim
     provider_uow = _uow(uow)
     try:
         transaction = _tx_from(provider_uow, runtime, request, tx)
-        # Chosen by the person (chooser link): it must still be one this sign-in may use.
-        conn = flow.usable_connection(provider_uow, AuthorizeRequest.from_dict(transaction.data["request"]),
-                                      provider_uow.connections.get_any(connection_id))
+        # Chosen by the person (chooser link): it must be one this sign-in's routing allowed.
+        conn = flow.pinned_connection(provider_uow, transaction, connection_id)
         return start_connection(provider_uow, runtime, conn, transaction, email=None)
     except LoginFailed as exc:
         return _fail(provider_uow, runtime, request, exc)
@@ -249,8 +259,8 @@ def oidc_callback(connection_id: str, request: Request, uow: UowDep, runtime: Ru
         if not cookie or not secrets.compare_digest(cookie, str(trip.parent_id)):
             raise LoginFailed("This sign-in was not started in this browser. Go back to your application and start "
                               "again.", reason="transaction_not_bound")
-        conn, user = oidc_login.finish(provider_uow, runtime.relying_party, trip, params, now)
-        url = flow.complete(provider_uow, str(trip.parent_id), user, connection=conn, amr=["ext"],
+        conn, user, authn = oidc_login.finish(provider_uow, runtime.relying_party, trip, params, now)
+        url = flow.complete(provider_uow, str(trip.parent_id), user, connection=conn, authn=authn,
                             issuer=runtime.settings.public_url, now=now, request_id=request_id(request))
     except LoginFailed as exc:
         return _fail(provider_uow, runtime, request, exc)
@@ -271,12 +281,8 @@ def _ldap_form(conn: Connection, tx: LoginTransaction, *, username: str | None =
 
 
 def _ldap_connection(uow: ProviderUnitOfWork, tx: LoginTransaction, connection_id: str) -> Connection:
-    """The active LDAP connection this sign-in may use: the one the product asked for, if it asked."""
-    conn = uow.connections.get_any(connection_id)
-    if conn is not None and conn.protocol is not Protocol.LDAP:
-        raise LoginFailed("This sign-in method is not available.", reason="connection_inactive", connection=conn,
-                          status=404)
-    return flow.usable_connection(uow, AuthorizeRequest.from_dict(tx.data["request"]), conn)
+    """The active LDAP connection this sign-in's routing allowed."""
+    return flow.pinned_connection(uow, tx, connection_id, protocol=Protocol.LDAP)
 
 
 @router.get("/sso/{connection_id}/ldap")
@@ -298,7 +304,7 @@ def ldap_submit(connection_id: str, request: Request, uow: UowDep, runtime: Runt
     provider_uow = _uow(uow)
     now = runtime.clock()
     name = username.strip()
-    address = request.client.host if request.client else "unknown"
+    address = client_address(request)
     try:
         transaction = _tx_from(provider_uow, runtime, request, tx)
         _check_csrf(transaction, csrf)
@@ -306,8 +312,9 @@ def ldap_submit(connection_id: str, request: Request, uow: UowDep, runtime: Runt
         provider_uow.rollback()  # no database lock held while counting or during the directory round trip
         if not name:
             return _ldap_form(conn, transaction, message="Enter your username.", status=400)
-        # Only genuine attempts count (live transaction, right CSRF token): per person and per address.
-        runtime.limiter.hit(f"ldap:{connection_id}:{name.lower()}", runtime.password_limit, now)
+        # Only genuine attempts count (live transaction, right CSRF token): per person and per address,
+        # keyed by the stored connection id, never the URL's spelling of it.
+        runtime.limiter.hit(f"ldap:{conn.id}:{name.lower()}", runtime.password_limit, now)
         runtime.limiter.hit(f"ldap-address:{address}", LDAP_ADDRESS_LIMIT, now)
         try:
             user = ldap_login.sign_in(provider_uow, conn, name, password, now=now,
@@ -317,11 +324,12 @@ def ldap_submit(connection_id: str, request: Request, uow: UowDep, runtime: Runt
                 raise
             provider_uow.rollback()
             flow.audit_login(provider_uow, ok=False, reason=exc.reason, now=now, request_id=request_id(request),
-                             connection=conn, extra={"method": "ldap", "detail": exc.detail})
+                             connection=conn, extra={"method": "ldap"})
             provider_uow.commit()
             return _ldap_form(conn, transaction, username=name, message=exc.message, status=exc.status)
-        url = flow.complete(provider_uow, transaction.id, user, connection=conn, amr=["pwd"],
-                            issuer=runtime.settings.public_url, now=now, request_id=request_id(request))
+        url = flow.complete(provider_uow, transaction.id, user, connection=conn,
+                            authn=flow.Authentication(amr=["pwd"]), issuer=runtime.settings.public_url, now=now,
+                            request_id=request_id(request))
     except RateLimited as exc:
         return login_error_page("Too many attempts", f"Too many sign-in attempts. Try again in {exc.retry_after} "
                                 "seconds.", status=429)

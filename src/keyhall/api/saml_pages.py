@@ -55,9 +55,10 @@ def acs(connection_id: str, request: Request, uow: UowDep, runtime: RuntimeDep,
     now = runtime.clock()
     form = {"SAMLResponse": SAMLResponse, **({"RelayState": RelayState} if RelayState else {})}
     try:
-        conn, user, trip = saml_login.receive(provider_uow, service_provider(runtime), connection_id, form, now)
+        conn, user, trip, authn = saml_login.receive(provider_uow, service_provider(runtime), connection_id, form,
+                                                     now)
         if trip is not None and trip.parent_id:
-            step = saml_login.handoff(provider_uow, conn, user, trip.parent_id, now)
+            step = saml_login.handoff(provider_uow, conn, user, trip.parent_id, now, authn)
             provider_uow.commit()
             return RedirectResponse(f"/sso/{conn.id}/saml/complete?step={step}", status_code=303)
         # IdP-initiated (opted in per connection): answer the configured application directly.
@@ -67,7 +68,7 @@ def acs(connection_id: str, request: Request, uow: UowDep, runtime: RuntimeDep,
             raise LoginFailed("IdP-initiated sign-in is misconfigured for this connection (unknown application "
                               "or redirect URI).", reason="idp_initiated_misconfigured", connection=conn)
         parent = flow.start(provider_uow, unsolicited, now)
-        url = flow.complete(provider_uow, parent.id, user, connection=conn, amr=["ext"],
+        url = flow.complete(provider_uow, parent.id, user, connection=conn, authn=authn,
                             issuer=runtime.settings.public_url, now=now, request_id=request_id(request))
         return RedirectResponse(url, status_code=303)
     except LoginFailed as exc:
@@ -89,8 +90,9 @@ def complete(connection_id: str, request: Request, uow: UowDep, runtime: Runtime
         user = provider_uow.users.get(str(handed.data["user_id"]))
         if conn is None or user is None:
             raise LoginFailed("This sign-in can no longer finish.", reason="state_invalid")
-        url = flow.complete(provider_uow, str(handed.parent_id), user, connection=conn, amr=["ext"],
-                            issuer=runtime.settings.public_url, now=now, request_id=request_id(request))
+        url = flow.complete(provider_uow, str(handed.parent_id), user, connection=conn,
+                            authn=saml_login.handed_authentication(handed), issuer=runtime.settings.public_url,
+                            now=now, request_id=request_id(request))
     except LoginFailed as exc:
         return _fail(provider_uow, runtime, request, exc)
     response = RedirectResponse(url, status_code=303)

@@ -84,6 +84,9 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
+_GUID = r"^[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}$"
+
+
 class OidcSettings(_Strict):
     """OpenID Connect relying-party settings toward the organization's IdP."""
 
@@ -102,6 +105,9 @@ class OidcSettings(_Strict):
         Annotated[str, Field(pattern=r"^(client_secret_basic|client_secret_post|none)$")] | None
     ) = None
     fetch_userinfo: bool = True
+    # Azure AD (Entra ID): the tenant whose accounts may sign in (the ID token's ``tid``); derived
+    # from a single-tenant issuer when not given. See ``presets.check_tenant``.
+    tenant_id: Annotated[str, StringConstraints(pattern=_GUID)] | None = None
 
 
 NAME_ID_FORMATS = (
@@ -202,7 +208,7 @@ SECRET_FIELDS: dict[str, tuple[str, ...]] = {
 }
 
 IDENTITY_FIELDS: dict[str, tuple[str, ...]] = {
-    "oidc": ("issuer", "discovery_url", "client_id", "authorization_url", "token_url", "jwks_url"),
+    "oidc": ("issuer", "discovery_url", "client_id", "authorization_url", "token_url", "jwks_url", "tenant_id"),
     "saml": ("idp_entity_id", "sso_url", "certificates", "metadata_url", "metadata_xml"),
     "ldap": ("server", "port", "security", "base_dn", "user_search_base"),
 }
@@ -249,3 +255,24 @@ Contacts = Annotated[list[EmailStr], Field(min_length=1, max_length=10)]
 
 def settings_dump(model: BaseModel) -> dict[str, Any]:
     return model.model_dump(mode="json")
+
+SECRET_DESTINATIONS: dict[str, dict[str, tuple[str, ...]]] = {
+    # The client secret goes to the token endpoint, which the issuer's discovery document (or an
+    # explicit token_url) names; the tokens it buys go to the userinfo endpoint. The authorization
+    # endpoint only ever sees the browser with public parameters, and the JWKS is fetched without
+    # credentials: changing those resets is_verified (IDENTITY_FIELDS) but moves no secret.
+    "oidc": {"client_secret": ("issuer", "discovery_url", "token_url", "userinfo_url")},
+    # sp_private_key is Keyhall's own key: it signs and decrypts here and is never sent anywhere.
+    "saml": {},
+    # The bind password goes to the directory at server/port over security; ca_certificate decides
+    # which peer TLS accepts as that directory, so replacing it can hand the password to another.
+    "ldap": {"bind_password": ("server", "port", "security", "ca_certificate")},
+}
+"""Per protocol, each secret and the settings that decide where it is sent. Changing where a
+secret would go clears it unless the same request sends it again (``keyhall.core.secret_destinations``)."""
+
+DISCOVERED_ENDPOINTS: dict[str, str] = {
+    "issuer": "issuer", "discovery_url": "discovery_url", "authorization_url": "authorization_endpoint",
+    "token_url": "token_endpoint", "userinfo_url": "userinfo_endpoint", "jwks_url": "jwks_uri",
+}
+"""OIDC settings that, when not set, take effect from the discovered document (its member names)."""

@@ -27,6 +27,7 @@ from keyhall.core.connection_settings import (
 )
 from keyhall.core.domains import PUBLIC_EMAIL_DOMAINS
 from keyhall.core.presets import preset_for
+from keyhall.core.secret_destinations import is_discovered_echo, moved_secrets
 from keyhall.core.validation import validate_model
 from keyhall.core.vocabulary import (
     SECRET_MASK,
@@ -49,7 +50,8 @@ READ_ONLY_FIELDS = frozenset(
 )
 NOT_NULLABLE = frozenset(
     {"protocol", "provider", "name", "status", "disable_email_password", "sync_profile",
-     "user_provisioning", "group_provisioning", "attribute_mappings", "group_mappings", "domains"}
+     "require_verified_email", "user_provisioning", "group_provisioning", "attribute_mappings", "group_mappings",
+     "domains"}
 )
 
 
@@ -68,6 +70,7 @@ class Connection:
     is_verified: bool = False
     disable_email_password: bool = False
     sync_profile: bool = True
+    require_verified_email: bool = False  # refuse sign-ins whose email Keyhall cannot vouch for
     user_provisioning: UserProvisioning = UserProvisioning.AUTO
     group_provisioning: GroupProvisioning = GroupProvisioning.SYNC
     attribute_mappings: dict[str, str] = field(default_factory=dict)
@@ -92,7 +95,8 @@ class Connection:
             "display_name": self.display_name, "status": str(self.status), "domains": list(self.domains),
             "contacts": list(self.contacts), "branding": dict(self.branding),
             "is_verified": self.is_verified, "disable_email_password": self.disable_email_password,
-            "sync_profile": self.sync_profile, "user_provisioning": str(self.user_provisioning),
+            "sync_profile": self.sync_profile, "require_verified_email": self.require_verified_email,
+            "user_provisioning": str(self.user_provisioning),
             "group_provisioning": str(self.group_provisioning),
             "attribute_mappings": dict(self.attribute_mappings), "group_mappings": list(self.group_mappings),
             "text_record": self.text_record,
@@ -115,6 +119,7 @@ class ConnectionInput(BaseModel):
     branding: Branding | None = None
     disable_email_password: bool | None = None
     sync_profile: bool | None = None
+    require_verified_email: bool | None = None
     user_provisioning: UserProvisioning | None = None
     group_provisioning: GroupProvisioning | None = None
     attribute_mappings: dict[ProfileField, AttributeName] | None = None
@@ -151,8 +156,14 @@ class Outcome:
 
 def _merge_protocol_block(
     protocol: Protocol, stored: dict[str, Any], stored_secrets: dict[str, str], block: dict[str, Any] | None,
-    *, replace_all: bool,
+    *, replace_all: bool, discovered: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], dict[str, str]]:
+    """The protocol settings and secrets after ``block`` is merged in, validated as a whole.
+
+    A secret follows its endpoint: when the merge changes where a stored secret would be sent
+    (``SECRET_DESTINATIONS``), the stored one is dropped unless the block sends a new one, and
+    sending the mask there is refused (it would keep the old secret for the new endpoint).
+    """
     secret_names = SECRET_FIELDS[protocol]
     merged: dict[str, Any] = {} if replace_all else dict(stored)
     if replace_all and protocol is Protocol.OIDC and block is not None and "issuer" not in block \
@@ -171,12 +182,41 @@ def _merge_protocol_block(
                 secrets[key] = value
         elif value is None:
             merged.pop(key, None)
+        elif is_discovered_echo(protocol, key, value, stored, discovered):
+            merged.pop(key, None)  # the discovered endpoint sent back as read: already in effect
         else:
             merged[key] = value
     model = validate_model(PROTOCOL_MODELS[protocol], {**merged, **secrets}, prefix=str(protocol))
     dumped = model.model_dump(mode="json")
     public = {k: v for k, v in dumped.items() if k not in secret_names}
-    return public, {k: dumped[k] for k in secret_names if dumped.get(k)}
+    kept = {k: dumped[k] for k in secret_names if dumped.get(k)}
+    if stored:
+        for name, fields in moved_secrets(protocol, stored, public, discovered).items():
+            _follow_endpoint(protocol, name, fields, (block or {}).get(name), public, kept,
+                             was_stored=name in stored_secrets)
+    return public, kept
+
+
+def _follow_endpoint(protocol: Protocol, name: str, fields: list[str], sent: Any, public: dict[str, Any],
+                     kept: dict[str, str], *, was_stored: bool) -> None:
+    """``name``'s endpoint moved (``fields`` changed): keep the secret only if this request sent it."""
+    path, moved = f"{protocol}.{name}", [f"{protocol}.{f}" for f in fields]
+    if sent == SECRET_MASK:
+        raise InvalidInput(
+            f"{path}: the mask keeps the stored secret only while it goes to the same place; this request "
+            f"changes {', '.join(moved)}, so send the secret for the new endpoint, or leave it out to clear it",
+            field=path, details={"moved_by": moved},
+        )
+    if sent or not was_stored:
+        return  # a new secret given for the new endpoint, or none to move
+    kept.pop(name, None)  # stored for the old endpoint: never sent to the new one
+    if protocol is Protocol.LDAP and public.get("bind_dn"):
+        # A DN without a password is an unauthenticated bind (RFC 4513 §5.1.2): nothing to store.
+        raise InvalidInput(
+            f"{path}: this request changes {', '.join(moved)}, and the stored password is only sent to the "
+            "directory it was given for; send bind_password for the new directory in the same request",
+            field=path, details={"moved_by": moved},
+        )
 
 
 def _check_domains(domains: list[str]) -> list[str]:
@@ -246,12 +286,13 @@ def apply_input(
     settings, secrets = base.settings, base.secrets
     if block is not None or existing is None:
         settings, secrets = _merge_protocol_block(
-            protocol, base.settings, base.secrets, block, replace_all=replace_all and block is not None
+            protocol, base.settings, base.secrets, block, replace_all=replace_all and block is not None,
+            discovered=base.discovered,
         )
 
     conn = replace(base, settings=settings, secrets=secrets, updated_at=now)
-    simple = ("provider", "status", "disable_email_password", "sync_profile", "user_provisioning",
-              "group_provisioning", "display_name", "text_record")
+    simple = ("provider", "status", "disable_email_password", "sync_profile", "require_verified_email",
+              "user_provisioning", "group_provisioning", "display_name", "text_record")
     for name in simple:
         if data.given(name):
             setattr(conn, name, getattr(data, name))

@@ -1,13 +1,18 @@
 """Provider presets: what Keyhall knows about well-known IdPs, filled in as defaults.
 
 A preset never overrides what the owner sent; it only fills blanks (discovery issuer, attribute
-names those IdPs send) at creation.
+names those IdPs send) at creation. For the multi-tenant IdPs a preset also pins the organization's
+tenant at sign-in (``check_tenant``).
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
+from keyhall.core.users import LoginRefused
 from keyhall.core.vocabulary import Protocol, Provider
 
 _MS = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/"
@@ -101,3 +106,48 @@ PRESETS: dict[Provider, Preset] = {
 
 def preset_for(provider: Provider) -> Preset:
     return PRESETS[provider]
+
+
+# --- multi-tenant IdPs: pin the organization's own tenant -----------------------------------------
+
+_AZURE_ISSUER = re.compile(
+    r"^https://(?:login\.microsoftonline\.com|sts\.windows\.net)/"
+    r"(?P<tid>[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})(?:/v2\.0)?/?$"
+)
+
+
+def azure_tenant(settings: Mapping[str, Any]) -> str | None:
+    """The Entra ID tenant an Azure AD OIDC connection is pinned to: ``oidc.tenant_id``, else the
+    tenant named in a single-tenant issuer (``https://login.microsoftonline.com/{tid}/v2.0``).
+    None for a multi-tenant issuer (``common``, ``organizations``, ``{tenantid}``) without one."""
+    configured = settings.get("tenant_id")
+    if configured:
+        return str(configured).lower()
+    found = _AZURE_ISSUER.match(str(settings.get("issuer") or ""))
+    return found.group("tid").lower() if found else None
+
+
+def check_tenant(provider: Provider, protocol: Protocol, settings: Mapping[str, Any], domains: Sequence[str],
+                 claims: Mapping[str, Any]) -> None:
+    """Multi-tenant IdPs sign in every account they host, not only the organization's: Google
+    Workspace's ``hd`` claim must be one of the connection's domains, and Azure AD's ``tid`` the
+    configured tenant. Raises LoginRefused (``tenant_not_configured``, ``tenant_mismatch``)."""
+    if protocol is not Protocol.OIDC:
+        return
+    if provider is Provider.GOOGLE_WORKSPACE:
+        if not domains:
+            raise LoginRefused("this Google Workspace connection routes no domain, so no Workspace account can "
+                               "sign in through it", reason="tenant_not_configured")
+        hosted = claims.get("hd")
+        if not isinstance(hosted, str) or hosted.lower().rstrip(".") not in {d.lower() for d in domains}:
+            raise LoginRefused("your Google account does not belong to this organization's Google Workspace",
+                               reason="tenant_mismatch")
+    elif provider is Provider.AZURE_AD:
+        tenant = azure_tenant(settings)
+        if tenant is None:
+            raise LoginRefused("this Microsoft Entra ID connection names no tenant (oidc.tenant_id), so no "
+                               "account can sign in through it", reason="tenant_not_configured")
+        tid = claims.get("tid")
+        if not isinstance(tid, str) or tid.lower() != tenant:
+            raise LoginRefused("your Microsoft account does not belong to this organization's tenant",
+                               reason="tenant_mismatch")

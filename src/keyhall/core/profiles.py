@@ -4,9 +4,10 @@ through the connection's attribute and group mappings."""
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
+from keyhall.core.connection_settings import normalize_domain
 from keyhall.core.connections import Connection
 from keyhall.core.users import LoginRefused, Profile
 from keyhall.core.vocabulary import GroupProvisioning
@@ -83,8 +84,28 @@ def map_groups(connection: Connection, idp_groups: Sequence[str]) -> list[str] |
     return sorted({m["group"] for m in connection.group_mappings if m["idp_group"] in names})
 
 
-def trust_directory_email(connection: Connection, profile: Profile) -> None:
-    """SAML and LDAP say nothing of email verification. The organization's own directory is
-    authoritative for addresses in the domains its connection routes, and for no others."""
-    local, _, domain = (profile.email or "").rpartition("@")
-    profile.email_verified = bool(local and domain and domain in connection.domains)
+def email_verdict(profile: Profile, *, idp_vouched: bool, verified_domains: Collection[str]) -> bool:
+    """Whether Keyhall vouches for ``profile.email`` (the ID token's ``email_verified``).
+
+    Two proofs are needed, and neither is enough alone:
+
+    - the IdP vouched for the address: OIDC's ``email_verified`` claim, or for SAML and LDAP the
+      organization's own directory asserting it (``idp_vouched``);
+    - the address's domain is DNS-verified by the connection's own organization
+      (``verified_domains``: the names that organization has proven). A domain merely listed on a
+      connection, or verified by another organization, proves nothing; nor does
+      ``KEYHALL_ALLOW_UNVERIFIED_DOMAINS``, which only changes routing in development.
+    """
+    if not idp_vouched or not profile.email:
+        return False
+    local, _, domain = profile.email.rpartition("@")
+    name = email_domain_name(domain)
+    return bool(local and name) and name in {email_domain_name(d) for d in verified_domains}
+
+
+def email_domain_name(domain: str) -> str | None:
+    """An address's domain as claims store it (lower case, IDNA): None when it is no domain name."""
+    try:
+        return normalize_domain(domain)
+    except ValueError:
+        return None

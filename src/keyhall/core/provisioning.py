@@ -2,7 +2,10 @@
 
 Users are keyed by (connection, IdP subject). An existing account is never taken over by email
 alone: only a user pre-created for this connection (``manual`` provisioning) is linked, and only
-when the IdP says the email is verified.
+when Keyhall vouches for the email (``profile.email_verified`` holds the verdict of
+``profiles.email_verdict``: the IdP vouched for it *and* the connection's organization has
+DNS-verified its domain). A connection with ``require_verified_email`` refuses every sign-in
+without that verdict.
 """
 
 from __future__ import annotations
@@ -26,7 +29,13 @@ class UserRepository(Protocol):
 
 
 def provision(users: UserRepository, connection: Connection, profile: Profile, now: datetime) -> tuple[User, bool]:
-    """The user for this sign-in, and whether it was created now. Raises LoginRefused."""
+    """The user for this sign-in, and whether it was created now. Raises LoginRefused.
+
+    ``profile.email_verified`` must already be Keyhall's verdict (``profiles.email_verdict``), not
+    what the IdP claimed."""
+    if connection.require_verified_email and not profile.email_verified:
+        raise LoginRefused("your organization accepts sign-ins only with an email address in a domain it has "
+                           "verified; ask your administrator", reason="email_not_verified")
     groups = map_groups(connection, profile.groups)
     user = users.by_subject(connection.id, profile.subject)
     if user is not None:
@@ -34,8 +43,11 @@ def provision(users: UserRepository, connection: Connection, profile: Profile, n
             raise LoginRefused("this account is disabled", reason="user_disabled")
         if connection.sync_profile:
             user.apply(profile, groups=groups)
-        elif groups is not None:
-            user.groups = list(groups)
+        else:
+            # The stored email is kept, but vouched for only if this sign-in vouched for it again.
+            user.email_verified = bool(profile.email_verified and user.email and user.email == profile.email)
+            if groups is not None:
+                user.groups = list(groups)
         user.last_login_at = user.updated_at = now
         users.save(user)
         return user, False

@@ -187,8 +187,9 @@ def _addresses(host: str, port: int, policy: OutboundPolicy) -> tuple[str, ...]:
         for address in addresses:
             reason = non_public_reason(ipaddress.ip_address(address.split("%", 1)[0]))
             if reason is not None:
-                where = f"host {host}" if host == address else f"host {host} resolves to {address}, which"
-                raise _Failure(f"ldap.server: {where} is {reason} address; Keyhall only contacts directories on "
+                # A name's resolved address (or its kind) is never told: it would map the private network.
+                what = f"host {host} is {reason}" if host == address else f"host {host} resolves to a non-public"
+                raise _Failure(f"ldap.server: {what} address; Keyhall only contacts directories on "
                                f"public addresses ({_INSECURE_HINT})", stage="config")
     return addresses
 

@@ -3,7 +3,12 @@
 1. ``start``: a validated authorization request becomes an *authorize* transaction, bound to the
    browser by a cookie.
 2. ``route``: the request's ``connection`` / ``organization`` / ``domain`` / ``login_hint`` (or
-   the email typed on the login page) picks the organization's connection.
+   the email typed on the login page) picks the organization's connection. ``pin`` stores what
+   that routing allowed in the transaction: the connections the sign-in may go through, and for
+   which organizations (if any) password sign-in is allowed. From then on ``pinned_connection``
+   and ``password_organizations`` are the only ways to a connection or a password form, and
+   ``complete`` checks the pin once more: a sign-in routed to one organization cannot be switched
+   to another's connection by editing a URL.
 3. A protocol module (``login.oidc``, ...) takes the person to their IdP and back.
 4. ``complete``: the provisioned user gets an authorization code for the product; the
    connection is marked verified on its first success; the sign-in is audited.
@@ -26,7 +31,7 @@ from keyhall.core.organizations import Organization
 from keyhall.core.policy import active_connections, connections_for_domain, email_domain
 from keyhall.core.transactions import LoginTransaction, new_transaction
 from keyhall.core.users import User
-from keyhall.core.vocabulary import ConnectionStatus
+from keyhall.core.vocabulary import ConnectionStatus, Protocol
 from keyhall.errors import KeyhallError
 from keyhall.provider.authorize import AuthorizeRequest, add_query
 from keyhall.provider.grants import issue_code
@@ -39,27 +44,118 @@ class LoginFailed(KeyhallError):
     code = "login_failed"
 
     def __init__(self, message: str, *, reason: str, status: int = 400, connection: Connection | None = None,
-                 detail: str | None = None):
+                 detail: str | None = None, organization_id: str | None = None):
         super().__init__(message, details={"reason": reason})
         self.reason = reason
         self.status = status
         self.connection = connection
         self.detail = detail
+        self.organization_id = organization_id  # whose audit log records it, when no connection says
 
 
 @dataclass
 class Route:
-    """Where a sign-in goes next: one connection, a choice, the email form, or nowhere."""
+    """Where a sign-in goes next: one connection, a choice, the email form, or nowhere.
+
+    ``password_organizations``: the organizations whose local accounts may sign in with a
+    password on this sign-in; None when the product set no bound (any organization), empty when
+    password sign-in is not allowed at all (the product asked for one connection)."""
 
     connections: list[Connection] = field(default_factory=list)
     organization: Organization | None = None
     ask_email: bool = False
+    password_organizations: list[str] | None = None
 
 
-def start(uow: ProviderUnitOfWork, request: AuthorizeRequest, now: datetime) -> LoginTransaction:
-    tx = new_transaction("authorize", {"request": request.as_dict(), "csrf": secrets.token_urlsafe(24)}, now)
+def _pin_data(connection_ids: list[str], password_organizations: list[str] | None) -> dict[str, Any]:
+    return {"connections": connection_ids, "password_organizations": password_organizations}
+
+
+MAX_AGE_LIMIT = 10 * 365 * 24 * 3600  # seconds; beyond this a max_age bounds nothing
+
+
+def parse_max_age(value: str | None) -> int | None:
+    """The product's ``max_age`` (OIDC Core §3.1.2.1): seconds, a non-negative integer. Raises
+    ValueError with a message naming the parameter."""
+    if value is None or value == "":
+        return None
+    if not value.isascii() or not value.isdigit() or len(value) > 12:
+        raise ValueError("max_age must be a non-negative integer (seconds)")
+    return min(int(value), MAX_AGE_LIMIT)
+
+
+def start(uow: ProviderUnitOfWork, request: AuthorizeRequest, now: datetime, *,
+          max_age: int | None = None) -> LoginTransaction:
+    """A new authorize transaction. Nothing is pinned yet (no connection, no password) until
+    ``pin``; a request naming its connection (an IdP-initiated SAML sign-in) is pinned to it."""
+    pinned = _pin_data([request.connection] if request.connection else [], [])
+    tx = new_transaction("authorize", {"request": request.as_dict(), "csrf": secrets.token_urlsafe(24),
+                                       "max_age": max_age, "pin": pinned}, now)
     uow.transactions.add(tx)
     return tx
+
+
+def pin(uow: ProviderUnitOfWork, tx: LoginTransaction, found: Route) -> None:
+    """Store what this routing allows; the caller commits. A later routing of the same sign-in
+    (the person types another email) replaces it, but is bound by the same product request."""
+    tx.data = {**tx.data, "pin": _pin_data([c.id for c in found.connections], found.password_organizations)}
+    uow.transactions.update_data(tx.id, tx.data)
+
+
+def _pinned(tx: LoginTransaction) -> tuple[list[str], list[str] | None]:
+    stored = tx.data.get("pin") or {}
+    connections = [str(c) for c in stored.get("connections") or []]
+    orgs = stored.get("password_organizations", [])
+    return connections, (None if orgs is None else [str(o) for o in orgs])
+
+
+def _not_routed(connection: Connection) -> LoginFailed:
+    return LoginFailed("This sign-in method is not one your sign-in was sent to. Go back to your application and "
+                       "start again.", reason="connection_not_routed", connection=connection, status=403)
+
+
+def pinned_connection(uow: ProviderUnitOfWork, tx: LoginTransaction, connection_id: str, *,
+                      protocol: Protocol | None = None) -> Connection:
+    """The connection ``connection_id`` names, if this sign-in's routing allowed it and it is
+    active (and speaks ``protocol``, when given). The stored connection is returned: its id is
+    the canonical one, whatever the case of the URL's."""
+    conn = uow.connections.get_any(connection_id)
+    if conn is None or conn.status is not ConnectionStatus.ACTIVE or (protocol and conn.protocol is not protocol):
+        raise LoginFailed("This sign-in method is not available.", reason="connection_inactive", connection=conn,
+                          status=404)
+    allowed, _orgs = _pinned(tx)
+    if conn.id not in allowed:
+        raise _not_routed(conn)
+    return usable_connection(uow, AuthorizeRequest.from_dict(tx.data["request"]), conn)
+
+
+def check_trip_pinned(uow: ProviderUnitOfWork, trip: LoginTransaction, connection: Connection) -> None:
+    """An IdP's answer (OIDC callback, SAML ACS) for ``connection`` may go on only while the
+    sign-in it belongs to is still routed there (the person may have been routed elsewhere since
+    the trip began). Checked before anyone is provisioned; ``complete`` checks again."""
+    parent = uow.transactions.get(trip.parent_id) if trip.parent_id else None
+    allowed = _pinned(parent)[0] if parent is not None else []
+    if connection.id not in allowed:
+        raise _not_routed(connection)
+
+
+def password_organizations(tx: LoginTransaction) -> list[str] | None:
+    """The organizations whose local accounts may sign in with a password here (None: any).
+    Raises LoginFailed when the routing offered no password sign-in at all."""
+    _connections, orgs = _pinned(tx)
+    if orgs is not None and not orgs:
+        raise LoginFailed("Your application asked for a sign-in method other than a password. Go back to your "
+                          "application and start again.", reason="password_not_routed", status=403)
+    return orgs
+
+
+def _check_pinned(parent: LoginTransaction, user: User, connection: Connection | None) -> None:
+    connections, orgs = _pinned(parent)
+    if connection is not None and connection.id not in connections:
+        raise _not_routed(connection)
+    if connection is None and orgs is not None and user.organization_id not in orgs:
+        raise LoginFailed("Your application asked for another organization's sign-in. Go back to your "
+                          "application and start again.", reason="password_not_routed", status=403)
 
 
 def authorize_transaction(uow: ProviderUnitOfWork, tx_id: str | None, cookie: str | None,
@@ -89,7 +185,7 @@ def route(uow: ProviderUnitOfWork, request: AuthorizeRequest, *, email: str | No
         if conn.status is not ConnectionStatus.ACTIVE:
             raise LoginFailed("This sign-in method is switched off by your organization.",
                               reason="connection_inactive", status=403, connection=conn)
-        return Route(connections=[conn])
+        return Route(connections=[conn], password_organizations=[])
     if request.organization:
         org = uow.organizations.get(request.organization)
         if org is None:
@@ -101,13 +197,16 @@ def route(uow: ProviderUnitOfWork, request: AuthorizeRequest, *, email: str | No
             domain = email_domain(email)
             matching = [c for c in conns if domain and domain in c.domains]
             conns = matching or conns
-        return Route(connections=default or conns, organization=org)
+        return Route(connections=default or conns, organization=org, password_organizations=[org.id])
     domain = request.domain or (email_domain(email) if email else None)
     if email is not None and domain is None:
         raise LoginFailed("That does not look like an email address.", reason="invalid_email")
     if domain is None:
         return Route(ask_email=True)
-    return Route(connections=connections_for_domain(uow, domain.lower(), allow_unverified=allow_unverified_domains))
+    conns = connections_for_domain(uow, domain.lower(), allow_unverified=allow_unverified_domains)
+    # A product that named the domain bounds password sign-in to the organizations routing it.
+    orgs = sorted({c.organization_id for c in conns}) if request.domain else None
+    return Route(connections=conns, password_organizations=orgs)
 
 
 def usable_connection(uow: ProviderUnitOfWork, request: AuthorizeRequest, conn: Connection | None) -> Connection:
@@ -142,15 +241,28 @@ def audit_login(uow: ProviderUnitOfWork, *, ok: bool, reason: str, now: datetime
     observe_login(connection.id if connection else None, ok, reason)
 
 
+@dataclass(frozen=True)
+class Authentication:
+    """How the person proved who they are, as the ID token tells the product: ``amr`` (RFC 8176
+    values, the IdP's when it sent them), ``auth_time`` (the IdP's authentication time; None when
+    Keyhall checked the credentials itself, just now) and ``acr`` (the IdP's, if any)."""
+
+    amr: list[str]
+    auth_time: datetime | None = None
+    acr: str | None = None
+
+
 def complete(uow: ProviderUnitOfWork, parent_id: str, user: User, *, connection: Connection | None,
-             amr: list[str], issuer: str, now: datetime, request_id: str | None) -> str:
+             authn: Authentication, issuer: str, now: datetime, request_id: str | None) -> str:
     """Finish: the authorization code goes back to the product's registered redirect URI."""
     parent = uow.transactions.consume(parent_id, "authorize", now)
     if parent is None:
         raise LoginFailed("This sign-in has already finished or expired. Go back to your application and start "
                           "again.", reason="transaction_expired", connection=connection)
+    _check_pinned(parent, user, connection)
     request = AuthorizeRequest.from_dict(parent.data["request"])
-    code = issue_code(uow, request, user, connection_id=connection.id if connection else None, amr=amr, now=now)
+    code = issue_code(uow, request, user, connection_id=connection.id if connection else None, amr=authn.amr,
+                      now=now, auth_time=authn.auth_time, acr=authn.acr)
     audit_login(uow, ok=True, reason="ok", now=now, request_id=request_id, connection=connection,
                 organization_id=user.organization_id, user=user, extra={"client_id": request.client_id})
     uow.commit()

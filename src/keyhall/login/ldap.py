@@ -19,13 +19,14 @@ from datetime import datetime
 
 from keyhall.api.observability import observe_idp_call
 from keyhall.core.connections import Connection
-from keyhall.core.profiles import map_profile, trust_directory_email
+from keyhall.core.profiles import map_profile
 from keyhall.core.provisioning import LoginRefused, provision
 from keyhall.core.users import User
 from keyhall.core.vocabulary import ConnectionStatus, Protocol
 from keyhall.errors import InvalidInput
 from keyhall.idp.ldap_client import LdapLoginError, LdapLoginReason, authenticate
 from keyhall.login.flow import LoginFailed
+from keyhall.login.identity import vouch_email
 from keyhall.provider.model import ProviderUnitOfWork
 from keyhall.security.outbound import OutboundPolicy
 
@@ -41,6 +42,9 @@ _OUTCOMES: dict[LdapLoginReason, tuple[str, int]] = {
     "directory_unavailable": ("Keyhall could not reach your organization's directory. Try again in a few "
                               "minutes.", 502),
 }
+
+#: Reasons whose message (the directory's, not the person's text) is kept in the audit event.
+DIRECTORY_DETAIL_REASONS = frozenset({"directory_unavailable", "account_locked"})
 
 #: Reasons for which the route shows the form again (with the message) rather than an error page.
 RETRY_REASONS = frozenset({"empty_password", "user_not_found", "invalid_credentials", "ambiguous_user",
@@ -69,17 +73,21 @@ def sign_in(uow: ProviderUnitOfWork, conn: Connection, username: str, password: 
         # A refused password is an answer; only an unusable directory is a failed call.
         observe_idp_call("ldap", time.perf_counter() - started, ok=exc.reason != "directory_unavailable")
         message, status = _OUTCOMES[exc.reason]
-        raise LoginFailed(message, reason=exc.reason, status=status, connection=conn, detail=exc.message) from exc
+        # The directory's own account of an outage or a locked account is worth keeping; the other
+        # messages would carry the typed username (anyone's text) into the organization's audit log.
+        detail = exc.message if exc.reason in DIRECTORY_DETAIL_REASONS else None
+        raise LoginFailed(message, reason=exc.reason, status=status, connection=conn, detail=detail) from exc
     except InvalidInput as exc:  # a username no directory entry can have (control characters, too long)
-        raise LoginFailed(BAD_CREDENTIALS, reason="invalid_username", status=401, connection=conn,
-                          detail=exc.message) from exc
+        raise LoginFailed(BAD_CREDENTIALS, reason="invalid_username", status=401, connection=conn) from exc
     observe_idp_call("ldap", time.perf_counter() - started, ok=True)
     subject_values = identity.attributes.get(mapping.get("subject") or "entryUUID") or []
     subject = subject_values[0] if subject_values else identity.dn
     # The groups the directory reports (member attribute or group search) are where the mapping reads them.
     attributes = {**identity.attributes, mapping.get("groups") or "groups": identity.groups}
     profile = map_profile(conn, attributes, subject=subject)
-    trust_directory_email(conn, profile)
+    # The organization's own directory asserting an address is its word for it; Keyhall's
+    # verdict also needs the domain verified by that organization.
+    vouch_email(uow, conn, profile, idp_vouched=True)
     try:
         user, _created = provision(uow.users, conn, profile, now)
     except LoginRefused as exc:

@@ -16,14 +16,22 @@ from keyhall.core.provisioning import LoginRefused, provision
 from keyhall.core.transactions import LoginTransaction, new_transaction
 from keyhall.core.users import User
 from keyhall.core.vocabulary import ConnectionStatus
-from keyhall.errors import IdPLoginError, KeyhallError
+from keyhall.errors import IdPLoginError, KeyhallError, ServiceUnavailable
 from keyhall.idp.oidc_rp import JwksCache, choose_token_auth_method, exchange_code, fetch_userinfo
-from keyhall.login.flow import LoginFailed
+from keyhall.login.flow import Authentication, LoginFailed, check_trip_pinned
+from keyhall.login.identity import Reauthentication, check_tenant, idp_acr, idp_amr, timestamp, vouch_email
 from keyhall.protocols.oidc.id_token import unverified_kid, validate_id_token
 from keyhall.protocols.oidc.pkce import new_code_verifier, s256_challenge
-from keyhall.provider.authorize import AuthorizeRequest
 from keyhall.provider.model import ProviderUnitOfWork
 from keyhall.security.outbound import OutboundPolicy
+
+#: RFC 6749 §4.1.2.1 and OIDC Core §3.1.2.6 error codes: the only callback text that is recorded.
+OAUTH_ERRORS = frozenset({
+    "invalid_request", "unauthorized_client", "access_denied", "unsupported_response_type", "invalid_scope",
+    "server_error", "temporarily_unavailable", "interaction_required", "login_required", "account_selection_required",
+    "consent_required", "invalid_request_uri", "invalid_request_object", "request_not_supported",
+    "request_uri_not_supported", "registration_not_supported",
+})
 
 
 @dataclass(frozen=True)
@@ -50,10 +58,11 @@ def begin(uow: ProviderUnitOfWork, rp: RelyingParty, conn: Connection, parent: L
                           reason="connection_misconfigured", connection=conn)
     verifier, nonce = new_code_verifier(), secrets.token_urlsafe(24)
     redirect_uri = str(connection_urls(rp.public_url, conn)["redirect_uri"])
+    reauth = Reauthentication.of(parent.data)
     trip = new_transaction("oidc", {"connection_id": conn.id, "nonce": nonce, "verifier": verifier,
-                                    "redirect_uri": redirect_uri}, now, parent_id=parent.id)
+                                    "redirect_uri": redirect_uri, "reauth": reauth.as_dict()}, now,
+                           parent_id=parent.id)
     uow.transactions.add(trip)
-    request = AuthorizeRequest.from_dict(parent.data["request"])
     params = {
         "response_type": "code", "client_id": conn.settings["client_id"], "redirect_uri": redirect_uri,
         "scope": conn.settings.get("scope") or "openid profile email", "state": trip.id, "nonce": nonce,
@@ -61,8 +70,10 @@ def begin(uow: ProviderUnitOfWork, rp: RelyingParty, conn: Connection, parent: L
     }
     if login_hint:
         params["login_hint"] = login_hint
-    if request.prompt and "login" in request.prompt.split():
+    if reauth.force:  # the product's prompt=login and max_age reach the IdP (OIDC Core §3.1.2.1)
         params["prompt"] = "login"
+    if reauth.max_age is not None:
+        params["max_age"] = str(reauth.max_age)
     separator = "&" if "?" in authorization_endpoint else "?"
     return f"{authorization_endpoint}{separator}{urlencode(params)}"
 
@@ -78,18 +89,21 @@ def take_trip(uow: ProviderUnitOfWork, connection_id: str, params: dict[str, str
 
 
 def finish(uow: ProviderUnitOfWork, rp: RelyingParty, trip: LoginTransaction, params: dict[str, str],
-           now: datetime) -> tuple[Connection, User]:
+           now: datetime) -> tuple[Connection, User, Authentication]:
     """Validate what the IdP sent back and provision the person. Network calls happen here, outside
     any database transaction the caller holds open."""
     conn = uow.connections.get_any(str(trip.data["connection_id"]))
     if conn is None or conn.status is not ConnectionStatus.ACTIVE:
         raise LoginFailed("This sign-in method is switched off by your organization.",
                           reason="connection_inactive", connection=conn)
+    check_trip_pinned(uow, trip, conn)
     if "error" in params:
+        # Anyone can put anything in this query: it is shown to the person who sent it, but only a
+        # registered error code reaches the organization's audit trail.
         described = params.get("error_description") or params["error"]
-        raise LoginFailed("Your organization's sign-in service did not sign you in: "
-                          f"{described[:200]}", reason=f"idp_error:{params['error'][:40]}", connection=conn,
-                          status=403)
+        error = params["error"] if params["error"] in OAUTH_ERRORS else "other"
+        raise LoginFailed(f"Your organization's sign-in service did not sign you in: {described[:200]}",
+                          reason=f"idp_error:{error}", connection=conn, status=403)
     issuer = str(conn.settings.get("issuer") or (conn.discovered or {}).get("issuer") or "")
     if params.get("iss") and params["iss"] != issuer:  # RFC 9207 mix-up defence
         raise LoginFailed("The sign-in response came from an unexpected identity provider.",
@@ -102,8 +116,15 @@ def finish(uow: ProviderUnitOfWork, rp: RelyingParty, trip: LoginTransaction, pa
     uow.rollback()
     try:
         claims = _tokens_and_claims(rp, conn, trip, code, issuer, now)
+        check_tenant(conn, claims)
+        auth_time = timestamp(claims.get("auth_time"))
+        Reauthentication.from_dict(trip.data.get("reauth")).check(
+            auth_time, started=trip.created_at, now=now, skew_seconds=rp.clock_skew_seconds, conn=conn)
         profile = map_profile(conn, claims, subject=str(claims["sub"]))
+        vouch_email(uow, conn, profile, idp_vouched=profile.email_verified)
         user, _created = provision(uow.users, conn, profile, now)
+    except LoginFailed:
+        raise
     except LoginRefused as exc:
         raise LoginFailed(exc.message, reason=exc.reason, connection=conn, status=403) from exc
     except IdPLoginError as exc:
@@ -114,9 +135,13 @@ def finish(uow: ProviderUnitOfWork, rp: RelyingParty, trip: LoginTransaction, pa
         raise LoginFailed("Keyhall could not confirm your sign-in with your organization's identity provider.",
                           reason=reason, connection=conn, detail=exc.message) from exc
     except KeyhallError as exc:
-        raise LoginFailed("Keyhall could not reach your organization's identity provider.",
-                          reason=exc.code, connection=conn, detail=exc.message) from exc
-    return conn, user
+        # Busy (the per-IdP cap) or unreachable is the service's state, not the person's mistake.
+        status = 503 if isinstance(exc, ServiceUnavailable) else 400
+        raise LoginFailed("Keyhall could not reach your organization's identity provider. Try again in a few "
+                          "minutes.", reason=exc.code, connection=conn, detail=exc.message, status=status) from exc
+    authn = Authentication(amr=idp_amr(claims.get("amr")) or ["ext"], auth_time=auth_time,
+                           acr=idp_acr(claims.get("acr")))
+    return conn, user, authn
 
 
 def _tokens_and_claims(rp: RelyingParty, conn: Connection, trip: LoginTransaction, code: str, issuer: str,

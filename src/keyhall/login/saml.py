@@ -13,13 +13,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from keyhall.core.connections import Connection, connection_urls, sp_entity_id
-from keyhall.core.profiles import map_profile, trust_directory_email
+from keyhall.core.profiles import map_profile
 from keyhall.core.provisioning import LoginRefused, provision
 from keyhall.core.transactions import LoginTransaction, new_transaction
 from keyhall.core.users import User
 from keyhall.core.vocabulary import ConnectionStatus
 from keyhall.errors import CertificateError, KeyhallError, SamlResponseError
-from keyhall.login.flow import LoginFailed
+from keyhall.login.flow import Authentication, LoginFailed, check_trip_pinned
+from keyhall.login.identity import Reauthentication, idp_acr, timestamp, vouch_email
 from keyhall.protocols.saml.authn_request import build_authn_request, redirect_url
 from keyhall.protocols.saml.response import SamlAssertion, SamlExpectations, parse_saml_response
 from keyhall.provider.authorize import AuthorizeRequest
@@ -53,21 +54,28 @@ def begin(uow: ProviderUnitOfWork, sp: ServiceProvider, conn: Connection, parent
     """The IdP's SSO URL carrying a (signed, when configured) AuthnRequest; RelayState is the trip id."""
     _entity, sso_url, _certs = _idp(conn)
     urls = connection_urls(sp.public_url, conn)
+    # SAML has no max_age: the product's prompt=login or max_age both ask the IdP for ForceAuthn,
+    # and the AuthnInstant that comes back is checked against them.
+    reauth = Reauthentication.of(parent.data)
     request = build_authn_request(
         sp_entity_id=sp_entity_id(sp.public_url, conn), acs_url=str(urls["acs_url"]), destination=sso_url,
-        name_id_format=conn.settings.get("name_id_format"), force_authn=bool(conn.settings.get("force_authn")),
-        now=now,
+        name_id_format=conn.settings.get("name_id_format"),
+        force_authn=bool(conn.settings.get("force_authn")) or reauth.asked, now=now,
     )
-    trip = new_transaction("saml", {"connection_id": conn.id, "request_id": request.id}, now, parent_id=parent.id)
+    trip = new_transaction("saml", {"connection_id": conn.id, "request_id": request.id, "reauth": reauth.as_dict()},
+                           now, parent_id=parent.id)
     uow.transactions.add(trip)
     key = conn.secrets.get("sp_private_key") if conn.settings.get("sign_requests") else None
     return redirect_url(sso_url, request, trip.id, signing_key_pem=key)
 
 
 def receive(uow: ProviderUnitOfWork, sp: ServiceProvider, connection_id: str, form: dict[str, str],
-            now: datetime) -> tuple[Connection, User, LoginTransaction | None]:
+            now: datetime) -> tuple[Connection, User, LoginTransaction | None, Authentication]:
     """Validate a Response at the ACS and provision the person. Returns the trip (None when the
-    sign-in was IdP-initiated)."""
+    sign-in was IdP-initiated) and how the IdP authenticated the person.
+
+    Nothing of a refused Response's text is recorded: until its signature is verified it is
+    anyone's text (a StatusMessage, an Issuer), so the audit trail gets the typed reason only."""
     conn = uow.connections.get_any(connection_id)
     if conn is None or conn.status is not ConnectionStatus.ACTIVE:
         raise LoginFailed("This sign-in method is switched off by your organization.",
@@ -82,6 +90,8 @@ def receive(uow: ProviderUnitOfWork, sp: ServiceProvider, connection_id: str, fo
     if trip is not None and trip.data.get("connection_id") != conn.id:
         raise LoginFailed("This sign-in response is for another sign-in method.", reason="state_invalid",
                           connection=conn)
+    if trip is not None:
+        check_trip_pinned(uow, trip, conn)
     entity, _sso, certs = _idp(conn)
     expect = SamlExpectations(
         acs_url=str(connection_urls(sp.public_url, conn)["acs_url"]), sp_entity_id=sp_entity_id(sp.public_url, conn),
@@ -94,34 +104,44 @@ def receive(uow: ProviderUnitOfWork, sp: ServiceProvider, connection_id: str, fo
         assertion = parse_saml_response(form.get("SAMLResponse", ""), expect)
     except SamlResponseError as exc:
         raise LoginFailed("Keyhall could not accept the sign-in your organization's identity provider sent.",
-                          reason=str(exc.reason), connection=conn, detail=exc.message) from exc
+                          reason=str(exc.reason), connection=conn) from exc
     except (CertificateError, ValueError) as exc:  # an unusable pinned certificate: configuration, not login
         raise LoginFailed("This organization's SAML sign-in is misconfigured (its IdP certificate cannot be "
                           "used).", reason="connection_misconfigured", connection=conn, detail=str(exc)) from exc
     if not uow.replays.remember(conn.id, assertion.assertion_id, assertion.not_on_or_after, now):
         raise LoginFailed("This sign-in response was already used.", reason="replayed", connection=conn)
+    if trip is not None:
+        Reauthentication.from_dict(trip.data.get("reauth")).check(
+            assertion.authn_instant, started=trip.created_at, now=now, skew_seconds=sp.clock_skew_seconds, conn=conn)
     try:
-        user, _created = provision(uow.users, conn, _profile(conn, assertion), now)
+        user, _created = provision(uow.users, conn, _profile(uow, conn, assertion), now)
     except LoginRefused as exc:
         raise LoginFailed(exc.message, reason=exc.reason, connection=conn, status=403) from exc
     except KeyhallError as exc:
         raise LoginFailed("Keyhall could not finish your sign-in.", reason=exc.code, connection=conn) from exc
-    return conn, user, trip
+    authn = Authentication(amr=["ext"], auth_time=assertion.authn_instant,
+                           acr=idp_acr(assertion.authn_context_class_ref))
+    return conn, user, trip, authn
 
 
-def _profile(conn: Connection, assertion: SamlAssertion) -> Any:
+def _profile(uow: ProviderUnitOfWork, conn: Connection, assertion: SamlAssertion) -> Any:
     attributes: dict[str, Any] = dict(assertion.attributes)
     if assertion.name_id_format == EMAIL_FORMAT and not attributes.get(conn.attribute_mappings.get("email", "email")):
         attributes[conn.attribute_mappings.get("email", "email")] = [assertion.name_id]
     profile = map_profile(conn, attributes, subject=assertion.name_id)
-    trust_directory_email(conn, profile)
+    # The organization's own IdP asserting an address is its word for it; Keyhall's verdict also
+    # needs the domain verified by that organization.
+    vouch_email(uow, conn, profile, idp_vouched=True)
     return profile
 
 
-def handoff(uow: ProviderUnitOfWork, conn: Connection, user: User, parent_id: str, now: datetime) -> str:
+def handoff(uow: ProviderUnitOfWork, conn: Connection, user: User, parent_id: str, now: datetime,
+            authn: Authentication) -> str:
     """A short-lived, single-use step from the ACS to the completion page; returns its id."""
-    step = new_transaction("saml_done", {"connection_id": conn.id, "user_id": user.id}, now, parent_id=parent_id,
-                           ttl=HANDOFF_TTL)
+    step = new_transaction("saml_done", {"connection_id": conn.id, "user_id": user.id, "authn": {
+        "amr": authn.amr, "acr": authn.acr,
+        "auth_time": authn.auth_time.timestamp() if authn.auth_time else None}}, now, parent_id=parent_id,
+        ttl=HANDOFF_TTL)
     uow.transactions.add(step)
     return step.id
 
@@ -132,6 +152,13 @@ def take_handoff(uow: ProviderUnitOfWork, connection_id: str, step_id: str, now:
         raise LoginFailed("This sign-in has already finished or expired. Go back to your application and start "
                           "again.", reason="state_invalid", connection=uow.connections.get_any(connection_id))
     return step
+
+
+def handed_authentication(step: LoginTransaction) -> Authentication:
+    """How the IdP authenticated the person, as the ACS handed it to the completion step."""
+    stored = step.data.get("authn") or {}
+    return Authentication(amr=[str(v) for v in stored.get("amr") or ["ext"]], acr=idp_acr(stored.get("acr")),
+                          auth_time=timestamp(stored.get("auth_time")))
 
 
 def idp_initiated_request(conn: Connection) -> AuthorizeRequest:

@@ -16,7 +16,11 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 from keyhall.core.applications import Application
 
 _CHALLENGE = re.compile(r"^[A-Za-z0-9_-]{43}$")  # base64url of a SHA-256 digest, no padding
-_MAX_PARAM = 2048
+_MAX_PARAM = 2048  # characters of one parameter's value
+#: An unauthenticated request may not make Keyhall store more than this: the parameters become the
+#: sign-in transaction (kept until it expires), so their number and total size are capped too.
+MAX_PARAMS = 32
+MAX_TOTAL_CHARS = 8192  # names and values together
 
 
 @dataclass(frozen=True)
@@ -69,10 +73,20 @@ def error_redirect(error: AuthorizeError, issuer: str) -> str:
                                           "state": error.state, "iss": issuer})
 
 
-def parse_authorize(params: Mapping[str, str], app: Application | None) -> AuthorizeRequest:
+def check_request_size(params: Mapping[str, str]) -> None:
+    """The caps on an authorization request's parameters (one value, how many, all together);
+    refused before anything is looked up or stored, and shown rather than redirected."""
+    if len(params) > MAX_PARAMS:
+        raise AuthorizeError("invalid_request", f"too many parameters (at most {MAX_PARAMS})")
     for name, value in params.items():
         if len(value) > _MAX_PARAM:
-            raise AuthorizeError("invalid_request", f"{name} is too long")
+            raise AuthorizeError("invalid_request", f"{name[:64]} is too long (at most {_MAX_PARAM} characters)")
+    if sum(len(name) + len(value) for name, value in params.items()) > MAX_TOTAL_CHARS:
+        raise AuthorizeError("invalid_request", f"the request is too large (at most {MAX_TOTAL_CHARS} characters)")
+
+
+def parse_authorize(params: Mapping[str, str], app: Application | None) -> AuthorizeRequest:
+    check_request_size(params)
     client_id = params.get("client_id")
     if not client_id or app is None:
         raise AuthorizeError("invalid_client", "unknown client_id")

@@ -56,14 +56,15 @@ def authenticate_client(app: Application | None, secret: str | None, *, method_u
 
 
 def issue_code(uow: ProviderUnitOfWork, request: AuthorizeRequest, user: User, *, connection_id: str | None,
-               amr: list[str], now: datetime) -> str:
+               amr: list[str], now: datetime, auth_time: datetime | None = None, acr: str | None = None) -> str:
+    """``auth_time``: when the IdP authenticated the person (default: now); ``acr``: its context class."""
     code = secrets.token_urlsafe(32)
     uow.grants.add_code(AuthorizationCode(
         code_hash=_hash(code), client_id=request.client_id, user_id=user.id, created_at=now,
         expires_at=now + CODE_TTL,
         grant={"scope": request.scope, "nonce": request.nonce, "redirect_uri": request.redirect_uri,
                "code_challenge": request.code_challenge, "connection_id": connection_id,
-               "auth_time": int(now.timestamp()), "amr": amr},
+               "auth_time": int((auth_time or now).timestamp()), "amr": amr, "acr": acr},
     ))
     return code
 
@@ -82,6 +83,8 @@ def _mint(uow: ProviderUnitOfWork, app: Application, user: User, org: Organizati
     claims = user_claims(user, org, grant["scope"], grant.get("connection_id"))
     id_claims = {"iss": issuer, "sub": sub, "aud": app.id, "azp": app.id, "iat": iat, "exp": exp,
                  "auth_time": grant["auth_time"], "amr": grant.get("amr") or [], **claims}
+    if grant.get("acr"):
+        id_claims["acr"] = grant["acr"]
     if with_nonce and grant.get("nonce"):
         id_claims["nonce"] = grant["nonce"]
     access_claims = {"iss": issuer, "sub": sub, "aud": app.id, "client_id": app.id, "iat": iat, "exp": exp,

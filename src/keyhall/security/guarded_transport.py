@@ -90,7 +90,8 @@ class GuardedBackend(httpcore.NetworkBackend):
                 reason = f"timed out after {timeout:g} s" if timeout is not None else "timed out"
             except httpcore.ConnectError as exc:
                 reason = describe_os_error(exc.__cause__ or exc)
-        via = "" if tried == [host] else f" ({', '.join(tried)})"
+        # The addresses the name resolved to stay unsaid: a message must not map the resolver's view.
+        via = "" if tried == [host] or len(tried) < 2 else f" ({len(tried)} addresses tried)"
         message = f"could not connect to {host_and_port(host, port)}{via}: {reason}"
         raise OutboundFetchError(message, field=self._field, details={"host": host, "port": port})
 

@@ -265,17 +265,39 @@ def _resolve(host: str, port: int, field: str | None) -> list[str]:
 
 
 def _refuse_non_public(subject: str, host: str, addresses: Iterable[str], field: str | None) -> None:
-    """Raise UnsafeURL naming the first address that is not public; ``subject`` is what to blame."""
+    """Raise UnsafeURL when an address of the host is not public; ``subject`` is what to blame.
+
+    A host given as an IP address is named with the kind of address it is. For a host name the
+    message only says that it resolves to a non-public address, never which one nor what kind:
+    otherwise the refusal would tell whoever typed the URL what Keyhall's resolver sees (internal
+    names and addresses, a map of the private network)."""
     for address in addresses:
         reason = non_public_reason(ipaddress.ip_address(address))
         if reason is None:
             continue
-        where = f"host {host}" if host == address else f"host {host} resolves to {address}, which"
-        message = (
-            f"{subject} is refused: {where} is {reason} address;"
-            f" Keyhall only contacts identity providers on public addresses ({_INSECURE_HINT})"
-        )
-        raise _refusal(message, field, target=subject, address=address, reason=reason)
+        if _is_literal(host):
+            message = f"{subject} is refused: host {host} is {reason} address;"
+            details: dict[str, Any] = {"target": subject, "address": address, "reason": reason}
+        else:
+            message = f"{subject} is refused: host {host} resolves to a non-public address;"
+            details = {"target": subject, "reason": "non_public"}
+        message += f" Keyhall only contacts identity providers on public addresses ({_INSECURE_HINT})"
+        raise _refusal(message, field, **details)
+
+
+def _is_literal(host: str) -> bool:
+    """The host is an address itself (``127.0.0.1``, ``::1``, or IPv4 as ``2130706433`` / ``0x7f.1``,
+    which the C resolver reads without asking DNS): saying what it is reveals nothing."""
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        pass
+    try:
+        socket.inet_aton(host)
+    except (OSError, UnicodeError, ValueError):
+        return False
+    return True
 
 
 def non_public_reason(address: IPAddress) -> str | None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from keyhall.errors import KeyhallError
+from keyhall.security.private_files import FILE_MODE, make_private_dir
 
 
 class SecretKeyError(KeyhallError):
@@ -39,13 +40,13 @@ def new_key() -> str:
 
 
 def load_or_create_key_file(path: Path) -> list[str]:
-    """Read the key file, creating it (mode 0600) with one fresh key when absent."""
+    """Read the key file, creating it (mode 0600, its directory 0700 if missing) with one fresh key when absent."""
     if path.exists():
         return parse_key_list(path.read_text())
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dir(path.parent)
     key = new_key()
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
     except FileExistsError:  # another process created it first: use theirs
         return parse_key_list(path.read_text())
     with os.fdopen(fd, "w") as handle:
@@ -55,7 +56,8 @@ def load_or_create_key_file(path: Path) -> list[str]:
 
 def write_key_file(path: Path, keys: list[str]) -> None:
     tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+    os.fchmod(fd, FILE_MODE)  # a left-over temporary file keeps its old mode through O_CREAT
     with os.fdopen(fd, "w") as handle:
         handle.write("\n".join(keys) + "\n")
     os.replace(tmp, path)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from datetime import datetime
 
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
@@ -13,6 +15,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from keyhall.security.secrets import SecretBox
 from keyhall.storage import migrate
 from keyhall.storage.engine import DEFAULT_TIMEOUT_SECONDS, build_engine, session_factory
+from keyhall.storage.purge import purge_expired
 from keyhall.storage.repositories import SqlUnitOfWork
 
 
@@ -38,6 +41,11 @@ class Database:
 
     def migrate(self) -> None:
         migrate.upgrade(self.engine)
+
+    def purge_expired(self, now: datetime, *, audit_retention_days: int = 0,
+                      stop: Callable[[], bool] | None = None) -> dict[str, int]:
+        """Delete expired sign-in state (and audit events past retention); counts per kind."""
+        return purge_expired(self.engine, now, audit_retention_days=audit_retention_days, stop=stop)
 
     def is_up_to_date(self) -> bool:
         return migrate.is_up_to_date(self.engine)

@@ -9,6 +9,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from keyhall.security.private_files import create_private_file
 from keyhall.storage import postgres
 
 DEFAULT_TIMEOUT_SECONDS = 5.0
@@ -29,8 +30,10 @@ def build_engine(url: str, *, timeout: float = DEFAULT_TIMEOUT_SECONDS) -> Engin
     parsed = make_url(url)
     kwargs: dict[str, Any] = {"future": True}
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        if parsed.database and parsed.database != ":memory:" and not parsed.database.startswith("file:"):
+            # 0600 before SQLite opens it (its -wal and -shm files take the same mode); the
+            # directory 0700 when it is made here.
+            create_private_file(Path(parsed.database))
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": timeout}  # the busy wait
     else:
         # A database that accepts connections but never answers must give 503s, not hung workers.

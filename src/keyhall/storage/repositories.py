@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import base64
 import contextlib
-from collections.abc import Callable, Sequence
-from datetime import datetime
-from typing import Any, TypeVar
+from collections.abc import Sequence
+from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, delete, exists, or_, select, update
+from sqlalchemy import ColumnElement, delete, exists, select, update
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
-from sqlalchemy.orm import InstrumentedAttribute, Session
+from sqlalchemy.orm import Session
 
 from keyhall.core.api_keys import ApiKey
 from keyhall.core.audit import AuditEvent
@@ -38,9 +36,9 @@ from keyhall.storage.models import (
     DomainRow,
     OrganizationRow,
 )
+from keyhall.storage.pagination import paginate
 
-R = TypeVar("R")
-T = TypeVar("T")
+_paginate = paginate  # the name the repositories (here and in signin_repositories) page with
 
 
 def _flush(session: Session) -> None:
@@ -48,36 +46,6 @@ def _flush(session: Session) -> None:
         session.flush()
     except IntegrityError as exc:
         raise Conflict("the change clashes with stored data (a name or domain already in use)") from exc
-
-
-def encode_cursor(created_at: datetime, row_id: str) -> str:
-    return base64.urlsafe_b64encode(f"{created_at.isoformat()}|{row_id}".encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        stamp, row_id = raw.split("|", 1)
-        return datetime.fromisoformat(stamp), row_id
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidInput("cursor: is not a cursor this API returned", field="cursor") from None
-
-
-def _paginate(
-    session: Session, query: Select[R], created: InstrumentedAttribute[datetime],
-    ident: InstrumentedAttribute[str], *, limit: int, cursor: str | None, convert: Callable[[R], T],
-) -> Page[T]:
-    if cursor:
-        stamp, row_id = decode_cursor(cursor)
-        query = query.where(or_(created > stamp, and_(created == stamp, ident > row_id)))
-    rows = list(session.scalars(query.order_by(created, ident).limit(limit + 1)))
-    more = len(rows) > limit
-    rows = rows[:limit]
-    next_cursor = None
-    if more and rows:
-        last: Any = rows[-1]
-        next_cursor = encode_cursor(last.created_at, last.id)
-    return Page(items=[convert(r) for r in rows], next_cursor=next_cursor)
 
 
 class SqlOrganizations:
@@ -159,6 +127,7 @@ class SqlConnections:
             status=ConnectionStatus(row.status), domains=domains, contacts=list(row.contacts),
             branding=dict(row.branding), is_verified=row.is_verified, verified_at=row.verified_at,
             disable_email_password=row.disable_email_password, sync_profile=row.sync_profile,
+            require_verified_email=row.require_verified_email,
             user_provisioning=UserProvisioning(row.user_provisioning),
             group_provisioning=GroupProvisioning(row.group_provisioning),
             attribute_mappings=dict(row.attribute_mappings), group_mappings=list(row.group_mappings),
@@ -183,6 +152,7 @@ class SqlConnections:
             name=conn.name, display_name=conn.display_name, status=str(conn.status), contacts=conn.contacts,
             branding=conn.branding, is_verified=conn.is_verified, verified_at=conn.verified_at,
             disable_email_password=conn.disable_email_password, sync_profile=conn.sync_profile,
+            require_verified_email=conn.require_verified_email,
             user_provisioning=str(conn.user_provisioning), group_provisioning=str(conn.group_provisioning),
             attribute_mappings=conn.attribute_mappings, group_mappings=conn.group_mappings,
             settings=conn.settings, sealed_secrets=self.box.seal(conn.secrets), discovered=conn.discovered,

@@ -8,7 +8,11 @@
 // http://127.0.0.1:PORT but may be anything (for example http://localhost:PORT) so that tests
 // can provoke an issuer mismatch (OpenID Connect Discovery 1.0 §4.3).
 //
-// --accounts FILE  JSON list of {sub, email, email_verified, name, given_name, family_name, groups}
+// --accounts FILE  JSON list of {sub, email, email_verified, name, given_name, family_name, groups,
+//                  hd, tid, acr, amr, auth_age}: hd and tid are put in the ID token (as Google and
+//                  Microsoft do); acr and amr are the session's when that account signs in, and
+//                  auth_age (seconds) back-dates its authentication (auth_time), as an IdP that
+//                  answers from an old session would
 // --client FILE    JSON {client_id, client_secret, redirect_uris, token_endpoint_auth_method?}:
 //                  one static confidential client
 // --watch-stdin    exit when standard input closes (the test process died without stopping us)
@@ -81,14 +85,15 @@ const signingKey = {
   use: 'sig',
 };
 
-const claimNames = ['email', 'email_verified', 'name', 'given_name', 'family_name', 'groups'];
+const claimNames = ['email', 'email_verified', 'name', 'given_name', 'family_name', 'groups', 'hd', 'tid'];
 
 const configuration = {
   clients,
   jwks: { keys: [signingKey] },
   cookies: { keys: [randomBytes(32).toString('hex')] },
   claims: {
-    openid: ['sub'],
+    // acr, amr and auth_time come from the session (see interactionFinished below).
+    openid: ['sub', 'hd', 'tid', 'acr', 'amr', 'auth_time'],
     email: ['email', 'email_verified'],
     profile: ['name', 'given_name', 'family_name'],
     groups: ['groups'],
@@ -132,6 +137,19 @@ const configuration = {
 };
 
 const provider = new Provider(issuer, configuration);
+
+// devInteractions finishes a login with the account id only; give the session the account's
+// authentication context (acr, amr) and time (auth_age seconds ago), as a real IdP would.
+const finishInteraction = provider.interactionFinished.bind(provider);
+provider.interactionFinished = async (req, res, result, options) => {
+  const account = result?.login ? accounts.get(String(result.login.accountId)) : undefined;
+  if (account !== undefined) {
+    if (account.acr !== undefined) result.login.acr = account.acr;
+    if (account.amr !== undefined) result.login.amr = account.amr;
+    if (account.auth_age !== undefined) result.login.ts = Math.floor(Date.now() / 1000) - account.auth_age;
+  }
+  return finishInteraction(req, res, result, options);
+};
 
 const server = provider.listen(port, '127.0.0.1', () => {
   process.stdout.write(`READY ${issuer} listening on http://127.0.0.1:${port}\n`);

@@ -55,10 +55,11 @@ def rename_error(exc: KeyhallError, rename: Renamer) -> KeyhallError:
 
 @contextmanager
 def translated_errors(rename: Renamer) -> Iterator[None]:
+    """Core errors in a dialect's field names: the field, the message, and fields listed in details."""
     try:
         yield
     except KeyhallError as exc:
-        raise rename_error(exc, rename) from exc.__cause__
+        raise _renamed_everywhere(exc, rename) from exc.__cause__
 
 
 def parse_model(model: type[M], data: Any, *, prefix: str = "") -> M:
@@ -76,6 +77,17 @@ CORE_PATH = re.compile(  # a core field path quoted inside a message (not a host
 )
 
 
+def _renamed_everywhere(exc: KeyhallError, rename: Renamer) -> KeyhallError:
+    exc.message = CORE_PATH.sub(lambda m: rename(m.group(0)), exc.message)
+    renamed = rename_error(exc, rename)
+    for key, value in renamed.details.items():
+        if isinstance(value, list) and key != "errors":
+            renamed.details[key] = [rename(v) if isinstance(v, str) and CORE_PATH.fullmatch(v) else v
+                                    for v in value]
+    renamed.args = (renamed.message,)
+    return renamed
+
+
 @contextmanager
 def dialect_errors(rename: Renamer) -> Iterator[None]:
     """Core errors in a dialect's field names everywhere they appear (field, message, details),
@@ -83,13 +95,22 @@ def dialect_errors(rename: Renamer) -> Iterator[None]:
     try:
         yield
     except KeyhallError as exc:
-        exc.message = CORE_PATH.sub(lambda m: rename(m.group(0)), exc.message)
-        renamed = rename_error(exc, rename)
-        for key, value in renamed.details.items():
-            if isinstance(value, list) and key != "errors":
-                renamed.details[key] = [rename(v) if isinstance(v, str) and CORE_PATH.fullmatch(v) else v
-                                        for v in value]
+        renamed = _renamed_everywhere(exc, rename)
         if renamed.field and not renamed.message.startswith(renamed.field):
             renamed.message = f"{renamed.field}: {renamed.message}"
         renamed.args = (renamed.message,)
         raise renamed from exc.__cause__
+
+
+def field_problems(exc: KeyhallError) -> dict[str, list[str]]:
+    """Each field an error names, with its reasons (without the field's name in front)."""
+    problems: dict[str, list[str]] = {}
+    listed = exc.details.get("errors")
+    for item in listed if isinstance(listed, list) else ():
+        if isinstance(item, dict) and isinstance(item.get("field"), str):
+            problems.setdefault(item["field"], []).append(str(item.get("message") or "is invalid"))
+    field = exc.details.get("field")
+    if not problems and isinstance(field, str):
+        reason = exc.message.removeprefix(f"{field}:").strip() if exc.message.startswith(f"{field}:") else exc.message
+        problems[field] = [reason or "is invalid"]
+    return problems

@@ -9,37 +9,37 @@ Every call is one POST whose JSON names the action::
 An SSO configuration is an OIDC connection, shown in the page's shape (``config.client_secret``
 holds the fixed mask when a secret is set; the endpoint URLs are the explicit ones, else the
 discovered ones). Connections of other protocols are invisible here. Successful calls answer
-200, as the page documents; ``delete`` answers the deleted configuration. Errors keep the
-native shape and name fields by their path in the envelope (``properties.config.issuer``).
+200, as the page documents; ``delete`` answers the deleted configuration. Errors name fields by
+their path in the envelope (``properties.config.issuer``) and carry what Luzmo's SDKs read: a
+top-level ``message`` and, for field errors, ``validation`` (``{"field": ["reason"]}``), beside
+the native ``error`` object.
 """
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, FastAPI, Request
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
-from keyhall.api.deps import RuntimeDep, UowDep, bearer_token
-from keyhall.api.dialects.common import parse_model, prefix_renamer, translated_errors
+from keyhall.api.deps import RuntimeDep, UowDep, authenticate_and_charge, bearer_token
+from keyhall.api.dialects.common import field_problems, parse_model, prefix_renamer, translated_errors
 from keyhall.api.http import ErrorStyle, native_error_body, register_error_style, request_id
 from keyhall.api.native.schemas import iso
 from keyhall.core import connection_service as service
 from keyhall.core.access import Principal
 from keyhall.core.connection_service import Context
+from keyhall.core.connection_settings import DISCOVERED_ENDPOINTS
 from keyhall.core.connections import Connection, ConnectionInput
 from keyhall.core.org_service import authenticate, authenticate_pair
 from keyhall.core.organizations import is_uuid
 from keyhall.core.ports import UnitOfWork
 from keyhall.core.vocabulary import SECRET_MASK, Protocol
-from keyhall.errors import InvalidInput, NotFound
+from keyhall.errors import InvalidInput, KeyhallError, NotFound
 from keyhall.runtime import Runtime
-from keyhall.security.rate_limit import Limit
 
 PREFIX = "/0.1.0/"
 PATH = "/0.1.0/ssoconfig"
-_KEY_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 PAGE_SIZE = 200  # how many connections are read from the core at a time while searching
 
 router = APIRouter(tags=["luzmo"])
@@ -56,10 +56,6 @@ RENAME = prefix_renamer({
 
 CONFIG_TO_CORE = {"client_id": "client_id", "client_secret": "client_secret", "issuer": "issuer",
                   "authorization_url": "authorization_url", "token_url": "token_url", "user_info_url": "userinfo_url"}
-DISCOVERED_ENDPOINTS = {"authorization_url": "authorization_endpoint", "token_url": "token_endpoint",
-                        "userinfo_url": "userinfo_endpoint"}
-"""Core endpoint settings shown, when not set explicitly, with the value discovered from the IdP."""
-
 READ_ONLY = {
     "is_verified": "is read-only; it turns true by itself after the first successful sign-in through this "
                    "SSO configuration",
@@ -142,17 +138,6 @@ def ssoconfig_out(conn: Connection) -> dict[str, Any]:
     }
 
 
-def _rate_limit(request: Request, runtime: Runtime, envelope: Envelope) -> None:
-    """Count the call against the key it names (envelope or header), else the client address."""
-    token = bearer_token(request)
-    key_id = envelope.key if envelope.key is not None else (
-        token[3:].split(".", 1)[0] if token and token.startswith("kh_") else None)
-    if key_id is not None and not _KEY_ID.match(key_id):
-        key_id = None  # not shaped like a key id: it cannot authenticate, count it by address
-    who = f"key:{key_id}" if key_id else f"ip:{request.client.host if request.client else 'unknown'}"
-    runtime.limiter.hit(f"api:{who}", Limit(runtime.settings.api_rate_limit_per_minute), runtime.clock())
-
-
 def _principal(request: Request, uow: UnitOfWork, runtime: Runtime, envelope: Envelope) -> Principal:
     """The envelope's ``key``/``token`` pair when given, else the bearer token."""
     now = runtime.clock()
@@ -191,15 +176,9 @@ def _core_input(props: PropertiesIn, existing: Connection | None) -> ConnectionI
         data["protocol"] = Protocol.OIDC
     given = props.config.model_dump(exclude_unset=True)
     if given or existing is None:
-        block = {CONFIG_TO_CORE[name]: value for name, value in given.items()}
-        if existing is not None:
-            # A response shows discovered endpoints in the explicit fields; sending one back as
-            # read is no change (like the secret mask), not a new override.
-            found = existing.discovered or {}
-            for name, found_name in DISCOVERED_ENDPOINTS.items():
-                if name in block and existing.settings.get(name) is None and block[name] == found.get(found_name):
-                    del block[name]
-        data["oidc"] = block
+        # A response shows discovered endpoints in the explicit fields; the core takes one sent
+        # back as read for what it is (the endpoint in effect), not as a new override.
+        data["oidc"] = {CONFIG_TO_CORE[name]: value for name, value in given.items()}
     if "disable_email_password" in props.model_fields_set:
         data["disable_email_password"] = props.disable_email_password
     return parse_model(ConnectionInput, data)
@@ -305,8 +284,8 @@ def _get(uow: UnitOfWork, ctx: Context, envelope: Envelope) -> dict[str, Any]:
 
 @router.post(PATH, summary="Create, get, update or delete SSO configurations (Luzmo envelope)")
 def ssoconfig(envelope: Envelope, request: Request, uow: UowDep, runtime: RuntimeDep) -> dict[str, Any]:
-    _rate_limit(request, runtime, envelope)
-    principal = _principal(request, uow, runtime, envelope)
+    principal = authenticate_and_charge(request, runtime, uow,
+                                        lambda: _principal(request, uow, runtime, envelope))
     _check_envelope_fields(envelope)
     ctx = Context(principal=principal, request_id=request_id(request), now=runtime.clock())
     with translated_errors(RENAME):
@@ -319,8 +298,17 @@ def ssoconfig(envelope: Envelope, request: Request, uow: UowDep, runtime: Runtim
         return _get(uow, ctx, envelope)
 
 
+def error_body(status: int, exc: KeyhallError) -> dict[str, Any]:
+    """Every error under the dialect's prefix (auth, rate limit, bad JSON, 404, 413 included) as
+    Luzmo's SDKs read it: ``response.json()["message"]`` and ``validation`` items' first reason."""
+    body: dict[str, Any] = {"message": exc.message}
+    problems = field_problems(exc)
+    if problems:
+        body["validation"] = problems
+    return {**body, **native_error_body(status, exc)}
+
+
 def install(app: FastAPI) -> None:
-    # Neither Luzmo page documents an error body: errors keep the native shape. Rate limiting
-    # happens in the handler, once the envelope names the key to count against.
-    register_error_style(ErrorStyle(prefix=PREFIX, render=native_error_body))
+    # Rate limiting happens in the handler, once the envelope's key (or the bearer token) has authenticated.
+    register_error_style(ErrorStyle(prefix=PREFIX, render=error_body))
     app.include_router(router)

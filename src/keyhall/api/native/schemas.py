@@ -99,6 +99,7 @@ class ConnectionOut(BaseModel):
     is_verified: bool
     disable_email_password: bool
     sync_profile: bool
+    require_verified_email: bool
     user_provisioning: str
     group_provisioning: str
     attribute_mappings: dict[str, str]
@@ -164,6 +165,7 @@ def connection_out(conn: Connection, public_url: str) -> dict[str, Any]:
         "status": str(conn.status), "domains": list(conn.domains), "contacts": list(conn.contacts),
         "branding": dict(conn.branding), "is_verified": conn.is_verified,
         "disable_email_password": conn.disable_email_password, "sync_profile": conn.sync_profile,
+        "require_verified_email": conn.require_verified_email,
         "user_provisioning": str(conn.user_provisioning), "group_provisioning": str(conn.group_provisioning),
         "attribute_mappings": dict(conn.attribute_mappings), "group_mappings": list(conn.group_mappings),
         "text_record": conn.text_record,

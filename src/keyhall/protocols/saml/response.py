@@ -96,7 +96,8 @@ class SamlAssertion:
     attributes: dict[str, list[str]]  # Attribute Name → values, in document order
     in_response_to: str | None
     not_on_or_after: datetime  # latest instant (skew included) the assertion is usable: keep its ID till then
-    authn_instant: datetime | None
+    authn_instant: datetime | None  # when the IdP authenticated the person (AuthnStatement, §2.7.2)
+    authn_context_class_ref: str | None = None  # how it did (AuthnContext/AuthnContextClassRef, §2.7.2.2)
     signed_element: Signed
 
 
@@ -307,7 +308,7 @@ def _read_assertion(
     conditions_end = _check_conditions(assertion, expect)
     name_id, name_id_format, subject = _name_id(assertion)
     confirmation_end, in_response_to = _confirm_bearer(subject, response, expect)
-    session_index, authn_instant = _authn_statement(assertion, expect)
+    session_index, authn_instant, class_ref = _authn_statement(assertion, expect)
     usable_until = min(conditions_end or confirmation_end, confirmation_end)
     return SamlAssertion(
         response_id=response.get("ID") or "",
@@ -320,6 +321,7 @@ def _read_assertion(
         in_response_to=in_response_to,
         not_on_or_after=usable_until + timedelta(seconds=expect.skew_seconds),
         authn_instant=authn_instant,
+        authn_context_class_ref=class_ref,
         signed_element=signed,
     )
 
@@ -421,14 +423,16 @@ def _in_response_to_mismatch(received: str | None, expect: SamlExpectations) -> 
     _fail(message, "in_response_to_mismatch")
 
 
-def _authn_statement(assertion: etree._Element, expect: SamlExpectations) -> tuple[str | None, datetime]:
-    """saml-core-2.0-os §2.7.2; profiles §4.1.4.2 requires one. Returns SessionIndex, AuthnInstant."""
+def _authn_statement(assertion: etree._Element, expect: SamlExpectations) -> tuple[str | None, datetime, str | None]:
+    """saml-core-2.0-os §2.7.2 (profiles §4.1.4.2 requires one): SessionIndex, AuthnInstant, ClassRef."""
     statement = assertion.find(_saml("AuthnStatement"))
     if statement is None:
         _fail("the Assertion has no AuthnStatement (saml-profiles-2.0-os §4.1.4.2)", "malformed")
     session_end = _optional_instant(statement, "SessionNotOnOrAfter", "AuthnStatement")
     _within(expect, "the IdP session's SessionNotOnOrAfter", not_on_or_after=session_end)
-    return statement.get("SessionIndex"), _instant(statement, "AuthnInstant", "AuthnStatement")
+    ref = statement.find(f"{_saml('AuthnContext')}/{_saml('AuthnContextClassRef')}")  # §2.7.2.2, optional
+    class_ref = _text(ref, "AuthnContextClassRef") or None if ref is not None else None
+    return statement.get("SessionIndex"), _instant(statement, "AuthnInstant", "AuthnStatement"), class_ref
 
 
 def _attributes(assertion: etree._Element) -> dict[str, list[str]]:

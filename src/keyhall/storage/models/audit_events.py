@@ -23,4 +23,4 @@ class AuditEventRow(Base):
     target_id: Mapped[str | None] = mapped_column(String(64), index=True)
     request_id: Mapped[str | None] = mapped_column(String(128))
     changes: Mapped[dict[str, Any]] = mapped_column(JSONDocument)
-    created_at: Mapped[datetime]
+    created_at: Mapped[datetime] = mapped_column(index=True)  # KEYHALL_AUDIT_RETENTION_DAYS purges by age

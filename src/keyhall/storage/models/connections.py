@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from keyhall.storage.models.base import Base, JSONDocument
@@ -28,6 +28,7 @@ class ConnectionRow(Base):
     verified_at: Mapped[datetime | None]
     disable_email_password: Mapped[bool]
     sync_profile: Mapped[bool]
+    require_verified_email: Mapped[bool] = mapped_column(default=False, server_default=false())
     user_provisioning: Mapped[str] = mapped_column(String(16))
     group_provisioning: Mapped[str] = mapped_column(String(16))
     attribute_mappings: Mapped[dict[str, Any]] = mapped_column(JSONDocument)

@@ -34,9 +34,9 @@ class RefreshTokenRow(Base):
     user_id: Mapped[str] = mapped_column(String(36), index=True)
     grant: Mapped[dict[str, Any]] = mapped_column(JSONDocument)
     created_at: Mapped[datetime]
-    expires_at: Mapped[datetime]
+    expires_at: Mapped[datetime] = mapped_column(index=True)  # the purge scans expired and revoked tokens
     used_at: Mapped[datetime | None]
-    revoked_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None] = mapped_column(index=True)
 
 
 class TokenFamilyRow(Base):

@@ -1,7 +1,7 @@
 """token families (absolute lifetime, revocation, sid), revoked access tokens, user versions
 
 Revision ID: 20261206_0009
-Revises: 20261123_0007
+Revises: 20261206_0008
 Create Date: 2026-12-06 23:30:00
 """
 
@@ -16,7 +16,7 @@ from sqlalchemy.dialects import postgresql
 import keyhall.storage.models.base
 
 revision = "20261206_0009"
-down_revision = "20261123_0007"
+down_revision = "20261206_0008"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,118 @@
+"""What Keyhall accepts from an IdP that has authenticated someone, and what it vouches for.
+
+- ``vouch_email`` turns the IdP's word on an address into Keyhall's verdict
+  (``core.profiles.email_verdict``), fed with the domains the connection's own organization has
+  verified in DNS.
+- ``check_tenant``: a multi-tenant IdP (Google Workspace, Azure AD) must say the account is in the
+  organization's own tenant (``core.presets.check_tenant``).
+- ``Reauthentication`` carries the product's ``prompt=login`` / ``max_age`` to the IdP trip and
+  checks the IdP's authentication time against them when it comes back.
+- ``idp_amr`` / ``idp_acr`` read what the IdP says of how the person authenticated, for the ID token.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from keyhall.core.connections import Connection
+from keyhall.core.presets import check_tenant as _check_tenant
+from keyhall.core.profiles import email_domain_name, email_verdict
+from keyhall.core.users import LoginRefused, Profile
+from keyhall.core.vocabulary import DomainStatus
+from keyhall.login.flow import LoginFailed
+from keyhall.provider.authorize import AuthorizeRequest
+from keyhall.provider.model import ProviderUnitOfWork
+
+_TOKEN = re.compile(r"^[\x21-\x7e]{1,255}$")  # printable ASCII, no spaces: amr values, acr URIs
+MAX_AMR_VALUES = 10
+
+
+def vouch_email(uow: ProviderUnitOfWork, conn: Connection, profile: Profile, *, idp_vouched: bool) -> None:
+    """Set ``profile.email_verified`` to Keyhall's verdict. ``idp_vouched``: the IdP's own word
+    (OIDC ``email_verified``; for SAML and LDAP, the organization's directory asserting it)."""
+    domain = email_domain_name(profile.email.rpartition("@")[2]) if profile.email else None
+    claim = uow.domains.find(conn.organization_id, domain) if domain else None
+    verified = [claim.name] if claim is not None and claim.status is DomainStatus.VERIFIED else []
+    profile.email_verified = email_verdict(profile, idp_vouched=idp_vouched, verified_domains=verified)
+
+
+def check_tenant(conn: Connection, claims: Mapping[str, Any]) -> None:
+    try:
+        _check_tenant(conn.provider, conn.protocol, conn.settings, conn.domains, claims)
+    except LoginRefused as exc:
+        raise LoginFailed(f"Keyhall cannot sign you in here: {exc.message}.", reason=exc.reason, connection=conn,
+                          status=403) from exc
+
+
+@dataclass(frozen=True)
+class Reauthentication:
+    """What the product asked about the freshness of the person's authentication."""
+
+    force: bool = False  # prompt=login: the IdP must authenticate the person again
+    max_age: int | None = None  # seconds the IdP's authentication may be old
+
+    @classmethod
+    def of(cls, parent_data: Mapping[str, Any]) -> Reauthentication:
+        request = AuthorizeRequest.from_dict(parent_data["request"])
+        max_age = parent_data.get("max_age")
+        return cls(force=bool(request.prompt and "login" in request.prompt.split()),
+                   max_age=int(max_age) if isinstance(max_age, int) else None)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"force": self.force, "max_age": self.max_age}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> Reauthentication:
+        data = data or {}
+        max_age = data.get("max_age")
+        return cls(force=bool(data.get("force")), max_age=int(max_age) if isinstance(max_age, int) else None)
+
+    @property
+    def asked(self) -> bool:
+        return self.force or self.max_age is not None
+
+    def check(self, auth_time: datetime | None, *, started: datetime, now: datetime, skew_seconds: int,
+              conn: Connection) -> None:
+        """Raise LoginFailed when the IdP's authentication is older than the product allows:
+        ``max_age`` (+ clock skew) before now, or for ``prompt=login`` before the trip began."""
+        skew = timedelta(seconds=skew_seconds)
+        if self.max_age is not None:
+            if auth_time is None:
+                raise LoginFailed("Your organization's sign-in service did not say when you signed in, and your "
+                                  "application needs a recent sign-in.", reason="auth_time_missing",
+                                  connection=conn, status=403)
+            if now - auth_time > timedelta(seconds=self.max_age) + skew:
+                raise LoginFailed("Your application needs you to have signed in recently. Go back to your "
+                                  "application and sign in again.", reason="max_age_exceeded", connection=conn,
+                                  status=403)
+        if self.force and auth_time is not None and auth_time < started - skew:
+            raise LoginFailed("Your application asked you to sign in again, but your organization's sign-in "
+                              "service did not. Go back to your application and try again.",
+                              reason="reauthentication_skipped", connection=conn, status=403)
+
+
+def timestamp(value: Any) -> datetime | None:
+    """A JWT NumericDate (``auth_time``) as a datetime; None when absent or not a number."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        return datetime.fromtimestamp(value, UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def idp_amr(value: Any) -> list[str]:
+    """The IdP's ``amr`` (RFC 8176) as clean tokens; empty when absent or malformed."""
+    if not isinstance(value, list):
+        return []
+    found = [v for v in value if isinstance(v, str) and _TOKEN.match(v)]
+    return list(dict.fromkeys(found))[:MAX_AMR_VALUES]
+
+
+def idp_acr(value: Any) -> str | None:
+    """The IdP's ``acr`` (or SAML AuthnContextClassRef) when it is a clean token."""
+    return value if isinstance(value, str) and _TOKEN.match(value) else None
