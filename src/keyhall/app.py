@@ -40,6 +40,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
                    applications.router):
         app.include_router(router, dependencies=[RateLimited])
     install_all(app)
+    oauth.register_error_styles()
     app.add_middleware(UnexpectedErrorMiddleware)  # innermost
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, json_prefixes=JSON_PREFIXES)
     app.add_middleware(CorrelationMiddleware, header_by_prefix={"/organisations/": "x-fapi-interaction-id"})

@@ -25,6 +25,7 @@ one is rendered and with which HTTP status. ``code`` is the stable machine-reada
     │                                                           saml-profiles-2.0-os §4.1.4 or its XML signature
     ├── RateLimited                       rate_limited          too many requests (429)
     └── ServiceUnavailable                unavailable           database or dependency down (503)
+        └── IdPBusy                       idp_busy              an IdP already has its most calls in flight
 """
 
 from __future__ import annotations
@@ -199,3 +200,9 @@ class RateLimited(KeyhallError):
 
 class ServiceUnavailable(KeyhallError):
     code = "unavailable"
+
+
+class IdPBusy(ServiceUnavailable):
+    """Too many calls to one identity provider are already waiting (``security.bulkhead``)."""
+
+    code = "idp_busy"

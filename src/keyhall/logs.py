@@ -1,4 +1,7 @@
-"""Structured JSON log lines, each carrying the request id of the request that wrote it."""
+"""Structured JSON log lines, each carrying the request id of the request that wrote it.
+
+A caller may add fields of its own with ``extra={"fields": {...}}`` (e.g. a failed sign-in's
+``reason``); they never replace the standard ones."""
 
 from __future__ import annotations
 
@@ -18,6 +21,9 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
             "request_id": request_id_var.get(),
         }
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            line.update({key: value for key, value in fields.items() if key not in line})
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
         return json.dumps(line, default=str)

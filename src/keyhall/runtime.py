@@ -45,8 +45,9 @@ class Runtime:
             allow_insecure=settings.allow_insecure_idp_urls,
             timeout=settings.idp_timeout_seconds,
             max_bytes=settings.idp_max_document_bytes,
+            max_concurrent_calls=settings.idp_max_concurrent_calls,
         )
-        database = Database(settings.resolved_database_url, box)
+        database = Database(settings.resolved_database_url, box, timeout=settings.database_timeout_seconds)
         relying_party = RelyingParty(public_url=settings.public_url, policy=policy, jwks_cache=JwksCache(),
                                      clock_skew_seconds=settings.clock_skew_seconds)
         store: CounterStore = SqlCounterStore(database.engine)

@@ -27,6 +27,10 @@ class Settings(BaseSettings):
     max_body_bytes: int = 1_048_576
     idp_timeout_seconds: float = 5.0
     idp_max_document_bytes: int = 1_048_576
+    # Calls in flight from one instance to one IdP (scheme, host and port); past it a call fails at once.
+    idp_max_concurrent_calls: int = Field(default=10, ge=1)
+    # Every database wait (statement, lock, pool checkout, silent server; SQLite's busy wait) ends here.
+    database_timeout_seconds: float = Field(default=5.0, gt=0, le=3600)
     log_level: str = "INFO"
     allow_unverified_domains: bool = False  # development only: route email domains before DNS proof
     clock_skew_seconds: int = 60  # tolerance for IdP token and assertion times

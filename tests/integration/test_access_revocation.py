@@ -276,13 +276,18 @@ def test_deactivating_the_connection_ends_refresh_and_userinfo(setup: SignInSetu
         assert off.status_code == 200, off.text
     assert_refused(s, token)
     assert userinfo(s, keep["access_token"]).status_code == 401
-    # A refresh refused because the sign-in no longer stands ends its family for good.
+    [event] = [e for e in audit(s, "connection.updated") if "sessions_revoked" in e["changes"]]
+    assert event["changes"]["sessions_revoked"] == 2
+    # Switched off ends them for good: switching the connection back on does not bring back even
+    # the sign-in whose tokens were not used in between.
     with s.live.api() as api:
         on = api.patch(f"/v1/organizations/{s.org['id']}/connections/{s.connection['id']}",
                        json={"status": "active"}, headers=auth(s.owner))
         assert on.status_code == 200, on.text
+    assert_refused(s, keep)
     assert userinfo(s, token["access_token"]).status_code == 401
-    assert refresh(s, keep["refresh_token"]).status_code == 200  # never refused: the family stands
+    fresh = tokens_for(s)  # and people sign in through it again
+    assert refresh(s, fresh["refresh_token"]).status_code == 200
 
 
 def password_sign_in(s: SignInSetup, email: str, password: str, verifier: str) -> httpx.Response:

@@ -66,6 +66,7 @@ class Mode(StrEnum):
     TOKEN_HTML = "token_html"  # the token endpoint answers 200 with an HTML page
     TOKEN_HTML_BAD_GATEWAY = "token_html_bad_gateway"  # a proxy's 502 HTML page instead of JSON
     UNREACHABLE = "unreachable"  # answers like GOOD; the test stops the server before the callback
+    TOKEN_HANGS = "token_hangs"  # /token reads the request and never answers (until ``release()`` or stop)
     # Signed correctly, but claims no provider should send; each must be refused or survived, never a 500.
     NAN_EXP = "nan_exp"  # "exp": NaN, which is not JSON (RFC 8259 §6) yet Python's json reads it
     INFINITE_EXP = "infinite_exp"  # "exp": 1e400, a JSON number that reads as infinity
@@ -138,6 +139,9 @@ class _State:
     received: list[RequestSeen] = field(default_factory=list)
     issued: list[str] = field(default_factory=list)  # codes and tokens handed out, for leak checks
     lock: threading.Lock = field(default_factory=threading.Lock)
+    release: threading.Event = field(default_factory=threading.Event)  # ends every hanging /token
+    hanging: int = 0  # /token requests held right now (Mode.TOKEN_HANGS)
+    hung: int = 0  # /token requests ever held
 
 
 @cache
@@ -250,10 +254,27 @@ class HostileIdp:
         with self._state.lock:
             return list(self._state.issued)
 
+    @property
+    def hanging(self) -> int:
+        """How many ``/token`` requests are being held unanswered right now (``Mode.TOKEN_HANGS``)."""
+        with self._state.lock:
+            return self._state.hanging
+
+    @property
+    def hung(self) -> int:
+        """How many ``/token`` requests were ever held (``Mode.TOKEN_HANGS``)."""
+        with self._state.lock:
+            return self._state.hung
+
+    def release(self) -> None:
+        """End every held ``/token`` request (its connection closes without an answer)."""
+        self._state.release.set()
+
     def stop(self) -> None:
         if self._stopped:
             return
         self._stopped = True
+        self._state.release.set()  # server_close() joins the handler threads: free the held ones first
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
@@ -307,7 +328,23 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(404, "text/plain", b"not found")
             return
         form = {name: values[0] for name, values in parse_qs(body).items()}
+        if self.server.state.mode is Mode.TOKEN_HANGS:
+            self._hang()
+            return
         self._token(form)
+
+    def _hang(self) -> None:
+        """Hold the request unanswered, as a provider whose back end froze does, then drop it."""
+        state = self.server.state
+        with state.lock:
+            state.hanging += 1
+            state.hung += 1
+        try:
+            state.release.wait(timeout=120)
+        finally:
+            with state.lock:
+                state.hanging -= 1
+        self.close_connection = True
 
     def log_message(self, format: str, *args: Any) -> None:
         """Quiet: pytest shows the test's own output."""

@@ -8,7 +8,9 @@ around them that the multi-instance, fault and load tests control.
   load balancer (one backend per accepted connection); in front of PostgreSQL it is the cable a
   test can cut. ``cut("reject")`` resets every open connection and refuses new ones,
   ``cut("blackhole")`` resets the open ones and accepts new ones that are never answered (a
-  load balancer whose backend is gone); ``restore()`` forwards again. Without backends and in
+  load balancer whose backend is gone); ``cut("stall")`` keeps every open connection and reads
+  what comes in but forwards nothing either way, and holds new ones unanswered (a database that
+  froze: its kernel still acknowledges, so no TCP timer fires); ``restore()`` forwards again. Without backends and in
   ``blackhole`` mode it is an IdP that accepts and never answers.
 - ``KeyhallServer``: ``python -m keyhall serve`` in its own process, started, stopped (SIGTERM,
   then SIGKILL), killed (SIGKILL) and restarted on the same port, by its PID.
@@ -52,7 +54,7 @@ POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 STARTUP_TIMEOUT = 30.0  # seconds for a server to answer /healthz
 COMMAND_TIMEOUT = 60.0  # seconds for a CLI command
 
-Mode = Literal["forward", "reject", "blackhole"]
+Mode = Literal["forward", "reject", "blackhole", "stall"]
 
 
 class ServerError(AssertionError):
@@ -183,21 +185,31 @@ class TcpProxy:
         with self._lock:
             return len(self._pairs) + len(self._held)
 
-    def cut(self, mode: Literal["reject", "blackhole"] = "reject") -> None:
-        """Reset every open connection; from now on refuse (``reject``) or hold unanswered (``blackhole``)."""
+    def cut(self, mode: Literal["reject", "blackhole", "stall"] = "reject") -> None:
+        """Reset every open connection; from now on refuse (``reject``) or hold unanswered (``blackhole``).
+        ``stall`` keeps the open connections, silent: what their clients send is read and dropped."""
         with self._lock:
             self._mode = mode
+            if mode == "stall":
+                return
             pairs, self._pairs = list(self._pairs), set()
         for pair in pairs:
             pair.close()
 
     def restore(self) -> None:
-        """Forward again; connections held by a blackhole are reset (their clients reconnect)."""
+        """Forward again; connections held by a blackhole, or stalled (whose bytes were dropped), are
+        reset (their clients reconnect)."""
         with self._lock:
+            stalled = self._mode == "stall"
             self._mode = "forward"
             held, self._held = self._held, []
+            pairs: list[_Pair] = []
+            if stalled:
+                pairs, self._pairs = list(self._pairs), set()
         for sock in held:
             _reset(sock)
+        for pair in pairs:
+            pair.close()
 
     def close(self) -> None:
         self._closing.set()
@@ -229,7 +241,7 @@ class TcpProxy:
             client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             with self._lock:
                 self.accepted += 1
-                if self._mode == "blackhole":
+                if self._mode in ("blackhole", "stall"):
                     self._held.append(client)
                     continue
                 backends = list(self._backends)
@@ -262,7 +274,8 @@ class TcpProxy:
     def _pump(self, pair: _Pair, source: socket.socket, target: socket.socket) -> None:
         try:
             while data := source.recv(65536):
-                target.sendall(data)
+                if self._mode != "stall":  # stalled: the bytes are acknowledged, and go nowhere
+                    target.sendall(data)
         except OSError:
             pass
         with contextlib.suppress(OSError):

@@ -11,8 +11,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from keyhall.api.deps import RuntimeDep, UowDep
-from keyhall.api.http import request_id
+from keyhall.api.http import ErrorStyle, register_error_style, request_id
 from keyhall.api.pages import LOGIN_COOKIE, login_error_page, proceed, set_login_cookie
+from keyhall.errors import KeyhallError
 from keyhall.login import flow
 from keyhall.login.flow import LoginFailed
 from keyhall.provider import grants, revocation, signing
@@ -24,6 +25,30 @@ router = APIRouter(tags=["openid provider"])
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 CLIENT_AUTH_METHODS = ("client_secret_basic", "client_secret_post", "none")
+
+
+#: Endpoints a product's back channel calls: every error they answer, including the ones raised
+#: before the handler runs (an oversized body, too many form fields, a database that is down),
+#: is an RFC 6749 §5.2 error document (RFC 7009 §2.2.1 for revocation).
+BACK_CHANNEL_PATHS = ("/oauth2/token", "/oauth2/revoke")
+
+
+def rfc6749_error_body(status: int, exc: KeyhallError) -> dict[str, Any]:
+    """``{"error", "error_description"}`` for an error the framework or a lower layer raised."""
+    if status == 503:
+        error = "temporarily_unavailable"
+    elif status >= 500:
+        error = "server_error"
+    elif status == 401:
+        error = "invalid_client"
+    else:
+        error = "invalid_request"
+    return {"error": error, "error_description": exc.message}
+
+
+def register_error_styles() -> None:
+    for path in BACK_CHANNEL_PATHS:
+        register_error_style(ErrorStyle(prefix=path, render=rfc6749_error_body))
 
 
 def _uow(uow: Any) -> ProviderUnitOfWork:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextvars
 import hmac
+import logging
 import re
 import threading
 import time
@@ -72,7 +73,7 @@ _FLOW_REASONS = (
     "fetch_failed", "unsafe_url", "idp_login_failed", "id_token_invalid", "saml_response_invalid",
     "ldap_login_failed", "login_refused", "internal_error",
     "empty_password", "user_not_found", "ambiguous_user", "invalid_credentials", "directory_unavailable",
-    "account_locked",
+    "account_locked", "idp_busy", "unavailable",
     # issue 10, trust boundaries: what Keyhall vouches for, routing pins, re-authentication
     "email_not_verified", "tenant_mismatch", "tenant_not_configured", "connection_not_routed",
     "password_not_routed", "auth_time_missing", "max_age_exceeded", "reauthentication_skipped",
@@ -148,8 +149,16 @@ def login_reason_label(reason: str) -> str:
     return base if base in LOGIN_REASONS else OTHER
 
 
+_login_log = logging.getLogger("keyhall.login")
+
+
 def observe_login(connection_id: str | None, ok: bool, reason: str) -> None:
-    """Count a finished sign-in (call it where the sign-in is audited: once per outcome)."""
+    """Count a finished sign-in (call it where the sign-in is audited: once per outcome); log a failed one
+    (its typed reason and connection; the request id comes with every log line, nothing secret does)."""
+    if not ok:
+        _login_log.warning("sign-in failed: %s", reason[:80],
+                           extra={"fields": {"event": "login.failed", "reason": reason[:80],
+                                             "connection_id": connection_id}})
     metrics = current_metrics()
     if metrics is None:
         return

@@ -17,7 +17,7 @@ from keyhall.core.connections import Connection, ConnectionInput, Outcome, apply
 from keyhall.core.domains import new_domain
 from keyhall.core.organizations import Organization
 from keyhall.core.ports import IdPInspector, Page, UnitOfWork
-from keyhall.core.vocabulary import Protocol
+from keyhall.core.vocabulary import ConnectionStatus, Protocol
 from keyhall.errors import Conflict, InvalidInput, NotFound, PreconditionFailed
 from keyhall.security.sp_keys import generate_sp_keypair
 
@@ -163,6 +163,10 @@ def update_connection(
             continue
         _claim_domains(uow, conn, ctx.now)
         changes = audit.diff(existing.snapshot(), conn.snapshot())
+        if existing.status is ConnectionStatus.ACTIVE and conn.status is not ConnectionStatus.ACTIVE:
+            # Switched off ends what was issued through it for good: switching it back on later
+            # does not bring those sign-ins back.
+            changes["sessions_revoked"] = uow.sessions.revoke_connection(conn.id, ctx.now)
         for name, value in conn.secrets.items():
             if existing.secrets.get(name) != value:
                 changes[f"{conn.protocol}.{name}"] = {"from": "set" if name in existing.secrets else None,

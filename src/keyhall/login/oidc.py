@@ -16,7 +16,7 @@ from keyhall.core.provisioning import LoginRefused, provision
 from keyhall.core.transactions import LoginTransaction, new_transaction
 from keyhall.core.users import User
 from keyhall.core.vocabulary import ConnectionStatus
-from keyhall.errors import IdPLoginError, KeyhallError
+from keyhall.errors import IdPLoginError, KeyhallError, ServiceUnavailable
 from keyhall.idp.oidc_rp import JwksCache, choose_token_auth_method, exchange_code, fetch_userinfo
 from keyhall.login.flow import Authentication, LoginFailed, check_trip_pinned
 from keyhall.login.identity import Reauthentication, check_tenant, idp_acr, idp_amr, timestamp, vouch_email
@@ -152,8 +152,10 @@ def finish(uow: ProviderUnitOfWork, rp: RelyingParty, trip: LoginTransaction, pa
         raise LoginFailed("Keyhall could not confirm your sign-in with your organization's identity provider.",
                           reason=reason, connection=conn, detail=exc.message) from exc
     except KeyhallError as exc:
-        raise LoginFailed("Keyhall could not reach your organization's identity provider.",
-                          reason=exc.code, connection=conn, detail=exc.message) from exc
+        # Busy (the per-IdP cap) or unreachable is the service's state, not the person's mistake.
+        status = 503 if isinstance(exc, ServiceUnavailable) else 400
+        raise LoginFailed("Keyhall could not reach your organization's identity provider. Try again in a few "
+                          "minutes.", reason=exc.code, connection=conn, detail=exc.message, status=status) from exc
     authn = Authentication(amr=idp_amr(claims.get("amr")) or ["ext"], auth_time=auth_time,
                            acr=idp_acr(claims.get("acr")))
     return conn, user, authn

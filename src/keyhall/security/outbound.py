@@ -16,7 +16,9 @@ metadata service or anything else on the private network. So, unless the operato
 - redirects are followed by hand, at most ``max_redirects``, and every hop is checked again;
   a caller's headers (a bearer token) only go to the first URL's origin; POSTs never follow.
 
-Every fetch has connect and read timeouts (``policy.timeout``) and an overall deadline
+At most ``policy.max_concurrent_calls`` fetches to one origin are in flight at once
+(``keyhall.security.bulkhead``): past that a fetch raises ``IdPBusy`` at once. Every fetch has
+connect and read timeouts (``policy.timeout``) and an overall deadline
 (``_DEADLINE_FACTOR`` times ``policy.timeout``, checked between reads); the body is streamed and
 refused once it grows past ``policy.max_bytes``. Failures raise ``UnsafeURL`` or
 ``OutboundFetchError`` with a reason a person can act on; messages never carry URL credentials.
@@ -28,13 +30,14 @@ import ipaddress
 import socket
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpcore
 import httpx
 
 from keyhall.errors import OutboundFetchError, UnsafeURL
+from keyhall.security.bulkhead import Bulkhead
 from keyhall.security.guarded_transport import GuardedBackend, GuardedTransport, describe_os_error, host_and_port
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -59,6 +62,11 @@ class OutboundPolicy:
     timeout: float = 5.0  # seconds, connect and read each
     max_bytes: int = 1_048_576  # response bodies larger than this are refused
     max_redirects: int = 3
+    max_concurrent_calls: int = 10  # KEYHALL_IDP_MAX_CONCURRENT_CALLS: in flight per IdP origin
+    calls: Bulkhead = field(init=False, compare=False, repr=False)  # shared by every copy's fetches
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "calls", Bulkhead(self.max_concurrent_calls))
 
 
 @dataclass(frozen=True)
@@ -91,9 +99,10 @@ def fetch(
     Redirects (301, 302, 303, 307, 308) are followed by hand, each target checked again; the
     final URL is in ``FetchedDocument.url``. A non-2xx answer raises OutboundFetchError.
     ``headers`` (e.g. ``Authorization``) go to the URL's own origin, never to another after a redirect.
+    Holds one of the URL's origin's places in ``policy.calls`` throughout (IdPBusy when none is free).
     """
     deadline = time.monotonic() + policy.timeout * _DEADLINE_FACTOR
-    with _client(policy, accept, field) as client:
+    with policy.calls.slot(url, field=field), _client(policy, accept, field) as client:
         current = url
         for _hop in range(policy.max_redirects + 1):
             check_url(current, policy, field=field)
@@ -126,7 +135,7 @@ def post_form(
     """
     deadline = time.monotonic() + policy.timeout * _DEADLINE_FACTOR
     check_url(url, policy, field=field)
-    with _client(policy, "application/json", field) as client:
+    with policy.calls.slot(url, field=field), _client(policy, "application/json", field) as client:
         sent = _send_once(client, "POST", url, policy, deadline, field, headers, data, raise_for_status)
     assert isinstance(sent, FetchedDocument)  # a POST's 3xx is an answer, not a hop
     return sent

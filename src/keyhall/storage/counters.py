@@ -8,6 +8,7 @@ from sqlalchemy import Engine, delete
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from keyhall.errors import ServiceUnavailable
 from keyhall.storage.models import RateCounterRow
@@ -30,6 +31,6 @@ class SqlCounterStore:
                 count = int(connection.execute(upsert).scalar_one())
                 if random.random() < 0.01:  # occasional pruning, not security
                     connection.execute(delete(RateCounterRow).where(RateCounterRow.expires_at < window_start))
-        except DBAPIError as exc:
+        except (DBAPIError, PoolTimeout) as exc:
             raise ServiceUnavailable("the database is unavailable; try again shortly") from exc
         return count

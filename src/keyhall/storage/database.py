@@ -2,25 +2,35 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import datetime
 
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from keyhall.security.secrets import SecretBox
 from keyhall.storage import migrate
-from keyhall.storage.engine import build_engine, session_factory
+from keyhall.storage.engine import DEFAULT_TIMEOUT_SECONDS, build_engine, session_factory
 from keyhall.storage.purge import purge_expired
 from keyhall.storage.repositories import SqlUnitOfWork
 
 
 class Database:
-    def __init__(self, url: str, box: SecretBox):
+    def __init__(self, url: str, box: SecretBox, *, timeout: float = DEFAULT_TIMEOUT_SECONDS):
         self.url = url
-        self.engine = build_engine(url)
+        self.timeout = timeout
+        self.engine = build_engine(url, timeout=timeout)
         self.sessions = session_factory(self.engine)
         self.box = box
+        # Health checks run here, one at a time, so that a stalled database cannot pile up waiting
+        # pings (nor take the request threads): callers share the ping in flight.
+        self._pinger = ThreadPoolExecutor(max_workers=1, thread_name_prefix="keyhall-db-ping")
+        self._ping_lock = threading.Lock()
+        self._ping: Future[bool] | None = None
 
     @property
     def backend(self) -> str:
@@ -40,13 +50,28 @@ class Database:
     def is_up_to_date(self) -> bool:
         return migrate.is_up_to_date(self.engine)
 
-    def ping(self) -> bool:
+    def start_ping(self) -> Future[bool]:
+        """A ``SELECT 1`` round trip (the one in flight, if any): true when the database answered."""
+        with self._ping_lock:
+            if self._ping is None or self._ping.done():
+                self._ping = self._pinger.submit(self._ping_now)
+            return self._ping
+
+    def ping(self, timeout: float | None = None) -> bool:
+        """Whether the database answers within ``timeout`` seconds (by default its own bound)."""
+        try:
+            return self.start_ping().result(timeout=self.timeout * 2 + 1 if timeout is None else timeout)
+        except FutureTimeout:
+            return False
+
+    def _ping_now(self) -> bool:
         try:
             with self.engine.connect() as connection:
                 connection.execute(text("SELECT 1"))
-        except DBAPIError:
+        except (DBAPIError, PoolTimeout):
             return False
         return True
 
     def dispose(self) -> None:
+        self._pinger.shutdown(wait=False, cancel_futures=True)
         self.engine.dispose()

@@ -10,6 +10,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from keyhall.security.private_files import create_private_file
+from keyhall.storage import postgres
+
+DEFAULT_TIMEOUT_SECONDS = 5.0
 
 
 def normalize_url(url: str) -> str:
@@ -20,7 +23,9 @@ def normalize_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-def build_engine(url: str) -> Engine:
+def build_engine(url: str, *, timeout: float = DEFAULT_TIMEOUT_SECONDS) -> Engine:
+    """``timeout`` (``KEYHALL_DATABASE_TIMEOUT_SECONDS``) bounds every wait: SQLite's busy wait;
+    PostgreSQL's statements, lock waits, pool checkout and silent servers (``storage.postgres``)."""
     url = normalize_url(url)
     parsed = make_url(url)
     kwargs: dict[str, Any] = {"future": True}
@@ -29,13 +34,14 @@ def build_engine(url: str) -> Engine:
             # 0600 before SQLite opens it (its -wal and -shm files take the same mode); the
             # directory 0700 when it is made here.
             create_private_file(Path(parsed.database))
-        kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+        kwargs["connect_args"] = {"check_same_thread": False, "timeout": timeout}  # the busy wait
     else:
         # A database that accepts connections but never answers must give 503s, not hung workers.
-        kwargs.update(pool_pre_ping=True, pool_size=10, max_overflow=20, pool_timeout=10,
-                      connect_args={"connect_timeout": 5, "keepalives": 1, "keepalives_idle": 30,
-                                    "keepalives_interval": 10, "keepalives_count": 3})
+        kwargs.update(pool_pre_ping=True, pool_size=10, max_overflow=20, pool_timeout=timeout,
+                      connect_args=postgres.connect_args(timeout))
     engine = create_engine(url, **kwargs)
+    if parsed.get_backend_name() == "postgresql":
+        postgres.bound_waits(engine, timeout)
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin_immediate)
@@ -50,7 +56,6 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
 
 

@@ -11,6 +11,8 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, text
 
+from keyhall.storage.postgres import unbounded
+
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
@@ -27,14 +29,15 @@ MIGRATION_LOCK = 7_114_229_001  # any constant: instances starting together migr
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    with engine.begin() as connection:
+    # A migration (or the wait for another instance's) may take longer than any request should.
+    with engine.begin() as connection, unbounded(connection):
         if connection.dialect.name == "postgresql":
             connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         command.upgrade(alembic_config(connection), revision)
 
 
 def downgrade(engine: Engine, revision: str) -> None:
-    with engine.begin() as connection:
+    with engine.begin() as connection, unbounded(connection):
         command.downgrade(alembic_config(connection), revision)
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, delete, exists, select, update
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session
 
 from keyhall.core.api_keys import ApiKey
@@ -350,6 +351,7 @@ class SqlUnitOfWork:
         self.signing_keys = SqlSigningKeys(session, box)
         self.transactions = SqlTransactions(session)
         self.grants = SqlGrants(session)
+        self.sessions = self.grants  # the core's view of them: what ends when a connection is switched off
         self.replays = SqlReplays(session)
 
     def commit(self) -> None:
@@ -358,8 +360,9 @@ class SqlUnitOfWork:
         except IntegrityError as exc:
             self.session.rollback()
             raise Conflict("the change clashes with stored data (a name or domain already in use)") from exc
-        except OperationalError as exc:
-            self.session.rollback()
+        except (OperationalError, PoolTimeout) as exc:
+            with contextlib.suppress(DBAPIError):
+                self.session.rollback()
             raise ServiceUnavailable("the database is unavailable") from exc
 
     def rollback(self) -> None:
@@ -379,5 +382,5 @@ class SqlUnitOfWork:
             raise Conflict("the change clashes with stored data (a name or domain already in use)") from exc
         if isinstance(exc, DataError):
             raise InvalidInput("a value cannot be stored (too long or not valid text)") from exc
-        if isinstance(exc, DBAPIError):
+        if isinstance(exc, DBAPIError | PoolTimeout):  # PoolTimeout: every pooled connection stayed busy
             raise ServiceUnavailable("the database is unavailable; try again shortly") from exc

@@ -311,6 +311,16 @@ class SqlGrants:
             RefreshTokenRow.user_id == user_id, RefreshTokenRow.revoked_at.is_(None)).values(revoked_at=now))
         return int(getattr(result, "rowcount", 0))
 
+    def revoke_connection(self, connection_id: str, now: datetime) -> int:
+        families = select(TokenFamilyRow.id).where(TokenFamilyRow.connection_id == connection_id,
+                                                   TokenFamilyRow.revoked_at.is_(None))
+        self.session.execute(update(RefreshTokenRow).where(
+            RefreshTokenRow.family_id.in_(families.scalar_subquery()), RefreshTokenRow.revoked_at.is_(None),
+        ).values(revoked_at=now))
+        result = self.session.execute(update(TokenFamilyRow).where(
+            TokenFamilyRow.connection_id == connection_id, TokenFamilyRow.revoked_at.is_(None)).values(revoked_at=now))
+        return int(getattr(result, "rowcount", 0))
+
     def forget_user(self, user_id: str) -> None:
         self.session.execute(delete(RefreshTokenRow).where(RefreshTokenRow.user_id == user_id))
         self.session.execute(delete(TokenFamilyRow).where(TokenFamilyRow.user_id == user_id))

@@ -47,7 +47,7 @@ class TokenFamilyRow(Base):
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     client_id: Mapped[str] = mapped_column(String(64))
     user_id: Mapped[str] = mapped_column(String(36), index=True)
-    connection_id: Mapped[str | None] = mapped_column(String(36))
+    connection_id: Mapped[str | None] = mapped_column(String(36), index=True)
     amr: Mapped[list[str]] = mapped_column(JSONDocument)
     created_at: Mapped[datetime] = mapped_column(index=True)
     revoked_at: Mapped[datetime | None]

@@ -39,6 +39,7 @@ def upgrade() -> None:
     with op.batch_alter_table("token_families", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_token_families_user_id"), ["user_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_token_families_created_at"), ["created_at"], unique=False)
+        batch_op.create_index(batch_op.f("ix_token_families_connection_id"), ["connection_id"], unique=False)
 
     op.create_table(
         "revoked_access_tokens",
@@ -84,6 +85,7 @@ def downgrade() -> None:
         batch_op.drop_column("version")
     op.drop_index(op.f("ix_revoked_access_tokens_expires_at"), table_name="revoked_access_tokens")
     op.drop_table("revoked_access_tokens")
+    op.drop_index(op.f("ix_token_families_connection_id"), table_name="token_families")
     op.drop_index(op.f("ix_token_families_created_at"), table_name="token_families")
     op.drop_index(op.f("ix_token_families_user_id"), table_name="token_families")
     op.drop_table("token_families")
