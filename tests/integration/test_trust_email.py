@@ -38,11 +38,8 @@ ACCOUNTS = (
 
 @pytest.fixture(scope="module")
 def idp() -> Iterator[OidcIdp]:
-    provider = OidcIdp.start(accounts=ACCOUNTS)
-    try:
+    with OidcIdp.start(accounts=ACCOUNTS) as provider:
         yield provider
-    finally:
-        provider.stop()
 
 
 def test_email_verified_needs_the_idp_and_a_domain_the_connections_organization_verified(

@@ -54,11 +54,8 @@ ACCOUNTS = (
 
 @pytest.fixture(scope="module")
 def idp() -> Iterator[OidcIdp]:
-    provider = OidcIdp.start(accounts=ACCOUNTS)
-    try:
+    with OidcIdp.start(accounts=ACCOUNTS) as provider:
         yield provider
-    finally:
-        provider.stop()
 
 
 def test_the_idps_auth_time_amr_and_acr_reach_the_id_token(live_keyhall: LiveKeyhall, idp: OidcIdp) -> None:

@@ -37,11 +37,8 @@ ACCOUNTS = (
 
 @pytest.fixture(scope="module")
 def idp() -> Iterator[OidcIdp]:
-    provider = OidcIdp.start(accounts=ACCOUNTS)
-    try:
+    with OidcIdp.start(accounts=ACCOUNTS) as provider:
         yield provider
-    finally:
-        provider.stop()
 
 
 def test_google_workspace_accepts_only_its_hosted_domains(live_keyhall: LiveKeyhall, idp: OidcIdp) -> None:

@@ -217,6 +217,12 @@ class OidcIdp:
         document: dict[str, Any] = response.json()
         return document
 
+    def __enter__(self) -> OidcIdp:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
     def stop(self) -> None:
         """End the provider by its PID (SIGTERM, then SIGKILL) and remove its temporary files."""
         process, self._process = self._process, None
@@ -236,18 +242,12 @@ class OidcIdp:
 @pytest.fixture(scope="session")
 def oidc_idp() -> Iterator[OidcIdp]:
     """A real OpenID provider whose issuer is the address it is reached at."""
-    idp = OidcIdp.start()
-    try:
+    with OidcIdp.start() as idp:
         yield idp
-    finally:
-        idp.stop()
 
 
 @pytest.fixture(scope="session")
 def oidc_idp_wrong_issuer() -> Iterator[OidcIdp]:
     """A real OpenID provider calling itself ``http://localhost:PORT``, reached at 127.0.0.1."""
-    idp = OidcIdp.start(issuer_host="localhost")
-    try:
+    with OidcIdp.start(issuer_host="localhost") as idp:
         yield idp
-    finally:
-        idp.stop()

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 from urllib.parse import unquote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from keyhall.api.deps import RuntimeDep, UowDep
 from keyhall.api.http import ErrorStyle, register_error_style, request_id
@@ -172,25 +174,24 @@ async def _form(request: Request) -> dict[str, str] | JSONResponse:
     return form
 
 
-@router.post("/oauth2/token")
-async def token(request: Request, runtime: RuntimeDep) -> JSONResponse:
+async def _form_endpoint(request: Request, runtime: Any,
+                         handler: Callable[[Request, Any, dict[str, str]], Response]) -> Response:
+    """Read the form (RFC 6749 §3.2: urlencoded), then run ``handler`` on a worker thread."""
     form = await _form(request)
     if isinstance(form, JSONResponse):
         return form
-    from starlette.concurrency import run_in_threadpool
+    return await run_in_threadpool(handler, request, runtime, form)
 
-    return await run_in_threadpool(_token_sync, request, runtime, form)
+
+@router.post("/oauth2/token")
+async def token(request: Request, runtime: RuntimeDep) -> Response:
+    return await _form_endpoint(request, runtime, _token_sync)
 
 
 @router.post("/oauth2/revoke")
 async def revoke(request: Request, runtime: RuntimeDep) -> Response:
     """RFC 7009: the client authenticates as at the token endpoint; 200 with an empty body."""
-    form = await _form(request)
-    if isinstance(form, JSONResponse):
-        return form
-    from starlette.concurrency import run_in_threadpool
-
-    return await run_in_threadpool(_revoke_sync, request, runtime, form)
+    return await _form_endpoint(request, runtime, _revoke_sync)
 
 
 def _max_lifetime(runtime: Any) -> timedelta:
