@@ -332,16 +332,19 @@ def seed_domains(servers: Servers, total: int, per_connection: int) -> list[str]
     return names
 
 
-def lookup_latencies(servers: Servers, names: list[str], count: int) -> list[float]:
+def lookup_latencies(servers: Servers, names: list[str], count: int, seconds: float) -> list[float]:
     """``connections.by_domain`` (home-realm discovery's storage call) on random seeded domains, in this
-    process, one unit of work each: seconds per lookup."""
+    process, one unit of work each: seconds per lookup; at most ``count``, none started after ``seconds``."""
     from keyhall.security.secrets import SecretBox, parse_key_list
     from keyhall.storage.database import Database
 
     database = Database(servers.database_url, SecretBox(parse_key_list(servers.env["KEYHALL_SECRET_KEYS"])))
     rng, latencies = random.Random(11), []
     try:
+        deadline = time.monotonic() + seconds
         for _ in range(count):
+            if time.monotonic() > deadline:
+                break
             name = rng.choice(names)
             mark = time.perf_counter()
             with database.unit_of_work() as uow:
@@ -354,7 +357,7 @@ def lookup_latencies(servers: Servers, names: list[str], count: int) -> list[flo
     return latencies
 
 
-def hrd_authorize_phase(servers: Servers, names: list[str], count: int) -> Burst:
+def hrd_authorize_phase(servers: Servers, names: list[str], count: int, seconds: float) -> Burst:
     """``/oauth2/authorize`` with a ``login_hint`` at a random seeded domain: the whole discovery
     path in the server (303 to the IdP)."""
     s, rng = servers.oidc, random.Random(12)
@@ -372,7 +375,8 @@ def hrd_authorize_phase(servers: Servers, names: list[str], count: int) -> Burst
     def client() -> httpx.Client:
         return httpx.Client(trust_env=False, timeout=REQUEST_TIMEOUT)
 
-    return burst(servers.keyhall.process.pid, count, 4, one, client, lambda c: c.close())
+    return burst(servers.keyhall.process.pid, count, 4, one, client, lambda c: c.close(),
+                 deadline=time.monotonic() + seconds)
 
 
 # --- the table -----------------------------------------------------------------------------------
@@ -472,13 +476,14 @@ def run(args: argparse.Namespace, out: Callable[[str], None]) -> tuple[list[Row]
                 names = seed_domains(servers, args.hrd_domains, args.hrd_per_connection)
                 out(f"  seeded {len(names)} domains ({args.hrd_per_connection} per connection) in "
                     f"{time.monotonic() - mark:.1f} s")
-                lookups = lookup_latencies(servers, names, args.lookups)
+                lookups = lookup_latencies(servers, names, args.lookups, args.phase_seconds / 3)
                 p99 = _p(lookups, 99)
                 rows.append(Row("hrd_p99", f"home-realm discovery with {len(names)} domains, p99 of the lookup",
                                 p99, "ms", "< 1 ms", _below(p99, 1.0),
                                 f"{len(lookups)} storage lookups; p50 {_ms(_p(lookups, 50))} ms",
                                 {"domains": len(names)}))
-                b = note("authorize with a seeded domain", hrd_authorize_phase(servers, names, args.hrd_authorizes))
+                b = note("authorize with a seeded domain",
+                         hrd_authorize_phase(servers, names, args.hrd_authorizes, args.phase_seconds / 3))
                 rows.append(Row("hrd_authorize", "  /oauth2/authorize at a seeded domain: CPU per request",
                                 b.cpu_ms_per_op(), "ms", "(none)", None,
                                 f"p99 {_ms(_p(b.latencies, 99))} ms at 4 clients, {b.per_second() or 0:.0f}/s"))
@@ -530,7 +535,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--users", type=int, default=50, help="distinct IdP accounts")
     parser.add_argument("--scope", default="openid email profile groups")
     parser.add_argument("--workers", type=int, default=1, help="keyhall serve --workers")
-    parser.add_argument("--phase-seconds", type=float, default=60.0, help="time budget of each login phase")
+    parser.add_argument("--phase-seconds", type=float, default=60.0,
+                        help="time budget of each login phase (a third of it for the discovery lookups, and as "
+                             "much for the authorize requests at seeded domains)")
     parser.add_argument("--database-url", default=None,
                         help="PostgreSQL server on 127.0.0.1; a fresh database is created and dropped. Default SQLite")
     parser.add_argument("--server-log-level", default="WARNING", help="Keyhall's KEYHALL_LOG_LEVEL")
