@@ -357,6 +357,34 @@ def lookup_latencies(servers: Servers, names: list[str], count: int, seconds: fl
     return latencies
 
 
+def sql_lookup_latencies(servers: Servers, names: list[str], count: int, seconds: float) -> list[float]:
+    """The SQL of discovery's first step alone (``SELECT connection_id FROM connection_domains WHERE
+    domain = ?``) on one open connection, in this process: seconds per query."""
+    from sqlalchemy import select
+
+    from keyhall.storage.engine import build_engine
+    from keyhall.storage.models import ConnectionDomainRow
+
+    engine = build_engine(servers.database_url)
+    rng, latencies = random.Random(13), []
+    try:
+        with engine.connect() as db:
+            deadline = time.monotonic() + seconds
+            for _ in range(count):
+                if time.monotonic() > deadline:
+                    break
+                query = select(ConnectionDomainRow.connection_id).where(ConnectionDomainRow.domain == rng.choice(names))
+                mark = time.perf_counter()
+                found = db.execute(query).all()
+                latencies.append(time.perf_counter() - mark)
+                if len(found) != 1:
+                    raise BenchError(f"{len(found)} rows for one seeded domain")
+                db.rollback()
+    finally:
+        engine.dispose()
+    return latencies
+
+
 def hrd_authorize_phase(servers: Servers, names: list[str], count: int, seconds: float) -> Burst:
     """``/oauth2/authorize`` with a ``login_hint`` at a random seeded domain: the whole discovery
     path in the server (303 to the IdP)."""
@@ -482,6 +510,9 @@ def run(args: argparse.Namespace, out: Callable[[str], None]) -> tuple[list[Row]
                                 p99, "ms", "< 1 ms", _below(p99, 1.0),
                                 f"{len(lookups)} storage lookups; p50 {_ms(_p(lookups, 50))} ms",
                                 {"domains": len(names)}))
+                sql = sql_lookup_latencies(servers, names, args.lookups, args.phase_seconds / 3)
+                rows.append(Row("hrd_sql_p99", "  the SQL by domain alone (one connection), p99", _p(sql, 99), "ms",
+                                "(none)", None, f"{len(sql)} queries; p50 {_ms(_p(sql, 50))} ms"))
                 b = note("authorize with a seeded domain",
                          hrd_authorize_phase(servers, names, args.hrd_authorizes, args.phase_seconds / 3))
                 rows.append(Row("hrd_authorize", "  /oauth2/authorize at a seeded domain: CPU per request",
