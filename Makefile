@@ -7,7 +7,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 POSTGRES_TEST_URL ?= postgresql://postgres@127.0.0.1:5432/test
 
-.PHONY: run install install-test peers system-deps test test-sqlite test-postgres lint bench clean
+.PHONY: run install install-test peers system-deps test test-sqlite test-postgres lint bench bench-login clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -51,10 +51,15 @@ lint: install-test
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy src
 
-BENCH_ARGS ?= --logins 200 --concurrency 4
+BENCH_ARGS ?=
 
-## Login benchmark: complete OIDC sign-ins through Keyhall and the real IdP on 127.0.0.1 (bench/README.md).
+## Benchmark suite: Keyhall CPU per operation beside a bare FastAPI route, one table with the targets
+## of issue 11 (a few minutes; all on 127.0.0.1; BENCH_ARGS="--hrd-domains 1000000 --workers 2", see bench/README.md).
 bench: install-test peers
+	$(BIN)/python -m bench.suite $(BENCH_ARGS)
+
+## Login benchmark alone: per-step latency of complete OIDC sign-ins (BENCH_ARGS="--logins 200 --concurrency 4").
+bench-login: install-test peers
 	$(BIN)/python -m bench.login $(BENCH_ARGS)
 
 clean:

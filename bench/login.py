@@ -189,9 +189,10 @@ def keyhall_cli(env: dict[str, str], cwd: Path, *args: str) -> dict[str, Any]:
     return result
 
 
-def start_keyhall(workdir: Path, env: dict[str, str], port: int) -> Child:
-    """``python -m keyhall serve`` on 127.0.0.1:PORT, waited for (bounded) until /readyz answers 200."""
-    command = [sys.executable, "-m", "keyhall", "serve", "--host", "127.0.0.1", "--port", str(port)]
+def start_keyhall(workdir: Path, env: dict[str, str], port: int, extra: Sequence[str] = ()) -> Child:
+    """``python -m keyhall serve`` on 127.0.0.1:PORT (``extra``: more ``serve`` options), waited for
+    (bounded) until /readyz answers 200."""
+    command = [sys.executable, "-m", "keyhall", "serve", "--host", "127.0.0.1", "--port", str(port), *extra]
     child = Child.start("keyhall", command, cwd=workdir, env=env, log_path=workdir / "keyhall.log")
     deadline = time.monotonic() + STARTUP_TIMEOUT
     with httpx.Client(base_url=f"http://127.0.0.1:{port}", trust_env=False, timeout=2.0) as client:

@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 import click
+from fastapi import FastAPI
 
 from keyhall.core import org_service
 from keyhall.core.access import SYSTEM
@@ -48,33 +49,71 @@ def main() -> None:
     """Keyhall: self-hosted enterprise single sign-on."""
 
 
-@main.command()
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, show_default=True, type=int)
-def serve(host: str, port: int) -> None:
-    """Migrate the database if needed, then serve."""
-    import uvicorn
+# uvloop (the event loop) and httptools (the HTTP/1.1 parser) are dependencies: both cut the
+# server's CPU per request well below asyncio's loop and h11. uvloop has no Windows build.
+_LOOP = "asyncio" if sys.platform == "win32" else "uvloop"
 
+
+def _server_options() -> dict[str, Any]:
+    # Uvicorn's own proxy-header handling (on by default, trusting 127.0.0.1 or FORWARDED_ALLOW_IPS)
+    # would rewrite the client address from X-Forwarded-For before Keyhall sees it: off, so that
+    # KEYHALL_TRUSTED_PROXIES alone decides whose header is believed (keyhall.security.forwarded).
+    return {"log_config": None, "access_log": False, "proxy_headers": False, "loop": _LOOP, "http": "httptools"}
+
+
+def worker_app() -> FastAPI:
+    """The app of one ``keyhall serve --workers N`` worker process (a uvicorn factory): the parent
+    has migrated the database and runs the background jobs, so a worker only serves."""
     from keyhall.app import create_app
     from keyhall.logs import configure_logging
 
     settings = load_settings()
     configure_logging(settings.log_level)
-    runtime = Runtime.build(settings)
-    runtime.database.migrate()
-    app = create_app(settings, runtime)
-    from keyhall.jobs import DomainChecker, Purger
+    return create_app(settings, Runtime.build(settings))
 
-    DomainChecker(runtime, interval=settings.domain_check_interval_seconds).attach(app)
-    Purger(runtime, interval=settings.purge_interval_seconds).attach(app)
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1),
+              help="server processes sharing the port (one per CPU core is a good start)")
+def serve(host: str, port: int, workers: int) -> None:
+    """Migrate the database if needed, then serve."""
+    import uvicorn
+
+    from keyhall.app import create_app
+    from keyhall.jobs import DomainChecker, Purger
+    from keyhall.logs import configure_logging
+
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    if workers > 1 and settings.metrics_port:
+        raise click.UsageError("KEYHALL_METRICS_PORT serves the metrics of one process: with --workers, leave it "
+                               "unset (GET /metrics with KEYHALL_METRICS_TOKEN answers for the worker it reaches)")
+    runtime = Runtime.build(settings)  # also creates the key file, if any, before workers start
+    runtime.database.migrate()  # once, here, before any worker starts
+    jobs = [DomainChecker(runtime, interval=settings.domain_check_interval_seconds),
+            Purger(runtime, interval=settings.purge_interval_seconds)]
+    if workers > 1:
+        # The workers are new processes (uvicorn spawns them); the background jobs run once, in
+        # this supervising process, rather than once per worker.
+        for job in jobs:
+            job.start()
+        try:
+            uvicorn.run("keyhall.cli:worker_app", factory=True, workers=workers, host=host, port=port,
+                        **_server_options())
+        finally:
+            for job in jobs:
+                job.stop()
+        return
+    app = create_app(settings, runtime)
+    for job in jobs:
+        job.attach(app)
     if settings.metrics_port:
         from keyhall.api.observability import metrics_of, start_metrics_server
 
         start_metrics_server(metrics_of(app), settings.metrics_port, settings.metrics_host)
-    # Uvicorn's own proxy-header handling (on by default, trusting 127.0.0.1 or FORWARDED_ALLOW_IPS)
-    # would rewrite the client address from X-Forwarded-For before Keyhall sees it: off, so that
-    # KEYHALL_TRUSTED_PROXIES alone decides whose header is believed (keyhall.security.forwarded).
-    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False, proxy_headers=False)
+    uvicorn.run(app, host=host, port=port, **_server_options())
 
 
 @main.command()

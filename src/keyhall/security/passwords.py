@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+import functools
+
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 _hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
-_DUMMY = _hasher.hash("keyhall-dummy-password")
+
+# A hash of nothing anyone knows, checked when the account does not exist so that an unknown email
+# costs the same work as a wrong password. Written out rather than computed at import: hashing costs
+# 64 MiB and tens of milliseconds in every process that imports this module, most never needing it.
+_DUMMY_LITERAL = "$argon2id$v=19$m=65536,t=3,p=4$WdFDDOfRBLEde16POTlyJw$NSBbso1Yv9sdaUxuruYwfoSwtBDgY7Fm4Ur1HTeH8h0"
+
+
+@functools.cache
+def _dummy() -> str:
+    """The dummy hash, with the hasher's parameters (a new one, once, if the library's defaults change)."""
+    if _hasher.check_needs_rehash(_DUMMY_LITERAL):
+        return _hasher.hash("keyhall-dummy-password")
+    return _DUMMY_LITERAL
 
 
 def hash_password(password: str) -> str:
@@ -16,7 +30,7 @@ def hash_password(password: str) -> str:
 def verify_password(stored_hash: str | None, password: str) -> bool:
     """Constant work whether or not the account exists (a dummy hash is checked when it does not)."""
     try:
-        return _hasher.verify(stored_hash or _DUMMY, password) and stored_hash is not None
+        return _hasher.verify(stored_hash or _dummy(), password) and bool(stored_hash)
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
 

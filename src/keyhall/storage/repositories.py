@@ -28,6 +28,7 @@ from keyhall.core.vocabulary import (
 )
 from keyhall.errors import Conflict, InvalidInput, ServiceUnavailable
 from keyhall.security.secrets import SecretBox
+from keyhall.storage import hot_queries
 from keyhall.storage.models import (
     ApiKeyRow,
     AuditEventRow,
@@ -140,9 +141,7 @@ class SqlConnections:
     def _domains_of(self, ids: Sequence[str]) -> dict[str, list[str]]:
         found: dict[str, list[str]] = {i: [] for i in ids}
         if ids:
-            query = (select(ConnectionDomainRow).where(ConnectionDomainRow.connection_id.in_(ids))
-                     .order_by(ConnectionDomainRow.position))
-            for row in self.session.scalars(query):
+            for row in self.session.scalars(hot_queries.domains_of_connections(ids)):
                 found[row.connection_id].append(row.domain)
         return found
 
@@ -172,8 +171,7 @@ class SqlConnections:
     def get(self, organization_id: str, connection_id: str, *, for_update: bool = False) -> Connection | None:
         if not is_uuid(connection_id):
             return None
-        query = select(ConnectionRow).where(
-            ConnectionRow.id == connection_id.lower(), ConnectionRow.organization_id == organization_id)
+        query = hot_queries.connection_in_organization(organization_id, connection_id.lower())
         row = self.session.scalar(query.with_for_update() if for_update else query)
         return self._entity(row, self._domains_of([row.id])[row.id]) if row else None
 
@@ -195,13 +193,10 @@ class SqlConnections:
 
     def by_domain(self, domain: str) -> list[Connection]:
         """Active connections, of any organization, that route this email domain."""
-        ids = list(self.session.scalars(select(ConnectionDomainRow.connection_id)
-                                        .where(ConnectionDomainRow.domain == domain.lower())))
+        ids = list(self.session.scalars(hot_queries.connection_ids_by_domain(domain.lower())))
         if not ids:
             return []
-        rows = list(self.session.scalars(select(ConnectionRow).where(
-            ConnectionRow.id.in_(ids), ConnectionRow.status == str(ConnectionStatus.ACTIVE))
-            .order_by(ConnectionRow.created_at)))
+        rows = list(self.session.scalars(hot_queries.connections_with_status(ids, str(ConnectionStatus.ACTIVE))))
         domains = self._domains_of([r.id for r in rows])
         return [self._entity(r, domains[r.id]) for r in rows]
 
@@ -215,11 +210,10 @@ class SqlConnections:
     def domains_claimed(self, organization_id: str, domains: Sequence[str], *, exclude_id: str | None) -> list[str]:
         if not domains:
             return []
-        cond: list[ColumnElement[bool]] = [ConnectionDomainRow.organization_id == organization_id,
-                                           ConnectionDomainRow.domain.in_(list(domains))]
+        query = hot_queries.domains_routed_in_organization(organization_id, domains)
         if exclude_id:
-            cond.append(ConnectionDomainRow.connection_id != exclude_id)
-        return sorted(set(self.session.scalars(select(ConnectionDomainRow.domain).where(*cond))))
+            query = query.where(ConnectionDomainRow.connection_id != exclude_id)
+        return sorted(set(self.session.scalars(query)))
 
     def add(self, connection: Connection) -> None:
         self.session.add(ConnectionRow(id=connection.id, **self._values(connection)))
@@ -275,8 +269,7 @@ class SqlDomains:
         return self._entity(row) if row else None
 
     def find(self, organization_id: str, name: str) -> Domain | None:
-        row = self.session.scalar(select(DomainRow).where(DomainRow.name == name,
-                                                          DomainRow.organization_id == organization_id))
+        row = self.session.scalar(hot_queries.domain_claim(organization_id, name))
         return self._entity(row) if row else None
 
     def verified_elsewhere(self, organization_id: str, name: str) -> bool:

@@ -16,6 +16,7 @@ from keyhall.core.transactions import LoginTransaction
 from keyhall.core.users import User
 from keyhall.provider.model import AuthorizationCode, RefreshToken, SigningKey, TokenFamily
 from keyhall.security.secrets import SecretBox
+from keyhall.storage import hot_queries
 from keyhall.storage.models import (
     ApplicationRow,
     AuthorizationCodeRow,
@@ -49,8 +50,7 @@ class SqlUsers:
         return self._entity(row) if row else None
 
     def by_subject(self, connection_id: str, subject: str) -> User | None:
-        row = self.session.scalar(select(UserRow).where(UserRow.connection_id == connection_id,
-                                                        UserRow.subject == subject))
+        row = self.session.scalar(hot_queries.user_by_subject(connection_id, subject))
         return self._entity(row) if row else None
 
     def precreated(self, connection_id: str, email: str) -> User | None:

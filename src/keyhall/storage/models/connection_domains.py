@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from sqlalchemy import ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from keyhall.storage.models.base import Base
@@ -10,7 +10,11 @@ class ConnectionDomainRow(Base):
     """A domain a connection routes; unique within an organization."""
 
     __tablename__ = "connection_domains"
-    __table_args__ = (UniqueConstraint("organization_id", "domain"),)
+    __table_args__ = (
+        UniqueConstraint("organization_id", "domain"),
+        # Home-realm discovery looks connections up by domain across organizations.
+        Index("ix_connection_domains_domain", "domain"),
+    )
 
     connection_id: Mapped[str] = mapped_column(
         String(36), ForeignKey("connections.id", ondelete="CASCADE"), primary_key=True

@@ -1,0 +1,87 @@
+"""The queries on the request path, in one place.
+
+The repositories build these statements here (or, for a lookup by primary key, call
+``Session.get``, whose statement is :func:`by_primary_key` of the same model), and
+``tests/integration/test_query_plans.py`` runs ``EXPLAIN`` on every entry of :data:`HOT_QUERIES`
+on SQLite and PostgreSQL and fails when one reads a whole table: a query or index changed here
+is checked where it is used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from sqlalchemy import Select, select
+
+from keyhall.storage.models import (
+    ApiKeyRow,
+    AuthorizationCodeRow,
+    ConnectionDomainRow,
+    ConnectionRow,
+    DomainRow,
+    LoginTransactionRow,
+    RefreshTokenRow,
+    TokenFamilyRow,
+    UserRow,
+)
+
+
+def by_primary_key(model: Any, *key: Any) -> Select[Any]:
+    """What ``Session.get(model, key)`` runs when the row is not in the session yet."""
+    columns = list(model.__table__.primary_key.columns)
+    return select(model).where(*(column == value for column, value in zip(columns, key, strict=True)))
+
+
+def connection_in_organization(organization_id: str, connection_id: str) -> Select[ConnectionRow]:
+    return select(ConnectionRow).where(ConnectionRow.id == connection_id,
+                                       ConnectionRow.organization_id == organization_id)
+
+
+def domains_of_connections(connection_ids: Sequence[str]) -> Select[ConnectionDomainRow]:
+    return (select(ConnectionDomainRow).where(ConnectionDomainRow.connection_id.in_(list(connection_ids)))
+            .order_by(ConnectionDomainRow.position))
+
+
+def connection_ids_by_domain(domain: str) -> Select[str]:
+    """Home-realm discovery: which connections, of any organization, route this email domain."""
+    return select(ConnectionDomainRow.connection_id).where(ConnectionDomainRow.domain == domain)
+
+
+def connections_with_status(connection_ids: Sequence[str], status: str) -> Select[ConnectionRow]:
+    return (select(ConnectionRow).where(ConnectionRow.id.in_(list(connection_ids)), ConnectionRow.status == status)
+            .order_by(ConnectionRow.created_at))
+
+
+def domains_routed_in_organization(organization_id: str, domains: Sequence[str]) -> Select[str]:
+    return select(ConnectionDomainRow.domain).where(ConnectionDomainRow.organization_id == organization_id,
+                                                    ConnectionDomainRow.domain.in_(list(domains)))
+
+
+def domain_claim(organization_id: str, name: str) -> Select[DomainRow]:
+    return select(DomainRow).where(DomainRow.name == name, DomainRow.organization_id == organization_id)
+
+
+def user_by_subject(connection_id: str, subject: str) -> Select[UserRow]:
+    return select(UserRow).where(UserRow.connection_id == connection_id, UserRow.subject == subject)
+
+
+_ID = "0b9d7c7e-3f1c-4c55-9f0e-2f6f5f0d8c11"
+
+#: Every hot query with sample arguments: name -> the statement.
+HOT_QUERIES: dict[str, Callable[[], Select[Any]]] = {
+    "API key by id": lambda: by_primary_key(ApiKeyRow, "k" * 22),
+    "connection by id": lambda: by_primary_key(ConnectionRow, _ID),
+    "connection by id in its organization": lambda: connection_in_organization(_ID, _ID),
+    "domains of connections": lambda: domains_of_connections([_ID, _ID]),
+    "connections by domain": lambda: connection_ids_by_domain("example.com"),
+    "active connections by ids": lambda: connections_with_status([_ID, _ID], "active"),
+    "routed domains in an organization": lambda: domains_routed_in_organization(_ID, ["example.com", "example.org"]),
+    "domain claim by organization and domain": lambda: domain_claim(_ID, "example.com"),
+    "user by connection and subject": lambda: user_by_subject(_ID, "subject"),
+    "user by id": lambda: by_primary_key(UserRow, _ID),
+    "refresh token by hash": lambda: by_primary_key(RefreshTokenRow, "h" * 43),
+    "token family by id": lambda: by_primary_key(TokenFamilyRow, _ID),
+    "login transaction by id": lambda: by_primary_key(LoginTransactionRow, "t" * 43),
+    "authorization code by hash": lambda: by_primary_key(AuthorizationCodeRow, "h" * 43),
+}
