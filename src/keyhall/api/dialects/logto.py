@@ -41,7 +41,7 @@ from keyhall.core.connection_service import Context
 from keyhall.core.connection_settings import PROFILE_FIELDS
 from keyhall.core.connections import Connection, ConnectionInput, connection_urls, sp_entity_id
 from keyhall.core.organizations import Organization
-from keyhall.core.ports import UnitOfWork
+from keyhall.core.ports import ConnectionFilter, UnitOfWork
 from keyhall.core.vocabulary import SECRET_MASK, Protocol, Provider
 from keyhall.errors import InvalidInput, NotFound
 
@@ -338,20 +338,14 @@ def list_connectors(
     page: Annotated[int | None, Query(ge=1)] = None, page_size: Annotated[int | None, Query(ge=1, le=100)] = None,
 ) -> list[dict[str, Any]]:
     org = _organization(uow, ctx)
-    found: list[Connection] = []
-    cursor: str | None = None
-    while True:  # the core pages by cursor; Logto counts and slices by page number
-        batch = service.list_connections(uow, ctx, org.id, limit=200, cursor=cursor)
-        found += [c for c in batch.items if c.protocol in GENERIC]
-        cursor = batch.next_cursor
-        if cursor is None:
-            break
-    response.headers["Total-Number"] = str(len(found))
-    if page is not None or page_size is not None:
+    everything = ConnectionFilter(protocols=tuple(str(p) for p in GENERIC))
+    if page is None and page_size is None:
+        found = service.find_connections(uow, ctx, org.id, everything)
+    else:
         size = page_size or 20
-        start = ((page or 1) - 1) * size
-        found = found[start:start + size]
-    return [connector_out(c, org, runtime.settings.public_url) for c in found]
+        found = service.find_connections(uow, ctx, org.id, everything, offset=((page or 1) - 1) * size, limit=size)
+    response.headers["Total-Number"] = str(found.total)
+    return [connector_out(c, org, runtime.settings.public_url) for c in found.items]
 
 
 @router.post("/sso-connectors", response_model=ConnectorOut)

@@ -33,14 +33,13 @@ from keyhall.core.connection_settings import DISCOVERED_ENDPOINTS
 from keyhall.core.connections import Connection, ConnectionInput
 from keyhall.core.org_service import authenticate, authenticate_pair
 from keyhall.core.organizations import is_uuid
-from keyhall.core.ports import UnitOfWork
+from keyhall.core.ports import ConnectionFilter, UnitOfWork
 from keyhall.core.vocabulary import SECRET_MASK, Protocol
 from keyhall.errors import InvalidInput, KeyhallError, NotFound
 from keyhall.runtime import Runtime
 
 PREFIX = "/0.1.0/"
 PATH = "/0.1.0/ssoconfig"
-PAGE_SIZE = 200  # how many connections are read from the core at a time while searching
 
 router = APIRouter(tags=["luzmo"])
 
@@ -245,16 +244,6 @@ def _delete(uow: UnitOfWork, ctx: Context, envelope: Envelope) -> dict[str, Any]
     return ssoconfig_out(service.delete_connection(uow, ctx, org_ref, existing.id))
 
 
-def _matches(row: dict[str, Any], where: WhereIn) -> bool:
-    for name in where.model_fields_set:
-        wanted, actual = getattr(where, name), row[name]
-        if isinstance(wanted, str) and isinstance(actual, str):
-            wanted, actual = wanted.lower(), actual.lower()  # ids are case-insensitive; "oidc" is "OIDC"
-        if wanted != actual:
-            return False
-    return True
-
-
 def _get(uow: UnitOfWork, ctx: Context, envelope: Envelope) -> dict[str, Any]:
     raw = envelope.find or {}
     where = raw.get("where")
@@ -262,24 +251,24 @@ def _get(uow: UnitOfWork, ctx: Context, envelope: Envelope) -> dict[str, Any]:
         if isinstance(value, dict | list):
             raise InvalidInput(f"find.where.{name}: only equality is supported", field=f"find.where.{name}")
     find = parse_model(FindIn, raw, prefix="find")
-    org_ref = ctx.principal.organization_id or find.where.organization_id
+    wanted = find.where
+    org_ref = ctx.principal.organization_id or wanted.organization_id
     if org_ref is None:
         raise InvalidInput("find.where.organization_id: is required with an instance-admin key",
                            field="find.where.organization_id")
-    rows: list[dict[str, Any]] = []
-    cursor: str | None = None
+    # Equality on the two fields this call fixes (the organization, OIDC) is settled here; ids and
+    # "oidc"/"OIDC" compare without case, as Luzmo's do. The rest is the core's filter.
+    fixed = (org_ref.lower(), str(Protocol.OIDC))
+    asked = (wanted.organization_id or org_ref, wanted.protocol or str(Protocol.OIDC))
+    if not is_uuid(org_ref) or tuple(v.lower() for v in asked) != fixed:
+        return {"count": 0, "rows": []}
+    where_core = ConnectionFilter(protocols=(str(Protocol.OIDC),), id=wanted.id, is_verified=wanted.is_verified,
+                                  disable_email_password=wanted.disable_email_password)
     try:
-        while is_uuid(org_ref):
-            page = service.list_connections(uow, ctx, org_ref, limit=PAGE_SIZE, cursor=cursor,
-                                            protocol=str(Protocol.OIDC))
-            rows += [row for row in map(ssoconfig_out, page.items) if _matches(row, find.where)]
-            cursor = page.next_cursor
-            if cursor is None:
-                break
+        found = service.find_connections(uow, ctx, org_ref, where_core, offset=find.offset, limit=find.limit)
     except NotFound:
-        rows = []  # an organization the key cannot see holds nothing it may find
-    end = None if find.limit is None else find.offset + find.limit
-    return {"count": len(rows), "rows": rows[find.offset:end]}
+        return {"count": 0, "rows": []}  # an organization the key cannot see holds nothing it may find
+    return {"count": found.total, "rows": [ssoconfig_out(c) for c in found.items]}
 
 
 @router.post(PATH, summary="Create, get, update or delete SSO configurations (Luzmo envelope)")

@@ -27,7 +27,7 @@ from keyhall.api.native.schemas import iso
 from keyhall.core import connection_service as service
 from keyhall.core.connection_service import Context
 from keyhall.core.connections import Connection, ConnectionInput, connection_urls
-from keyhall.core.ports import UnitOfWork
+from keyhall.core.ports import ConnectionFilter, UnitOfWork
 from keyhall.core.validation import validate_model
 from keyhall.core.vocabulary import ConnectionStatus, Protocol
 from keyhall.errors import InvalidInput, KeyhallError, NotAcceptable, NotFound
@@ -158,7 +158,7 @@ def server_out(conn: Connection) -> dict[str, Any]:
 
 def sso_out(conn: Connection, public_url: str) -> dict[str, Any]:
     return {
-        "DisplayName": conn.display_name, "Contacts": list(conn.contacts), "ID": conn.sso_configuration_id,
+        "DisplayName": conn.display_name, "Contacts": list(conn.contacts), "ID": conn.listing_id,
         "ServerID": conn.id, "RedirectUri": connection_urls(public_url, conn)["redirect_uri"],
         "TextRecord": conn.text_record,
         "Status": "Active" if conn.status is ConnectionStatus.ACTIVE else "Inactive",
@@ -202,7 +202,7 @@ def _server(uow: UnitOfWork, ctx: Context, org: str, server_id: str) -> Connecti
 
 def _sso(uow: UnitOfWork, ctx: Context, org: str, server_id: str, sso_id: str) -> Connection:
     conn = _server(uow, ctx, org, server_id)
-    if conn.sso_configuration_id is None or conn.sso_configuration_id != sso_id.lower():
+    if conn.listing_id is None or conn.listing_id != sso_id.lower():
         raise NotFound("sso configuration not found")
     return conn
 
@@ -217,14 +217,8 @@ def create_server(OrganisationId: PathId, body: AuthorisationServerIn, uow: UowD
 
 @router.get("/{OrganisationId}/authorisationservers", response_model=list[AuthorisationServerOut])
 def list_servers(OrganisationId: PathId, uow: UowDep, ctx: ContextDep) -> list[dict[str, Any]]:
-    servers: list[dict[str, Any]] = []
-    cursor = None
-    while True:
-        page = service.list_connections(uow, ctx, OrganisationId, limit=200, cursor=cursor, protocol="oidc")
-        servers += [server_out(c) for c in page.items]
-        if page.next_cursor is None:
-            return servers
-        cursor = page.next_cursor
+    servers = service.find_connections(uow, ctx, OrganisationId, ConnectionFilter(protocols=(str(Protocol.OIDC),)))
+    return [server_out(c) for c in servers.items]
 
 
 @router.get("/{OrganisationId}/authorisationservers/{AuthorisationServerId}", response_model=AuthorisationServerOut)
@@ -262,7 +256,7 @@ def create_sso(OrganisationId: PathId, AuthorisationServerId: ServerPathId,
     conn = _server(uow, ctx, OrganisationId, AuthorisationServerId)
     with translated_errors(RENAME):
         updated = service.update_connection(uow, ctx, OrganisationId, conn.id, sso_input(body, replace=False),
-                                            runtime.inspector, sso_configuration="publish")
+                                            runtime.inspector, listing="publish")
     return sso_out(updated, runtime.settings.public_url)
 
 
@@ -270,7 +264,7 @@ def create_sso(OrganisationId: PathId, AuthorisationServerId: ServerPathId,
 def list_sso(OrganisationId: PathId, AuthorisationServerId: ServerPathId,
              uow: UowDep, ctx: ContextDep, runtime: RuntimeDep) -> list[dict[str, Any]]:
     conn = _server(uow, ctx, OrganisationId, AuthorisationServerId)
-    return [sso_out(conn, runtime.settings.public_url)] if conn.sso_configuration_id else []
+    return [sso_out(conn, runtime.settings.public_url)] if conn.listing_id else []
 
 
 @router.get(SSO_PATH + "/{ssoConfigurationId}", response_model=SsoConfigurationOut)
@@ -297,7 +291,7 @@ def delete_sso(OrganisationId: PathId, AuthorisationServerId: ServerPathId, ssoC
     with translated_errors(RENAME):
         withdraw = validate_model(ConnectionInput, {"status": "inactive"})
         service.update_connection(uow, ctx, OrganisationId, conn.id, withdraw, runtime.inspector,
-                                  sso_configuration="withdraw")
+                                  listing="withdraw")
     return Response(status_code=204)
 
 
