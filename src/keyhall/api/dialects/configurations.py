@@ -32,11 +32,11 @@ import re
 from contextlib import AbstractContextManager
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, FastAPI, Query, Response
+from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
-from keyhall.api.deps import ContextDep, RateLimited, RuntimeDep, UowDep
-from keyhall.api.dialects.common import dialect_errors, parse_model, prefix_renamer
+from keyhall.api.deps import ContextDep, RuntimeDep, UowDep
+from keyhall.api.dialects.common import Dialect, dialect_errors, parse_model, prefix_renamer
 from keyhall.api.native.schemas import iso
 from keyhall.core import connection_service as service
 from keyhall.core.connection_service import Context
@@ -405,5 +405,4 @@ def delete_configuration(configuration_uuid: str, uow: UowDep, ctx: ContextDep) 
     return Response(status_code=204)
 
 
-def install(app: FastAPI) -> None:
-    app.include_router(router, dependencies=[RateLimited])
+DIALECT = Dialect("configurations", router)

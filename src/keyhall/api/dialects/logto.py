@@ -31,11 +31,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, FastAPI, Query, Response
+from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, ConfigDict, StringConstraints, field_validator
 
-from keyhall.api.deps import ContextDep, RateLimited, RuntimeDep, UowDep
-from keyhall.api.dialects.common import dialect_errors, parse_model, prefix_renamer
+from keyhall.api.deps import ContextDep, RuntimeDep, UowDep
+from keyhall.api.dialects.common import Dialect, dialect_errors, parse_model, prefix_renamer
 from keyhall.core import connection_service as service
 from keyhall.core.connection_service import Context
 from keyhall.core.connection_settings import PROFILE_FIELDS
@@ -394,6 +394,4 @@ def provider_logo(logo: str) -> Response:
                     headers={"Cache-Control": "public, max-age=86400"})
 
 
-def install(app: FastAPI) -> None:
-    app.include_router(router, dependencies=[RateLimited])
-    app.include_router(assets)
+DIALECT = Dialect("logto", router, public=(assets,))

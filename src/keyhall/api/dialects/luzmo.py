@@ -17,21 +17,27 @@ the native ``error`` object.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Any
 
-from fastapi import APIRouter, FastAPI, Request
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+from fastapi import APIRouter, Request
 
-from keyhall.api.deps import RuntimeDep, UowDep, authenticate_and_charge, bearer_token
-from keyhall.api.dialects.common import field_problems, parse_model, prefix_renamer, translated_errors
-from keyhall.api.http import ErrorStyle, native_error_body, register_error_style, request_id
+from keyhall.api.deps import RuntimeDep, UowDep
+from keyhall.api.dialects.common import (
+    Dialect,
+    body_principal,
+    field_problems,
+    parse_model,
+    prefix_renamer,
+    translated_errors,
+)
+from keyhall.api.dialects.luzmo_schemas import Envelope, FindIn, PropertiesIn
+from keyhall.api.http import ErrorStyle, native_error_body, request_id
 from keyhall.api.native.schemas import iso
 from keyhall.core import connection_service as service
 from keyhall.core.access import Principal
 from keyhall.core.connection_service import Context
 from keyhall.core.connection_settings import DISCOVERED_ENDPOINTS
 from keyhall.core.connections import Connection, ConnectionInput
-from keyhall.core.org_service import authenticate, authenticate_pair
 from keyhall.core.organizations import is_uuid
 from keyhall.core.ports import ConnectionFilter, UnitOfWork
 from keyhall.core.vocabulary import SECRET_MASK, Protocol
@@ -64,53 +70,6 @@ READ_ONLY = {
 }
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class Envelope(_Strict):
-    """Luzmo's request envelope."""
-
-    action: Literal["create", "get", "update", "delete"]
-    version: Literal["0.1.0"]
-    key: StrictStr | None = None
-    token: StrictStr | None = None
-    id: StrictStr | None = None
-    properties: dict[str, Any] | None = None
-    find: dict[str, Any] | None = None
-    associations: dict[str, Any] | list[Any] | None = None  # the SDKs send an empty one with create
-
-
-class ConfigIn(_Strict):
-    client_id: StrictStr | None = None
-    client_secret: StrictStr | None = None
-    issuer: StrictStr | None = None
-    authorization_url: StrictStr | None = None
-    token_url: StrictStr | None = None
-    user_info_url: StrictStr | None = None
-
-
-class PropertiesIn(_Strict):
-    organization_id: StrictStr | None = None
-    protocol: StrictStr | None = None
-    config: ConfigIn = Field(default_factory=ConfigIn)
-    disable_email_password: StrictBool = False
-
-
-class WhereIn(_Strict):
-    id: StrictStr | None = None
-    organization_id: StrictStr | None = None
-    protocol: StrictStr | None = None
-    is_verified: StrictBool | None = None
-    disable_email_password: StrictBool | None = None
-
-
-class FindIn(_Strict):
-    where: WhereIn = Field(default_factory=WhereIn)
-    limit: Annotated[StrictInt, Field(ge=1, le=1000)] | None = None
-    offset: Annotated[StrictInt, Field(ge=0)] = 0
-
-
 def ssoconfig_out(conn: Connection) -> dict[str, Any]:
     """A connection in the page's response shape."""
     settings, found = conn.settings, conn.discovered or {}
@@ -135,14 +94,6 @@ def ssoconfig_out(conn: Connection) -> dict[str, Any]:
         "created_at": iso(conn.created_at),
         "updated_at": iso(conn.updated_at),
     }
-
-
-def _principal(request: Request, uow: UnitOfWork, runtime: Runtime, envelope: Envelope) -> Principal:
-    """The envelope's ``key``/``token`` pair when given, else the bearer token."""
-    now = runtime.clock()
-    if envelope.key is not None or envelope.token is not None:
-        return authenticate_pair(uow, envelope.key or "", envelope.token or "", now)
-    return authenticate(uow, bearer_token(request), now)
 
 
 def _properties(raw: dict[str, Any] | None) -> PropertiesIn:
@@ -273,8 +224,7 @@ def _get(uow: UnitOfWork, ctx: Context, envelope: Envelope) -> dict[str, Any]:
 
 @router.post(PATH, summary="Create, get, update or delete SSO configurations (Luzmo envelope)")
 def ssoconfig(envelope: Envelope, request: Request, uow: UowDep, runtime: RuntimeDep) -> dict[str, Any]:
-    principal = authenticate_and_charge(request, runtime, uow,
-                                        lambda: _principal(request, uow, runtime, envelope))
+    principal = body_principal(request, uow, runtime, envelope.key, envelope.token)
     _check_envelope_fields(envelope)
     ctx = Context(principal=principal, request_id=request_id(request), now=runtime.clock())
     with translated_errors(RENAME):
@@ -297,7 +247,5 @@ def error_body(status: int, exc: KeyhallError) -> dict[str, Any]:
     return {**body, **native_error_body(status, exc)}
 
 
-def install(app: FastAPI) -> None:
-    # Rate limiting happens in the handler, once the envelope's key (or the bearer token) has authenticated.
-    register_error_style(ErrorStyle(prefix=PREFIX, render=error_body))
-    app.include_router(router)
+# Rate limiting happens in the handler, once the envelope's key (or the bearer token) has authenticated.
+DIALECT = Dialect("luzmo", router, ErrorStyle(prefix=PREFIX, render=error_body), charged=False)

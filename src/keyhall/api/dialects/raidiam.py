@@ -17,12 +17,12 @@ import re
 import uuid
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, Header, Path, Request, Response
+from fastapi import APIRouter, Depends, Header, Path, Request, Response
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
 
-from keyhall.api.deps import ContextDep, RateLimited, RuntimeDep, UowDep
-from keyhall.api.dialects.common import prefix_renamer, translated_errors
-from keyhall.api.http import ErrorStyle, register_error_style
+from keyhall.api.deps import ContextDep, RuntimeDep, UowDep
+from keyhall.api.dialects.common import Dialect, prefix_renamer, translated_errors
+from keyhall.api.http import ErrorStyle
 from keyhall.api.native.schemas import iso
 from keyhall.core import connection_service as service
 from keyhall.core.connection_service import Context
@@ -295,6 +295,4 @@ def delete_sso(OrganisationId: PathId, AuthorisationServerId: ServerPathId, ssoC
     return Response(status_code=204)
 
 
-def install(app: FastAPI) -> None:
-    register_error_style(ErrorStyle(prefix=PREFIX + "/", render=render_error))
-    app.include_router(router, dependencies=[RateLimited])
+DIALECT = Dialect("raidiam", router, ErrorStyle(prefix=PREFIX + "/", render=render_error))
