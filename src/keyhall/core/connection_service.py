@@ -17,7 +17,8 @@ from keyhall.core.connections import Connection, ConnectionInput, Outcome, apply
 from keyhall.core.domains import new_domain
 from keyhall.core.organizations import Organization
 from keyhall.core.ports import ConnectionFilter, IdPInspector, Page, Slice, UnitOfWork
-from keyhall.core.vocabulary import ConnectionStatus, Protocol
+from keyhall.core.presets import preset_for
+from keyhall.core.vocabulary import ConnectionStatus, GroupProvisioning, Protocol, Provider, UserProvisioning
 from keyhall.errors import Conflict, InvalidInput, NotFound, PreconditionFailed
 from keyhall.security.sp_keys import generate_sp_keypair
 
@@ -65,6 +66,19 @@ def find_connections(
     for APIs that page by number (``page``/``offset``) and report a total."""
     org = organization_for(uow, ctx, org_ref)
     return uow.connections.list_slice(org.id, where, offset=offset, limit=limit)
+
+
+def replacement(
+    data: dict[str, Any], provider: Provider, protocol: Protocol,
+    *, group_provisioning: GroupProvisioning = GroupProvisioning.SYNC,
+) -> dict[str, Any]:
+    """``data`` (a connection input) as a full replacement of the sign-in policy: each policy field it
+    leaves out takes a new connection's value — automatic user provisioning, no group mappings, the
+    provider preset's attribute mappings (those sent are laid over them) — and group provisioning
+    the default the calling API documents (``group_provisioning``; the core's own is ``sync``)."""
+    preset = dict(preset_for(provider).attribute_mappings.get(protocol, {}))
+    return {"user_provisioning": UserProvisioning.AUTO, "group_provisioning": group_provisioning,
+            "group_mappings": [], **data, "attribute_mappings": {**preset, **(data.get("attribute_mappings") or {})}}
 
 
 def _inspect(outcome: Outcome, inspector: IdPInspector, now: datetime) -> None:
