@@ -11,13 +11,12 @@ page says, and ignored (an instance-admin key, which has no organization, gets 4
   ``Keyhall-Ignored-Fields`` header (the page's full example sends all three).
 - ``displayName`` is both the connection's display name (≤ 64) and its name (unique in the
   organization: a second configuration with the same displayName is 409).
-- ``attributeMappings`` maps a profile field (``subject``, ``email``, ``emailVerified``, ``name``,
-  ``givenName``, ``familyName``, ``username``, ``picture``, ``locale``, ``phoneNumber``,
-  ``groups``) to the IdP's attribute or claim name; ``groupMappings`` is a list of
+- ``attributeMappings`` maps a profile field (camelCase: ``subject``, ``email``, ``emailVerified``,
+  ``givenName``, ``groups``…) to the IdP's attribute or claim name; ``groupMappings`` is a list of
   ``{"idpGroup", "group"}``. ``ldapConfig.useSsl`` true is LDAPS, false plain LDAP.
-- PUT replaces: the result is what a POST of the same body would give (absent optional fields
-  take their defaults, attribute mappings start from the provider preset). PATCH merges; a
-  key of a config block sent as null is removed. POST, GET, PUT and PATCH answer 200, DELETE 204.
+- PUT replaces: the result is what a POST of the same body would give (absent optional fields take
+  their defaults, ``groupProvisioning`` ``none``; attribute mappings start from the provider preset).
+  PATCH merges; a config key sent as null is removed. POST/GET/PUT/PATCH answer 200, DELETE 204.
 - Responses carry the page's fields plus ``ldapConfig``, the provisioning settings, the
   mappings and ``createdAt``/``updatedAt`` (ISO 8601). Secrets are never returned: the config
   says ``clientSecretSet``/``bindPasswordSet``; blocks of other protocols are ``{}``.
@@ -35,24 +34,10 @@ from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel
 
 from keyhall.api.deps import ContextDep, RuntimeDep, UowDep
-from keyhall.api.dialects.common import (
-    Dialect,
-    camel,
-    check_shape,
-    dialect_errors,
-    key_organization,
-    mapping_to_core,
-    parse_model,
-    prefix_renamer,
-)
-from keyhall.api.dialects.configurations_schemas import (
-    BLOCKS,
-    KEYS,
-    PROFILE_KEYS,
-    ConfigurationBody,
-    ConfigurationOut,
-    ConfigurationPatch,
-)
+from keyhall.api.dialects import common
+from keyhall.api.dialects import configurations_schemas as wire
+from keyhall.api.dialects.common import Dialect, camel, dialect_errors, parse_model
+from keyhall.api.dialects.configurations_schemas import BLOCKS, KEYS, PROFILE_KEYS
 from keyhall.api.native.schemas import iso
 from keyhall.core import connection_service as service
 from keyhall.core.connection_service import Context
@@ -65,7 +50,7 @@ from keyhall.errors import InvalidInput
 
 router = APIRouter(prefix="/api/v1/sso/configurations", tags=["configurations"])
 
-_RENAME_FIXED = prefix_renamer({
+_RENAME_FIXED = common.prefix_renamer({
     "name": "displayName", "display_name": "displayName", "user_provisioning": "userProvisioning",
     "group_provisioning": "groupProvisioning", "group_mappings": "groupMappings",
     "oidc.issuer": "oidcConfig.wellKnownUrl", "oidc.jwks_uri": "oidcConfig.wellKnownUrl",
@@ -83,7 +68,7 @@ def rename(path: str) -> str:
     return re.sub(r"^samlConfig\.idpCertificate\[\d+\]", "samlConfig.idpCertificate", path)
 
 
-def _protocol_of(body: ConfigurationPatch) -> Protocol | None:
+def _protocol_of(body: wire.ConfigurationPatch) -> Protocol | None:
     if body.providerType is not None and body.protocol is not None and body.providerType.lower() != body.protocol:
         raise InvalidInput(
             f"protocol: {body.protocol!r} does not match providerType {body.providerType!r} "
@@ -105,9 +90,8 @@ def _block_to_core(protocol: Protocol, block: BaseModel) -> dict[str, Any]:
     return out
 
 
-def _input(
-    body: ConfigurationPatch, protocol: Protocol, provider: Provider | None
-) -> tuple[ConnectionInput, list[str]]:
+def _input(body: wire.ConfigurationPatch, protocol: Protocol,
+           provider: Provider | None) -> tuple[ConnectionInput, list[str]]:
     """The core input and the ignored blocks; ``provider`` set means a full replacement (POST/PUT)."""
     given = body.model_fields_set
     data: dict[str, Any] = {}
@@ -119,7 +103,7 @@ def _input(
         if key in given:
             data[core] = getattr(body, key)
     if body.attributeMappings is not None:
-        data["attribute_mappings"] = mapping_to_core(body.attributeMappings, PROFILE_KEYS, "attributeMappings")
+        data["attribute_mappings"] = common.mapping_to_core(body.attributeMappings, PROFILE_KEYS, "attributeMappings")
     if "groupMappings" in given:
         data["group_mappings"] = [{"idp_group": m.idpGroup, "group": m.group} for m in body.groupMappings or []]
     ignored = []
@@ -130,29 +114,24 @@ def _input(
         if other is protocol:
             data[str(other)] = _block_to_core(other, block)
         else:
-            check_shape(other, _block_to_core(other, block), rename)
+            common.check_shape(other, _block_to_core(other, block), rename)
             ignored.append(name)
     if provider is not None:
         if str(protocol) not in data:
             raise InvalidInput(f"{BLOCKS[protocol]}: is required when providerType is {str(protocol).upper()}",
                                field=BLOCKS[protocol])
-        # PUT replaces (the module docstring): the core fills what the body leaves out. This API's
-        # contract is that a configuration sent without groupProvisioning does not sync groups
-        # (test_put_replaces_the_whole_configuration); the seed page (003, its POST example) always
-        # sends the field and names no default, so "none" is this API's documented default, not the core's.
+        # The core fills what a replacement leaves out. groupProvisioning "none" is this API's documented
+        # default (module docstring; test_put_replaces_the_whole_configuration): seed 003's example always
+        # sends the field and names no default, so it is not the core's default ("sync").
         data = service.replacement(data, provider, protocol, group_provisioning=GroupProvisioning.NONE)
     return parse_model(ConnectionInput, data), ignored
 
 
 def _issuer(conn: Connection) -> str:
-    found = conn.discovered or {}
-    if conn.protocol is Protocol.OIDC:
-        value = conn.settings.get("issuer") or found.get("issuer")
-    elif conn.protocol is Protocol.SAML:
-        value = found.get("idp_entity_id") or conn.settings.get("idp_entity_id")
-    else:
-        value = conn.settings.get("server")
-    return str(value or "")
+    found, settings = conn.discovered or {}, conn.settings
+    value = {Protocol.OIDC: settings.get("issuer") or found.get("issuer"),
+             Protocol.SAML: found.get("idp_entity_id") or settings.get("idp_entity_id")}
+    return str(value.get(conn.protocol, settings.get("server")) or "")
 
 
 def _block_out(conn: Connection, protocol: Protocol, public_url: str) -> dict[str, Any]:
@@ -188,10 +167,8 @@ def configuration_out(conn: Connection, public_url: str) -> dict[str, Any]:
     }
 
 
-# --- routes ------------------------------------------------------------------------------------
-
 def _organization(uow: UnitOfWork, ctx: Context) -> Organization:
-    return key_organization(uow, ctx, "SSO configurations", " (tenantUuid is ignored)")
+    return common.key_organization(uow, ctx, "SSO configurations", " (tenantUuid is ignored)")
 
 
 def _answer(response: Response, ignored: list[str]) -> None:
@@ -199,7 +176,7 @@ def _answer(response: Response, ignored: list[str]) -> None:
         response.headers["Keyhall-Ignored-Fields"] = ", ".join(ignored)
 
 
-@router.get("", response_model=list[ConfigurationOut])
+@router.get("", response_model=list[wire.ConfigurationOut])
 def list_configurations(
     uow: UowDep, ctx: ContextDep, runtime: RuntimeDep, response: Response,
     limit: Annotated[int, Query(ge=1, le=200)] = 50, cursor: str | None = None,
@@ -211,9 +188,9 @@ def list_configurations(
     return [configuration_out(c, runtime.settings.public_url) for c in page.items]
 
 
-@router.post("", response_model=ConfigurationOut)
+@router.post("", response_model=wire.ConfigurationOut)
 def create_configuration(
-    body: ConfigurationBody, uow: UowDep, ctx: ContextDep, runtime: RuntimeDep, response: Response
+    body: wire.ConfigurationBody, uow: UowDep, ctx: ContextDep, runtime: RuntimeDep, response: Response
 ) -> dict[str, Any]:
     org = _organization(uow, ctx)
     with dialect_errors(rename):
@@ -225,15 +202,15 @@ def create_configuration(
     return configuration_out(conn, runtime.settings.public_url)
 
 
-@router.get("/{configuration_uuid}", response_model=ConfigurationOut)
+@router.get("/{configuration_uuid}", response_model=wire.ConfigurationOut)
 def get_configuration(configuration_uuid: str, uow: UowDep, ctx: ContextDep, runtime: RuntimeDep) -> dict[str, Any]:
     org = _organization(uow, ctx)
     return configuration_out(service.get_connection(uow, ctx, org.id, configuration_uuid), runtime.settings.public_url)
 
 
-@router.put("/{configuration_uuid}", response_model=ConfigurationOut)
+@router.put("/{configuration_uuid}", response_model=wire.ConfigurationOut)
 def replace_configuration(
-    configuration_uuid: str, body: ConfigurationBody, uow: UowDep, ctx: ContextDep, runtime: RuntimeDep,
+    configuration_uuid: str, body: wire.ConfigurationBody, uow: UowDep, ctx: ContextDep, runtime: RuntimeDep,
     response: Response,
 ) -> dict[str, Any]:
     org = _organization(uow, ctx)
@@ -247,9 +224,9 @@ def replace_configuration(
     return configuration_out(conn, runtime.settings.public_url)
 
 
-@router.patch("/{configuration_uuid}", response_model=ConfigurationOut)
+@router.patch("/{configuration_uuid}", response_model=wire.ConfigurationOut)
 def update_configuration(
-    configuration_uuid: str, body: ConfigurationPatch, uow: UowDep, ctx: ContextDep, runtime: RuntimeDep,
+    configuration_uuid: str, body: wire.ConfigurationPatch, uow: UowDep, ctx: ContextDep, runtime: RuntimeDep,
     response: Response,
 ) -> dict[str, Any]:
     org = _organization(uow, ctx)
