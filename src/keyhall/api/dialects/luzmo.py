@@ -30,7 +30,7 @@ from keyhall.api.dialects.common import (
     prefix_renamer,
     translated_errors,
 )
-from keyhall.api.dialects.luzmo_schemas import Envelope, FindIn, PropertiesIn
+from keyhall.api.dialects.luzmo_schemas import CONFIG_TO_CORE, ENVELOPE_USE, READ_ONLY, Envelope, FindIn, PropertiesIn
 from keyhall.api.http import ErrorStyle, native_error_body, request_id
 from keyhall.api.native.schemas import iso
 from keyhall.core import connection_service as service
@@ -58,17 +58,6 @@ RENAME = prefix_renamer({
     "disable_email_password": "properties.disable_email_password",
     "protocol": "properties.protocol",
 })
-
-CONFIG_TO_CORE = {"client_id": "client_id", "client_secret": "client_secret", "issuer": "issuer",
-                  "authorization_url": "authorization_url", "token_url": "token_url", "user_info_url": "userinfo_url"}
-READ_ONLY = {
-    "is_verified": "is read-only; it turns true by itself after the first successful sign-in through this "
-                   "SSO configuration",
-    "id": "is read-only; name the configuration to change in the envelope's id",
-    "created_at": "is read-only",
-    "updated_at": "is read-only",
-}
-
 
 def ssoconfig_out(conn: Connection) -> dict[str, Any]:
     """A connection in the page's response shape."""
@@ -132,10 +121,6 @@ def _core_input(props: PropertiesIn, existing: Connection | None) -> ConnectionI
     if "disable_email_password" in props.model_fields_set:
         data["disable_email_password"] = props.disable_email_password
     return parse_model(ConnectionInput, data)
-
-
-ENVELOPE_USE = {"id": ("update", "delete"), "find": ("get",), "properties": ("create", "update", "delete"),
-                "associations": ("create",)}
 
 
 def _check_envelope_fields(envelope: Envelope) -> None:

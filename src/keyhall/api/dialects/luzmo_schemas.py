@@ -1,4 +1,5 @@
-"""Luzmo's request envelope and its members, as the SSO configuration page names them."""
+"""Luzmo's request envelope and its members, as the SSO configuration page names them, and which
+members each action reads."""
 
 from __future__ import annotations
 
@@ -52,3 +53,16 @@ class FindIn(_Strict):
     where: WhereIn = Field(default_factory=WhereIn)
     limit: Annotated[StrictInt, Field(ge=1, le=1000)] | None = None
     offset: Annotated[StrictInt, Field(ge=0)] = 0
+
+
+CONFIG_TO_CORE = {"client_id": "client_id", "client_secret": "client_secret", "issuer": "issuer",
+                  "authorization_url": "authorization_url", "token_url": "token_url", "user_info_url": "userinfo_url"}
+READ_ONLY = {
+    "is_verified": "is read-only; it turns true by itself after the first successful sign-in through this "
+                   "SSO configuration",
+    "id": "is read-only; name the configuration to change in the envelope's id",
+    "created_at": "is read-only",
+    "updated_at": "is read-only",
+}
+ENVELOPE_USE = {"id": ("update", "delete"), "find": ("get",), "properties": ("create", "update", "delete"),
+                "associations": ("create",)}
