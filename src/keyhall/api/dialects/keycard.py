@@ -149,7 +149,8 @@ def enable(
         org = service.organization_for(uow, ctx, organization_id)
         with suppress(NotFound):  # not enabled yet: this call creates the connection
             _oidc_only(service.get_default_connection(uow, ctx, org.id), Conflict)
-        # Enabling defines the connection by the three fields Keycard names: no secret sent, none kept.
+        # Enabling defines the connection by the three fields Keycard names: no secret sent, none kept
+        # (seed 002, lines 16-17: client_secret is optional, stored only "if provided").
         fields = {"client_secret": None, **body.model_dump(exclude_unset=True)}
         conn, created = service.upsert_default_connection(uow, ctx, org.id, _core_input(fields, create=True),
                                                           runtime.inspector)

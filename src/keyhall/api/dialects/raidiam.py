@@ -94,6 +94,8 @@ def server_input(body: AuthorisationServerIn, *, creating: bool, complete: bool 
                        ("ClientId", "client_id"), ("ClientSecret", "client_secret")):
         if field in body.model_fields_set:
             oidc[key] = getattr(body, field)
+    # A server is complete with an IdP and a client: these name the page's members the core would
+    # otherwise report as oidc.* (translation of required fields, not a rule of its own).
     if complete and not (body.Issuer or body.OpenIDDiscoveryDocument):
         raise InvalidInput("Issuer: give Issuer or OpenIDDiscoveryDocument", field="Issuer")
     if complete and not body.ClientId:
@@ -211,6 +213,7 @@ def delete_sso(OrganisationId: PathId, AuthorisationServerId: ServerPathId, ssoC
                uow: UowDep, ctx: ContextDep, runtime: RuntimeDep) -> Response:
     conn = _sso(uow, ctx, OrganisationId, AuthorisationServerId, ssoConfigurationId)
     with translated_errors(RENAME):
+        # The SSO configuration's Status is the connection's status: without one, SSO is not offered.
         withdraw = validate_model(ConnectionInput, {"status": "inactive"})
         service.update_connection(uow, ctx, OrganisationId, conn.id, withdraw, runtime.inspector,
                                   listing="withdraw")
