@@ -7,12 +7,13 @@ from fastapi import FastAPI
 from keyhall import __version__
 from keyhall.api import health, oauth, pages, saml_pages
 from keyhall.api.deps import LoginRateLimited, RateLimited
-from keyhall.api.dialects import install_all
+from keyhall.api.dialects import DIALECTS
 from keyhall.api.http import (
     BodyLimitMiddleware,
     CorrelationMiddleware,
     UnexpectedErrorMiddleware,
     install_error_handlers,
+    register_error_style,
 )
 from keyhall.api.native import applications, audit, connections, domains, organizations, users
 from keyhall.api.observability import install_metrics
@@ -39,7 +40,12 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     for router in (organizations.router, connections.router, domains.router, audit.router, users.router,
                    applications.router):
         app.include_router(router, dependencies=[RateLimited])
-    install_all(app)
+    for dialect in DIALECTS:
+        if dialect.error_style is not None:
+            register_error_style(dialect.error_style)
+        app.include_router(dialect.router, dependencies=[RateLimited] if dialect.charged else [])
+        for public in dialect.public:
+            app.include_router(public)
     oauth.register_error_styles()
     app.add_middleware(UnexpectedErrorMiddleware)  # innermost
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, json_prefixes=JSON_PREFIXES)

@@ -7,7 +7,7 @@ audit event land in one commit, or nothing does.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal
 
@@ -16,8 +16,9 @@ from keyhall.core.access import Principal, require_member, require_sso_writer
 from keyhall.core.connections import Connection, ConnectionInput, Outcome, apply_input
 from keyhall.core.domains import new_domain
 from keyhall.core.organizations import Organization
-from keyhall.core.ports import IdPInspector, Page, UnitOfWork
-from keyhall.core.vocabulary import ConnectionStatus, Protocol
+from keyhall.core.ports import ConnectionFilter, IdPInspector, Page, Slice, UnitOfWork
+from keyhall.core.presets import preset_for
+from keyhall.core.vocabulary import ConnectionStatus, GroupProvisioning, Protocol, Provider, UserProvisioning
 from keyhall.errors import Conflict, InvalidInput, NotFound, PreconditionFailed
 from keyhall.security.sp_keys import generate_sp_keypair
 
@@ -46,10 +47,38 @@ def get_connection(uow: UnitOfWork, ctx: Context, org_ref: str, connection_id: s
 
 
 def list_connections(
-    uow: UnitOfWork, ctx: Context, org_ref: str, *, limit: int, cursor: str | None, protocol: str | None = None
+    uow: UnitOfWork, ctx: Context, org_ref: str, *, limit: int, cursor: str | None, protocol: str | None = None,
+    where: ConnectionFilter | None = None,
 ) -> Page[Connection]:
+    """A page by cursor of the organization's connections that match ``where`` (and ``protocol``)."""
     org = organization_for(uow, ctx, org_ref)
-    return uow.connections.list_page(org.id, limit=limit, cursor=cursor, protocol=protocol)
+    where = where or ConnectionFilter()
+    if protocol:
+        where = replace(where, protocols=(protocol,))
+    return uow.connections.list_page(org.id, limit=limit, cursor=cursor, where=where)
+
+
+def find_connections(
+    uow: UnitOfWork, ctx: Context, org_ref: str, where: ConnectionFilter, *, offset: int = 0,
+    limit: int | None = None,
+) -> Slice[Connection]:
+    """A window by position of the organization's connections that match ``where``, and their count:
+    for APIs that page by number (``page``/``offset``) and report a total."""
+    org = organization_for(uow, ctx, org_ref)
+    return uow.connections.list_slice(org.id, where, offset=offset, limit=limit)
+
+
+def replacement(
+    data: dict[str, Any], provider: Provider, protocol: Protocol,
+    *, group_provisioning: GroupProvisioning = GroupProvisioning.SYNC,
+) -> dict[str, Any]:
+    """``data`` (a connection input) as a full replacement of the sign-in policy: each policy field it
+    leaves out takes a new connection's value — automatic user provisioning, no group mappings, the
+    provider preset's attribute mappings (those sent are laid over them) — and group provisioning
+    the default the calling API documents (``group_provisioning``; the core's own is ``sync``)."""
+    preset = dict(preset_for(provider).attribute_mappings.get(protocol, {}))
+    return {"user_provisioning": UserProvisioning.AUTO, "group_provisioning": group_provisioning,
+            "group_mappings": [], **data, "attribute_mappings": {**preset, **(data.get("attribute_mappings") or {})}}
 
 
 def _inspect(outcome: Outcome, inspector: IdPInspector, now: datetime) -> None:
@@ -125,12 +154,13 @@ def update_connection(
     *,
     expected_version: int | None = None,
     replace_all: bool = False,
-    sso_configuration: Literal["keep", "publish", "withdraw"] = "keep",
+    listing: Literal["keep", "publish", "withdraw"] = "keep",
 ) -> Connection:
     """Apply a partial (or, with ``replace_all``, full) update with optimistic locking.
 
-    With ``expected_version`` (an ``If-Match``) a stale version is 412. Without it, a concurrent
-    writer makes us re-read and re-apply the same change, so no update is silently lost.
+    ``listing`` "publish" gives the connection a published listing with a new id (409 when it has
+    one); "withdraw" removes it. With ``expected_version`` (an ``If-Match``) a stale version is 412.
+    Without it, a concurrent writer makes us re-read and re-apply the same change, so no update is silently lost.
     """
     org = organization_for(uow, ctx, org_ref)
     require_sso_writer(ctx.principal, org)
@@ -146,13 +176,13 @@ def update_connection(
             )
         outcome = apply_input(existing, data, organization_id=org.id, now=ctx.now, replace_all=replace_all)
         conn = outcome.connection
-        if sso_configuration == "publish":
-            if existing.sso_configuration_id is not None:
-                raise Conflict("this connection already has an SSO configuration",
-                               details={"sso_configuration_id": existing.sso_configuration_id})
-            conn.sso_configuration_id = str(uuid.uuid4())
-        elif sso_configuration == "withdraw":
-            conn.sso_configuration_id = None
+        if listing == "publish":
+            if existing.listing_id is not None:
+                raise Conflict("this connection's listing is already published",
+                               details={"listing_id": existing.listing_id})
+            conn.listing_id = str(uuid.uuid4())
+        elif listing == "withdraw":
+            conn.listing_id = None
         _check_claims(uow, conn, exclude_id=conn.id)
         _inspect(outcome, inspector, ctx.now)
         conn.version = existing.version + 1

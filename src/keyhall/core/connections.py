@@ -79,7 +79,9 @@ class Connection:
     secrets: dict[str, str] = field(default_factory=dict)
     discovered: dict[str, Any] | None = None
     text_record: str | None = None
-    sso_configuration_id: str | None = None  # set while the connection's SSO configuration is published
+    # The id of the connection's published listing (its public facet: display name, contacts, text
+    # record, with an id of its own); None while unpublished.
+    listing_id: str | None = None
     version: int = 1
     created_at: datetime = field(default_factory=lambda: datetime.min)
     updated_at: datetime = field(default_factory=lambda: datetime.min)

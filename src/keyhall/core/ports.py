@@ -28,6 +28,26 @@ class Page(Generic[T]):
     next_cursor: str | None
 
 
+@dataclass(frozen=True)
+class Slice(Generic[T]):
+    """A window of a list by position, and how many items the whole list holds."""
+
+    items: list[T]
+    total: int
+
+
+@dataclass(frozen=True)
+class ConnectionFilter:
+    """Which connections a list holds: each field set narrows it by equality; None leaves it open."""
+
+    protocols: tuple[str, ...] | None = None
+    id: str | None = None
+    name: str | None = None
+    status: str | None = None
+    is_verified: bool | None = None
+    disable_email_password: bool | None = None
+
+
 class OrganizationRepository(Protocol):
     def get(self, id_or_slug: str) -> Organization | None: ...
     def slug_taken(self, slug: str) -> bool: ...
@@ -50,7 +70,13 @@ class ConnectionRepository(Protocol):
         ...
     def get_any(self, connection_id: str) -> Connection | None: ...
     def list_page(self, organization_id: str, *, limit: int, cursor: str | None,
-             protocol: str | None = None) -> Page[Connection]: ...
+                  where: ConnectionFilter | None = None) -> Page[Connection]:
+        """Oldest first, by cursor."""
+        ...
+    def list_slice(self, organization_id: str, where: ConnectionFilter, *, offset: int = 0,
+                   limit: int | None = None) -> Slice[Connection]:
+        """Oldest first, by position (``limit`` None: to the end), with the count of all that match."""
+        ...
     def by_domain(self, domain: str) -> list[Connection]: ...
     def name_taken(self, organization_id: str, name: str, *, exclude_id: str | None) -> bool: ...
     def domains_claimed(self, organization_id: str, domains: Sequence[str], *,

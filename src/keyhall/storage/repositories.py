@@ -6,7 +6,7 @@ import contextlib
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, exists, select, update
+from sqlalchemy import ColumnElement, Select, delete, exists, func, select, update
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session
@@ -16,7 +16,7 @@ from keyhall.core.audit import AuditEvent
 from keyhall.core.connections import Connection
 from keyhall.core.domains import Domain
 from keyhall.core.organizations import Organization, is_uuid
-from keyhall.core.ports import Page
+from keyhall.core.ports import ConnectionFilter, Page, Slice
 from keyhall.core.vocabulary import (
     ConnectionStatus,
     DomainStatus,
@@ -134,7 +134,7 @@ class SqlConnections:
             attribute_mappings=dict(row.attribute_mappings), group_mappings=list(row.group_mappings),
             settings=dict(row.settings), secrets=self.box.open(row.sealed_secrets),
             discovered=row.discovered, text_record=row.text_record, version=row.version,
-            sso_configuration_id=row.sso_configuration_id,
+            listing_id=row.sso_configuration_id,  # the column keeps its first name (no migration)
             created_at=row.created_at, updated_at=row.updated_at,
         )
 
@@ -155,7 +155,7 @@ class SqlConnections:
             user_provisioning=str(conn.user_provisioning), group_provisioning=str(conn.group_provisioning),
             attribute_mappings=conn.attribute_mappings, group_mappings=conn.group_mappings,
             settings=conn.settings, sealed_secrets=self.box.seal(conn.secrets), discovered=conn.discovered,
-            text_record=conn.text_record, sso_configuration_id=conn.sso_configuration_id,
+            text_record=conn.text_record, sso_configuration_id=conn.listing_id,
             version=conn.version, created_at=conn.created_at,
             updated_at=conn.updated_at,
         )
@@ -181,15 +181,37 @@ class SqlConnections:
         row = self.session.get(ConnectionRow, connection_id.lower())
         return self._entity(row, self._domains_of([row.id])[row.id]) if row else None
 
-    def list_page(self, organization_id: str, *, limit: int, cursor: str | None,
-             protocol: str | None = None) -> Page[Connection]:
+    def _matching(self, organization_id: str, where: ConnectionFilter) -> Select[ConnectionRow]:
         query = select(ConnectionRow).where(ConnectionRow.organization_id == organization_id)
-        if protocol:
-            query = query.where(ConnectionRow.protocol == protocol)
+        if where.protocols is not None:
+            query = query.where(ConnectionRow.protocol.in_(where.protocols))
+        if where.id is not None:
+            query = query.where(ConnectionRow.id == (where.id.lower() if is_uuid(where.id) else ""))
+        for column, value in ((ConnectionRow.name, where.name), (ConnectionRow.status, where.status),
+                              (ConnectionRow.is_verified, where.is_verified),
+                              (ConnectionRow.disable_email_password, where.disable_email_password)):
+            if value is not None:
+                query = query.where(column == value)
+        return query
+
+    def _with_domains(self, rows: list[ConnectionRow]) -> list[Connection]:
+        domains = self._domains_of([row.id for row in rows])
+        return [self._entity(row, domains[row.id]) for row in rows]
+
+    def list_page(self, organization_id: str, *, limit: int, cursor: str | None,
+                  where: ConnectionFilter | None = None) -> Page[Connection]:
+        query = self._matching(organization_id, where or ConnectionFilter())
         page: Page[ConnectionRow] = _paginate(self.session, query, ConnectionRow.created_at, ConnectionRow.id,
                                               limit=limit, cursor=cursor, convert=lambda row: row)
-        domains = self._domains_of([row.id for row in page.items])
-        return Page(items=[self._entity(row, domains[row.id]) for row in page.items], next_cursor=page.next_cursor)
+        return Page(items=self._with_domains(page.items), next_cursor=page.next_cursor)
+
+    def list_slice(self, organization_id: str, where: ConnectionFilter, *, offset: int = 0,
+                   limit: int | None = None) -> Slice[Connection]:
+        query = self._matching(organization_id, where)
+        total = self.session.scalar(select(func.count()).select_from(query.subquery())) or 0
+        rows = list(self.session.scalars(query.order_by(ConnectionRow.created_at, ConnectionRow.id)
+                                         .offset(offset).limit(limit)))
+        return Slice(items=self._with_domains(rows), total=total)
 
     def by_domain(self, domain: str) -> list[Connection]:
         """Active connections, of any organization, that route this email domain."""

@@ -1,12 +1,13 @@
-"""The five vendor-shaped configuration APIs, each a thin translation over the core."""
+"""The five vendor-shaped configuration APIs, each a thin translation over the core.
+
+Each dialect module exposes one ``DIALECT`` (see ``common.Dialect``); ``app.py`` installs every
+entry of ``DIALECTS``.
+"""
 
 from __future__ import annotations
 
-from fastapi import FastAPI
-
 from keyhall.api.dialects import configurations, keycard, logto, luzmo, raidiam
+from keyhall.api.dialects.common import Dialect
 
-
-def install_all(app: FastAPI) -> None:
-    for dialect in (luzmo, logto, keycard, configurations, raidiam):
-        dialect.install(app)
+DIALECTS: tuple[Dialect, ...] = (luzmo.DIALECT, logto.DIALECT, keycard.DIALECT, configurations.DIALECT,
+                                 raidiam.DIALECT)

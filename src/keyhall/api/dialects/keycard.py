@@ -21,12 +21,12 @@ import re
 from contextlib import suppress
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Header, Response
+from fastapi import APIRouter, Depends, Header, Response
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
-from keyhall.api.deps import ContextDep, RateLimited, RuntimeDep, UowDep
-from keyhall.api.dialects.common import parse_model, prefix_renamer, translated_errors
-from keyhall.api.http import ErrorStyle, native_error_body, register_error_style
+from keyhall.api.deps import ContextDep, RuntimeDep, UowDep
+from keyhall.api.dialects.common import Dialect, parse_model, prefix_renamer, translated_errors
+from keyhall.api.http import ErrorStyle, native_error_body
 from keyhall.api.native.schemas import iso
 from keyhall.core import connection_service as service
 from keyhall.core.access import can_write_sso
@@ -149,7 +149,8 @@ def enable(
         org = service.organization_for(uow, ctx, organization_id)
         with suppress(NotFound):  # not enabled yet: this call creates the connection
             _oidc_only(service.get_default_connection(uow, ctx, org.id), Conflict)
-        # Enabling defines the connection by the three fields Keycard names: no secret sent, none kept.
+        # Enabling defines the connection by the three fields Keycard names: no secret sent, none kept
+        # (seed 002, lines 16-17: client_secret is optional, stored only "if provided").
         fields = {"client_secret": None, **body.model_dump(exclude_unset=True)}
         conn, created = service.upsert_default_connection(uow, ctx, org.id, _core_input(fields, create=True),
                                                           runtime.inspector)
@@ -188,7 +189,5 @@ def disable(organization_id: str, uow: UowDep, ctx: ContextDep) -> Response:
     return Response(status_code=204)
 
 
-def install(app: FastAPI) -> None:
-    # The page documents no error body: errors keep the native shape.
-    register_error_style(ErrorStyle(prefix=PREFIX, render=native_error_body))
-    app.include_router(router, dependencies=[RateLimited])
+# The page documents no error body: errors keep the native shape.
+DIALECT = Dialect("keycard", router, ErrorStyle(prefix=PREFIX, render=native_error_body))

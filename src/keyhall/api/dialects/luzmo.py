@@ -17,30 +17,35 @@ the native ``error`` object.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Any
 
-from fastapi import APIRouter, FastAPI, Request
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+from fastapi import APIRouter, Request
 
-from keyhall.api.deps import RuntimeDep, UowDep, authenticate_and_charge, bearer_token
-from keyhall.api.dialects.common import field_problems, parse_model, prefix_renamer, translated_errors
-from keyhall.api.http import ErrorStyle, native_error_body, register_error_style, request_id
+from keyhall.api.deps import RuntimeDep, UowDep
+from keyhall.api.dialects.common import (
+    Dialect,
+    body_principal,
+    field_problems,
+    parse_model,
+    prefix_renamer,
+    translated_errors,
+)
+from keyhall.api.dialects.luzmo_schemas import CONFIG_TO_CORE, ENVELOPE_USE, READ_ONLY, Envelope, FindIn, PropertiesIn
+from keyhall.api.http import ErrorStyle, native_error_body, request_id
 from keyhall.api.native.schemas import iso
 from keyhall.core import connection_service as service
 from keyhall.core.access import Principal
 from keyhall.core.connection_service import Context
 from keyhall.core.connection_settings import DISCOVERED_ENDPOINTS
 from keyhall.core.connections import Connection, ConnectionInput
-from keyhall.core.org_service import authenticate, authenticate_pair
 from keyhall.core.organizations import is_uuid
-from keyhall.core.ports import UnitOfWork
+from keyhall.core.ports import ConnectionFilter, UnitOfWork
 from keyhall.core.vocabulary import SECRET_MASK, Protocol
 from keyhall.errors import InvalidInput, KeyhallError, NotFound
 from keyhall.runtime import Runtime
 
 PREFIX = "/0.1.0/"
 PATH = "/0.1.0/ssoconfig"
-PAGE_SIZE = 200  # how many connections are read from the core at a time while searching
 
 router = APIRouter(tags=["luzmo"])
 
@@ -53,64 +58,6 @@ RENAME = prefix_renamer({
     "disable_email_password": "properties.disable_email_password",
     "protocol": "properties.protocol",
 })
-
-CONFIG_TO_CORE = {"client_id": "client_id", "client_secret": "client_secret", "issuer": "issuer",
-                  "authorization_url": "authorization_url", "token_url": "token_url", "user_info_url": "userinfo_url"}
-READ_ONLY = {
-    "is_verified": "is read-only; it turns true by itself after the first successful sign-in through this "
-                   "SSO configuration",
-    "id": "is read-only; name the configuration to change in the envelope's id",
-    "created_at": "is read-only",
-    "updated_at": "is read-only",
-}
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class Envelope(_Strict):
-    """Luzmo's request envelope."""
-
-    action: Literal["create", "get", "update", "delete"]
-    version: Literal["0.1.0"]
-    key: StrictStr | None = None
-    token: StrictStr | None = None
-    id: StrictStr | None = None
-    properties: dict[str, Any] | None = None
-    find: dict[str, Any] | None = None
-    associations: dict[str, Any] | list[Any] | None = None  # the SDKs send an empty one with create
-
-
-class ConfigIn(_Strict):
-    client_id: StrictStr | None = None
-    client_secret: StrictStr | None = None
-    issuer: StrictStr | None = None
-    authorization_url: StrictStr | None = None
-    token_url: StrictStr | None = None
-    user_info_url: StrictStr | None = None
-
-
-class PropertiesIn(_Strict):
-    organization_id: StrictStr | None = None
-    protocol: StrictStr | None = None
-    config: ConfigIn = Field(default_factory=ConfigIn)
-    disable_email_password: StrictBool = False
-
-
-class WhereIn(_Strict):
-    id: StrictStr | None = None
-    organization_id: StrictStr | None = None
-    protocol: StrictStr | None = None
-    is_verified: StrictBool | None = None
-    disable_email_password: StrictBool | None = None
-
-
-class FindIn(_Strict):
-    where: WhereIn = Field(default_factory=WhereIn)
-    limit: Annotated[StrictInt, Field(ge=1, le=1000)] | None = None
-    offset: Annotated[StrictInt, Field(ge=0)] = 0
-
 
 def ssoconfig_out(conn: Connection) -> dict[str, Any]:
     """A connection in the page's response shape."""
@@ -136,14 +83,6 @@ def ssoconfig_out(conn: Connection) -> dict[str, Any]:
         "created_at": iso(conn.created_at),
         "updated_at": iso(conn.updated_at),
     }
-
-
-def _principal(request: Request, uow: UnitOfWork, runtime: Runtime, envelope: Envelope) -> Principal:
-    """The envelope's ``key``/``token`` pair when given, else the bearer token."""
-    now = runtime.clock()
-    if envelope.key is not None or envelope.token is not None:
-        return authenticate_pair(uow, envelope.key or "", envelope.token or "", now)
-    return authenticate(uow, bearer_token(request), now)
 
 
 def _properties(raw: dict[str, Any] | None) -> PropertiesIn:
@@ -182,10 +121,6 @@ def _core_input(props: PropertiesIn, existing: Connection | None) -> ConnectionI
     if "disable_email_password" in props.model_fields_set:
         data["disable_email_password"] = props.disable_email_password
     return parse_model(ConnectionInput, data)
-
-
-ENVELOPE_USE = {"id": ("update", "delete"), "find": ("get",), "properties": ("create", "update", "delete"),
-                "associations": ("create",)}
 
 
 def _check_envelope_fields(envelope: Envelope) -> None:
@@ -245,16 +180,6 @@ def _delete(uow: UnitOfWork, ctx: Context, envelope: Envelope) -> dict[str, Any]
     return ssoconfig_out(service.delete_connection(uow, ctx, org_ref, existing.id))
 
 
-def _matches(row: dict[str, Any], where: WhereIn) -> bool:
-    for name in where.model_fields_set:
-        wanted, actual = getattr(where, name), row[name]
-        if isinstance(wanted, str) and isinstance(actual, str):
-            wanted, actual = wanted.lower(), actual.lower()  # ids are case-insensitive; "oidc" is "OIDC"
-        if wanted != actual:
-            return False
-    return True
-
-
 def _get(uow: UnitOfWork, ctx: Context, envelope: Envelope) -> dict[str, Any]:
     raw = envelope.find or {}
     where = raw.get("where")
@@ -262,30 +187,29 @@ def _get(uow: UnitOfWork, ctx: Context, envelope: Envelope) -> dict[str, Any]:
         if isinstance(value, dict | list):
             raise InvalidInput(f"find.where.{name}: only equality is supported", field=f"find.where.{name}")
     find = parse_model(FindIn, raw, prefix="find")
-    org_ref = ctx.principal.organization_id or find.where.organization_id
+    wanted = find.where
+    org_ref = ctx.principal.organization_id or wanted.organization_id
     if org_ref is None:
         raise InvalidInput("find.where.organization_id: is required with an instance-admin key",
                            field="find.where.organization_id")
-    rows: list[dict[str, Any]] = []
-    cursor: str | None = None
+    # Equality on the two fields this call fixes (the organization, OIDC) is settled here; ids and
+    # "oidc"/"OIDC" compare without case, as Luzmo's do. The rest is the core's filter.
+    fixed = (org_ref.lower(), str(Protocol.OIDC))
+    asked = (wanted.organization_id or org_ref, wanted.protocol or str(Protocol.OIDC))
+    if not is_uuid(org_ref) or tuple(v.lower() for v in asked) != fixed:
+        return {"count": 0, "rows": []}
+    where_core = ConnectionFilter(protocols=(str(Protocol.OIDC),), id=wanted.id, is_verified=wanted.is_verified,
+                                  disable_email_password=wanted.disable_email_password)
     try:
-        while is_uuid(org_ref):
-            page = service.list_connections(uow, ctx, org_ref, limit=PAGE_SIZE, cursor=cursor,
-                                            protocol=str(Protocol.OIDC))
-            rows += [row for row in map(ssoconfig_out, page.items) if _matches(row, find.where)]
-            cursor = page.next_cursor
-            if cursor is None:
-                break
+        found = service.find_connections(uow, ctx, org_ref, where_core, offset=find.offset, limit=find.limit)
     except NotFound:
-        rows = []  # an organization the key cannot see holds nothing it may find
-    end = None if find.limit is None else find.offset + find.limit
-    return {"count": len(rows), "rows": rows[find.offset:end]}
+        return {"count": 0, "rows": []}  # an organization the key cannot see holds nothing it may find
+    return {"count": found.total, "rows": [ssoconfig_out(c) for c in found.items]}
 
 
 @router.post(PATH, summary="Create, get, update or delete SSO configurations (Luzmo envelope)")
 def ssoconfig(envelope: Envelope, request: Request, uow: UowDep, runtime: RuntimeDep) -> dict[str, Any]:
-    principal = authenticate_and_charge(request, runtime, uow,
-                                        lambda: _principal(request, uow, runtime, envelope))
+    principal = body_principal(request, uow, runtime, envelope.key, envelope.token)
     _check_envelope_fields(envelope)
     ctx = Context(principal=principal, request_id=request_id(request), now=runtime.clock())
     with translated_errors(RENAME):
@@ -308,7 +232,5 @@ def error_body(status: int, exc: KeyhallError) -> dict[str, Any]:
     return {**body, **native_error_body(status, exc)}
 
 
-def install(app: FastAPI) -> None:
-    # Rate limiting happens in the handler, once the envelope's key (or the bearer token) has authenticated.
-    register_error_style(ErrorStyle(prefix=PREFIX, render=error_body))
-    app.include_router(router)
+# Rate limiting happens in the handler, once the envelope's key (or the bearer token) has authenticated.
+DIALECT = Dialect("luzmo", router, ErrorStyle(prefix=PREFIX, render=error_body), charged=False)

@@ -3,41 +3,41 @@
 Translation:
 - an *authorisation server* is an OIDC connection of the organisation (its IdP: issuer or
   discovery document, client id and secret, a friendly name);
-- its *SSO configuration* is the connection's published configuration facet — display name,
-  contacts, status and DNS text record — with an id of its own. At most one per server.
-  Withdrawing it (DELETE) makes the connection inactive.
+- its *SSO configuration* is the connection's published listing (the core's ``listing_id``, with
+  the display name, contacts, status and DNS text record): at most one per server. Withdrawing it
+  (DELETE) makes the connection inactive.
 
 Errors are ``{"errors": ["..."]}``; every response carries ``x-fapi-interaction-id``.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import re
-import uuid
-from typing import Annotated, Any, Literal
+from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI, Header, Path, Request, Response
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+from fastapi import APIRouter, Depends, Response
 
-from keyhall.api.deps import ContextDep, RateLimited, RuntimeDep, UowDep
-from keyhall.api.dialects.common import prefix_renamer, translated_errors
-from keyhall.api.http import ErrorStyle, register_error_style
+from keyhall.api.deps import ContextDep, RuntimeDep, UowDep
+from keyhall.api.dialects.common import Dialect, prefix_renamer, translated_errors
+from keyhall.api.dialects.raidiam_schemas import (
+    AuthorisationServerIn,
+    AuthorisationServerOut,
+    PathId,
+    ServerPathId,
+    SsoConfigurationIn,
+    SsoConfigurationOut,
+    fapi_headers,
+)
+from keyhall.api.http import ErrorStyle
 from keyhall.api.native.schemas import iso
 from keyhall.core import connection_service as service
 from keyhall.core.connection_service import Context
 from keyhall.core.connections import Connection, ConnectionInput, connection_urls
-from keyhall.core.ports import UnitOfWork
+from keyhall.core.ports import ConnectionFilter, UnitOfWork
 from keyhall.core.validation import validate_model
 from keyhall.core.vocabulary import ConnectionStatus, Protocol
-from keyhall.errors import InvalidInput, KeyhallError, NotAcceptable, NotFound
+from keyhall.errors import InvalidInput, KeyhallError, NotFound
 
 PREFIX = "/organisations"
-
-AUTH_DATE = re.compile(
-    r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{2} (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{4} "
-    r"\d{2}:\d{2}:\d{2} (GMT|UTC)$"
-)
 
 RENAME = prefix_renamer({
     "display_name": "DisplayName",
@@ -65,85 +65,7 @@ def render_error(status: int, exc: KeyhallError) -> dict[str, Any]:
     return {"errors": [exc.message]}
 
 
-def fapi_headers(
-    request: Request,
-    x_fapi_auth_date: Annotated[str | None, Header()] = None,
-    x_fapi_customer_ip_address: Annotated[str | None, Header()] = None,
-    x_fapi_interaction_id: Annotated[str | None, Header()] = None,
-) -> None:
-    """Check the FAPI headers and that the client accepts JSON (406 otherwise)."""
-    accept = request.headers.get("accept", "")
-    if accept and not any(
-        part.split(";")[0].strip() in ("*/*", "application/*", "application/json") for part in accept.split(",")
-    ):
-        raise NotAcceptable("Accept: this API answers application/json only")
-    if x_fapi_auth_date is not None and not AUTH_DATE.match(x_fapi_auth_date):
-        raise InvalidInput(
-            "x-fapi-auth-date: must be an RFC 7231 date like 'Sun, 10 Sep 2017 19:43:31 UTC'", field="x-fapi-auth-date"
-        )
-    if x_fapi_customer_ip_address is not None:
-        try:
-            ipaddress.ip_address(x_fapi_customer_ip_address)
-        except ValueError:
-            raise InvalidInput("x-fapi-customer-ip-address: must be an IP address",
-                               field="x-fapi-customer-ip-address") from None
-    if x_fapi_interaction_id is not None:
-        try:
-            uuid.UUID(x_fapi_interaction_id)
-        except ValueError:
-            raise InvalidInput("x-fapi-interaction-id: must be an RFC 4122 UUID",
-                               field="x-fapi-interaction-id") from None
-
-
 router = APIRouter(prefix=PREFIX, tags=["raidiam"], dependencies=[Depends(fapi_headers)])
-
-PathId = Annotated[str, Path(min_length=1, max_length=40, pattern=r"^[^<>]*$")]
-ServerPathId = Annotated[str, Path(max_length=40, pattern=r"^[^<>]*$")]
-
-
-class _In(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-
-class AuthorisationServerIn(_In):
-    CustomerFriendlyName: str | None = Field(default=None, min_length=1, max_length=128)
-    Issuer: str | None = Field(default=None, max_length=2048)
-    OpenIDDiscoveryDocument: str | None = Field(default=None, max_length=2048)
-    ClientId: str | None = Field(default=None, min_length=1, max_length=255)
-    ClientSecret: str | None = Field(default=None, max_length=1024)
-
-
-class SsoConfigurationIn(_In):
-    DisplayName: Annotated[str, StringConstraints(max_length=64)] | None = None
-    Contacts: Annotated[list[EmailStr], Field(min_length=1, max_length=10)] | None = None
-    Status: Literal["Active", "Inactive"] = "Active"
-    TextRecord: Annotated[str, StringConstraints(min_length=1, max_length=40)] | None = None
-
-
-class AuthorisationServerOut(BaseModel):
-    AuthorisationServerId: str
-    OrganisationId: str
-    CustomerFriendlyName: str
-    Issuer: str | None
-    OpenIDDiscoveryDocument: str | None
-    ClientId: str
-    ClientSecretSet: bool
-    Status: str
-    CreatedAt: str
-    UpdatedAt: str
-
-
-class SsoConfigurationOut(BaseModel):
-    DisplayName: str | None
-    Contacts: list[str]
-    ID: str
-    ServerID: str
-    RedirectUri: str = Field(max_length=255, pattern=r"^(http://|https://).*")
-    TextRecord: str | None
-    Status: Literal["Active", "Inactive"]
-    CreatedAt: str
-    UpdatedAt: str
-
 
 def server_out(conn: Connection) -> dict[str, Any]:
     return {
@@ -158,7 +80,7 @@ def server_out(conn: Connection) -> dict[str, Any]:
 
 def sso_out(conn: Connection, public_url: str) -> dict[str, Any]:
     return {
-        "DisplayName": conn.display_name, "Contacts": list(conn.contacts), "ID": conn.sso_configuration_id,
+        "DisplayName": conn.display_name, "Contacts": list(conn.contacts), "ID": conn.listing_id,
         "ServerID": conn.id, "RedirectUri": connection_urls(public_url, conn)["redirect_uri"],
         "TextRecord": conn.text_record,
         "Status": "Active" if conn.status is ConnectionStatus.ACTIVE else "Inactive",
@@ -172,6 +94,8 @@ def server_input(body: AuthorisationServerIn, *, creating: bool, complete: bool 
                        ("ClientId", "client_id"), ("ClientSecret", "client_secret")):
         if field in body.model_fields_set:
             oidc[key] = getattr(body, field)
+    # A server is complete with an IdP and a client: these name the page's members the core would
+    # otherwise report as oidc.* (translation of required fields, not a rule of its own).
     if complete and not (body.Issuer or body.OpenIDDiscoveryDocument):
         raise InvalidInput("Issuer: give Issuer or OpenIDDiscoveryDocument", field="Issuer")
     if complete and not body.ClientId:
@@ -202,7 +126,7 @@ def _server(uow: UnitOfWork, ctx: Context, org: str, server_id: str) -> Connecti
 
 def _sso(uow: UnitOfWork, ctx: Context, org: str, server_id: str, sso_id: str) -> Connection:
     conn = _server(uow, ctx, org, server_id)
-    if conn.sso_configuration_id is None or conn.sso_configuration_id != sso_id.lower():
+    if conn.listing_id is None or conn.listing_id != sso_id.lower():
         raise NotFound("sso configuration not found")
     return conn
 
@@ -217,14 +141,8 @@ def create_server(OrganisationId: PathId, body: AuthorisationServerIn, uow: UowD
 
 @router.get("/{OrganisationId}/authorisationservers", response_model=list[AuthorisationServerOut])
 def list_servers(OrganisationId: PathId, uow: UowDep, ctx: ContextDep) -> list[dict[str, Any]]:
-    servers: list[dict[str, Any]] = []
-    cursor = None
-    while True:
-        page = service.list_connections(uow, ctx, OrganisationId, limit=200, cursor=cursor, protocol="oidc")
-        servers += [server_out(c) for c in page.items]
-        if page.next_cursor is None:
-            return servers
-        cursor = page.next_cursor
+    servers = service.find_connections(uow, ctx, OrganisationId, ConnectionFilter(protocols=(str(Protocol.OIDC),)))
+    return [server_out(c) for c in servers.items]
 
 
 @router.get("/{OrganisationId}/authorisationservers/{AuthorisationServerId}", response_model=AuthorisationServerOut)
@@ -262,7 +180,7 @@ def create_sso(OrganisationId: PathId, AuthorisationServerId: ServerPathId,
     conn = _server(uow, ctx, OrganisationId, AuthorisationServerId)
     with translated_errors(RENAME):
         updated = service.update_connection(uow, ctx, OrganisationId, conn.id, sso_input(body, replace=False),
-                                            runtime.inspector, sso_configuration="publish")
+                                            runtime.inspector, listing="publish")
     return sso_out(updated, runtime.settings.public_url)
 
 
@@ -270,7 +188,7 @@ def create_sso(OrganisationId: PathId, AuthorisationServerId: ServerPathId,
 def list_sso(OrganisationId: PathId, AuthorisationServerId: ServerPathId,
              uow: UowDep, ctx: ContextDep, runtime: RuntimeDep) -> list[dict[str, Any]]:
     conn = _server(uow, ctx, OrganisationId, AuthorisationServerId)
-    return [sso_out(conn, runtime.settings.public_url)] if conn.sso_configuration_id else []
+    return [sso_out(conn, runtime.settings.public_url)] if conn.listing_id else []
 
 
 @router.get(SSO_PATH + "/{ssoConfigurationId}", response_model=SsoConfigurationOut)
@@ -295,12 +213,11 @@ def delete_sso(OrganisationId: PathId, AuthorisationServerId: ServerPathId, ssoC
                uow: UowDep, ctx: ContextDep, runtime: RuntimeDep) -> Response:
     conn = _sso(uow, ctx, OrganisationId, AuthorisationServerId, ssoConfigurationId)
     with translated_errors(RENAME):
+        # The SSO configuration's Status is the connection's status: without one, SSO is not offered.
         withdraw = validate_model(ConnectionInput, {"status": "inactive"})
         service.update_connection(uow, ctx, OrganisationId, conn.id, withdraw, runtime.inspector,
-                                  sso_configuration="withdraw")
+                                  listing="withdraw")
     return Response(status_code=204)
 
 
-def install(app: FastAPI) -> None:
-    register_error_style(ErrorStyle(prefix=PREFIX + "/", render=render_error))
-    app.include_router(router, dependencies=[RateLimited])
+DIALECT = Dialect("raidiam", router, ErrorStyle(prefix=PREFIX + "/", render=render_error))
