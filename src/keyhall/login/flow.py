@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from keyhall.api.observability import observe_login
 from keyhall.core import audit
 from keyhall.core.connection_service import mark_verified
 from keyhall.core.connections import Connection
@@ -33,6 +32,7 @@ from keyhall.core.transactions import LoginTransaction, new_transaction
 from keyhall.core.users import User
 from keyhall.core.vocabulary import ConnectionStatus, Protocol
 from keyhall.errors import KeyhallError
+from keyhall.metrics import observe_login
 from keyhall.provider.authorize import AuthorizeRequest, add_query
 from keyhall.provider.grants import issue_code
 from keyhall.provider.model import ProviderUnitOfWork

@@ -17,7 +17,6 @@ from __future__ import annotations
 import time
 from datetime import datetime
 
-from keyhall.api.observability import observe_idp_call
 from keyhall.core.connections import Connection
 from keyhall.core.profiles import map_profile
 from keyhall.core.provisioning import LoginRefused, provision
@@ -27,6 +26,7 @@ from keyhall.errors import InvalidInput
 from keyhall.idp.ldap_client import LdapLoginError, LdapLoginReason, authenticate
 from keyhall.login.flow import LoginFailed
 from keyhall.login.identity import vouch_email
+from keyhall.metrics import observe_idp_call
 from keyhall.provider.model import ProviderUnitOfWork
 from keyhall.security.outbound import OutboundPolicy
 
