@@ -18,7 +18,6 @@ Failures raise ``LoginFailed`` with a typed reason; they are audited and shown a
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -32,6 +31,7 @@ from keyhall.core.transactions import LoginTransaction, new_transaction
 from keyhall.core.users import User
 from keyhall.core.vocabulary import ConnectionStatus, Protocol
 from keyhall.errors import KeyhallError
+from keyhall.login.records import AuthorizeRecord
 from keyhall.metrics import observe_login
 from keyhall.provider.authorize import AuthorizeRequest, add_query
 from keyhall.provider.grants import issue_code
@@ -68,10 +68,6 @@ class Route:
     password_organizations: list[str] | None = None
 
 
-def _pin_data(connection_ids: list[str], password_organizations: list[str] | None) -> dict[str, Any]:
-    return {"connections": connection_ids, "password_organizations": password_organizations}
-
-
 MAX_AGE_LIMIT = 10 * 365 * 24 * 3600  # seconds; beyond this a max_age bounds nothing
 
 
@@ -89,9 +85,7 @@ def start(uow: ProviderUnitOfWork, request: AuthorizeRequest, now: datetime, *,
           max_age: int | None = None) -> LoginTransaction:
     """A new authorize transaction. Nothing is pinned yet (no connection, no password) until
     ``pin``; a request naming its connection (an IdP-initiated SAML sign-in) is pinned to it."""
-    pinned = _pin_data([request.connection] if request.connection else [], [])
-    tx = new_transaction("authorize", {"request": request.as_dict(), "csrf": secrets.token_urlsafe(24),
-                                       "max_age": max_age, "pin": pinned}, now)
+    tx = new_transaction("authorize", AuthorizeRecord.new(request, max_age=max_age).to_dict(), now)
     uow.transactions.add(tx)
     return tx
 
@@ -99,15 +93,15 @@ def start(uow: ProviderUnitOfWork, request: AuthorizeRequest, now: datetime, *,
 def pin(uow: ProviderUnitOfWork, tx: LoginTransaction, found: Route) -> None:
     """Store what this routing allows; the caller commits. A later routing of the same sign-in
     (the person types another email) replaces it, but is bound by the same product request."""
-    tx.data = {**tx.data, "pin": _pin_data([c.id for c in found.connections], found.password_organizations)}
+    record = AuthorizeRecord.of(tx).pinned([c.id for c in found.connections], found.password_organizations)
+    tx.data = record.to_dict()
     uow.transactions.update_data(tx.id, tx.data)
 
 
 def _pinned(tx: LoginTransaction) -> tuple[list[str], list[str] | None]:
-    stored = tx.data.get("pin") or {}
-    connections = [str(c) for c in stored.get("connections") or []]
-    orgs = stored.get("password_organizations", [])
-    return connections, (None if orgs is None else [str(o) for o in orgs])
+    record = AuthorizeRecord.of(tx)
+    orgs = record.password_organizations
+    return list(record.connections), (None if orgs is None else list(orgs))
 
 
 def _not_routed(connection: Connection) -> LoginFailed:
@@ -193,12 +187,12 @@ def form_transaction(uow: ProviderUnitOfWork, tx_id: str | None, cookie: str | N
 
 def csrf_of(tx: LoginTransaction) -> str:
     """The CSRF token of an authorize transaction's forms."""
-    return str(tx.data.get("csrf", ""))
+    return AuthorizeRecord.of(tx).csrf
 
 
 def request_of(tx: LoginTransaction) -> AuthorizeRequest:
     """The product's authorization request an authorize transaction carries."""
-    return AuthorizeRequest.from_dict(tx.data["request"])
+    return AuthorizeRecord.of(tx).request
 
 
 def route(uow: ProviderUnitOfWork, request: AuthorizeRequest, *, email: str | None,

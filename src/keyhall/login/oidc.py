@@ -59,7 +59,7 @@ def begin(uow: ProviderUnitOfWork, rp: RelyingParty, conn: Connection, parent: L
                           reason="connection_misconfigured", connection=conn)
     verifier, nonce = new_code_verifier(), secrets.token_urlsafe(24)
     redirect_uri = str(connection_urls(rp.public_url, conn)["redirect_uri"])
-    reauth = Reauthentication.of(parent.data)
+    reauth = Reauthentication.of(parent)
     trip = new_transaction("oidc", {"connection_id": conn.id, "nonce": nonce, "verifier": verifier,
                                     "redirect_uri": redirect_uri, "reauth": reauth.as_dict()}, now,
                            parent_id=parent.id)

@@ -62,7 +62,7 @@ def begin(uow: ProviderUnitOfWork, sp: ServiceProvider, conn: Connection, parent
     urls = connection_urls(sp.public_url, conn)
     # SAML has no max_age: the product's prompt=login or max_age both ask the IdP for ForceAuthn,
     # and the AuthnInstant that comes back is checked against them.
-    reauth = Reauthentication.of(parent.data)
+    reauth = Reauthentication.of(parent)
     request = build_authn_request(
         sp_entity_id=sp_entity_id(sp.public_url, conn), acs_url=str(urls["acs_url"]), destination=sso_url,
         name_id_format=conn.settings.get("name_id_format"),
