@@ -16,6 +16,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from keyhall.api.http import request_id
 from keyhall.login import flow
+from keyhall.login.entry import SignInServices
 from keyhall.login.flow import LoginFailed
 from keyhall.login.steps import (
     AskEmail,
@@ -85,13 +86,13 @@ def render(step: Step) -> Response:
             return login_error_page("Too many attempts", message, status=429)
 
 
-def fail(uow: ProviderUnitOfWork, runtime: Any, request: Request, exc: LoginFailed) -> HTMLResponse:
+def fail(uow: ProviderUnitOfWork, runtime: SignInServices, request: Request, exc: LoginFailed) -> HTMLResponse:
     """Audit a failed sign-in and show the person its message."""
     flow.record_failure(uow, exc, now=runtime.clock(), request_id=request_id(request))
     return login_error_page("We could not sign you in", exc.message, status=exc.status, reference=request_id(request))
 
 
-def answer(uow: ProviderUnitOfWork, runtime: Any, request: Request, step: Callable[[], Step]) -> Response:
+def answer(uow: ProviderUnitOfWork, runtime: SignInServices, request: Request, step: Callable[[], Step]) -> Response:
     """Run one login call and render its step; a LoginFailed becomes the audited error page."""
     try:
         return render(step())
