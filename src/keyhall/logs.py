@@ -9,7 +9,7 @@ import json
 import logging
 from datetime import UTC, datetime
 
-from keyhall.api.http import request_id_var
+from keyhall.context import request_id_var
 
 
 class JsonFormatter(logging.Formatter):

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from keyhall.protocols.dns import parse_server
 from keyhall.security.forwarded import IPNetwork, parse_trusted_proxies
 
 
@@ -65,8 +66,6 @@ class Settings(BaseSettings):
     @classmethod
     def _check_dns_resolver(cls, value: str | None) -> str | None:
         if value:
-            from keyhall.idp.dns import parse_server
-
             parse_server(value)  # ValueError: host must be an IP address, port 1-65535
         return value
 

@@ -20,21 +20,13 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from keyhall.api import observability
-from keyhall.api.observability import (
-    LOGIN_REASONS,
-    Metrics,
-    idp_call,
-    install_metrics,
-    metrics_of,
-    observe_idp_call,
-    observe_login,
-    start_metrics_server,
-)
+from keyhall import metrics as metrics_core
+from keyhall.api.observability import install_metrics, metrics_of, start_metrics_server
 from keyhall.app import create_app
 from keyhall.core.vocabulary import Role
 from keyhall.errors import IdPLoginReason, IdTokenReason, SamlReason
 from keyhall.idp.ldap_client import LdapLoginReason
+from keyhall.metrics import LOGIN_REASONS, Metrics, idp_call, observe_idp_call, observe_login
 from keyhall.runtime import Runtime
 from tests.integration.test_oidc_signin_e2e import product_client, sign_in
 from tests.support.api import Keyhall, auth, issue_key
@@ -99,7 +91,7 @@ def test_metrics_serve_prometheus_text_with_the_token(metered: TestClient) -> No
             "keyhall_idp_call_duration_seconds", "keyhall_idp_call_errors", "process_cpu_seconds"} <= names
     # Every IdP kind is there from the start, at zero, so an alert on its rate has a series.
     assert {labels["kind"] for labels, _v in samples(response.text, "keyhall_idp_call_errors_total")} == set(
-        get_args(observability.IdpCallKind))
+        get_args(metrics_core.IdpCallKind))
 
 
 def test_metrics_are_not_served_without_a_token(keyhall: Keyhall) -> None:
@@ -183,7 +175,7 @@ def test_observe_login_and_idp_call_report_to_the_current_app(runtime: Runtime) 
 
 def test_labels_stay_bounded(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
     metrics = metrics_of(create_app(runtime.settings, runtime))
-    monkeypatch.setattr(observability, "MAX_CONNECTION_LABELS", 2)
+    monkeypatch.setattr(metrics_core, "MAX_CONNECTION_LABELS", 2)
     for cid in ("conn-a", "conn-b", "conn-c", "conn-d", "x" * 65, "bad id {}", "conn-a"):
         observe_login(cid, True, "ok")
     observe_idp_call("carrier-pigeon", 1.0, False)  # type: ignore[arg-type]

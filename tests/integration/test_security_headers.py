@@ -16,7 +16,7 @@ from fastapi.responses import HTMLResponse, PlainTextResponse
 from fastapi.testclient import TestClient
 from starlette.types import Receive, Scope, Send
 
-from keyhall.api.pages import CSP as PAGES_CSP
+from keyhall.api.page_rendering import CSP as PAGES_CSP
 from keyhall.api.security_headers import (
     STRICT_CSP,
     SecurityHeadersMiddleware,

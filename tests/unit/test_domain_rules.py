@@ -24,7 +24,8 @@ from keyhall.core.domain_service import (
 from keyhall.core.domains import Domain, new_domain
 from keyhall.core.vocabulary import DomainStatus
 from keyhall.errors import InvalidInput
-from keyhall.idp.dns import TxtResolver, parse_server, txt_value
+from keyhall.idp.dns import TxtResolver, txt_value
+from keyhall.protocols.dns import parse_server
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 

@@ -6,7 +6,6 @@ Each surface registers how its errors look (``ErrorStyle``) for its path prefix;
 
 from __future__ import annotations
 
-import contextvars
 import json
 import logging
 import re
@@ -21,6 +20,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from keyhall.context import request_id_var
 from keyhall.core.connections import READ_ONLY_FIELDS
 from keyhall.core.validation import field_path
 from keyhall.errors import (
@@ -38,8 +38,6 @@ from keyhall.errors import (
 )
 
 log = logging.getLogger("keyhall.http")
-
-request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 
 CORRELATION_HEADERS = ("x-fapi-interaction-id", "x-request-id", "x-client-request-id")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")

@@ -13,10 +13,10 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from keyhall.api.deps import RuntimeDep, UowDep
-from keyhall.api.http import ErrorStyle, register_error_style, request_id
-from keyhall.api.pages import LOGIN_COOKIE, login_error_page, proceed, set_login_cookie
+from keyhall.api.http import ErrorStyle, register_error_style
+from keyhall.api.page_rendering import LOGIN_COOKIE, fail, login_error_page, render, set_login_cookie
 from keyhall.errors import KeyhallError
-from keyhall.login import flow
+from keyhall.login import entry, flow
 from keyhall.login.flow import LoginFailed
 from keyhall.provider import grants, revocation, signing
 from keyhall.provider.authorize import AuthorizeError, error_redirect, parse_authorize
@@ -119,20 +119,11 @@ def authorize(request: Request, uow: UowDep, runtime: RuntimeDep) -> Response:
     tx = flow.start(provider_uow, parsed, now, max_age=max_age)
     provider_uow.commit()
     try:
-        response = proceed(provider_uow, runtime, tx, email=parsed.login_hint if parsed.login_hint else None,
-                           from_hint=True, request_id=request_id(request))
+        response = render(entry.proceed(provider_uow, runtime, tx, email=parsed.login_hint or None, from_hint=True))
     except LoginFailed as exc:
-        response = login_error_page_for(provider_uow, runtime, exc, request)
+        response = fail(provider_uow, runtime, request, exc)
     set_login_cookie(response, tx.id, runtime.settings.public_url)
     return response
-
-
-def login_error_page_for(uow: ProviderUnitOfWork, runtime: Any, exc: LoginFailed, request: Request) -> Response:
-    uow.rollback()
-    flow.audit_login(uow, ok=False, reason=exc.reason, now=runtime.clock(), request_id=request_id(request),
-                     connection=exc.connection)
-    uow.commit()
-    return login_error_page("We could not sign you in", exc.message, status=exc.status, reference=request_id(request))
 
 
 def _token_error(exc: grants.TokenError, *, basic: bool) -> JSONResponse:

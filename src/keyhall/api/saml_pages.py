@@ -3,29 +3,22 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import Response
 
 from keyhall.api.deps import RuntimeDep, UowDep
 from keyhall.api.http import request_id
-from keyhall.api.pages import LOGIN_COOKIE, _fail, _uow
+from keyhall.api.page_rendering import answer, login_cookie, provider_uow
 from keyhall.core.connections import connection_urls, sp_entity_id
 from keyhall.core.vocabulary import Protocol
-from keyhall.login import flow
 from keyhall.login import saml as saml_login
-from keyhall.login.flow import LoginFailed
 from keyhall.protocols.saml.sp_metadata import sp_metadata_xml
 
 router = APIRouter(tags=["saml"], include_in_schema=False)
 
 MAX_SAML_RESPONSE = 1_048_576  # the request body cap (KEYHALL_MAX_BODY_BYTES) bounds it first anyway
-
-
-def service_provider(runtime: Any) -> saml_login.ServiceProvider:
-    return saml_login.ServiceProvider(public_url=runtime.settings.public_url,
-                                      clock_skew_seconds=runtime.settings.clock_skew_seconds)
 
 
 @router.get("/sso/{connection_id}/saml/metadata")
@@ -50,47 +43,16 @@ def metadata(connection_id: str, uow: UowDep, runtime: RuntimeDep) -> Response:
 def acs(connection_id: str, request: Request, uow: UowDep, runtime: RuntimeDep,
         SAMLResponse: Annotated[str, Form(max_length=MAX_SAML_RESPONSE)] = "",  # the binding's field names
         RelayState: Annotated[str | None, Form(max_length=4096)] = None) -> Response:
-    provider_uow = _uow(uow)
-    now = runtime.clock()
+    puow = provider_uow(uow)
     form = {"SAMLResponse": SAMLResponse, **({"RelayState": RelayState} if RelayState else {})}
-    try:
-        conn, user, trip, authn = saml_login.receive(provider_uow, service_provider(runtime), connection_id, form,
-                                                     now)
-        if trip is not None and trip.parent_id:
-            step = saml_login.handoff(provider_uow, conn, user, trip.parent_id, now, authn)
-            provider_uow.commit()
-            return RedirectResponse(f"/sso/{conn.id}/saml/complete?step={step}", status_code=303)
-        # IdP-initiated (opted in per connection): answer the configured application directly.
-        unsolicited = saml_login.idp_initiated_request(conn)
-        app = provider_uow.applications.get(unsolicited.client_id)
-        if app is None or unsolicited.redirect_uri not in app.redirect_uris:
-            raise LoginFailed("IdP-initiated sign-in is misconfigured for this connection (unknown application "
-                              "or redirect URI).", reason="idp_initiated_misconfigured", connection=conn)
-        parent = flow.start(provider_uow, unsolicited, now)
-        url = flow.complete(provider_uow, parent.id, user, connection=conn, authn=authn,
-                            issuer=runtime.settings.public_url, now=now, request_id=request_id(request))
-        return RedirectResponse(url, status_code=303)
-    except LoginFailed as exc:
-        return _fail(provider_uow, runtime, request, exc)
+    return answer(puow, runtime, request, lambda: saml_login.acs(
+        puow, saml_login.service_provider(runtime.settings), connection_id, form,
+        issuer=runtime.settings.public_url, now=runtime.clock(), request_id=request_id(request)))
 
 
 @router.get("/sso/{connection_id}/saml/complete")
 def complete(connection_id: str, request: Request, uow: UowDep, runtime: RuntimeDep, step: str = "") -> Response:
-    provider_uow = _uow(uow)
-    now = runtime.clock()
-    try:
-        handed = saml_login.take_handoff(provider_uow, connection_id, step[:64], now,
-                                         browser=request.cookies.get(LOGIN_COOKIE))
-        provider_uow.commit()
-        conn = provider_uow.connections.get_any(connection_id)
-        user = provider_uow.users.get(str(handed.data["user_id"]))
-        if conn is None or user is None:
-            raise LoginFailed("This sign-in can no longer finish.", reason="state_invalid")
-        url = flow.complete(provider_uow, str(handed.parent_id), user, connection=conn,
-                            authn=saml_login.handed_authentication(handed), issuer=runtime.settings.public_url,
-                            now=now, request_id=request_id(request))
-    except LoginFailed as exc:
-        return _fail(provider_uow, runtime, request, exc)
-    response = RedirectResponse(url, status_code=303)
-    response.delete_cookie(LOGIN_COOKIE, path="/")
-    return response
+    puow = provider_uow(uow)
+    return answer(puow, runtime, request, lambda: saml_login.finish_handoff(
+        puow, connection_id, step, browser=login_cookie(request), issuer=runtime.settings.public_url,
+        now=runtime.clock(), request_id=request_id(request)))

@@ -5,6 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from keyhall.idp.ldap_client import check_service_account
+from keyhall.idp.oidc import inspect_oidc_provider
+from keyhall.idp.saml import inspect_saml_idp
 from keyhall.security.outbound import OutboundPolicy
 
 
@@ -15,16 +18,12 @@ class NetworkInspector:
         self.policy = policy
 
     def inspect_oidc(self, settings: dict[str, Any]) -> dict[str, Any]:
-        from keyhall.idp.oidc import inspect_oidc_provider
-
         found = inspect_oidc_provider(
             issuer=settings.get("issuer"), discovery_url=settings.get("discovery_url"), policy=self.policy
         )
         return found.as_discovered()
 
     def inspect_saml(self, settings: dict[str, Any], now: datetime) -> dict[str, Any]:
-        from keyhall.idp.saml import inspect_saml_idp
-
         found = inspect_saml_idp(
             metadata_url=settings.get("metadata_url"), metadata_xml=settings.get("metadata_xml"),
             idp_entity_id=settings.get("idp_entity_id"), sso_url=settings.get("sso_url"),
@@ -34,6 +33,4 @@ class NetworkInspector:
         return found.as_discovered(now)
 
     def inspect_ldap(self, settings: dict[str, Any], secrets: dict[str, str]) -> dict[str, Any]:
-        from keyhall.idp.ldap_client import check_service_account
-
         return check_service_account(settings, secrets, policy=self.policy)

@@ -34,11 +34,11 @@ from secrets import token_hex
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from keyhall.api.observability import idp_call
 from keyhall.core.connection_settings import LdapSettings
 from keyhall.core.validation import validate_model
 from keyhall.core.vocabulary import LdapSecurity
 from keyhall.errors import InvalidInput, KeyhallError, LdapError
+from keyhall.metrics import idp_call
 from keyhall.protocols.ldap.filters import group_filter, user_filter
 from keyhall.security.outbound import OutboundPolicy, non_public_reason
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from keyhall.api.observability import idp_call
 from keyhall.errors import DiscoveryError
+from keyhall.metrics import idp_call
 from keyhall.protocols.oidc.discovery import (
     JwksSummary,
     ProviderMetadata,

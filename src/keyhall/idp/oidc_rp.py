@@ -30,8 +30,8 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import quote_plus
 
-from keyhall.api.observability import idp_call
 from keyhall.errors import DiscoveryError, IdPLoginError, OutboundFetchError, UnsafeURL
+from keyhall.metrics import idp_call
 from keyhall.protocols.oidc.discovery import parse_jwks
 from keyhall.security.outbound import OutboundPolicy, fetch, post_form
 

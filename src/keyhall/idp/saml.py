@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from keyhall.api.observability import idp_call
 from keyhall.errors import InvalidInput, SamlMetadataError
+from keyhall.metrics import idp_call
 from keyhall.protocols.saml.certificates import CertificateInfo, isoformat_z, parse_certificates
 from keyhall.protocols.saml.metadata import (
     BINDING_HTTP_REDIRECT,

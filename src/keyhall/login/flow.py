@@ -18,12 +18,10 @@ Failures raise ``LoginFailed`` with a typed reason; they are audited and shown a
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from keyhall.api.observability import observe_login
 from keyhall.core import audit
 from keyhall.core.connection_service import mark_verified
 from keyhall.core.connections import Connection
@@ -33,6 +31,8 @@ from keyhall.core.transactions import LoginTransaction, new_transaction
 from keyhall.core.users import User
 from keyhall.core.vocabulary import ConnectionStatus, Protocol
 from keyhall.errors import KeyhallError
+from keyhall.login.records import AuthorizeRecord
+from keyhall.metrics import observe_login
 from keyhall.provider.authorize import AuthorizeRequest, add_query
 from keyhall.provider.grants import issue_code
 from keyhall.provider.model import ProviderUnitOfWork
@@ -68,10 +68,6 @@ class Route:
     password_organizations: list[str] | None = None
 
 
-def _pin_data(connection_ids: list[str], password_organizations: list[str] | None) -> dict[str, Any]:
-    return {"connections": connection_ids, "password_organizations": password_organizations}
-
-
 MAX_AGE_LIMIT = 10 * 365 * 24 * 3600  # seconds; beyond this a max_age bounds nothing
 
 
@@ -89,9 +85,7 @@ def start(uow: ProviderUnitOfWork, request: AuthorizeRequest, now: datetime, *,
           max_age: int | None = None) -> LoginTransaction:
     """A new authorize transaction. Nothing is pinned yet (no connection, no password) until
     ``pin``; a request naming its connection (an IdP-initiated SAML sign-in) is pinned to it."""
-    pinned = _pin_data([request.connection] if request.connection else [], [])
-    tx = new_transaction("authorize", {"request": request.as_dict(), "csrf": secrets.token_urlsafe(24),
-                                       "max_age": max_age, "pin": pinned}, now)
+    tx = new_transaction("authorize", AuthorizeRecord.new(request, max_age=max_age).to_dict(), now)
     uow.transactions.add(tx)
     return tx
 
@@ -99,15 +93,15 @@ def start(uow: ProviderUnitOfWork, request: AuthorizeRequest, now: datetime, *,
 def pin(uow: ProviderUnitOfWork, tx: LoginTransaction, found: Route) -> None:
     """Store what this routing allows; the caller commits. A later routing of the same sign-in
     (the person types another email) replaces it, but is bound by the same product request."""
-    tx.data = {**tx.data, "pin": _pin_data([c.id for c in found.connections], found.password_organizations)}
+    record = AuthorizeRecord.of(tx).pinned([c.id for c in found.connections], found.password_organizations)
+    tx.data = record.to_dict()
     uow.transactions.update_data(tx.id, tx.data)
 
 
 def _pinned(tx: LoginTransaction) -> tuple[list[str], list[str] | None]:
-    stored = tx.data.get("pin") or {}
-    connections = [str(c) for c in stored.get("connections") or []]
-    orgs = stored.get("password_organizations", [])
-    return connections, (None if orgs is None else [str(o) for o in orgs])
+    record = AuthorizeRecord.of(tx)
+    orgs = record.password_organizations
+    return list(record.connections), (None if orgs is None else list(orgs))
 
 
 def _not_routed(connection: Connection) -> LoginFailed:
@@ -127,7 +121,7 @@ def pinned_connection(uow: ProviderUnitOfWork, tx: LoginTransaction, connection_
     allowed, _orgs = _pinned(tx)
     if conn.id not in allowed:
         raise _not_routed(conn)
-    return usable_connection(uow, AuthorizeRequest.from_dict(tx.data["request"]), conn)
+    return usable_connection(uow, request_of(tx), conn)
 
 
 def check_trip_pinned(uow: ProviderUnitOfWork, trip: LoginTransaction, connection: Connection) -> None:
@@ -159,13 +153,19 @@ def _check_pinned(parent: LoginTransaction, user: User, connection: Connection |
                           "application and start again.", reason="password_not_routed", status=403)
 
 
+def check_browser(parent_id: str | None, browser: str | None, *, connection: Connection | None = None) -> None:
+    """The one same-browser check: ``browser`` (the login cookie, any text) must name the authorize
+    transaction ``parent_id`` the step belongs to. Raises LoginFailed otherwise."""
+    if parent_id is None or not same_token(parent_id, browser):
+        raise LoginFailed("This sign-in was not started in this browser. Go back to your application and "
+                          "start again.", reason="transaction_not_bound", connection=connection)
+
+
 def authorize_transaction(uow: ProviderUnitOfWork, tx_id: str | None, cookie: str | None,
                           now: datetime) -> LoginTransaction:
     """The browser's pending authorize transaction; it must match the browser's cookie."""
-    if tx_id is None or not same_token(tx_id, cookie):
-        raise LoginFailed("This sign-in was not started in this browser. Go back to your application and "
-                          "start again.", reason="transaction_not_bound")
-    tx = uow.transactions.get(tx_id)
+    check_browser(tx_id, cookie)
+    tx = uow.transactions.get(str(tx_id))
     if tx is None or tx.kind != "authorize" or tx.consumed_at is not None:
         raise LoginFailed("This sign-in has already finished or never started. Go back to your application "
                           "and start again.", reason="transaction_unknown")
@@ -173,6 +173,26 @@ def authorize_transaction(uow: ProviderUnitOfWork, tx_id: str | None, cookie: st
         raise LoginFailed("This sign-in took too long and has expired. Go back to your application and start "
                           "again.", reason="transaction_expired")
     return tx
+
+
+def form_transaction(uow: ProviderUnitOfWork, tx_id: str | None, cookie: str | None, csrf: str,
+                     now: datetime) -> LoginTransaction:
+    """``authorize_transaction`` for a posted form, whose CSRF token must be the transaction's."""
+    tx = authorize_transaction(uow, tx_id or cookie, cookie, now)
+    if not same_token(csrf, csrf_of(tx)):
+        raise LoginFailed("This form has expired. Go back to your application and start again.",
+                          reason="csrf_invalid", status=403)
+    return tx
+
+
+def csrf_of(tx: LoginTransaction) -> str:
+    """The CSRF token of an authorize transaction's forms."""
+    return AuthorizeRecord.of(tx).csrf
+
+
+def request_of(tx: LoginTransaction) -> AuthorizeRequest:
+    """The product's authorization request an authorize transaction carries."""
+    return AuthorizeRecord.of(tx).request
 
 
 def route(uow: ProviderUnitOfWork, request: AuthorizeRequest, *, email: str | None,
@@ -242,6 +262,14 @@ def audit_login(uow: ProviderUnitOfWork, *, ok: bool, reason: str, now: datetime
     observe_login(connection.id if connection else None, ok, reason)
 
 
+def record_failure(uow: ProviderUnitOfWork, exc: LoginFailed, *, now: datetime, request_id: str | None) -> None:
+    """Audit a failed sign-in on its own (whatever the request had written is rolled back)."""
+    uow.rollback()
+    audit_login(uow, ok=False, reason=exc.reason, now=now, request_id=request_id, connection=exc.connection,
+                organization_id=exc.organization_id, extra={"detail": exc.detail} if exc.detail else None)
+    uow.commit()
+
+
 @dataclass(frozen=True)
 class Authentication:
     """How the person proved who they are, as the ID token tells the product: ``amr`` (RFC 8176
@@ -261,7 +289,7 @@ def complete(uow: ProviderUnitOfWork, parent_id: str, user: User, *, connection:
         raise LoginFailed("This sign-in has already finished or expired. Go back to your application and start "
                           "again.", reason="transaction_expired", connection=connection)
     _check_pinned(parent, user, connection)
-    request = AuthorizeRequest.from_dict(parent.data["request"])
+    request = request_of(parent)
     code = issue_code(uow, request, user, connection_id=connection.id if connection else None, amr=authn.amr,
                       now=now, auth_time=authn.auth_time, acr=authn.acr)
     audit_login(uow, ok=True, reason="ok", now=now, request_id=request_id, connection=connection,

@@ -21,10 +21,11 @@ from typing import Any
 from keyhall.core.connections import Connection
 from keyhall.core.presets import check_tenant as _check_tenant
 from keyhall.core.profiles import email_domain_name, email_verdict
+from keyhall.core.transactions import LoginTransaction
 from keyhall.core.users import LoginRefused, Profile
 from keyhall.core.vocabulary import DomainStatus
 from keyhall.login.flow import LoginFailed
-from keyhall.provider.authorize import AuthorizeRequest
+from keyhall.login.records import AuthorizeRecord
 from keyhall.provider.model import ProviderUnitOfWork
 
 _TOKEN = re.compile(r"^[\x21-\x7e]{1,255}$")  # printable ASCII, no spaces: amr values, acr URIs
@@ -56,11 +57,11 @@ class Reauthentication:
     max_age: int | None = None  # seconds the IdP's authentication may be old
 
     @classmethod
-    def of(cls, parent_data: Mapping[str, Any]) -> Reauthentication:
-        request = AuthorizeRequest.from_dict(parent_data["request"])
-        max_age = parent_data.get("max_age")
-        return cls(force=bool(request.prompt and "login" in request.prompt.split()),
-                   max_age=int(max_age) if isinstance(max_age, int) else None)
+    def of(cls, parent: LoginTransaction) -> Reauthentication:
+        """What the product asked of the authorize transaction ``parent`` (``prompt=login``, ``max_age``)."""
+        record = AuthorizeRecord.of(parent)
+        return cls(force=bool(record.request.prompt and "login" in record.request.prompt.split()),
+                   max_age=record.max_age)
 
     def as_dict(self) -> dict[str, Any]:
         return {"force": self.force, "max_age": self.max_age}

@@ -5,11 +5,11 @@ posted to ``/sso/{cid}/ldap``); the directory checks them (``keyhall.idp.ldap_cl
 service-account search, then a bind as the entry found, RFC 4513 §5.1.3); the entry's
 attributes, mapped like any IdP's, provision the Keyhall user.
 
-The page route around ``sign_in`` counts attempts per username and per client address before
-calling it (``keyhall.security.rate_limit``), and calls ``flow.complete`` after it. Failures
-raise ``LoginFailed`` with the directory's typed reason for the audit and a plain message for
-the person, the same for an unknown username and a wrong password; a route shows the form
-again for the reasons in ``RETRY_REASONS``.
+``submit`` (the form's POST) counts attempts per username and per client address before calling
+``sign_in`` (``keyhall.security.rate_limit``: the limiter and the limits come in as parameters),
+and calls ``flow.complete`` after it. Failures raise ``LoginFailed`` with the directory's typed
+reason for the audit and a plain message for the person, the same for an unknown username and a
+wrong password; the form comes back with the message for the reasons in ``RETRY_REASONS``.
 """
 
 from __future__ import annotations
@@ -17,18 +17,25 @@ from __future__ import annotations
 import time
 from datetime import datetime
 
-from keyhall.api.observability import observe_idp_call
 from keyhall.core.connections import Connection
 from keyhall.core.profiles import map_profile
 from keyhall.core.provisioning import LoginRefused, provision
+from keyhall.core.transactions import LoginTransaction
 from keyhall.core.users import User
 from keyhall.core.vocabulary import ConnectionStatus, Protocol
-from keyhall.errors import InvalidInput
+from keyhall.errors import InvalidInput, RateLimited
 from keyhall.idp.ldap_client import LdapLoginError, LdapLoginReason, authenticate
+from keyhall.login import flow
 from keyhall.login.flow import LoginFailed
 from keyhall.login.identity import vouch_email
+from keyhall.login.steps import LdapForm, Redirect, Step, TooManyAttempts
+from keyhall.metrics import observe_idp_call
 from keyhall.provider.model import ProviderUnitOfWork
 from keyhall.security.outbound import OutboundPolicy
+from keyhall.security.rate_limit import Limit, RateLimiter
+
+#: Sign-in attempts through LDAP forms from one client address, whatever the usernames.
+ADDRESS_LIMIT = Limit(requests=60, window_seconds=300)
 
 BAD_CREDENTIALS = "That username and password do not match an account."
 
@@ -93,3 +100,49 @@ def sign_in(uow: ProviderUnitOfWork, conn: Connection, username: str, password: 
     except LoginRefused as exc:
         raise LoginFailed(exc.message, reason=exc.reason, connection=conn, status=403) from exc
     return user
+
+
+def ldap_form(conn: Connection, tx: LoginTransaction, *, username: str | None = None, message: str | None = None,
+              status: int = 200) -> LdapForm:
+    return LdapForm(conn.id, conn.display_name or conn.branding.get("display_name") or conn.name, tx.id,
+                    flow.csrf_of(tx), username=username, message=message, status=status)
+
+
+def open_form(uow: ProviderUnitOfWork, connection_id: str, tx_id: str | None, cookie: str | None, *,
+              now: datetime) -> Step:
+    """``GET /sso/{cid}/ldap``: the form of an active LDAP connection this sign-in's routing allowed."""
+    tx = flow.authorize_transaction(uow, tx_id or cookie, cookie, now)
+    return ldap_form(flow.pinned_connection(uow, tx, connection_id, protocol=Protocol.LDAP), tx)
+
+
+def submit(uow: ProviderUnitOfWork, connection_id: str, tx_id: str, cookie: str | None, csrf: str, username: str,
+           password: str, *, address: str, limiter: RateLimiter, username_limit: Limit, address_limit: Limit,
+           policy: OutboundPolicy | None, issuer: str, now: datetime, request_id: str | None) -> Step:
+    """``POST /sso/{cid}/ldap``: the product's code on success, the form again (with the message) for a
+    wrong username or password; raises LoginFailed for a sign-in that cannot go on."""
+    name = username.strip()
+    tx = flow.form_transaction(uow, tx_id, cookie, csrf, now)
+    conn = flow.pinned_connection(uow, tx, connection_id, protocol=Protocol.LDAP)
+    uow.rollback()  # no database lock held while counting or during the directory round trip
+    if not name:
+        return ldap_form(conn, tx, message="Enter your username.", status=400)
+    try:
+        # Only genuine attempts count (live transaction, right CSRF token): per person and per address,
+        # keyed by the stored connection id, never the URL's spelling of it.
+        limiter.hit(f"ldap:{conn.id}:{name.lower()}", username_limit, now)
+        limiter.hit(f"ldap-address:{address}", address_limit, now)
+    except RateLimited as exc:
+        return TooManyAttempts(f"Too many sign-in attempts. Try again in {exc.retry_after} seconds.")
+    try:
+        user = sign_in(uow, conn, name, password, now=now, policy=policy)
+    except LoginFailed as exc:
+        if exc.reason not in RETRY_REASONS:
+            raise
+        uow.rollback()
+        flow.audit_login(uow, ok=False, reason=exc.reason, now=now, request_id=request_id, connection=conn,
+                         extra={"method": "ldap"})
+        uow.commit()
+        return ldap_form(conn, tx, username=name, message=exc.message, status=exc.status)
+    url = flow.complete(uow, tx.id, user, connection=conn, authn=flow.Authentication(amr=["pwd"]), issuer=issuer,
+                        now=now, request_id=request_id)
+    return Redirect(url, finished=True)

@@ -18,13 +18,13 @@ from keyhall.core.users import User
 from keyhall.core.vocabulary import ConnectionStatus
 from keyhall.errors import IdPLoginError, KeyhallError, ServiceUnavailable
 from keyhall.idp.oidc_rp import JwksCache, choose_token_auth_method, exchange_code, fetch_userinfo
-from keyhall.login.flow import Authentication, LoginFailed, check_trip_pinned
+from keyhall.login.flow import Authentication, LoginFailed, check_browser, check_trip_pinned, complete
 from keyhall.login.identity import Reauthentication, check_tenant, idp_acr, idp_amr, timestamp, vouch_email
+from keyhall.login.steps import Redirect
 from keyhall.protocols.oidc.id_token import unverified_kid, validate_id_token
 from keyhall.protocols.oidc.pkce import new_code_verifier, s256_challenge
 from keyhall.provider.model import ProviderUnitOfWork
 from keyhall.security.outbound import OutboundPolicy
-from keyhall.security.tokens import same_token
 
 #: RFC 6749 §4.1.2.1 and OIDC Core §3.1.2.6 error codes: the only callback text that is recorded.
 OAUTH_ERRORS = frozenset({
@@ -59,7 +59,7 @@ def begin(uow: ProviderUnitOfWork, rp: RelyingParty, conn: Connection, parent: L
                           reason="connection_misconfigured", connection=conn)
     verifier, nonce = new_code_verifier(), secrets.token_urlsafe(24)
     redirect_uri = str(connection_urls(rp.public_url, conn)["redirect_uri"])
-    reauth = Reauthentication.of(parent.data)
+    reauth = Reauthentication.of(parent)
     trip = new_transaction("oidc", {"connection_id": conn.id, "nonce": nonce, "verifier": verifier,
                                     "redirect_uri": redirect_uri, "reauth": reauth.as_dict()}, now,
                            parent_id=parent.id)
@@ -91,13 +91,24 @@ def take_trip(uow: ProviderUnitOfWork, connection_id: str, params: dict[str, str
     if (seen is None or seen.kind != "oidc" or seen.consumed_at is not None
             or seen.data.get("connection_id") != connection_id or seen.parent_id is None):
         raise _state_invalid()
-    if not same_token(browser, seen.parent_id):
-        raise LoginFailed("This sign-in was not started in this browser. Go back to your application and start "
-                          "again.", reason="transaction_not_bound")
+    check_browser(seen.parent_id, browser)
     trip = uow.transactions.consume(seen.id, "oidc", now)
     if trip is None or trip.parent_id != seen.parent_id:
         raise _state_invalid()
     return trip
+
+
+def callback(uow: ProviderUnitOfWork, rp: RelyingParty, connection_id: str, params: dict[str, str], *,
+             browser: str | None, issuer: str, now: datetime, request_id: str | None) -> Redirect:
+    """The IdP's answer at ``/sso/{cid}/oidc/callback``: the product's code, or LoginFailed."""
+    # The browser is checked before the state is spent: an answer arriving in another browser
+    # (or with a garbled cookie) is refused without ending the sign-in it belongs to.
+    trip = take_trip(uow, connection_id, params, now, browser=browser)
+    uow.commit()  # the state is spent before any network call, whatever happens next
+    conn, user, authn = finish(uow, rp, trip, params, now)
+    url = complete(uow, str(trip.parent_id), user, connection=conn, authn=authn, issuer=issuer, now=now,
+                   request_id=request_id)
+    return Redirect(url, finished=True)
 
 
 def _state_invalid() -> LoginFailed:

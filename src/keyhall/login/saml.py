@@ -19,13 +19,13 @@ from keyhall.core.transactions import LoginTransaction, new_transaction
 from keyhall.core.users import User
 from keyhall.core.vocabulary import ConnectionStatus
 from keyhall.errors import CertificateError, KeyhallError, SamlResponseError
-from keyhall.login.flow import Authentication, LoginFailed, check_trip_pinned
+from keyhall.login.flow import Authentication, LoginFailed, check_browser, check_trip_pinned, complete, start
 from keyhall.login.identity import Reauthentication, idp_acr, timestamp, vouch_email
+from keyhall.login.steps import Redirect
 from keyhall.protocols.saml.authn_request import build_authn_request, redirect_url
 from keyhall.protocols.saml.response import SamlAssertion, SamlExpectations, parse_saml_response
 from keyhall.provider.authorize import AuthorizeRequest
 from keyhall.provider.model import ProviderUnitOfWork
-from keyhall.security.tokens import same_token
 
 EMAIL_FORMAT = "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress"
 HANDOFF_TTL = timedelta(minutes=2)
@@ -35,6 +35,11 @@ HANDOFF_TTL = timedelta(minutes=2)
 class ServiceProvider:
     public_url: str
     clock_skew_seconds: int = 60
+
+
+def service_provider(settings: Any) -> ServiceProvider:
+    """Keyhall as a SAML service provider, from the service's settings."""
+    return ServiceProvider(public_url=settings.public_url, clock_skew_seconds=settings.clock_skew_seconds)
 
 
 def _idp(conn: Connection) -> tuple[str, str, list[str]]:
@@ -57,7 +62,7 @@ def begin(uow: ProviderUnitOfWork, sp: ServiceProvider, conn: Connection, parent
     urls = connection_urls(sp.public_url, conn)
     # SAML has no max_age: the product's prompt=login or max_age both ask the IdP for ForceAuthn,
     # and the AuthnInstant that comes back is checked against them.
-    reauth = Reauthentication.of(parent.data)
+    reauth = Reauthentication.of(parent)
     request = build_authn_request(
         sp_entity_id=sp_entity_id(sp.public_url, conn), acs_url=str(urls["acs_url"]), destination=sso_url,
         name_id_format=conn.settings.get("name_id_format"),
@@ -158,9 +163,7 @@ def take_handoff(uow: ProviderUnitOfWork, connection_id: str, step_id: str, now:
     if (seen is None or seen.kind != "saml_done" or seen.consumed_at is not None
             or seen.data.get("connection_id") != connection_id or seen.parent_id is None):
         raise _handoff_gone(uow, connection_id)
-    if not same_token(browser, seen.parent_id):
-        raise LoginFailed("This sign-in was not started in this browser. Go back to your application and start "
-                          "again.", reason="transaction_not_bound", connection=uow.connections.get_any(connection_id))
+    check_browser(seen.parent_id, browser, connection=uow.connections.get_any(connection_id))
     step = uow.transactions.consume(seen.id, "saml_done", now)
     if step is None or step.parent_id != seen.parent_id:
         raise _handoff_gone(uow, connection_id)
@@ -188,3 +191,37 @@ def idp_initiated_request(conn: Connection) -> AuthorizeRequest:
         state=None, nonce=None, code_challenge=None, code_challenge_method=None, prompt=None, login_hint=None,
         organization=conn.organization_id, connection=conn.id, domain=None,
     )
+
+
+def acs(uow: ProviderUnitOfWork, sp: ServiceProvider, connection_id: str, form: dict[str, str], *, issuer: str,
+        now: datetime, request_id: str | None) -> Redirect:
+    """The IdP's response at the ACS: on to the completion step (SP-initiated), or straight to the
+    configured application (IdP-initiated, opted in per connection). Raises LoginFailed."""
+    conn, user, trip, authn = receive(uow, sp, connection_id, form, now)
+    if trip is not None and trip.parent_id:
+        step = handoff(uow, conn, user, trip.parent_id, now, authn)
+        uow.commit()
+        return Redirect(f"/sso/{conn.id}/saml/complete?step={step}")
+    unsolicited = idp_initiated_request(conn)
+    app = uow.applications.get(unsolicited.client_id)
+    if app is None or unsolicited.redirect_uri not in app.redirect_uris:
+        raise LoginFailed("IdP-initiated sign-in is misconfigured for this connection (unknown application "
+                          "or redirect URI).", reason="idp_initiated_misconfigured", connection=conn)
+    parent = start(uow, unsolicited, now)
+    url = complete(uow, parent.id, user, connection=conn, authn=authn, issuer=issuer, now=now,
+                   request_id=request_id)
+    return Redirect(url)
+
+
+def finish_handoff(uow: ProviderUnitOfWork, connection_id: str, step_id: str, *, browser: str | None, issuer: str,
+                   now: datetime, request_id: str | None) -> Redirect:
+    """The completion step, in the browser that started the sign-in: the product's code."""
+    handed = take_handoff(uow, connection_id, step_id[:64], now, browser=browser)
+    uow.commit()
+    conn = uow.connections.get_any(connection_id)
+    user = uow.users.get(str(handed.data["user_id"]))
+    if conn is None or user is None:
+        raise LoginFailed("This sign-in can no longer finish.", reason="state_invalid")
+    url = complete(uow, str(handed.parent_id), user, connection=conn, authn=handed_authentication(handed),
+                   issuer=issuer, now=now, request_id=request_id)
+    return Redirect(url, finished=True)
