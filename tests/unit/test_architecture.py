@@ -194,8 +194,6 @@ ALLOWED_IN_FUNCTION = {
     "cli.py: from keyhall.provider.signing import rotate",
     # redis is an optional dependency, imported only when KEYHALL_REDIS_URL is set.
     "runtime.py: from keyhall.security.redis_counters import RedisCounterStore",
-    # No reason found: nothing circular; to move to the module's imports.
-    "api/native/applications.py: from keyhall.core.access import require_instance_admin",
 }
 
 

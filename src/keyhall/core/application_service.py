@@ -26,6 +26,11 @@ def create_application(uow: UnitOfWork, apps: ApplicationStore, ctx: Context, *,
     return app, secret
 
 
+def list_applications(apps: ApplicationStore, ctx: Context) -> list[Application]:
+    require_instance_admin(ctx.principal)
+    return list(apps.list_all())
+
+
 def get_application(apps: ApplicationStore, ctx: Context, client_id: str) -> Application:
     require_instance_admin(ctx.principal)
     app = apps.get(client_id)

@@ -70,10 +70,7 @@ def create_application(body: ApplicationCreate, uow: UowDep, ctx: ContextDep) ->
 
 @router.get("", response_model=list[ApplicationOut])
 def list_applications(uow: UowDep, ctx: ContextDep) -> list[dict[str, Any]]:
-    from keyhall.core.access import require_instance_admin
-
-    require_instance_admin(ctx.principal)
-    return [application_out(a) for a in _apps(uow).list_all()]
+    return [application_out(a) for a in service.list_applications(_apps(uow), ctx)]
 
 
 @router.get("/{client_id}", response_model=ApplicationOut)
