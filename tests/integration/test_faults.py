@@ -39,6 +39,9 @@ from tests.support.servers import (
     wait_until,
 )
 
+# The same servers and databases whichever leg runs: `make test` runs it, `make test-postgres` not again.
+pytestmark = pytest.mark.own_database
+
 IDP_TIMEOUT = 2.0  # KEYHALL_IDP_TIMEOUT_SECONDS
 #: Keyhall's own bound on one IdP fetch is three timeouts (connect/read each, redirects included).
 IDP_BOUND = 3 * IDP_TIMEOUT + 2.0

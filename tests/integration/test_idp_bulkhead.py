@@ -38,6 +38,9 @@ from tests.support.servers import (
     wait_until,
 )
 
+# The same servers and databases whichever leg runs: `make test` runs it, `make test-postgres` not again.
+pytestmark = pytest.mark.own_database
+
 IDP_TIMEOUT = 5.0  # KEYHALL_IDP_TIMEOUT_SECONDS: how long each held callback waits
 CAP = 10  # KEYHALL_IDP_MAX_CONCURRENT_CALLS
 SIGN_INS = 100

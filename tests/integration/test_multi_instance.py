@@ -52,6 +52,9 @@ from tests.support.servers import (
     token_request,
 )
 
+# The same servers and databases whichever leg runs: `make test` runs it, `make test-postgres` not again.
+pytestmark = pytest.mark.own_database
+
 WRITERS = 50
 WRITE_DEADLINE = 180.0  # seconds for all writers together; a writer still retrying then is a failure
 

@@ -34,6 +34,9 @@ from tests.support.servers import (
     wait_until,
 )
 
+# The same servers and databases whichever leg runs: `make test` runs it, `make test-postgres` not again.
+pytestmark = pytest.mark.own_database
+
 DATABASE_TIMEOUT = 2.0  # KEYHALL_DATABASE_TIMEOUT_SECONDS
 READINESS_DEADLINE = 2.0  # api.health.READINESS_SECONDS (the database timeout, when shorter)
 #: A request may wait for a pooled connection, then for the ping of a stalled one and a new
