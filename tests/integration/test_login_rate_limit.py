@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +18,10 @@ from tests.support.settings import make_settings
 def client(tmp_path: Path, database_url: str) -> Iterator[TestClient]:
     runtime = Runtime.build(make_settings(tmp_path, database_url, login_rate_limit_per_minute=3))
     runtime.database.migrate()
-    with TestClient(create_app(runtime.settings, runtime), raise_server_exceptions=False) as test_client:
+    # An address of its own: the session's database holds every other test's counters too.
+    address = f"198.51.100.{secrets.randbelow(254) + 1}"
+    with TestClient(create_app(runtime.settings, runtime), raise_server_exceptions=False,
+                    client=(address, 50000)) as test_client:
         yield test_client
     runtime.database.dispose()
 

@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from keyhall.api.deps import RuntimeDep, UowDep
 from keyhall.api.http import ErrorStyle, register_error_style
 from keyhall.api.page_rendering import LOGIN_COOKIE, fail, login_error_page, render, set_login_cookie
+from keyhall.core.applications import Application
 from keyhall.errors import KeyhallError
 from keyhall.login import entry, flow
 from keyhall.login.flow import LoginFailed
@@ -189,14 +190,24 @@ def _max_lifetime(runtime: Any) -> timedelta:
     return timedelta(seconds=runtime.settings.refresh_token_max_lifetime_seconds)
 
 
+def _uses_basic(request: Request) -> bool:
+    """Whether the client authenticates with HTTP Basic (its 401s then carry ``WWW-Authenticate``)."""
+    return request.headers.get("authorization", "").lower().startswith("basic ")
+
+
+def _authenticated_client(uow: ProviderUnitOfWork, request: Request, form: dict[str, str]) -> Application:
+    """The client, authenticated as RFC 6749 §2.3 says; raises ``TokenError``."""
+    client_id, secret, method, _basic = _client_credentials(request, form)
+    app = uow.applications.get(client_id[:64]) if client_id else None
+    return grants.authenticate_client(app, secret, method_used=method)
+
+
 def _revoke_sync(request: Request, runtime: Any, form: dict[str, str]) -> Response:
-    basic = False
+    basic = _uses_basic(request)
     with runtime.database.unit_of_work() as uow:
         provider_uow = _uow(uow)
         try:
-            client_id, secret, method, basic = _client_credentials(request, form)
-            app = provider_uow.applications.get(client_id[:64]) if client_id else None
-            app = grants.authenticate_client(app, secret, method_used=method)
+            app = _authenticated_client(provider_uow, request, form)
             revocation.revoke(provider_uow, app, token=form.get("token"), token_type_hint=form.get("token_type_hint"),
                               issuer=runtime.settings.public_url, now=runtime.clock())
         except grants.TokenError as exc:
@@ -209,13 +220,11 @@ def _has_control(text: str) -> bool:
 
 
 def _token_sync(request: Request, runtime: Any, form: dict[str, str]) -> JSONResponse:
-    basic = False
+    basic = _uses_basic(request)
     with runtime.database.unit_of_work() as uow:
         provider_uow = _uow(uow)
         try:
-            client_id, secret, method, basic = _client_credentials(request, form)
-            app = provider_uow.applications.get(client_id[:64]) if client_id else None
-            app = grants.authenticate_client(app, secret, method_used=method)
+            app = _authenticated_client(provider_uow, request, form)
             grant_type = form.get("grant_type")
             now, issuer = runtime.clock(), runtime.settings.public_url
             if grant_type == "authorization_code":
