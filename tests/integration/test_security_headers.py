@@ -16,7 +16,6 @@ from fastapi.responses import HTMLResponse, PlainTextResponse
 from fastapi.testclient import TestClient
 from starlette.types import Receive, Scope, Send
 
-from keyhall.api.page_rendering import CSP as PAGES_CSP
 from keyhall.api.security_headers import (
     STRICT_CSP,
     SecurityHeadersMiddleware,
@@ -25,6 +24,7 @@ from keyhall.api.security_headers import (
 )
 from keyhall.app import create_app
 from keyhall.runtime import Runtime
+from keyhall.web.rendering import CSP as PAGES_CSP
 from tests.support.api import Keyhall, auth
 from tests.support.settings import make_settings
 

@@ -16,7 +16,7 @@ from keyhall.core.users import User
 
 
 def _sessions(uow: Any) -> user_service.UserSessions:
-    """The provider's token families, which the unit of work also holds (see ``api.oauth._uow``)."""
+    """The provider's token families, which the unit of work also holds (see ``web.oauth._uow``)."""
     sessions: user_service.UserSessions = uow.grants
     return sessions
 

@@ -10,11 +10,11 @@ from fastapi.responses import Response
 
 from keyhall.api.deps import RuntimeDep, UowDep
 from keyhall.api.http import request_id
-from keyhall.api.page_rendering import answer, login_cookie, provider_uow
 from keyhall.core.connections import connection_urls, sp_entity_id
 from keyhall.core.vocabulary import Protocol
 from keyhall.login import saml as saml_login
 from keyhall.protocols.saml.sp_metadata import sp_metadata_xml
+from keyhall.web.rendering import answer, login_cookie, provider_uow
 
 router = APIRouter(tags=["saml"], include_in_schema=False)
 

@@ -1,6 +1,6 @@
 """The hosted pages people see: the login page, the connection chooser, the password form, the
 per-connection SSO start and callback, and the LDAP form. Each handler parses, makes one call into
-``keyhall.login`` and renders the step it answers (``api.page_rendering``)."""
+``keyhall.login`` and renders the step it answers (``web.rendering``)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from fastapi.responses import Response
 
 from keyhall.api.deps import RuntimeDep, UowDep, client_address
 from keyhall.api.http import request_id
-from keyhall.api.page_rendering import answer, login_cookie, provider_uow
 from keyhall.login import entry
 from keyhall.login import ldap as ldap_login
 from keyhall.login import oidc as oidc_login
 from keyhall.login import password as password_login
+from keyhall.web.rendering import answer, login_cookie, provider_uow
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
 

@@ -1,7 +1,7 @@
 """What the hosted pages and the sign-in endpoints share: rendering a page (with its security
 headers), the error page, the browser's login cookie, and turning a login step into a response.
 
-The handlers (``api.pages``, ``api.saml_pages``, ``/oauth2/authorize``) parse, make one call into
+The handlers (``web.pages``, ``web.saml``, ``/oauth2/authorize``) parse, make one call into
 ``keyhall.login`` and hand its answer to ``answer``/``render``; nothing here decides a sign-in.
 """
 

@@ -14,7 +14,6 @@ from starlette.concurrency import run_in_threadpool
 
 from keyhall.api.deps import RuntimeDep, UowDep
 from keyhall.api.http import ErrorStyle, register_error_style
-from keyhall.api.page_rendering import LOGIN_COOKIE, fail, login_error_page, render, set_login_cookie
 from keyhall.core.applications import Application
 from keyhall.errors import KeyhallError
 from keyhall.login import entry, flow
@@ -23,6 +22,7 @@ from keyhall.provider import grants, revocation, signing
 from keyhall.provider.authorize import AuthorizeError, error_redirect, parse_authorize
 from keyhall.provider.model import ProviderUnitOfWork
 from keyhall.provider.userinfo import InvalidAccessToken, userinfo_claims
+from keyhall.web.rendering import LOGIN_COOKIE, fail, login_error_page, render, set_login_cookie
 
 router = APIRouter(tags=["openid provider"])
 
