@@ -38,6 +38,7 @@ import pytest
 from authlib.integrations.httpx_client import OAuth2Client
 
 from keyhall.core.vocabulary import Role
+from keyhall.login.records import OidcTrip
 from keyhall.logs import JsonFormatter
 from tests.support.api import auth
 from tests.support.live import LiveKeyhall
@@ -198,7 +199,7 @@ def test_no_secret_in_any_log_line(live_keyhall: LiveKeyhall, oidc_idp: OidcIdp,
         with live.runtime.database.unit_of_work() as uow:  # Keyhall's own PKCE toward the IdP, kept server-side
             trip = uow.transactions.get(_query(to_idp.headers["location"], "state"))
         assert trip is not None
-        found.add(f"Keyhall's PKCE verifier toward the IdP {len(found.values)}", trip.data["verifier"])
+        found.add(f"Keyhall's PKCE verifier toward the IdP {len(found.values)}", OidcTrip.of(trip).verifier)
         keyhall_callback = oidc_idp.scripted_login(to_idp.headers["location"], "alice")
         found.add(f"IdP authorization code {len(found.values)}", _query(keyhall_callback, "code"))
         back = browser.get(keyhall_callback)

@@ -27,11 +27,11 @@ from keyhall.core.connection_service import mark_verified
 from keyhall.core.connections import Connection
 from keyhall.core.organizations import Organization
 from keyhall.core.policy import active_connections, connections_for_domain, email_domain
-from keyhall.core.transactions import LoginTransaction, new_transaction
+from keyhall.core.transactions import LoginTransaction
 from keyhall.core.users import User
 from keyhall.core.vocabulary import ConnectionStatus, Protocol
 from keyhall.errors import KeyhallError
-from keyhall.login.records import AuthorizeRecord
+from keyhall.login.records import AuthorizeRecord, Kind, new_record_transaction, rewrite
 from keyhall.metrics import observe_login
 from keyhall.provider.authorize import AuthorizeRequest, add_query
 from keyhall.provider.grants import issue_code
@@ -85,7 +85,7 @@ def start(uow: ProviderUnitOfWork, request: AuthorizeRequest, now: datetime, *,
           max_age: int | None = None) -> LoginTransaction:
     """A new authorize transaction. Nothing is pinned yet (no connection, no password) until
     ``pin``; a request naming its connection (an IdP-initiated SAML sign-in) is pinned to it."""
-    tx = new_transaction("authorize", AuthorizeRecord.new(request, max_age=max_age).to_dict(), now)
+    tx = new_record_transaction(AuthorizeRecord.new(request, max_age=max_age), now)
     uow.transactions.add(tx)
     return tx
 
@@ -94,8 +94,7 @@ def pin(uow: ProviderUnitOfWork, tx: LoginTransaction, found: Route) -> None:
     """Store what this routing allows; the caller commits. A later routing of the same sign-in
     (the person types another email) replaces it, but is bound by the same product request."""
     record = AuthorizeRecord.of(tx).pinned([c.id for c in found.connections], found.password_organizations)
-    tx.data = record.to_dict()
-    uow.transactions.update_data(tx.id, tx.data)
+    rewrite(uow.transactions, tx, record)
 
 
 def _pinned(tx: LoginTransaction) -> tuple[list[str], list[str] | None]:
@@ -166,7 +165,7 @@ def authorize_transaction(uow: ProviderUnitOfWork, tx_id: str | None, cookie: st
     """The browser's pending authorize transaction; it must match the browser's cookie."""
     check_browser(tx_id, cookie)
     tx = uow.transactions.get(str(tx_id))
-    if tx is None or tx.kind != "authorize" or tx.consumed_at is not None:
+    if tx is None or tx.kind != Kind.AUTHORIZE or tx.consumed_at is not None:
         raise LoginFailed("This sign-in has already finished or never started. Go back to your application "
                           "and start again.", reason="transaction_unknown")
     if tx.expired(now):
@@ -284,7 +283,7 @@ class Authentication:
 def complete(uow: ProviderUnitOfWork, parent_id: str, user: User, *, connection: Connection | None,
              authn: Authentication, issuer: str, now: datetime, request_id: str | None) -> str:
     """Finish: the authorization code goes back to the product's registered redirect URI."""
-    parent = uow.transactions.consume(parent_id, "authorize", now)
+    parent = uow.transactions.consume(parent_id, Kind.AUTHORIZE.value, now)
     if parent is None:
         raise LoginFailed("This sign-in has already finished or expired. Go back to your application and start "
                           "again.", reason="transaction_expired", connection=connection)

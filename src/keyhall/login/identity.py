@@ -5,8 +5,8 @@
   verified in DNS.
 - ``check_tenant``: a multi-tenant IdP (Google Workspace, Azure AD) must say the account is in the
   organization's own tenant (``core.presets.check_tenant``).
-- ``Reauthentication`` carries the product's ``prompt=login`` / ``max_age`` to the IdP trip and
-  checks the IdP's authentication time against them when it comes back.
+- ``check_reauthentication`` checks the IdP's authentication time against what the product asked
+  (``prompt=login`` / ``max_age``, carried on the trip as ``login.records.Reauthentication``).
 - ``idp_amr`` / ``idp_acr`` read what the IdP says of how the person authenticated, for the ID token.
 """
 
@@ -14,18 +14,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from keyhall.core.connections import Connection
 from keyhall.core.presets import check_tenant as _check_tenant
 from keyhall.core.profiles import email_domain_name, email_verdict
-from keyhall.core.transactions import LoginTransaction
 from keyhall.core.users import LoginRefused, Profile
 from keyhall.core.vocabulary import DomainStatus
 from keyhall.login.flow import LoginFailed
-from keyhall.login.records import AuthorizeRecord
+from keyhall.login.records import Reauthentication
 from keyhall.provider.model import ProviderUnitOfWork
 
 _TOKEN = re.compile(r"^[\x21-\x7e]{1,255}$")  # printable ASCII, no spaces: amr values, acr URIs
@@ -49,51 +47,24 @@ def check_tenant(conn: Connection, claims: Mapping[str, Any]) -> None:
                           status=403) from exc
 
 
-@dataclass(frozen=True)
-class Reauthentication:
-    """What the product asked about the freshness of the person's authentication."""
-
-    force: bool = False  # prompt=login: the IdP must authenticate the person again
-    max_age: int | None = None  # seconds the IdP's authentication may be old
-
-    @classmethod
-    def of(cls, parent: LoginTransaction) -> Reauthentication:
-        """What the product asked of the authorize transaction ``parent`` (``prompt=login``, ``max_age``)."""
-        record = AuthorizeRecord.of(parent)
-        return cls(force=bool(record.request.prompt and "login" in record.request.prompt.split()),
-                   max_age=record.max_age)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"force": self.force, "max_age": self.max_age}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any] | None) -> Reauthentication:
-        data = data or {}
-        max_age = data.get("max_age")
-        return cls(force=bool(data.get("force")), max_age=int(max_age) if isinstance(max_age, int) else None)
-
-    @property
-    def asked(self) -> bool:
-        return self.force or self.max_age is not None
-
-    def check(self, auth_time: datetime | None, *, started: datetime, now: datetime, skew_seconds: int,
-              conn: Connection) -> None:
-        """Raise LoginFailed when the IdP's authentication is older than the product allows:
-        ``max_age`` (+ clock skew) before now, or for ``prompt=login`` before the trip began."""
-        skew = timedelta(seconds=skew_seconds)
-        if self.max_age is not None:
-            if auth_time is None:
-                raise LoginFailed("Your organization's sign-in service did not say when you signed in, and your "
-                                  "application needs a recent sign-in.", reason="auth_time_missing",
-                                  connection=conn, status=403)
-            if now - auth_time > timedelta(seconds=self.max_age) + skew:
-                raise LoginFailed("Your application needs you to have signed in recently. Go back to your "
-                                  "application and sign in again.", reason="max_age_exceeded", connection=conn,
-                                  status=403)
-        if self.force and auth_time is not None and auth_time < started - skew:
-            raise LoginFailed("Your application asked you to sign in again, but your organization's sign-in "
-                              "service did not. Go back to your application and try again.",
-                              reason="reauthentication_skipped", connection=conn, status=403)
+def check_reauthentication(asked: Reauthentication, auth_time: datetime | None, *, started: datetime, now: datetime,
+                           skew_seconds: int, conn: Connection) -> None:
+    """Raise LoginFailed when the IdP's authentication is older than the product allows:
+    ``max_age`` (+ clock skew) before now, or for ``prompt=login`` before the trip began."""
+    skew = timedelta(seconds=skew_seconds)
+    if asked.max_age is not None:
+        if auth_time is None:
+            raise LoginFailed("Your organization's sign-in service did not say when you signed in, and your "
+                              "application needs a recent sign-in.", reason="auth_time_missing",
+                              connection=conn, status=403)
+        if now - auth_time > timedelta(seconds=asked.max_age) + skew:
+            raise LoginFailed("Your application needs you to have signed in recently. Go back to your "
+                              "application and sign in again.", reason="max_age_exceeded", connection=conn,
+                              status=403)
+    if asked.force and auth_time is not None and auth_time < started - skew:
+        raise LoginFailed("Your application asked you to sign in again, but your organization's sign-in "
+                          "service did not. Go back to your application and try again.",
+                          reason="reauthentication_skipped", connection=conn, status=403)
 
 
 def timestamp(value: Any) -> datetime | None:

@@ -13,13 +13,14 @@ from urllib.parse import urlencode
 from keyhall.core.connections import Connection, connection_urls
 from keyhall.core.profiles import map_profile
 from keyhall.core.provisioning import LoginRefused, provision
-from keyhall.core.transactions import LoginTransaction, new_transaction
+from keyhall.core.transactions import LoginTransaction
 from keyhall.core.users import User
 from keyhall.core.vocabulary import ConnectionStatus
 from keyhall.errors import IdPLoginError, KeyhallError, ServiceUnavailable
 from keyhall.idp.oidc_rp import JwksCache, choose_token_auth_method, exchange_code, fetch_userinfo
 from keyhall.login.flow import Authentication, LoginFailed, check_browser, check_trip_pinned, complete
-from keyhall.login.identity import Reauthentication, check_tenant, idp_acr, idp_amr, timestamp, vouch_email
+from keyhall.login.identity import check_reauthentication, check_tenant, idp_acr, idp_amr, timestamp, vouch_email
+from keyhall.login.records import Kind, OidcTrip, Reauthentication, new_record_transaction
 from keyhall.login.steps import Redirect
 from keyhall.protocols.oidc.id_token import unverified_kid, validate_id_token
 from keyhall.protocols.oidc.pkce import new_code_verifier, s256_challenge
@@ -60,9 +61,8 @@ def begin(uow: ProviderUnitOfWork, rp: RelyingParty, conn: Connection, parent: L
     verifier, nonce = new_code_verifier(), secrets.token_urlsafe(24)
     redirect_uri = str(connection_urls(rp.public_url, conn)["redirect_uri"])
     reauth = Reauthentication.of(parent)
-    trip = new_transaction("oidc", {"connection_id": conn.id, "nonce": nonce, "verifier": verifier,
-                                    "redirect_uri": redirect_uri, "reauth": reauth.as_dict()}, now,
-                           parent_id=parent.id)
+    trip = new_record_transaction(OidcTrip(connection_id=conn.id, nonce=nonce, verifier=verifier,
+                                           redirect_uri=redirect_uri, reauth=reauth), now, parent_id=parent.id)
     uow.transactions.add(trip)
     params = {
         "response_type": "code", "client_id": conn.settings["client_id"], "redirect_uri": redirect_uri,
@@ -88,11 +88,12 @@ def take_trip(uow: ProviderUnitOfWork, connection_id: str, params: dict[str, str
     the sign-in it belongs to."""
     state = params.get("state")
     seen = uow.transactions.get(state) if state else None
-    if (seen is None or seen.kind != "oidc" or seen.consumed_at is not None
-            or seen.data.get("connection_id") != connection_id or seen.parent_id is None):
+    record = OidcTrip.maybe_of(seen)
+    if (seen is None or record is None or seen.consumed_at is not None or record.connection_id != connection_id
+            or seen.parent_id is None):
         raise _state_invalid()
     check_browser(seen.parent_id, browser)
-    trip = uow.transactions.consume(seen.id, "oidc", now)
+    trip = uow.transactions.consume(seen.id, Kind.OIDC.value, now)
     if trip is None or trip.parent_id != seen.parent_id:
         raise _state_invalid()
     return trip
@@ -120,7 +121,8 @@ def finish(uow: ProviderUnitOfWork, rp: RelyingParty, trip: LoginTransaction, pa
            now: datetime) -> tuple[Connection, User, Authentication]:
     """Validate what the IdP sent back and provision the person. Network calls happen here, outside
     any database transaction the caller holds open."""
-    conn = uow.connections.get_any(str(trip.data["connection_id"]))
+    record = OidcTrip.of(trip)
+    conn = uow.connections.get_any(record.connection_id)
     if conn is None or conn.status is not ConnectionStatus.ACTIVE:
         raise LoginFailed("This sign-in method is switched off by your organization.",
                           reason="connection_inactive", connection=conn)
@@ -143,11 +145,11 @@ def finish(uow: ProviderUnitOfWork, rp: RelyingParty, trip: LoginTransaction, pa
     # for the whole round trip.
     uow.rollback()
     try:
-        claims = _tokens_and_claims(rp, conn, trip, code, issuer, now)
+        claims = _tokens_and_claims(rp, conn, record, code, issuer, now)
         check_tenant(conn, claims)
         auth_time = timestamp(claims.get("auth_time"))
-        Reauthentication.from_dict(trip.data.get("reauth")).check(
-            auth_time, started=trip.created_at, now=now, skew_seconds=rp.clock_skew_seconds, conn=conn)
+        check_reauthentication(record.reauth, auth_time, started=trip.created_at, now=now,
+                               skew_seconds=rp.clock_skew_seconds, conn=conn)
         profile = map_profile(conn, claims, subject=str(claims["sub"]))
         vouch_email(uow, conn, profile, idp_vouched=profile.email_verified)
         user, _created = provision(uow.users, conn, profile, now)
@@ -172,7 +174,7 @@ def finish(uow: ProviderUnitOfWork, rp: RelyingParty, trip: LoginTransaction, pa
     return conn, user, authn
 
 
-def _tokens_and_claims(rp: RelyingParty, conn: Connection, trip: LoginTransaction, code: str, issuer: str,
+def _tokens_and_claims(rp: RelyingParty, conn: Connection, trip: OidcTrip, code: str, issuer: str,
                        now: datetime) -> dict[str, Any]:
     discovered = conn.discovered or {}
     token_endpoint = _endpoint(conn, "token_url", "token_endpoint")
@@ -182,14 +184,14 @@ def _tokens_and_claims(rp: RelyingParty, conn: Connection, trip: LoginTransactio
     secret = conn.secrets.get("client_secret")
     method = choose_token_auth_method(discovered.get("token_endpoint_auth_methods_supported"),
                                       conn.settings.get("token_endpoint_auth_method"), secret is not None)
-    tokens = exchange_code(token_endpoint=token_endpoint, code=code, redirect_uri=str(trip.data["redirect_uri"]),
-                           code_verifier=str(trip.data["verifier"]), client_id=str(conn.settings["client_id"]),
+    tokens = exchange_code(token_endpoint=token_endpoint, code=code, redirect_uri=trip.redirect_uri,
+                           code_verifier=trip.verifier, client_id=str(conn.settings["client_id"]),
                            client_secret=secret, auth_method=method, policy=rp.policy)
     if not tokens.id_token:
         raise IdPLoginError("the token response had no id_token", reason="bad_token_response")
     jwks = rp.jwks_cache.get(jwks_uri, rp.policy, kid=unverified_kid(tokens.id_token))
     claims = validate_id_token(tokens.id_token, jwks=jwks, issuer=issuer, client_id=str(conn.settings["client_id"]),
-                               nonce=str(trip.data["nonce"]), now=now, leeway_seconds=rp.clock_skew_seconds)
+                               nonce=trip.nonce, now=now, leeway_seconds=rp.clock_skew_seconds)
     userinfo_endpoint = _endpoint(conn, "userinfo_url", "userinfo_endpoint")
     if conn.settings.get("fetch_userinfo", True) and userinfo_endpoint and tokens.access_token:
         # OIDC Core §5.3.2: the userinfo subject must match the ID token's, or the response is not used.

@@ -1,8 +1,18 @@
-"""The typed data of an authorize transaction (the browser's sign-in, ``kind == "authorize"``).
+"""The typed records of a sign-in in progress, and the one place they meet their stored form.
 
-Stored as the transaction's ``data`` dict (``to_dict``; the keys are the stored format, unchanged:
-``request``, ``csrf``, ``max_age``, ``pin``); read back with ``AuthorizeRecord.of(tx)``. Only
-``keyhall.login`` reads or writes it.
+A login transaction (``core.transactions.LoginTransaction``) is stored as a ``kind`` and a JSON
+``data`` dict, so that any instance can finish it. Each kind has a record here:
+
+- ``AuthorizeRecord`` (``authorize``): the browser's sign-in: the product's request, the forms'
+  CSRF token, the product's ``max_age``, and what the routing pinned;
+- ``OidcTrip`` (``oidc``): a trip to an OpenID Connect IdP: nonce, PKCE verifier, redirect URI;
+- ``SamlTrip`` (``saml``): a trip to a SAML IdP: the AuthnRequest's id;
+- ``SamlHandoff`` (``saml_done``): the ACS's single-use step to the completion page: who signed
+  in and how.
+
+``to_dict``/``from_dict`` below are the only code that reads or writes a transaction's ``data``
+(the keys are the stored format, unchanged); everything else goes through ``Record.of(tx)``,
+``new_record_transaction`` and ``rewrite``. Only ``keyhall.login`` uses them.
 """
 
 from __future__ import annotations
@@ -10,17 +20,93 @@ from __future__ import annotations
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any, ClassVar, Self, TypeVar
 
-from keyhall.core.transactions import LoginTransaction
+from keyhall.core.transactions import LOGIN_TTL, LoginTransaction, TransactionRepository, new_transaction
 from keyhall.provider.authorize import AuthorizeRequest
 
 
+class Kind(StrEnum):
+    """The stored ``kind`` of each record."""
+
+    AUTHORIZE = "authorize"
+    OIDC = "oidc"
+    SAML = "saml"
+    SAML_HANDOFF = "saml_done"
+
+
 @dataclass(frozen=True)
-class AuthorizeRecord:
+class Reauthentication:
+    """What the product asked about the freshness of the person's authentication, carried to the
+    IdP trip (``login.identity.check_reauthentication`` checks the answer against it)."""
+
+    force: bool = False  # prompt=login: the IdP must authenticate the person again
+    max_age: int | None = None  # seconds the IdP's authentication may be old
+
+    @classmethod
+    def of(cls, parent: LoginTransaction) -> Reauthentication:
+        """What the product asked of the authorize transaction ``parent`` (``prompt=login``, ``max_age``)."""
+        record = AuthorizeRecord.of(parent)
+        return cls(force=bool(record.request.prompt and "login" in record.request.prompt.split()),
+                   max_age=record.max_age)
+
+    @property
+    def asked(self) -> bool:
+        return self.force or self.max_age is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"force": self.force, "max_age": self.max_age}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> Reauthentication:
+        data = data or {}
+        return cls(force=bool(data.get("force")), max_age=_int_or_none(data.get("max_age")))
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+class _Record:
+    """What every record shares: its kind, and reading it back from a transaction."""
+
+    KIND: ClassVar[Kind]
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
+        raise NotImplementedError
+
+    @classmethod
+    def of(cls, tx: LoginTransaction) -> Self:
+        """The record a transaction of this kind stores. Raises ValueError for another kind or
+        stored data this record cannot read."""
+        if tx.kind != cls.KIND:
+            raise ValueError(f"a {tx.kind!r} transaction is not a {cls.KIND.value!r} record")
+        try:
+            return cls.from_dict(tx.data)
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"unreadable {cls.KIND.value!r} record") from exc
+
+    @classmethod
+    def maybe_of(cls, tx: LoginTransaction | None) -> Self | None:
+        """``of(tx)``, or None when there is no transaction, it is of another kind, or unreadable."""
+        if tx is None:
+            return None
+        try:
+            return cls.of(tx)
+        except ValueError:
+            return None
+
+
+@dataclass(frozen=True)
+class AuthorizeRecord(_Record):
     """The product's request, the forms' CSRF token, the product's ``max_age``, and the pin: the
     connections the routing allowed, and the organizations whose local accounts may sign in with a
     password (None: any; empty: password sign-in is not allowed)."""
+
+    KIND: ClassVar[Kind] = Kind.AUTHORIZE
 
     request: AuthorizeRequest
     csrf: str
@@ -35,16 +121,11 @@ class AuthorizeRecord:
                    connections=(request.connection,) if request.connection else ())
 
     @classmethod
-    def of(cls, tx: LoginTransaction) -> AuthorizeRecord:
-        return cls.from_dict(tx.data)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> AuthorizeRecord:
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
         pin = data.get("pin") or {}
         orgs = pin.get("password_organizations", [])
-        max_age = data.get("max_age")
         return cls(request=AuthorizeRequest.from_dict(data["request"]), csrf=str(data.get("csrf", "")),
-                   max_age=max_age if isinstance(max_age, int) and not isinstance(max_age, bool) else None,
+                   max_age=_int_or_none(data.get("max_age")),
                    connections=tuple(str(c) for c in pin.get("connections") or []),
                    password_organizations=None if orgs is None else tuple(str(o) for o in orgs))
 
@@ -58,3 +139,100 @@ class AuthorizeRecord:
         return replace(self, connections=tuple(connections),
                        password_organizations=None if password_organizations is None
                        else tuple(password_organizations))
+
+
+@dataclass(frozen=True)
+class OidcTrip(_Record):
+    """A trip to an OpenID Connect IdP: the transaction's id is the ``state``."""
+
+    KIND: ClassVar[Kind] = Kind.OIDC
+
+    connection_id: str
+    nonce: str
+    verifier: str  # the PKCE code verifier (RFC 7636 §4.1)
+    redirect_uri: str
+    reauth: Reauthentication = Reauthentication()
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
+        return cls(connection_id=str(data["connection_id"]), nonce=str(data["nonce"]),
+                   verifier=str(data["verifier"]), redirect_uri=str(data["redirect_uri"]),
+                   reauth=Reauthentication.from_dict(data.get("reauth")))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"connection_id": self.connection_id, "nonce": self.nonce, "verifier": self.verifier,
+                "redirect_uri": self.redirect_uri, "reauth": self.reauth.to_dict()}
+
+
+@dataclass(frozen=True)
+class SamlTrip(_Record):
+    """A trip to a SAML IdP: the transaction's id is the RelayState; ``request_id`` the
+    AuthnRequest's ID, which the Response's ``InResponseTo`` must name."""
+
+    KIND: ClassVar[Kind] = Kind.SAML
+
+    connection_id: str
+    request_id: str
+    reauth: Reauthentication = Reauthentication()
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
+        return cls(connection_id=str(data["connection_id"]), request_id=str(data["request_id"]),
+                   reauth=Reauthentication.from_dict(data.get("reauth")))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"connection_id": self.connection_id, "request_id": self.request_id, "reauth": self.reauth.to_dict()}
+
+
+@dataclass(frozen=True)
+class SamlHandoff(_Record):
+    """The ACS's step to the completion page: the provisioned user and how the IdP authenticated
+    them (``amr``, ``acr``, ``auth_time``), as the ACS validated it."""
+
+    KIND: ClassVar[Kind] = Kind.SAML_HANDOFF
+
+    connection_id: str
+    user_id: str
+    amr: tuple[str, ...] = ("ext",)
+    acr: str | None = None
+    auth_time: datetime | None = None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
+        authn = data.get("authn") or {}
+        acr = authn.get("acr")
+        return cls(connection_id=str(data["connection_id"]), user_id=str(data["user_id"]),
+                   amr=tuple(str(v) for v in authn.get("amr") or ["ext"]),
+                   acr=acr if isinstance(acr, str) else None, auth_time=_from_timestamp(authn.get("auth_time")))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"connection_id": self.connection_id, "user_id": self.user_id, "authn": {
+            "amr": list(self.amr), "acr": self.acr,
+            "auth_time": self.auth_time.timestamp() if self.auth_time else None}}
+
+
+def _from_timestamp(value: Any) -> datetime | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        return datetime.fromtimestamp(value, UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+Record = AuthorizeRecord | OidcTrip | SamlTrip | SamlHandoff
+R = TypeVar("R", AuthorizeRecord, OidcTrip, SamlTrip, SamlHandoff)
+
+
+def new_record_transaction(record: Record, now: datetime, *, parent_id: str | None = None,
+                           ttl: timedelta = LOGIN_TTL) -> LoginTransaction:
+    """A new transaction storing ``record`` (the caller adds it to the repository)."""
+    return new_transaction(record.KIND.value, record.to_dict(), now, parent_id=parent_id, ttl=ttl)
+
+
+def rewrite(transactions: TransactionRepository, tx: LoginTransaction, record: R) -> None:
+    """Store ``record`` as ``tx``'s data (in memory and in the repository); the caller commits."""
+    if tx.kind != record.KIND:
+        raise ValueError(f"a {tx.kind!r} transaction cannot store a {record.KIND.value!r} record")
+    tx.data = record.to_dict()
+    transactions.update_data(tx.id, tx.data)

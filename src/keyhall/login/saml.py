@@ -15,12 +15,13 @@ from typing import Any
 from keyhall.core.connections import Connection, connection_urls, sp_entity_id
 from keyhall.core.profiles import map_profile
 from keyhall.core.provisioning import LoginRefused, provision
-from keyhall.core.transactions import LoginTransaction, new_transaction
+from keyhall.core.transactions import LoginTransaction
 from keyhall.core.users import User
 from keyhall.core.vocabulary import ConnectionStatus
 from keyhall.errors import CertificateError, KeyhallError, SamlResponseError
 from keyhall.login.flow import Authentication, LoginFailed, check_browser, check_trip_pinned, complete, start
-from keyhall.login.identity import Reauthentication, idp_acr, timestamp, vouch_email
+from keyhall.login.identity import check_reauthentication, idp_acr, vouch_email
+from keyhall.login.records import Kind, Reauthentication, SamlHandoff, SamlTrip, new_record_transaction
 from keyhall.login.steps import Redirect
 from keyhall.protocols.saml.authn_request import build_authn_request, redirect_url
 from keyhall.protocols.saml.response import SamlAssertion, SamlExpectations, parse_saml_response
@@ -68,8 +69,8 @@ def begin(uow: ProviderUnitOfWork, sp: ServiceProvider, conn: Connection, parent
         name_id_format=conn.settings.get("name_id_format"),
         force_authn=bool(conn.settings.get("force_authn")) or reauth.asked, now=now,
     )
-    trip = new_transaction("saml", {"connection_id": conn.id, "request_id": request.id, "reauth": reauth.as_dict()},
-                           now, parent_id=parent.id)
+    trip = new_record_transaction(SamlTrip(connection_id=conn.id, request_id=request.id, reauth=reauth), now,
+                                  parent_id=parent.id)
     uow.transactions.add(trip)
     key = conn.secrets.get("sp_private_key") if conn.settings.get("sign_requests") else None
     return redirect_url(sso_url, request, trip.id, signing_key_pem=key)
@@ -87,13 +88,14 @@ def receive(uow: ProviderUnitOfWork, sp: ServiceProvider, connection_id: str, fo
         raise LoginFailed("This sign-in method is switched off by your organization.",
                           reason="connection_inactive", connection=conn, status=403)
     relay = form.get("RelayState")
-    trip = uow.transactions.consume(relay, "saml", now) if relay else None
+    trip = uow.transactions.consume(relay, Kind.SAML.value, now) if relay else None
+    record = SamlTrip.maybe_of(trip)
     uow.commit()  # the trip is spent before validation, whatever its outcome: one response per request
     if relay and trip is None and not conn.settings.get("allow_idp_initiated"):
         raise LoginFailed("This sign-in response is not one Keyhall is waiting for (it may have been used "
                           "already). Go back to your application and start again.", reason="state_invalid",
                           connection=conn)
-    if trip is not None and trip.data.get("connection_id") != conn.id:
+    if trip is not None and (record is None or record.connection_id != conn.id):
         raise LoginFailed("This sign-in response is for another sign-in method.", reason="state_invalid",
                           connection=conn)
     if trip is not None:
@@ -101,7 +103,7 @@ def receive(uow: ProviderUnitOfWork, sp: ServiceProvider, connection_id: str, fo
     entity, _sso, certs = _idp(conn)
     expect = SamlExpectations(
         acs_url=str(connection_urls(sp.public_url, conn)["acs_url"]), sp_entity_id=sp_entity_id(sp.public_url, conn),
-        idp_entity_id=entity, certificates=certs, request_id=str(trip.data["request_id"]) if trip else None,
+        idp_entity_id=entity, certificates=certs, request_id=record.request_id if record else None,
         allow_idp_initiated=bool(conn.settings.get("allow_idp_initiated")),
         allow_sha1=bool(conn.settings.get("allow_sha1")), now=now, skew_seconds=sp.clock_skew_seconds,
         sp_private_key=conn.secrets.get("sp_private_key"),
@@ -118,9 +120,9 @@ def receive(uow: ProviderUnitOfWork, sp: ServiceProvider, connection_id: str, fo
     # most, protocols.saml.times): an assertion "valid until 9999" is not stored until 9999.
     if not uow.replays.remember(conn.id, assertion.assertion_id, assertion.not_on_or_after, now):
         raise LoginFailed("This sign-in response was already used.", reason="replayed", connection=conn)
-    if trip is not None:
-        Reauthentication.from_dict(trip.data.get("reauth")).check(
-            assertion.authn_instant, started=trip.created_at, now=now, skew_seconds=sp.clock_skew_seconds, conn=conn)
+    if trip is not None and record is not None:
+        check_reauthentication(record.reauth, assertion.authn_instant, started=trip.created_at, now=now,
+                               skew_seconds=sp.clock_skew_seconds, conn=conn)
     try:
         user, _created = provision(uow.users, conn, _profile(uow, conn, assertion), now)
     except LoginRefused as exc:
@@ -146,10 +148,9 @@ def _profile(uow: ProviderUnitOfWork, conn: Connection, assertion: SamlAssertion
 def handoff(uow: ProviderUnitOfWork, conn: Connection, user: User, parent_id: str, now: datetime,
             authn: Authentication) -> str:
     """A short-lived, single-use step from the ACS to the completion page; returns its id."""
-    step = new_transaction("saml_done", {"connection_id": conn.id, "user_id": user.id, "authn": {
-        "amr": authn.amr, "acr": authn.acr,
-        "auth_time": authn.auth_time.timestamp() if authn.auth_time else None}}, now, parent_id=parent_id,
-        ttl=HANDOFF_TTL)
+    step = new_record_transaction(SamlHandoff(connection_id=conn.id, user_id=user.id, amr=tuple(authn.amr),
+                                              acr=authn.acr, auth_time=authn.auth_time),
+                                  now, parent_id=parent_id, ttl=HANDOFF_TTL)
     uow.transactions.add(step)
     return step.id
 
@@ -160,11 +161,12 @@ def take_handoff(uow: ProviderUnitOfWork, connection_id: str, step_id: str, now:
     (``browser``: its login cookie, any text). The browser is checked before the step is spent, so
     a completion URL opened elsewhere (or a garbled cookie) does not end the person's sign-in."""
     seen = uow.transactions.get(step_id) if step_id else None
-    if (seen is None or seen.kind != "saml_done" or seen.consumed_at is not None
-            or seen.data.get("connection_id") != connection_id or seen.parent_id is None):
+    record = SamlHandoff.maybe_of(seen)
+    if (seen is None or record is None or seen.consumed_at is not None or record.connection_id != connection_id
+            or seen.parent_id is None):
         raise _handoff_gone(uow, connection_id)
     check_browser(seen.parent_id, browser, connection=uow.connections.get_any(connection_id))
-    step = uow.transactions.consume(seen.id, "saml_done", now)
+    step = uow.transactions.consume(seen.id, Kind.SAML_HANDOFF.value, now)
     if step is None or step.parent_id != seen.parent_id:
         raise _handoff_gone(uow, connection_id)
     return step
@@ -175,11 +177,9 @@ def _handoff_gone(uow: ProviderUnitOfWork, connection_id: str) -> LoginFailed:
                        "again.", reason="state_invalid", connection=uow.connections.get_any(connection_id))
 
 
-def handed_authentication(step: LoginTransaction) -> Authentication:
+def handed_authentication(handed: SamlHandoff) -> Authentication:
     """How the IdP authenticated the person, as the ACS handed it to the completion step."""
-    stored = step.data.get("authn") or {}
-    return Authentication(amr=[str(v) for v in stored.get("amr") or ["ext"]], acr=idp_acr(stored.get("acr")),
-                          auth_time=timestamp(stored.get("auth_time")))
+    return Authentication(amr=list(handed.amr), acr=idp_acr(handed.acr), auth_time=handed.auth_time)
 
 
 def idp_initiated_request(conn: Connection) -> AuthorizeRequest:
@@ -219,9 +219,10 @@ def finish_handoff(uow: ProviderUnitOfWork, connection_id: str, step_id: str, *,
     handed = take_handoff(uow, connection_id, step_id[:64], now, browser=browser)
     uow.commit()
     conn = uow.connections.get_any(connection_id)
-    user = uow.users.get(str(handed.data["user_id"]))
+    record = SamlHandoff.of(handed)
+    user = uow.users.get(record.user_id)
     if conn is None or user is None:
         raise LoginFailed("This sign-in can no longer finish.", reason="state_invalid")
-    url = complete(uow, str(handed.parent_id), user, connection=conn, authn=handed_authentication(handed),
+    url = complete(uow, str(handed.parent_id), user, connection=conn, authn=handed_authentication(record),
                    issuer=issuer, now=now, request_id=request_id)
     return Redirect(url, finished=True)
