@@ -29,7 +29,7 @@ from fastapi import FastAPI
 
 from keyhall.core import domain_service
 from keyhall.core.access import SYSTEM
-from keyhall.core.domain_service import TxtLookup
+from keyhall.core.ports import TxtLookup
 from keyhall.core.vocabulary import DomainStatus
 from keyhall.errors import KeyhallError
 from keyhall.idp.dns import TxtResolver

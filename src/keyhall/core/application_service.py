@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from keyhall.core import audit
 from keyhall.core.access import require_instance_admin
-from keyhall.core.applications import Application, ApplicationStore, SigningAlg, check_redirect_uri, new_application
+from keyhall.core.applications import Application, SigningAlg, check_redirect_uri, new_application
 from keyhall.core.connection_service import Context
-from keyhall.core.ports import UnitOfWork
+from keyhall.core.ports import ApplicationRepository, UnitOfWork
 from keyhall.errors import InvalidInput, NotFound
 
 
-def create_application(uow: UnitOfWork, apps: ApplicationStore, ctx: Context, *, name: str,
+def create_application(uow: UnitOfWork, apps: ApplicationRepository, ctx: Context, *, name: str,
                        redirect_uris: list[str], public: bool, id_token_alg: SigningAlg = "RS256",  # noqa: S107
                        allowed_scopes: list[str] | None = None) -> tuple[Application, str | None]:
     require_instance_admin(ctx.principal)
@@ -26,12 +26,12 @@ def create_application(uow: UnitOfWork, apps: ApplicationStore, ctx: Context, *,
     return app, secret
 
 
-def list_applications(apps: ApplicationStore, ctx: Context) -> list[Application]:
+def list_applications(apps: ApplicationRepository, ctx: Context) -> list[Application]:
     require_instance_admin(ctx.principal)
     return list(apps.list_all())
 
 
-def get_application(apps: ApplicationStore, ctx: Context, client_id: str) -> Application:
+def get_application(apps: ApplicationRepository, ctx: Context, client_id: str) -> Application:
     require_instance_admin(ctx.principal)
     app = apps.get(client_id)
     if app is None:
@@ -39,7 +39,7 @@ def get_application(apps: ApplicationStore, ctx: Context, client_id: str) -> App
     return app
 
 
-def update_application(uow: UnitOfWork, apps: ApplicationStore, ctx: Context, client_id: str, *,
+def update_application(uow: UnitOfWork, apps: ApplicationRepository, ctx: Context, client_id: str, *,
                        name: str | None, redirect_uris: list[str] | None) -> Application:
     app = get_application(apps, ctx, client_id)
     before = {"name": app.name, "redirect_uris": list(app.redirect_uris)}
@@ -62,7 +62,7 @@ def update_application(uow: UnitOfWork, apps: ApplicationStore, ctx: Context, cl
     return app
 
 
-def delete_application(uow: UnitOfWork, apps: ApplicationStore, ctx: Context, client_id: str) -> None:
+def delete_application(uow: UnitOfWork, apps: ApplicationRepository, ctx: Context, client_id: str) -> None:
     app = get_application(apps, ctx, client_id)
     apps.delete(app.id)
     uow.audit.add(audit.event(

@@ -6,7 +6,7 @@ import secrets
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import Literal
 from urllib.parse import urlsplit
 
 from keyhall.errors import InvalidInput
@@ -66,11 +66,3 @@ def new_application(
         updated_at=now,
     )
     return app, secret
-
-
-class ApplicationStore(Protocol):
-    def get(self, client_id: str) -> Application | None: ...
-    def add(self, app: Application) -> None: ...
-    def save(self, app: Application) -> None: ...
-    def delete(self, client_id: str) -> None: ...
-    def list_all(self) -> list[Application]: ...

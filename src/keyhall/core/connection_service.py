@@ -196,7 +196,7 @@ def update_connection(
         if existing.status is ConnectionStatus.ACTIVE and conn.status is not ConnectionStatus.ACTIVE:
             # Switched off ends what was issued through it for good: switching it back on later
             # does not bring those sign-ins back.
-            changes["sessions_revoked"] = uow.sessions.revoke_connection(conn.id, ctx.now)
+            changes["sessions_revoked"] = uow.grants.revoke_connection(conn.id, ctx.now)
         for name, value in conn.secrets.items():
             if existing.secrets.get(name) != value:
                 changes[f"{conn.protocol}.{name}"] = {"from": "set" if name in existing.secrets else None,

@@ -26,14 +26,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
 
 from keyhall.core import audit
 from keyhall.core.access import require_sso_writer
 from keyhall.core.connection_service import Context, organization_for
 from keyhall.core.connection_settings import normalize_domain
 from keyhall.core.domains import PUBLIC_EMAIL_DOMAINS, Domain, new_domain
-from keyhall.core.ports import Page, UnitOfWork
+from keyhall.core.ports import Page, TxtLookup, UnitOfWork
 from keyhall.core.vocabulary import DomainStatus
 from keyhall.errors import Conflict, InvalidInput, NotFound
 
@@ -44,13 +43,6 @@ RECHECK_NEW_CLAIM = timedelta(minutes=5)
 NEW_CLAIM_PERIOD = timedelta(days=7)
 RECHECK_OLD_CLAIM = timedelta(hours=24)
 MAX_ERROR_LENGTH = 512  # the stored column's size
-
-
-class TxtLookup(Protocol):
-    def __call__(self, name: str) -> list[str]:
-        """TXT values published at ``name`` (``[]`` when there are none, NXDOMAIN included);
-        raises ``LookupError`` with a reason when DNS does not answer."""
-        ...
 
 
 @dataclass(frozen=True)

@@ -11,21 +11,14 @@ without that verdict.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Protocol
 
 from keyhall.core.connections import Connection
+from keyhall.core.ports import UserRepository
 from keyhall.core.profiles import map_groups
 from keyhall.core.users import LoginRefused, Profile, User, new_user
 from keyhall.core.vocabulary import UserProvisioning
 
 __all__ = ["LoginRefused", "provision"]
-
-
-class UserRepository(Protocol):
-    def by_subject(self, connection_id: str, subject: str) -> User | None: ...
-    def precreated(self, connection_id: str, email: str) -> User | None: ...
-    def add(self, user: User) -> None: ...
-    def save(self, user: User) -> None: ...
 
 
 def provision(users: UserRepository, connection: Connection, profile: Profile, now: datetime) -> tuple[User, bool]:

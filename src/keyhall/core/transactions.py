@@ -6,7 +6,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 LOGIN_TTL = timedelta(minutes=15)
 
@@ -29,12 +29,3 @@ def new_transaction(kind: str, data: dict[str, Any], now: datetime, *, parent_id
                     ttl: timedelta = LOGIN_TTL) -> LoginTransaction:
     return LoginTransaction(id=secrets.token_urlsafe(32), kind=kind, data=data, created_at=now,
                             expires_at=now + ttl, parent_id=parent_id)
-
-
-class TransactionRepository(Protocol):
-    def add(self, tx: LoginTransaction) -> None: ...
-    def get(self, tx_id: str) -> LoginTransaction | None: ...
-    def consume(self, tx_id: str, kind: str, now: datetime) -> LoginTransaction | None:
-        """Mark used and return it, if it exists, is of that kind, unexpired and unused; else None."""
-        ...
-    def update_data(self, tx_id: str, data: dict[str, Any]) -> None: ...

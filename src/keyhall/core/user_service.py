@@ -11,35 +11,16 @@ new id (so a new pairwise ``sub`` at every product). To keep someone out, disabl
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from keyhall.core import audit
 from keyhall.core.access import require_sso_writer
 from keyhall.core.connection_service import Context, organization_for
 from keyhall.core.organizations import Organization
-from keyhall.core.ports import Page, UnitOfWork
+from keyhall.core.ports import GrantRepository, Page, UnitOfWork, UserRepository
 from keyhall.core.users import User, new_user
 from keyhall.errors import Conflict, InvalidInput, NotFound, PreconditionFailed
 from keyhall.security.passwords import check_password_strength, hash_password
-
-
-class UserStore(Protocol):
-    def get(self, user_id: str) -> User | None: ...
-    def precreated(self, connection_id: str, email: str) -> User | None: ...
-    def local_by_email(self, organization_id: str, email: str) -> User | None: ...
-    def add(self, user: User) -> None: ...
-    def save_if_version(self, user: User, expected_version: int) -> bool: ...
-    def delete(self, user_id: str) -> None: ...
-    def list_page(self, organization_id: str, *, limit: int, cursor: str | None) -> Page[User]: ...
-
-
-class UserSessions(Protocol):
-    """What was issued to users at sign-in (the provider's token families)."""
-
-    def revoke_user(self, user_id: str, now: datetime) -> int: ...
-    def forget_user(self, user_id: str) -> None: ...
-
 
 #: What ``PATCH`` may change. ``email`` is not among them: it is what the IdP (or the account's
 #: creation) vouched for, and Keyhall asserts it to products; an administrator's edit is not proof.
@@ -47,7 +28,7 @@ class UserSessions(Protocol):
 WRITABLE = ("disabled", "name", "given_name", "family_name")
 
 
-def create_user(uow: UnitOfWork, users: UserStore, ctx: Context, org_ref: str, *, email: str, name: str | None,
+def create_user(uow: UnitOfWork, users: UserRepository, ctx: Context, org_ref: str, *, email: str, name: str | None,
                 password: str | None, connection_id: str | None) -> User:
     """A local account (with ``password``) or a user pre-created for a connection (``connection_id``)."""
     org = organization_for(uow, ctx, org_ref)
@@ -82,7 +63,7 @@ def create_user(uow: UnitOfWork, users: UserStore, ctx: Context, org_ref: str, *
     return user
 
 
-def list_users(uow: UnitOfWork, users: UserStore, ctx: Context, org_ref: str, *, limit: int,
+def list_users(uow: UnitOfWork, users: UserRepository, ctx: Context, org_ref: str, *, limit: int,
                cursor: str | None) -> Page[User]:
     org = organization_for(uow, ctx, org_ref)
     return users.list_page(org.id, limit=limit, cursor=cursor)
@@ -91,7 +72,7 @@ def list_users(uow: UnitOfWork, users: UserStore, ctx: Context, org_ref: str, *,
 MAX_RETRIES = 3
 
 
-def _user_of(users: UserStore, org: Organization, user_id: str) -> User:
+def _user_of(users: UserRepository, org: Organization, user_id: str) -> User:
     user = users.get(user_id[:36])
     if user is None or user.organization_id != org.id:
         raise NotFound("user not found", details={"id": user_id})
@@ -104,7 +85,7 @@ def _check_version(user: User, expected_version: int | None) -> None:
                                  f"If-Match {expected_version})")
 
 
-def get_user(uow: UnitOfWork, users: UserStore, ctx: Context, org_ref: str, user_id: str) -> User:
+def get_user(uow: UnitOfWork, users: UserRepository, ctx: Context, org_ref: str, user_id: str) -> User:
     return _user_of(users, organization_for(uow, ctx, org_ref), user_id)
 
 
@@ -112,7 +93,7 @@ def etag(user: User) -> str:
     return f'"{user.version}"'
 
 
-def update_user(uow: UnitOfWork, users: UserStore, sessions: UserSessions, ctx: Context, org_ref: str,
+def update_user(uow: UnitOfWork, users: UserRepository, sessions: GrantRepository, ctx: Context, org_ref: str,
                 user_id: str, changes: Mapping[str, Any], *, expected_version: int | None) -> User:
     """Apply ``changes`` (only ``WRITABLE`` names). Disabling revokes every token family of the user
     in the same transaction; re-enabling does not bring them back (the person signs in again).
@@ -155,7 +136,7 @@ def update_user(uow: UnitOfWork, users: UserStore, sessions: UserSessions, ctx: 
     raise Conflict("the user is being changed by others right now; try again")
 
 
-def delete_user(uow: UnitOfWork, users: UserStore, sessions: UserSessions, ctx: Context, org_ref: str,
+def delete_user(uow: UnitOfWork, users: UserRepository, sessions: GrantRepository, ctx: Context, org_ref: str,
                 user_id: str, *, expected_version: int | None) -> None:
     """Forget the user and every token family issued to them, in one transaction."""
     org = organization_for(uow, ctx, org_ref)

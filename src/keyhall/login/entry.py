@@ -14,6 +14,7 @@ from typing import Protocol as Interface
 
 from keyhall.core.connections import Connection
 from keyhall.core.policy import email_domain, password_login_allowed
+from keyhall.core.ports import UnitOfWork
 from keyhall.core.transactions import LoginTransaction
 from keyhall.core.vocabulary import Protocol
 from keyhall.login import flow
@@ -21,7 +22,6 @@ from keyhall.login import oidc as oidc_login
 from keyhall.login import saml as saml_login
 from keyhall.login.flow import LoginFailed
 from keyhall.login.steps import AskEmail, Choice, ChooseConnection, PasswordForm, Redirect, Step
-from keyhall.provider.model import ProviderUnitOfWork
 from keyhall.security.rate_limit import Limit, RateLimiter
 from keyhall.settings import Settings
 
@@ -51,7 +51,7 @@ def password_form(tx: LoginTransaction, *, email: str | None, message: str | Non
     return PasswordForm(tx.id, flow.csrf_of(tx), email=email, message=message, status=status)
 
 
-def start_connection(uow: ProviderUnitOfWork, runtime: SignInServices, conn: Connection, tx: LoginTransaction, *,
+def start_connection(uow: UnitOfWork, runtime: SignInServices, conn: Connection, tx: LoginTransaction, *,
                      email: str | None) -> Redirect:
     """Send the browser on to ``conn``, which routing (or `flow.pinned_connection`) has already vetted."""
     if conn.protocol is Protocol.OIDC:
@@ -68,7 +68,7 @@ def start_connection(uow: ProviderUnitOfWork, runtime: SignInServices, conn: Con
                       reason="protocol_unsupported", connection=conn, status=501)
 
 
-def proceed(uow: ProviderUnitOfWork, runtime: SignInServices, tx: LoginTransaction, *, email: str | None,
+def proceed(uow: UnitOfWork, runtime: SignInServices, tx: LoginTransaction, *, email: str | None,
             from_hint: bool = False) -> Step:
     """Route the sign-in and answer with the next step: IdP redirect, chooser or form (or raise)."""
     request = flow.request_of(tx)
@@ -103,26 +103,26 @@ def proceed(uow: ProviderUnitOfWork, runtime: SignInServices, tx: LoginTransacti
                              f"your administrator which email to use.")
 
 
-def open_login(uow: ProviderUnitOfWork, runtime: SignInServices, tx_id: str | None, cookie: str | None) -> Step:
+def open_login(uow: UnitOfWork, runtime: SignInServices, tx_id: str | None, cookie: str | None) -> Step:
     """``GET /login``: the email form of the browser's sign-in."""
     return ask_email(flow.authorize_transaction(uow, tx_id or cookie, cookie, runtime.clock()))
 
 
-def submit_email(uow: ProviderUnitOfWork, runtime: SignInServices, tx_id: str, cookie: str | None, csrf: str,
+def submit_email(uow: UnitOfWork, runtime: SignInServices, tx_id: str, cookie: str | None, csrf: str,
                  email: str) -> Step:
     """``POST /login``: route by the typed email."""
     tx = flow.form_transaction(uow, tx_id, cookie, csrf, runtime.clock())
     return proceed(uow, runtime, tx, email=email.strip())
 
 
-def open_password(uow: ProviderUnitOfWork, runtime: SignInServices, tx_id: str | None, cookie: str | None) -> Step:
+def open_password(uow: UnitOfWork, runtime: SignInServices, tx_id: str | None, cookie: str | None) -> Step:
     """``GET /login/password``: the password form, when the routing offered password sign-in."""
     tx = flow.authorize_transaction(uow, tx_id or cookie, cookie, runtime.clock())
     flow.password_organizations(tx)  # refused when the routing offered no password sign-in
     return password_form(tx, email=None)
 
 
-def choose(uow: ProviderUnitOfWork, runtime: SignInServices, connection_id: str, tx_id: str | None,
+def choose(uow: UnitOfWork, runtime: SignInServices, connection_id: str, tx_id: str | None,
            cookie: str | None) -> Step:
     """The chooser's link: a connection the person picked, which this sign-in's routing must allow."""
     tx = flow.authorize_transaction(uow, tx_id or cookie, cookie, runtime.clock())

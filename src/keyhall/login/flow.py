@@ -27,6 +27,7 @@ from keyhall.core.connection_service import mark_verified
 from keyhall.core.connections import Connection
 from keyhall.core.organizations import Organization
 from keyhall.core.policy import active_connections, connections_for_domain, email_domain
+from keyhall.core.ports import UnitOfWork
 from keyhall.core.transactions import LoginTransaction
 from keyhall.core.users import User
 from keyhall.core.vocabulary import ConnectionStatus, Protocol
@@ -35,7 +36,6 @@ from keyhall.login.records import AuthorizeRecord, Kind, new_record_transaction,
 from keyhall.metrics import observe_login
 from keyhall.provider.authorize import AuthorizeRequest, add_query
 from keyhall.provider.grants import issue_code
-from keyhall.provider.model import ProviderUnitOfWork
 from keyhall.security.tokens import same_token
 
 
@@ -81,7 +81,7 @@ def parse_max_age(value: str | None) -> int | None:
     return min(int(value), MAX_AGE_LIMIT)
 
 
-def start(uow: ProviderUnitOfWork, request: AuthorizeRequest, now: datetime, *,
+def start(uow: UnitOfWork, request: AuthorizeRequest, now: datetime, *,
           max_age: int | None = None) -> LoginTransaction:
     """A new authorize transaction. Nothing is pinned yet (no connection, no password) until
     ``pin``; a request naming its connection (an IdP-initiated SAML sign-in) is pinned to it."""
@@ -90,7 +90,7 @@ def start(uow: ProviderUnitOfWork, request: AuthorizeRequest, now: datetime, *,
     return tx
 
 
-def pin(uow: ProviderUnitOfWork, tx: LoginTransaction, found: Route) -> None:
+def pin(uow: UnitOfWork, tx: LoginTransaction, found: Route) -> None:
     """Store what this routing allows; the caller commits. A later routing of the same sign-in
     (the person types another email) replaces it, but is bound by the same product request."""
     record = AuthorizeRecord.of(tx).pinned([c.id for c in found.connections], found.password_organizations)
@@ -108,7 +108,7 @@ def _not_routed(connection: Connection) -> LoginFailed:
                        "start again.", reason="connection_not_routed", connection=connection, status=403)
 
 
-def pinned_connection(uow: ProviderUnitOfWork, tx: LoginTransaction, connection_id: str, *,
+def pinned_connection(uow: UnitOfWork, tx: LoginTransaction, connection_id: str, *,
                       protocol: Protocol | None = None) -> Connection:
     """The connection ``connection_id`` names, if this sign-in's routing allowed it and it is
     active (and speaks ``protocol``, when given). The stored connection is returned: its id is
@@ -123,7 +123,7 @@ def pinned_connection(uow: ProviderUnitOfWork, tx: LoginTransaction, connection_
     return usable_connection(uow, request_of(tx), conn)
 
 
-def check_trip_pinned(uow: ProviderUnitOfWork, trip: LoginTransaction, connection: Connection) -> None:
+def check_trip_pinned(uow: UnitOfWork, trip: LoginTransaction, connection: Connection) -> None:
     """An IdP's answer (OIDC callback, SAML ACS) for ``connection`` may go on only while the
     sign-in it belongs to is still routed there (the person may have been routed elsewhere since
     the trip began). Checked before anyone is provisioned; ``complete`` checks again."""
@@ -160,7 +160,7 @@ def check_browser(parent_id: str | None, browser: str | None, *, connection: Con
                           "start again.", reason="transaction_not_bound", connection=connection)
 
 
-def authorize_transaction(uow: ProviderUnitOfWork, tx_id: str | None, cookie: str | None,
+def authorize_transaction(uow: UnitOfWork, tx_id: str | None, cookie: str | None,
                           now: datetime) -> LoginTransaction:
     """The browser's pending authorize transaction; it must match the browser's cookie."""
     check_browser(tx_id, cookie)
@@ -174,7 +174,7 @@ def authorize_transaction(uow: ProviderUnitOfWork, tx_id: str | None, cookie: st
     return tx
 
 
-def form_transaction(uow: ProviderUnitOfWork, tx_id: str | None, cookie: str | None, csrf: str,
+def form_transaction(uow: UnitOfWork, tx_id: str | None, cookie: str | None, csrf: str,
                      now: datetime) -> LoginTransaction:
     """``authorize_transaction`` for a posted form, whose CSRF token must be the transaction's."""
     tx = authorize_transaction(uow, tx_id or cookie, cookie, now)
@@ -194,7 +194,7 @@ def request_of(tx: LoginTransaction) -> AuthorizeRequest:
     return AuthorizeRecord.of(tx).request
 
 
-def route(uow: ProviderUnitOfWork, request: AuthorizeRequest, *, email: str | None,
+def route(uow: UnitOfWork, request: AuthorizeRequest, *, email: str | None,
           allow_unverified_domains: bool) -> Route:
     if request.connection:
         conn = uow.connections.get_any(request.connection)
@@ -229,7 +229,7 @@ def route(uow: ProviderUnitOfWork, request: AuthorizeRequest, *, email: str | No
     return Route(connections=conns, password_organizations=orgs)
 
 
-def usable_connection(uow: ProviderUnitOfWork, request: AuthorizeRequest, conn: Connection | None) -> Connection:
+def usable_connection(uow: UnitOfWork, request: AuthorizeRequest, conn: Connection | None) -> Connection:
     """The connection a sign-in may go through: it exists, is active, and is the one (or belongs to
     the organization) the product asked for, if it asked."""
     if conn is None or conn.status is not ConnectionStatus.ACTIVE:
@@ -246,7 +246,7 @@ def usable_connection(uow: ProviderUnitOfWork, request: AuthorizeRequest, conn: 
     return conn
 
 
-def audit_login(uow: ProviderUnitOfWork, *, ok: bool, reason: str, now: datetime, request_id: str | None,
+def audit_login(uow: UnitOfWork, *, ok: bool, reason: str, now: datetime, request_id: str | None,
                 connection: Connection | None = None, organization_id: str | None = None,
                 user: User | None = None, extra: dict[str, Any] | None = None) -> None:
     org_id = organization_id or (connection.organization_id if connection else None)
@@ -261,7 +261,7 @@ def audit_login(uow: ProviderUnitOfWork, *, ok: bool, reason: str, now: datetime
     observe_login(connection.id if connection else None, ok, reason)
 
 
-def record_failure(uow: ProviderUnitOfWork, exc: LoginFailed, *, now: datetime, request_id: str | None) -> None:
+def record_failure(uow: UnitOfWork, exc: LoginFailed, *, now: datetime, request_id: str | None) -> None:
     """Audit a failed sign-in on its own (whatever the request had written is rolled back)."""
     uow.rollback()
     audit_login(uow, ok=False, reason=exc.reason, now=now, request_id=request_id, connection=exc.connection,
@@ -280,7 +280,7 @@ class Authentication:
     acr: str | None = None
 
 
-def complete(uow: ProviderUnitOfWork, parent_id: str, user: User, *, connection: Connection | None,
+def complete(uow: UnitOfWork, parent_id: str, user: User, *, connection: Connection | None,
              authn: Authentication, issuer: str, now: datetime, request_id: str | None) -> str:
     """Finish: the authorization code goes back to the product's registered redirect URI."""
     parent = uow.transactions.consume(parent_id, Kind.AUTHORIZE.value, now)

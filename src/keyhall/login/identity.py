@@ -18,19 +18,19 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from keyhall.core.connections import Connection
+from keyhall.core.ports import UnitOfWork
 from keyhall.core.presets import check_tenant as _check_tenant
 from keyhall.core.profiles import email_domain_name, email_verdict
 from keyhall.core.users import LoginRefused, Profile
 from keyhall.core.vocabulary import DomainStatus
 from keyhall.login.flow import LoginFailed
 from keyhall.login.records import Reauthentication
-from keyhall.provider.model import ProviderUnitOfWork
 
 _TOKEN = re.compile(r"^[\x21-\x7e]{1,255}$")  # printable ASCII, no spaces: amr values, acr URIs
 MAX_AMR_VALUES = 10
 
 
-def vouch_email(uow: ProviderUnitOfWork, conn: Connection, profile: Profile, *, idp_vouched: bool) -> None:
+def vouch_email(uow: UnitOfWork, conn: Connection, profile: Profile, *, idp_vouched: bool) -> None:
     """Set ``profile.email_verified`` to Keyhall's verdict. ``idp_vouched``: the IdP's own word
     (OIDC ``email_verified``; for SAML and LDAP, the organization's directory asserting it)."""
     domain = email_domain_name(profile.email.rpartition("@")[2]) if profile.email else None

@@ -18,6 +18,7 @@ import time
 from datetime import datetime
 
 from keyhall.core.connections import Connection
+from keyhall.core.ports import UnitOfWork
 from keyhall.core.profiles import map_profile
 from keyhall.core.provisioning import LoginRefused, provision
 from keyhall.core.transactions import LoginTransaction
@@ -30,7 +31,6 @@ from keyhall.login.flow import LoginFailed
 from keyhall.login.identity import vouch_email
 from keyhall.login.steps import LdapForm, Redirect, Step, TooManyAttempts
 from keyhall.metrics import observe_idp_call
-from keyhall.provider.model import ProviderUnitOfWork
 from keyhall.security.outbound import OutboundPolicy
 from keyhall.security.rate_limit import Limit, RateLimiter
 
@@ -58,7 +58,7 @@ RETRY_REASONS = frozenset({"empty_password", "user_not_found", "invalid_credenti
                            "invalid_username"})
 
 
-def sign_in(uow: ProviderUnitOfWork, conn: Connection, username: str, password: str, *, now: datetime,
+def sign_in(uow: UnitOfWork, conn: Connection, username: str, password: str, *, now: datetime,
             policy: OutboundPolicy | None = None) -> User:
     """The Keyhall user for a username and password the directory accepts; raises LoginFailed.
 
@@ -108,14 +108,14 @@ def ldap_form(conn: Connection, tx: LoginTransaction, *, username: str | None = 
                     flow.csrf_of(tx), username=username, message=message, status=status)
 
 
-def open_form(uow: ProviderUnitOfWork, connection_id: str, tx_id: str | None, cookie: str | None, *,
+def open_form(uow: UnitOfWork, connection_id: str, tx_id: str | None, cookie: str | None, *,
               now: datetime) -> Step:
     """``GET /sso/{cid}/ldap``: the form of an active LDAP connection this sign-in's routing allowed."""
     tx = flow.authorize_transaction(uow, tx_id or cookie, cookie, now)
     return ldap_form(flow.pinned_connection(uow, tx, connection_id, protocol=Protocol.LDAP), tx)
 
 
-def submit(uow: ProviderUnitOfWork, connection_id: str, tx_id: str, cookie: str | None, csrf: str, username: str,
+def submit(uow: UnitOfWork, connection_id: str, tx_id: str, cookie: str | None, csrf: str, username: str,
            password: str, *, address: str, limiter: RateLimiter, username_limit: Limit, address_limit: Limit,
            policy: OutboundPolicy | None, issuer: str, now: datetime, request_id: str | None) -> Step:
     """``POST /sso/{cid}/ldap``: the product's code on success, the form again (with the message) for a

@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from keyhall.core.connections import Connection, connection_urls
+from keyhall.core.ports import UnitOfWork
 from keyhall.core.profiles import map_profile
 from keyhall.core.provisioning import LoginRefused, provision
 from keyhall.core.transactions import LoginTransaction
@@ -24,7 +25,6 @@ from keyhall.login.records import Kind, OidcTrip, Reauthentication, new_record_t
 from keyhall.login.steps import Redirect
 from keyhall.protocols.oidc.id_token import unverified_kid, validate_id_token
 from keyhall.protocols.oidc.pkce import new_code_verifier, s256_challenge
-from keyhall.provider.model import ProviderUnitOfWork
 from keyhall.security.outbound import OutboundPolicy
 
 #: RFC 6749 §4.1.2.1 and OIDC Core §3.1.2.6 error codes: the only callback text that is recorded.
@@ -51,7 +51,7 @@ def _endpoint(conn: Connection, setting: str, discovered: str) -> str | None:
     return str(value) if value else None
 
 
-def begin(uow: ProviderUnitOfWork, rp: RelyingParty, conn: Connection, parent: LoginTransaction, *,
+def begin(uow: UnitOfWork, rp: RelyingParty, conn: Connection, parent: LoginTransaction, *,
           login_hint: str | None, now: datetime) -> str:
     """The IdP authorization URL; the trip's state, nonce and PKCE verifier stay in the database."""
     authorization_endpoint = _endpoint(conn, "authorization_url", "authorization_endpoint")
@@ -79,7 +79,7 @@ def begin(uow: ProviderUnitOfWork, rp: RelyingParty, conn: Connection, parent: L
     return f"{authorization_endpoint}{separator}{urlencode(params)}"
 
 
-def take_trip(uow: ProviderUnitOfWork, connection_id: str, params: dict[str, str], now: datetime, *,
+def take_trip(uow: UnitOfWork, connection_id: str, params: dict[str, str], now: datetime, *,
               browser: str | None) -> LoginTransaction:
     """The stored trip this callback answers; single use. Raises LoginFailed for forged or reused
     state, and for a callback reaching a browser other than the one that started the sign-in
@@ -99,7 +99,7 @@ def take_trip(uow: ProviderUnitOfWork, connection_id: str, params: dict[str, str
     return trip
 
 
-def callback(uow: ProviderUnitOfWork, rp: RelyingParty, connection_id: str, params: dict[str, str], *,
+def callback(uow: UnitOfWork, rp: RelyingParty, connection_id: str, params: dict[str, str], *,
              browser: str | None, issuer: str, now: datetime, request_id: str | None) -> Redirect:
     """The IdP's answer at ``/sso/{cid}/oidc/callback``: the product's code, or LoginFailed."""
     # The browser is checked before the state is spent: an answer arriving in another browser
@@ -117,7 +117,7 @@ def _state_invalid() -> LoginFailed:
                        "already). Go back to your application and start again.", reason="state_invalid")
 
 
-def finish(uow: ProviderUnitOfWork, rp: RelyingParty, trip: LoginTransaction, params: dict[str, str],
+def finish(uow: UnitOfWork, rp: RelyingParty, trip: LoginTransaction, params: dict[str, str],
            now: datetime) -> tuple[Connection, User, Authentication]:
     """Validate what the IdP sent back and provision the person. Network calls happen here, outside
     any database transaction the caller holds open."""

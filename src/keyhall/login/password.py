@@ -4,17 +4,17 @@ routing allows, the disabled and policy checks, then ``flow.complete``."""
 from __future__ import annotations
 
 from keyhall.core.policy import password_login_allowed
+from keyhall.core.ports import UnitOfWork
 from keyhall.core.users import User
 from keyhall.errors import RateLimited
 from keyhall.login import flow
 from keyhall.login.entry import SignInServices, password_form
 from keyhall.login.flow import LoginFailed
 from keyhall.login.steps import Redirect, Step, TooManyAttempts
-from keyhall.provider.model import ProviderUnitOfWork
 from keyhall.security.passwords import verify_password
 
 
-def sign_in(uow: ProviderUnitOfWork, runtime: SignInServices, tx_id: str, cookie: str | None, csrf: str, email: str,
+def sign_in(uow: UnitOfWork, runtime: SignInServices, tx_id: str, cookie: str | None, csrf: str, email: str,
             password: str, *, request_id: str | None) -> Step:
     """``POST /login/password``: the product's code on success, the form again on a wrong password;
     raises LoginFailed for a sign-in that cannot go on."""
@@ -56,7 +56,7 @@ def sign_in(uow: ProviderUnitOfWork, runtime: SignInServices, tx_id: str, cookie
     return Redirect(url)
 
 
-def local_accounts(uow: ProviderUnitOfWork, email: str, organization_ids: list[str] | None) -> list[User]:
+def local_accounts(uow: UnitOfWork, email: str, organization_ids: list[str] | None) -> list[User]:
     """The local accounts with this email in the organizations the routing allows (None: any)."""
     if organization_ids is None:
         return list(uow.users.local_accounts(email))

@@ -24,7 +24,8 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, ClassVar, Self, TypeVar
 
-from keyhall.core.transactions import LOGIN_TTL, LoginTransaction, TransactionRepository, new_transaction
+from keyhall.core.ports import TransactionRepository
+from keyhall.core.transactions import LOGIN_TTL, LoginTransaction, new_transaction
 from keyhall.provider.authorize import AuthorizeRequest
 
 

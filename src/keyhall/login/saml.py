@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from keyhall.core.connections import Connection, connection_urls, sp_entity_id
+from keyhall.core.ports import UnitOfWork
 from keyhall.core.profiles import map_profile
 from keyhall.core.provisioning import LoginRefused, provision
 from keyhall.core.transactions import LoginTransaction
@@ -26,7 +27,6 @@ from keyhall.login.steps import Redirect
 from keyhall.protocols.saml.authn_request import build_authn_request, redirect_url
 from keyhall.protocols.saml.response import SamlAssertion, SamlExpectations, parse_saml_response
 from keyhall.provider.authorize import AuthorizeRequest
-from keyhall.provider.model import ProviderUnitOfWork
 
 EMAIL_FORMAT = "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress"
 HANDOFF_TTL = timedelta(minutes=2)
@@ -56,7 +56,7 @@ def _idp(conn: Connection) -> tuple[str, str, list[str]]:
     return str(entity), str(sso), list(dict.fromkeys(certs))
 
 
-def begin(uow: ProviderUnitOfWork, sp: ServiceProvider, conn: Connection, parent: LoginTransaction, *,
+def begin(uow: UnitOfWork, sp: ServiceProvider, conn: Connection, parent: LoginTransaction, *,
           now: datetime) -> str:
     """The IdP's SSO URL carrying a (signed, when configured) AuthnRequest; RelayState is the trip id."""
     _entity, sso_url, _certs = _idp(conn)
@@ -76,7 +76,7 @@ def begin(uow: ProviderUnitOfWork, sp: ServiceProvider, conn: Connection, parent
     return redirect_url(sso_url, request, trip.id, signing_key_pem=key)
 
 
-def receive(uow: ProviderUnitOfWork, sp: ServiceProvider, connection_id: str, form: dict[str, str],
+def receive(uow: UnitOfWork, sp: ServiceProvider, connection_id: str, form: dict[str, str],
             now: datetime) -> tuple[Connection, User, LoginTransaction | None, Authentication]:
     """Validate a Response at the ACS and provision the person. Returns the trip (None when the
     sign-in was IdP-initiated) and how the IdP authenticated the person.
@@ -134,7 +134,7 @@ def receive(uow: ProviderUnitOfWork, sp: ServiceProvider, connection_id: str, fo
     return conn, user, trip, authn
 
 
-def _profile(uow: ProviderUnitOfWork, conn: Connection, assertion: SamlAssertion) -> Any:
+def _profile(uow: UnitOfWork, conn: Connection, assertion: SamlAssertion) -> Any:
     attributes: dict[str, Any] = dict(assertion.attributes)
     if assertion.name_id_format == EMAIL_FORMAT and not attributes.get(conn.attribute_mappings.get("email", "email")):
         attributes[conn.attribute_mappings.get("email", "email")] = [assertion.name_id]
@@ -145,7 +145,7 @@ def _profile(uow: ProviderUnitOfWork, conn: Connection, assertion: SamlAssertion
     return profile
 
 
-def handoff(uow: ProviderUnitOfWork, conn: Connection, user: User, parent_id: str, now: datetime,
+def handoff(uow: UnitOfWork, conn: Connection, user: User, parent_id: str, now: datetime,
             authn: Authentication) -> str:
     """A short-lived, single-use step from the ACS to the completion page; returns its id."""
     step = new_record_transaction(SamlHandoff(connection_id=conn.id, user_id=user.id, amr=tuple(authn.amr),
@@ -155,7 +155,7 @@ def handoff(uow: ProviderUnitOfWork, conn: Connection, user: User, parent_id: st
     return step.id
 
 
-def take_handoff(uow: ProviderUnitOfWork, connection_id: str, step_id: str, now: datetime, *,
+def take_handoff(uow: UnitOfWork, connection_id: str, step_id: str, now: datetime, *,
                  browser: str | None) -> LoginTransaction:
     """The ACS's single-use step to the completion page, for the browser that started the sign-in
     (``browser``: its login cookie, any text). The browser is checked before the step is spent, so
@@ -172,7 +172,7 @@ def take_handoff(uow: ProviderUnitOfWork, connection_id: str, step_id: str, now:
     return step
 
 
-def _handoff_gone(uow: ProviderUnitOfWork, connection_id: str) -> LoginFailed:
+def _handoff_gone(uow: UnitOfWork, connection_id: str) -> LoginFailed:
     return LoginFailed("This sign-in has already finished or expired. Go back to your application and start "
                        "again.", reason="state_invalid", connection=uow.connections.get_any(connection_id))
 
@@ -193,7 +193,7 @@ def idp_initiated_request(conn: Connection) -> AuthorizeRequest:
     )
 
 
-def acs(uow: ProviderUnitOfWork, sp: ServiceProvider, connection_id: str, form: dict[str, str], *, issuer: str,
+def acs(uow: UnitOfWork, sp: ServiceProvider, connection_id: str, form: dict[str, str], *, issuer: str,
         now: datetime, request_id: str | None) -> Redirect:
     """The IdP's response at the ACS: on to the completion step (SP-initiated), or straight to the
     configured application (IdP-initiated, opted in per connection). Raises LoginFailed."""
@@ -213,7 +213,7 @@ def acs(uow: ProviderUnitOfWork, sp: ServiceProvider, connection_id: str, form: 
     return Redirect(url)
 
 
-def finish_handoff(uow: ProviderUnitOfWork, connection_id: str, step_id: str, *, browser: str | None, issuer: str,
+def finish_handoff(uow: UnitOfWork, connection_id: str, step_id: str, *, browser: str | None, issuer: str,
                    now: datetime, request_id: str | None) -> Redirect:
     """The completion step, in the browser that started the sign-in: the product's code."""
     handed = take_handoff(uow, connection_id, step_id[:64], now, browser=browser)

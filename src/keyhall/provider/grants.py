@@ -16,11 +16,12 @@ from typing import Any
 
 from keyhall.core.applications import Application
 from keyhall.core.organizations import Organization
+from keyhall.core.ports import UnitOfWork
+from keyhall.core.tokens import AuthorizationCode, RefreshToken, TokenFamily
 from keyhall.core.users import User
 from keyhall.protocols.oidc.pkce import verify_s256
 from keyhall.provider.authorize import AuthorizeRequest
 from keyhall.provider.claims import subject_for, user_claims
-from keyhall.provider.model import AuthorizationCode, ProviderUnitOfWork, RefreshToken, TokenFamily
 from keyhall.provider.sessions import DEFAULT_MAX_LIFETIME, SessionEnded, check_session, family_end
 from keyhall.provider.signing import MAX_TOKEN_LIFETIME, active_key, sign
 from keyhall.security.api_keys import secret_matches
@@ -55,7 +56,7 @@ def authenticate_client(app: Application | None, secret: str | None, *, method_u
     return app
 
 
-def issue_code(uow: ProviderUnitOfWork, request: AuthorizeRequest, user: User, *, connection_id: str | None,
+def issue_code(uow: UnitOfWork, request: AuthorizeRequest, user: User, *, connection_id: str | None,
                amr: list[str], now: datetime, auth_time: datetime | None = None, acr: str | None = None) -> str:
     """``auth_time``: when the IdP authenticated the person (default: now); ``acr``: its context class."""
     code = secrets.token_urlsafe(32)
@@ -75,7 +76,7 @@ class Issuer:
     alg: str = "RS256"
 
 
-def _mint(uow: ProviderUnitOfWork, app: Application, user: User, org: Organization, grant: dict[str, Any],
+def _mint(uow: UnitOfWork, app: Application, user: User, org: Organization, grant: dict[str, Any],
           issuer: str, now: datetime, *, family_id: str, refresh_until: datetime, with_nonce: bool) -> dict[str, Any]:
     key = active_key(uow.signing_keys, app.id_token_alg, now)
     sub = subject_for(app.id, user.id)
@@ -100,7 +101,7 @@ def _mint(uow: ProviderUnitOfWork, app: Application, user: User, org: Organizati
             "refresh_token": refresh, "scope": grant["scope"]}
 
 
-def _session(uow: ProviderUnitOfWork, family: TokenFamily | None, now: datetime,
+def _session(uow: UnitOfWork, family: TokenFamily | None, now: datetime,
              max_lifetime: timedelta) -> tuple[User, Organization]:
     try:
         return check_session(uow, family, now, max_lifetime=max_lifetime)
@@ -108,7 +109,7 @@ def _session(uow: ProviderUnitOfWork, family: TokenFamily | None, now: datetime,
         raise TokenError("invalid_grant", exc.description) from exc
 
 
-def exchange_code(uow: ProviderUnitOfWork, app: Application, *, code: str | None, redirect_uri: str | None,
+def exchange_code(uow: UnitOfWork, app: Application, *, code: str | None, redirect_uri: str | None,
                   code_verifier: str | None, issuer: str, now: datetime,
                   max_lifetime: timedelta = DEFAULT_MAX_LIFETIME) -> dict[str, Any]:
     if not code:
@@ -130,7 +131,7 @@ def exchange_code(uow: ProviderUnitOfWork, app: Application, *, code: str | None
         raise
 
 
-def _redeem_code(uow: ProviderUnitOfWork, app: Application, stored: AuthorizationCode, *,
+def _redeem_code(uow: UnitOfWork, app: Application, stored: AuthorizationCode, *,
                  redirect_uri: str | None, code_verifier: str | None, issuer: str, now: datetime,
                  max_lifetime: timedelta) -> dict[str, Any]:
     if stored.expires_at <= now:
@@ -157,7 +158,7 @@ def _redeem_code(uow: ProviderUnitOfWork, app: Application, stored: Authorizatio
     return response
 
 
-def refresh(uow: ProviderUnitOfWork, app: Application, *, refresh_token: str | None, scope: str | None,
+def refresh(uow: UnitOfWork, app: Application, *, refresh_token: str | None, scope: str | None,
             issuer: str, now: datetime, max_lifetime: timedelta = DEFAULT_MAX_LIFETIME) -> dict[str, Any]:
     if not refresh_token:
         raise TokenError("invalid_request", "refresh_token is required")
@@ -176,7 +177,7 @@ def refresh(uow: ProviderUnitOfWork, app: Application, *, refresh_token: str | N
         raise
 
 
-def _redeem_refresh(uow: ProviderUnitOfWork, app: Application, stored: RefreshToken, *, scope: str | None,
+def _redeem_refresh(uow: UnitOfWork, app: Application, stored: RefreshToken, *, scope: str | None,
                     issuer: str, now: datetime, max_lifetime: timedelta) -> dict[str, Any]:
     if stored.client_id != app.id:
         raise TokenError("invalid_grant", "refresh token was issued to another client")

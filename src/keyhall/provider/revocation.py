@@ -16,9 +16,9 @@ import hashlib
 from datetime import UTC, datetime
 
 from keyhall.core.applications import Application
+from keyhall.core.ports import UnitOfWork
 from keyhall.provider import signing
 from keyhall.provider.grants import TokenError
-from keyhall.provider.model import ProviderUnitOfWork
 
 MAX_TOKEN_LENGTH = 8192
 
@@ -31,7 +31,7 @@ def _not_yours() -> TokenError:
     return TokenError("unauthorized_client", "the token was not issued to this client")
 
 
-def _revoke_refresh(uow: ProviderUnitOfWork, app: Application, token: str, now: datetime) -> bool:
+def _revoke_refresh(uow: UnitOfWork, app: Application, token: str, now: datetime) -> bool:
     stored = uow.grants.find_refresh(_hash(token))
     if stored is None:
         return False
@@ -41,7 +41,7 @@ def _revoke_refresh(uow: ProviderUnitOfWork, app: Application, token: str, now: 
     return True
 
 
-def _revoke_access(uow: ProviderUnitOfWork, app: Application, token: str, issuer: str, now: datetime) -> bool:
+def _revoke_access(uow: UnitOfWork, app: Application, token: str, issuer: str, now: datetime) -> bool:
     claims = signing.verify(token, uow.signing_keys, now, typ="at+jwt")
     if claims is None or claims.get("iss") != issuer or not isinstance(claims.get("jti"), str):
         return False  # not a live access token of Keyhall's: nothing to revoke
@@ -53,7 +53,7 @@ def _revoke_access(uow: ProviderUnitOfWork, app: Application, token: str, issuer
     return True
 
 
-def revoke(uow: ProviderUnitOfWork, app: Application, *, token: str | None, token_type_hint: str | None,
+def revoke(uow: UnitOfWork, app: Application, *, token: str | None, token_type_hint: str | None,
            issuer: str, now: datetime) -> None:
     """Revoke ``token`` for the authenticated client ``app``; raises ``TokenError`` for a bad request."""
     if not token:

@@ -19,9 +19,10 @@ from datetime import datetime, timedelta
 
 from keyhall.core.organizations import Organization
 from keyhall.core.policy import password_login_allowed
+from keyhall.core.ports import UnitOfWork
+from keyhall.core.tokens import TokenFamily
 from keyhall.core.users import User
 from keyhall.core.vocabulary import ConnectionStatus
-from keyhall.provider.model import ProviderUnitOfWork, TokenFamily
 
 #: The default absolute lifetime of a family (``KEYHALL_REFRESH_TOKEN_MAX_LIFETIME_SECONDS``).
 DEFAULT_MAX_LIFETIME = timedelta(days=30)
@@ -40,7 +41,7 @@ def family_end(family: TokenFamily, max_lifetime: timedelta) -> datetime:
     return family.created_at + max_lifetime
 
 
-def check_session(uow: ProviderUnitOfWork, family: TokenFamily | None, now: datetime, *,
+def check_session(uow: UnitOfWork, family: TokenFamily | None, now: datetime, *,
                   max_lifetime: timedelta) -> tuple[User, Organization]:
     """The user and organization a family still speaks for; raises ``SessionEnded``."""
     if family is None:

@@ -15,7 +15,8 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, KeySet, RSAKey
 
-from keyhall.provider.model import SigningKey, SigningKeyRepository
+from keyhall.core.ports import SigningKeyRepository
+from keyhall.core.tokens import SigningKey
 
 SUPPORTED_ALGS = ("RS256", "ES256")
 MAX_TOKEN_LIFETIME = timedelta(hours=1)  # the longest-lived token this key signs (ID/access tokens)

@@ -11,9 +11,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from keyhall.core.ports import UnitOfWork
 from keyhall.provider import signing
 from keyhall.provider.claims import subject_for, user_claims
-from keyhall.provider.model import ProviderUnitOfWork
 from keyhall.provider.sessions import SessionEnded, check_session
 
 
@@ -21,7 +21,7 @@ class InvalidAccessToken(Exception):
     """RFC 6750 §3.1 ``invalid_token``: the token is not (or no longer) good for userinfo."""
 
 
-def userinfo_claims(uow: ProviderUnitOfWork, token: str, *, issuer: str, now: datetime,
+def userinfo_claims(uow: UnitOfWork, token: str, *, issuer: str, now: datetime,
                     max_lifetime: timedelta) -> dict[str, Any]:
     claims = signing.verify(token, uow.signing_keys, now, typ="at+jwt") if token else None
     if claims is None or claims.get("iss") != issuer:

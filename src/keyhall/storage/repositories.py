@@ -366,7 +366,6 @@ class SqlUnitOfWork:
         self.signing_keys = SqlSigningKeys(session, box)
         self.transactions = SqlTransactions(session)
         self.grants = SqlGrants(session)
-        self.sessions = self.grants  # the core's view of them: what ends when a connection is switched off
         self.replays = SqlReplays(session)
 
     def commit(self) -> None:

@@ -12,9 +12,9 @@ from sqlalchemy.orm import Session
 
 from keyhall.core.applications import Application
 from keyhall.core.ports import Page
+from keyhall.core.tokens import AuthorizationCode, RefreshToken, SigningKey, TokenFamily
 from keyhall.core.transactions import LoginTransaction
 from keyhall.core.users import User
-from keyhall.provider.model import AuthorizationCode, RefreshToken, SigningKey, TokenFamily
 from keyhall.security.secrets import SecretBox
 from keyhall.storage import hot_queries
 from keyhall.storage.models import (

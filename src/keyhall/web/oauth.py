@@ -15,12 +15,12 @@ from starlette.concurrency import run_in_threadpool
 from keyhall.api.deps import RuntimeDep, UowDep
 from keyhall.api.http import ErrorStyle, register_error_style
 from keyhall.core.applications import Application
+from keyhall.core.ports import UnitOfWork
 from keyhall.errors import KeyhallError
 from keyhall.login import entry, flow
 from keyhall.login.flow import LoginFailed
 from keyhall.provider import grants, revocation, signing
 from keyhall.provider.authorize import AuthorizeError, error_redirect, parse_authorize
-from keyhall.provider.model import ProviderUnitOfWork
 from keyhall.provider.userinfo import InvalidAccessToken, userinfo_claims
 from keyhall.web.rendering import LOGIN_COOKIE, fail, login_error_page, render, set_login_cookie
 
@@ -54,11 +54,6 @@ def register_error_styles() -> None:
         register_error_style(ErrorStyle(prefix=path, render=rfc6749_error_body))
 
 
-def _uow(uow: Any) -> ProviderUnitOfWork:
-    provider_uow: ProviderUnitOfWork = uow
-    return provider_uow
-
-
 @router.get("/.well-known/openid-configuration")
 def discovery(runtime: RuntimeDep) -> dict[str, Any]:
     issuer = runtime.settings.public_url
@@ -89,22 +84,20 @@ def discovery(runtime: RuntimeDep) -> dict[str, Any]:
 
 @router.get("/oauth2/jwks")
 def jwks(uow: UowDep, runtime: RuntimeDep) -> JSONResponse:
-    provider_uow = _uow(uow)
     now = runtime.clock()
     for alg in signing.SUPPORTED_ALGS:
-        signing.active_key(provider_uow.signing_keys, alg, now)
-    provider_uow.commit()
-    return JSONResponse(signing.jwks(provider_uow.signing_keys, now), headers={"Cache-Control": "max-age=300"})
+        signing.active_key(uow.signing_keys, alg, now)
+    uow.commit()
+    return JSONResponse(signing.jwks(uow.signing_keys, now), headers={"Cache-Control": "max-age=300"})
 
 
 @router.get("/oauth2/authorize")
 def authorize(request: Request, uow: UowDep, runtime: RuntimeDep) -> Response:
-    provider_uow = _uow(uow)
     params = {k: v for k, v in request.query_params.items()}
     if any(_has_control(k) or _has_control(v) for k, v in params.items()):
         return login_error_page("This application cannot sign you in", "The sign-in request is malformed.",
                                 status=400)
-    app = provider_uow.applications.get(params.get("client_id", "")[:64]) if params.get("client_id") else None
+    app = uow.applications.get(params.get("client_id", "")[:64]) if params.get("client_id") else None
     try:
         parsed = parse_authorize(params, app)
         try:
@@ -117,12 +110,12 @@ def authorize(request: Request, uow: UowDep, runtime: RuntimeDep) -> Response:
             return login_error_page("This application cannot sign you in", exc.description, status=400)
         return RedirectResponse(error_redirect(exc, runtime.settings.public_url), status_code=303)
     now = runtime.clock()
-    tx = flow.start(provider_uow, parsed, now, max_age=max_age)
-    provider_uow.commit()
+    tx = flow.start(uow, parsed, now, max_age=max_age)
+    uow.commit()
     try:
-        response = render(entry.proceed(provider_uow, runtime, tx, email=parsed.login_hint or None, from_hint=True))
+        response = render(entry.proceed(uow, runtime, tx, email=parsed.login_hint or None, from_hint=True))
     except LoginFailed as exc:
-        response = fail(provider_uow, runtime, request, exc)
+        response = fail(uow, runtime, request, exc)
     set_login_cookie(response, tx.id, runtime.settings.public_url)
     return response
 
@@ -195,7 +188,7 @@ def _uses_basic(request: Request) -> bool:
     return request.headers.get("authorization", "").lower().startswith("basic ")
 
 
-def _authenticated_client(uow: ProviderUnitOfWork, request: Request, form: dict[str, str]) -> Application:
+def _authenticated_client(uow: UnitOfWork, request: Request, form: dict[str, str]) -> Application:
     """The client, authenticated as RFC 6749 §2.3 says; raises ``TokenError``."""
     client_id, secret, method, _basic = _client_credentials(request, form)
     app = uow.applications.get(client_id[:64]) if client_id else None
@@ -205,10 +198,9 @@ def _authenticated_client(uow: ProviderUnitOfWork, request: Request, form: dict[
 def _revoke_sync(request: Request, runtime: Any, form: dict[str, str]) -> Response:
     basic = _uses_basic(request)
     with runtime.database.unit_of_work() as uow:
-        provider_uow = _uow(uow)
         try:
-            app = _authenticated_client(provider_uow, request, form)
-            revocation.revoke(provider_uow, app, token=form.get("token"), token_type_hint=form.get("token_type_hint"),
+            app = _authenticated_client(uow, request, form)
+            revocation.revoke(uow, app, token=form.get("token"), token_type_hint=form.get("token_type_hint"),
                               issuer=runtime.settings.public_url, now=runtime.clock())
         except grants.TokenError as exc:
             return _token_error(exc, basic=basic)
@@ -222,18 +214,17 @@ def _has_control(text: str) -> bool:
 def _token_sync(request: Request, runtime: Any, form: dict[str, str]) -> JSONResponse:
     basic = _uses_basic(request)
     with runtime.database.unit_of_work() as uow:
-        provider_uow = _uow(uow)
         try:
-            app = _authenticated_client(provider_uow, request, form)
+            app = _authenticated_client(uow, request, form)
             grant_type = form.get("grant_type")
             now, issuer = runtime.clock(), runtime.settings.public_url
             if grant_type == "authorization_code":
-                body = grants.exchange_code(provider_uow, app, code=form.get("code"),
+                body = grants.exchange_code(uow, app, code=form.get("code"),
                                             redirect_uri=form.get("redirect_uri"),
                                             code_verifier=form.get("code_verifier"), issuer=issuer, now=now,
                                             max_lifetime=_max_lifetime(runtime))
             elif grant_type == "refresh_token":
-                body = grants.refresh(provider_uow, app, refresh_token=form.get("refresh_token"),
+                body = grants.refresh(uow, app, refresh_token=form.get("refresh_token"),
                                       scope=form.get("scope"), issuer=issuer, now=now,
                                       max_lifetime=_max_lifetime(runtime))
             else:
@@ -254,11 +245,11 @@ def userinfo_post(request: Request, uow: UowDep, runtime: RuntimeDep) -> JSONRes
     return _userinfo(request, uow, runtime)
 
 
-def _userinfo(request: Request, uow: Any, runtime: Any) -> JSONResponse:
+def _userinfo(request: Request, uow: UnitOfWork, runtime: Any) -> JSONResponse:
     header = request.headers.get("authorization", "")
     token_value = header[7:].strip() if header.lower().startswith("bearer ") else ""
     try:
-        body = userinfo_claims(_uow(uow), token_value, issuer=runtime.settings.public_url, now=runtime.clock(),
+        body = userinfo_claims(uow, token_value, issuer=runtime.settings.public_url, now=runtime.clock(),
                                max_lifetime=_max_lifetime(runtime))
     except InvalidAccessToken:
         return JSONResponse({"error": "invalid_token"}, status_code=401,

@@ -15,6 +15,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from keyhall.api.http import request_id
+from keyhall.core.ports import UnitOfWork
 from keyhall.login import flow
 from keyhall.login.entry import SignInServices
 from keyhall.login.flow import LoginFailed
@@ -27,7 +28,6 @@ from keyhall.login.steps import (
     Step,
     TooManyAttempts,
 )
-from keyhall.provider.model import ProviderUnitOfWork
 
 LOGIN_COOKIE = "keyhall_login"
 CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data: https:; frame-ancestors 'none'; "
@@ -57,11 +57,6 @@ def login_cookie(request: Request) -> str | None:
     return request.cookies.get(LOGIN_COOKIE)
 
 
-def provider_uow(uow: Any) -> ProviderUnitOfWork:
-    typed: ProviderUnitOfWork = uow
-    return typed
-
-
 def render(step: Step) -> Response:
     """The response for one login step."""
     match step:
@@ -86,13 +81,13 @@ def render(step: Step) -> Response:
             return login_error_page("Too many attempts", message, status=429)
 
 
-def fail(uow: ProviderUnitOfWork, runtime: SignInServices, request: Request, exc: LoginFailed) -> HTMLResponse:
+def fail(uow: UnitOfWork, runtime: SignInServices, request: Request, exc: LoginFailed) -> HTMLResponse:
     """Audit a failed sign-in and show the person its message."""
     flow.record_failure(uow, exc, now=runtime.clock(), request_id=request_id(request))
     return login_error_page("We could not sign you in", exc.message, status=exc.status, reference=request_id(request))
 
 
-def answer(uow: ProviderUnitOfWork, runtime: SignInServices, request: Request, step: Callable[[], Step]) -> Response:
+def answer(uow: UnitOfWork, runtime: SignInServices, request: Request, step: Callable[[], Step]) -> Response:
     """Run one login call and render its step; a LoginFailed becomes the audited error page."""
     try:
         return render(step())

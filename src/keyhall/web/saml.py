@@ -14,7 +14,7 @@ from keyhall.core.connections import connection_urls, sp_entity_id
 from keyhall.core.vocabulary import Protocol
 from keyhall.login import saml as saml_login
 from keyhall.protocols.saml.sp_metadata import sp_metadata_xml
-from keyhall.web.rendering import answer, login_cookie, provider_uow
+from keyhall.web.rendering import answer, login_cookie
 
 router = APIRouter(tags=["saml"], include_in_schema=False)
 
@@ -43,16 +43,14 @@ def metadata(connection_id: str, uow: UowDep, runtime: RuntimeDep) -> Response:
 def acs(connection_id: str, request: Request, uow: UowDep, runtime: RuntimeDep,
         SAMLResponse: Annotated[str, Form(max_length=MAX_SAML_RESPONSE)] = "",  # the binding's field names
         RelayState: Annotated[str | None, Form(max_length=4096)] = None) -> Response:
-    puow = provider_uow(uow)
     form = {"SAMLResponse": SAMLResponse, **({"RelayState": RelayState} if RelayState else {})}
-    return answer(puow, runtime, request, lambda: saml_login.acs(
-        puow, saml_login.service_provider(runtime.settings), connection_id, form,
+    return answer(uow, runtime, request, lambda: saml_login.acs(
+        uow, saml_login.service_provider(runtime.settings), connection_id, form,
         issuer=runtime.settings.public_url, now=runtime.clock(), request_id=request_id(request)))
 
 
 @router.get("/sso/{connection_id}/saml/complete")
 def complete(connection_id: str, request: Request, uow: UowDep, runtime: RuntimeDep, step: str = "") -> Response:
-    puow = provider_uow(uow)
-    return answer(puow, runtime, request, lambda: saml_login.finish_handoff(
-        puow, connection_id, step, browser=login_cookie(request), issuer=runtime.settings.public_url,
+    return answer(uow, runtime, request, lambda: saml_login.finish_handoff(
+        uow, connection_id, step, browser=login_cookie(request), issuer=runtime.settings.public_url,
         now=runtime.clock(), request_id=request_id(request)))

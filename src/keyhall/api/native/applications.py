@@ -10,8 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from keyhall.api.deps import ContextDep, UowDep
 from keyhall.api.native.schemas import iso
 from keyhall.core import application_service as service
-from keyhall.core.applications import Application, ApplicationStore
-from keyhall.core.ports import UnitOfWork
+from keyhall.core.applications import Application
+from keyhall.core.ports import ApplicationRepository, UnitOfWork
 
 router = APIRouter(prefix="/v1/applications", tags=["applications"])
 
@@ -56,7 +56,7 @@ def application_out(app: Application) -> dict[str, Any]:
             "updated_at": iso(app.updated_at)}
 
 
-def _apps(uow: UnitOfWork) -> ApplicationStore:
+def _apps(uow: UnitOfWork) -> ApplicationRepository:
     return uow.applications
 
 

@@ -14,13 +14,6 @@ from keyhall.core import user_service
 from keyhall.core.connection_service import parse_if_match
 from keyhall.core.users import User
 
-
-def _sessions(uow: Any) -> user_service.UserSessions:
-    """The provider's token families, which the unit of work also holds (see ``web.oauth._uow``)."""
-    sessions: user_service.UserSessions = uow.grants
-    return sessions
-
-
 router = APIRouter(prefix="/v1/organizations/{org}/users", tags=["users"])
 
 
@@ -110,7 +103,7 @@ def get_user(org: str, user_id: str, uow: UowDep, ctx: ContextDep, response: Res
 def update_user(org: str, user_id: str, body: UserUpdate, uow: UowDep, ctx: ContextDep, response: Response,
                 if_match: IfMatch = None) -> dict[str, Any]:
     changes = {name: getattr(body, name) for name in body.model_fields_set}
-    user = user_service.update_user(uow, uow.users, _sessions(uow), ctx, org, user_id, changes,
+    user = user_service.update_user(uow, uow.users, uow.grants, ctx, org, user_id, changes,
                                     expected_version=parse_if_match(if_match))
     response.headers["ETag"] = user_service.etag(user)
     return user_out(user)
@@ -118,6 +111,6 @@ def update_user(org: str, user_id: str, body: UserUpdate, uow: UowDep, ctx: Cont
 
 @router.delete("/{user_id}", status_code=204)
 def delete_user(org: str, user_id: str, uow: UowDep, ctx: ContextDep, if_match: IfMatch = None) -> Response:
-    user_service.delete_user(uow, uow.users, _sessions(uow), ctx, org, user_id,
+    user_service.delete_user(uow, uow.users, uow.grants, ctx, org, user_id,
                              expected_version=parse_if_match(if_match))
     return Response(status_code=204)
