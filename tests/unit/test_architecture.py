@@ -1,6 +1,8 @@
 """The layering of STYLE.md, checked: imports point inward and protocol code stays pure; no lower
-layer imports a surface, no top-level packages import each other in a circle, and an import inside
-a function says why on its line (or the line above)."""
+layer (core, storage, protocols, security, idp, login, provider) imports a surface (api/, web/,
+app, cli); storage imports only core, errors and security; no top-level packages import each other
+in a circle, nor do the modules of storage/; and an import inside a function says why on its line
+(or the line above)."""
 
 from __future__ import annotations
 
@@ -153,6 +155,58 @@ def test_the_cycle_finder_finds_one() -> None:
 
 def test_no_import_cycles_between_top_level_packages() -> None:
     assert find_cycle(package_graph()) is None
+
+
+def test_the_web_package_and_the_json_apis_are_apart() -> None:
+    """The web package may use the shared request plumbing of ``api`` (``api.deps``, ``api.http``);
+    ``api`` never imports the web package."""
+    assert offenders("api", ("keyhall.web",)) == []
+    shared = ("keyhall.api.deps", "keyhall.api.http")
+    bad = [f"{path.relative_to(SRC)} imports {name}" for path in modules_under("web")
+           for name in keyhall_imports(path) if name.startswith("keyhall.api") and name not in shared]
+    assert bad == []
+
+
+#: What storage may import of Keyhall: the core it implements, and the leaves.
+STORAGE_MAY_IMPORT = ("keyhall.core", "keyhall.errors", "keyhall.security", "keyhall.storage")
+
+
+def test_storage_imports_only_core_errors_and_security() -> None:
+    bad = [f"{path.relative_to(SRC)} imports {name}" for path in modules_under("storage")
+           for name in keyhall_imports(path)
+           if not any(name == allowed or name.startswith(allowed + ".") for allowed in STORAGE_MAY_IMPORT)]
+    assert bad == []
+
+
+def _module_name(path: Path) -> str:
+    rel = path.relative_to(SRC.parent).with_suffix("")
+    parts = rel.parts[:-1] if rel.name == "__init__" else rel.parts
+    return ".".join(parts)
+
+
+def module_graph(package: str) -> dict[str, set[str]]:
+    """Module-level imports between the modules of one package (a package's ``__init__`` included)."""
+    modules = {_module_name(path): path for path in modules_under(package)}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        for target in keyhall_imports(path):
+            # ``from keyhall.storage import hot_queries`` names the package; the module is what is meant
+            found = target if target in modules else None
+            if found and found != name:
+                graph.setdefault(name, set()).add(found)
+        tree = ast.parse(path.read_text(), filename=str(path))
+        for node in tree.body:
+            if isinstance(node, ast.ImportFrom) and node.module in modules and node.level == 0:
+                for alias in node.names:
+                    sub = f"{node.module}.{alias.name}"
+                    if sub in modules and sub != name:
+                        graph.setdefault(name, set()).add(sub)
+    return graph
+
+
+@pytest.mark.parametrize("package", ["storage", "core", "login", "provider", "web"])
+def test_no_import_cycles_between_modules(package: str) -> None:
+    assert find_cycle(module_graph(package)) is None
 
 
 def _has_comment(lines: list[str], lineno: int) -> bool:

@@ -16,7 +16,7 @@ from keyhall.security.secrets import SecretBox
 from keyhall.storage import migrate
 from keyhall.storage.engine import DEFAULT_TIMEOUT_SECONDS, build_engine, session_factory
 from keyhall.storage.purge import purge_expired
-from keyhall.storage.repositories import SqlUnitOfWork
+from keyhall.storage.unit_of_work import SqlUnitOfWork
 
 
 class Database:

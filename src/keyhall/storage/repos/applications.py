@@ -1,0 +1,45 @@
+"""The products' OpenID client registrations."""
+
+from __future__ import annotations
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from keyhall.core.applications import Application
+from keyhall.storage.models import (
+    ApplicationRow,
+)
+from keyhall.storage.repos._query import flush
+
+
+class SqlApplications:
+    def __init__(self, session: Session):
+        self.session = session
+
+    @staticmethod
+    def _entity(row: ApplicationRow) -> Application:
+        return Application(id=row.id, name=row.name, public=row.public, redirect_uris=list(row.redirect_uris),
+                           allowed_scopes=list(row.allowed_scopes), id_token_alg=row.id_token_alg,  # type: ignore[arg-type]
+                           secret_hash=row.secret_hash, created_at=row.created_at, updated_at=row.updated_at)
+
+    def get(self, client_id: str) -> Application | None:
+        row = self.session.get(ApplicationRow, client_id)
+        return self._entity(row) if row else None
+
+    def add(self, app: Application) -> None:
+        self.session.add(ApplicationRow(**vars(app)))
+        flush(self.session)
+
+    def save(self, app: Application) -> None:
+        values = {k: v for k, v in vars(app).items() if k != "id"}
+        self.session.execute(update(ApplicationRow).where(ApplicationRow.id == app.id).values(**values))
+
+    def delete(self, client_id: str) -> None:
+        row = self.session.get(ApplicationRow, client_id)
+        if row is not None:
+            self.session.delete(row)
+
+    def list_all(self) -> list[Application]:
+        rows = self.session.scalars(select(ApplicationRow).order_by(ApplicationRow.created_at, ApplicationRow.id))
+        return [self._entity(r) for r in rows]
+

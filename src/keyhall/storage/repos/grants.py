@@ -1,0 +1,126 @@
+"""What the provider issued: authorization codes, token families, refresh tokens, revoked access tokens."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import and_, delete, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from keyhall.core.tokens import AuthorizationCode, RefreshToken, TokenFamily
+from keyhall.storage.models import (
+    AuthorizationCodeRow,
+    RefreshTokenRow,
+    RevokedAccessTokenRow,
+    TokenFamilyRow,
+)
+from keyhall.storage.repos._query import flush
+
+
+class SqlGrants:
+    def __init__(self, session: Session):
+        self.session = session
+
+    def add_code(self, code: AuthorizationCode) -> None:
+        self.session.add(AuthorizationCodeRow(**vars(code)))
+        flush(self.session)
+
+    def use_code(self, code_hash: str, now: datetime) -> tuple[AuthorizationCode | None, bool]:
+        result = self.session.execute(
+            update(AuthorizationCodeRow)
+            .where(AuthorizationCodeRow.code_hash == code_hash, AuthorizationCodeRow.used_at.is_(None))
+            .values(used_at=now)
+        )
+        row = self.session.get(AuthorizationCodeRow, code_hash, populate_existing=True)
+        if row is None:
+            return None, False
+        code = AuthorizationCode(code_hash=row.code_hash, client_id=row.client_id, user_id=row.user_id,
+                                 grant=dict(row.grant), created_at=row.created_at, expires_at=row.expires_at,
+                                 used_at=row.used_at)
+        return code, getattr(result, "rowcount", 0) == 1
+
+    def note_code_family(self, code_hash: str, family_id: str) -> None:
+        row = self.session.get(AuthorizationCodeRow, code_hash)
+        if row is not None:
+            row.grant = {**row.grant, "family_id": family_id}
+
+    def add_refresh(self, token: RefreshToken) -> None:
+        self.session.add(RefreshTokenRow(**vars(token)))
+        flush(self.session)
+
+    @staticmethod
+    def _refresh(row: RefreshTokenRow) -> RefreshToken:
+        return RefreshToken(token_hash=row.token_hash, family_id=row.family_id, client_id=row.client_id,
+                            user_id=row.user_id, grant=dict(row.grant), created_at=row.created_at,
+                            expires_at=row.expires_at, used_at=row.used_at, revoked_at=row.revoked_at)
+
+    def use_refresh(self, token_hash: str, now: datetime) -> tuple[RefreshToken | None, bool]:
+        result = self.session.execute(
+            update(RefreshTokenRow)
+            .where(and_(RefreshTokenRow.token_hash == token_hash, RefreshTokenRow.used_at.is_(None),
+                        RefreshTokenRow.revoked_at.is_(None)))
+            .values(used_at=now)
+        )
+        row = self.session.get(RefreshTokenRow, token_hash, populate_existing=True)
+        if row is None:
+            return None, False
+        return self._refresh(row), getattr(result, "rowcount", 0) == 1
+
+    def find_refresh(self, token_hash: str) -> RefreshToken | None:
+        row = self.session.get(RefreshTokenRow, token_hash)
+        return self._refresh(row) if row else None
+
+    def add_family(self, family: TokenFamily) -> None:
+        self.session.add(TokenFamilyRow(**vars(family)))
+        flush(self.session)
+
+    def family(self, family_id: str) -> TokenFamily | None:
+        row = self.session.get(TokenFamilyRow, family_id[:36])
+        if row is None:
+            return None
+        return TokenFamily(id=row.id, client_id=row.client_id, user_id=row.user_id, connection_id=row.connection_id,
+                           amr=list(row.amr or []), created_at=row.created_at, revoked_at=row.revoked_at)
+
+    def revoke_family(self, family_id: str, now: datetime) -> int:
+        self.session.execute(update(TokenFamilyRow).where(TokenFamilyRow.id == family_id,
+                                                          TokenFamilyRow.revoked_at.is_(None)).values(revoked_at=now))
+        result = self.session.execute(
+            update(RefreshTokenRow).where(RefreshTokenRow.family_id == family_id,
+                                          RefreshTokenRow.revoked_at.is_(None)).values(revoked_at=now)
+        )
+        return int(getattr(result, "rowcount", 0))
+
+    def revoke_user(self, user_id: str, now: datetime) -> int:
+        result = self.session.execute(update(TokenFamilyRow).where(
+            TokenFamilyRow.user_id == user_id, TokenFamilyRow.revoked_at.is_(None)).values(revoked_at=now))
+        self.session.execute(update(RefreshTokenRow).where(
+            RefreshTokenRow.user_id == user_id, RefreshTokenRow.revoked_at.is_(None)).values(revoked_at=now))
+        return int(getattr(result, "rowcount", 0))
+
+    def revoke_connection(self, connection_id: str, now: datetime) -> int:
+        families = select(TokenFamilyRow.id).where(TokenFamilyRow.connection_id == connection_id,
+                                                   TokenFamilyRow.revoked_at.is_(None))
+        self.session.execute(update(RefreshTokenRow).where(
+            RefreshTokenRow.family_id.in_(families.scalar_subquery()), RefreshTokenRow.revoked_at.is_(None),
+        ).values(revoked_at=now))
+        result = self.session.execute(update(TokenFamilyRow).where(
+            TokenFamilyRow.connection_id == connection_id, TokenFamilyRow.revoked_at.is_(None)).values(revoked_at=now))
+        return int(getattr(result, "rowcount", 0))
+
+    def forget_user(self, user_id: str) -> None:
+        self.session.execute(delete(RefreshTokenRow).where(RefreshTokenRow.user_id == user_id))
+        self.session.execute(delete(TokenFamilyRow).where(TokenFamilyRow.user_id == user_id))
+
+    def revoke_access_token(self, jti: str, family_id: str | None, expires_at: datetime) -> None:
+        if self.session.get(RevokedAccessTokenRow, jti) is not None:
+            return
+        try:
+            with self.session.begin_nested():  # two revocations of one token at once: either insert wins
+                self.session.add(RevokedAccessTokenRow(jti=jti, family_id=family_id, expires_at=expires_at))
+        except IntegrityError:
+            pass
+
+    def access_token_revoked(self, jti: str) -> bool:
+        return self.session.get(RevokedAccessTokenRow, jti[:64]) is not None
+

@@ -1,0 +1,74 @@
+"""The provider's signing keys (private keys sealed with the secret box)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from keyhall.core.tokens import SigningKey
+from keyhall.security.secrets import SecretBox
+from keyhall.storage.models import (
+    SigningKeyRow,
+)
+from keyhall.storage.repos._query import flush
+
+
+class SqlSigningKeys:
+    def __init__(self, session: Session, box: SecretBox):
+        self.session = session
+        self.box = box
+
+    def _entity(self, row: SigningKeyRow) -> SigningKey:
+        return SigningKey(kid=row.kid, alg=row.alg, private_pem=self.box.open(row.sealed_private_key)["pem"],
+                          public_jwk=dict(row.public_jwk), created_at=row.created_at, retired_at=row.retired_at,
+                          published_until=row.published_until)
+
+    def active(self, alg: str) -> SigningKey | None:
+        row = self.session.scalar(select(SigningKeyRow).where(SigningKeyRow.alg == alg,
+                                                              SigningKeyRow.retired_at.is_(None))
+                                  .order_by(SigningKeyRow.created_at.desc()).limit(1))
+        return self._entity(row) if row else None
+
+    def published(self, now: datetime) -> list[SigningKey]:
+        rows = self.session.scalars(select(SigningKeyRow).where(
+            or_(SigningKeyRow.retired_at.is_(None), SigningKeyRow.published_until > now)
+        ).order_by(SigningKeyRow.created_at))
+        return [self._entity(r) for r in rows]
+
+    def get(self, kid: str) -> SigningKey | None:
+        row = self.session.get(SigningKeyRow, kid)
+        return self._entity(row) if row else None
+
+    def add(self, key: SigningKey) -> None:
+        sealed = self.box.seal({"pem": key.private_pem})
+        assert sealed is not None
+        self.session.add(SigningKeyRow(kid=key.kid, alg=key.alg, sealed_private_key=sealed,
+                                       public_jwk=key.public_jwk, created_at=key.created_at,
+                                       retired_at=key.retired_at, published_until=key.published_until))
+        flush(self.session)
+
+    def add_active(self, key: SigningKey) -> bool:
+        """Add a new active key unless another instance just did (one active key per algorithm)."""
+        sealed = self.box.seal({"pem": key.private_pem})
+        assert sealed is not None
+        try:
+            with self.session.begin_nested():
+                self.session.add(SigningKeyRow(kid=key.kid, alg=key.alg, sealed_private_key=sealed,
+                                               public_jwk=key.public_jwk, created_at=key.created_at))
+        except IntegrityError:
+            return False
+        return True
+
+    def retire(self, kid: str, now: datetime, published_until: datetime) -> None:
+        self.session.execute(update(SigningKeyRow).where(SigningKeyRow.kid == kid)
+                             .values(retired_at=now, published_until=published_until))
+
+    def all_sealed(self) -> list[tuple[str, str]]:
+        return [(r.kid, r.sealed_private_key) for r in self.session.scalars(select(SigningKeyRow))]
+
+    def replace_sealed(self, kid: str, blob: str) -> None:
+        self.session.execute(update(SigningKeyRow).where(SigningKeyRow.kid == kid).values(sealed_private_key=blob))
+

@@ -1,0 +1,58 @@
+"""Sign-ins in progress (login transactions)."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from keyhall.core.transactions import LoginTransaction
+from keyhall.storage.models import (
+    LoginTransactionRow,
+)
+from keyhall.storage.repos._query import flush
+
+_HANDLE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+
+
+class SqlTransactions:
+    """Transaction ids arrive from browsers (state, RelayState, cookies): anything that is not a
+    handle Keyhall could have issued is answered as absent without reaching the database."""
+
+    def __init__(self, session: Session):
+        self.session = session
+
+    @staticmethod
+    def _entity(row: LoginTransactionRow) -> LoginTransaction:
+        return LoginTransaction(id=row.id, kind=row.kind, data=dict(row.data), created_at=row.created_at,
+                                expires_at=row.expires_at, parent_id=row.parent_id, consumed_at=row.consumed_at)
+
+    def add(self, tx: LoginTransaction) -> None:
+        self.session.add(LoginTransactionRow(**vars(tx)))
+        flush(self.session)
+
+    def get(self, tx_id: str) -> LoginTransaction | None:
+        if not _HANDLE.match(tx_id):
+            return None
+        row = self.session.get(LoginTransactionRow, tx_id)
+        return self._entity(row) if row else None
+
+    def consume(self, tx_id: str, kind: str, now: datetime) -> LoginTransaction | None:
+        if not _HANDLE.match(tx_id):
+            return None
+        result = self.session.execute(
+            update(LoginTransactionRow)
+            .where(LoginTransactionRow.id == tx_id[:64], LoginTransactionRow.kind == kind,
+                   LoginTransactionRow.consumed_at.is_(None), LoginTransactionRow.expires_at > now)
+            .values(consumed_at=now)
+        )
+        if getattr(result, "rowcount", 0) != 1:
+            return None
+        return self.get(tx_id)
+
+    def update_data(self, tx_id: str, data: dict[str, Any]) -> None:
+        self.session.execute(update(LoginTransactionRow).where(LoginTransactionRow.id == tx_id).values(data=data))
+

@@ -1,0 +1,86 @@
+"""The users table: local accounts, pre-created and provisioned SSO users."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from keyhall.core.ports import Page
+from keyhall.core.users import User
+from keyhall.storage import hot_queries
+from keyhall.storage.models import (
+    UserRow,
+)
+from keyhall.storage.repos._query import flush, paginate
+
+_USER_FIELDS = ("id", "organization_id", "connection_id", "subject", "email", "email_verified", "name",
+                "given_name", "family_name", "username", "picture", "locale", "phone_number", "groups",
+                "password_hash", "disabled", "created_at", "updated_at", "last_login_at", "version")
+
+
+class SqlUsers:
+    def __init__(self, session: Session):
+        self.session = session
+
+    @staticmethod
+    def _entity(row: UserRow) -> User:
+        values: dict[str, Any] = {name: getattr(row, name) for name in _USER_FIELDS}
+        values["groups"] = list(values["groups"] or [])
+        return User(**values)
+
+    def get(self, user_id: str) -> User | None:
+        row = self.session.get(UserRow, user_id)
+        return self._entity(row) if row else None
+
+    def by_subject(self, connection_id: str, subject: str) -> User | None:
+        row = self.session.scalar(hot_queries.user_by_subject(connection_id, subject))
+        return self._entity(row) if row else None
+
+    def precreated(self, connection_id: str, email: str) -> User | None:
+        row = self.session.scalar(select(UserRow).where(UserRow.connection_id == connection_id,
+                                                        UserRow.subject.is_(None), UserRow.email == email.lower()))
+        return self._entity(row) if row else None
+
+    def local_by_email(self, organization_id: str, email: str) -> User | None:
+        row = self.session.scalar(select(UserRow).where(UserRow.organization_id == organization_id,
+                                                        UserRow.connection_id.is_(None),
+                                                        UserRow.email == email.lower()))
+        return self._entity(row) if row else None
+
+    def local_accounts(self, email: str) -> list[User]:
+        rows = self.session.scalars(select(UserRow).where(UserRow.connection_id.is_(None),
+                                                          UserRow.email == email.lower()).limit(20))
+        return [self._entity(r) for r in rows]
+
+    def add(self, user: User) -> None:
+        self.session.add(UserRow(**{name: getattr(user, name) for name in _USER_FIELDS}))
+        flush(self.session)
+
+    def save(self, user: User) -> None:
+        self._write(user, expected_version=None)
+
+    def save_if_version(self, user: User, expected_version: int) -> bool:
+        """Write the user if the stored version is still ``expected_version`` (If-Match)."""
+        return self._write(user, expected_version=expected_version)
+
+    def _write(self, user: User, *, expected_version: int | None) -> bool:
+        values: dict[str, Any] = {name: getattr(user, name) for name in _USER_FIELDS if name not in ("id", "version")}
+        query = update(UserRow).where(UserRow.id == user.id)
+        if expected_version is not None:
+            query = query.where(UserRow.version == expected_version)
+        result = self.session.execute(query.values(**values, version=UserRow.version + 1))
+        if getattr(result, "rowcount", 0) != 1:
+            return False
+        user.version = int(self.session.scalar(select(UserRow.version).where(UserRow.id == user.id)) or 0)
+        return True
+
+    def delete(self, user_id: str) -> None:
+        self.session.execute(delete(UserRow).where(UserRow.id == user_id))
+
+    def list_page(self, organization_id: str, *, limit: int, cursor: str | None) -> Page[User]:
+        query = select(UserRow).where(UserRow.organization_id == organization_id)
+        return paginate(self.session, query, UserRow.created_at, UserRow.id, limit=limit, cursor=cursor,
+                         convert=self._entity)
+

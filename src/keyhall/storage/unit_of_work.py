@@ -1,0 +1,74 @@
+"""The unit of work: one session, one transaction, and every repository over it."""
+
+from __future__ import annotations
+
+import contextlib
+
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.orm import Session
+
+from keyhall.errors import Conflict, InvalidInput, ServiceUnavailable
+from keyhall.security.secrets import SecretBox
+from keyhall.storage.repos.api_keys import SqlApiKeys
+from keyhall.storage.repos.applications import SqlApplications
+from keyhall.storage.repos.audit import SqlAudit
+from keyhall.storage.repos.connections import SqlConnections
+from keyhall.storage.repos.domains import SqlDomains
+from keyhall.storage.repos.grants import SqlGrants
+from keyhall.storage.repos.organizations import SqlOrganizations
+from keyhall.storage.repos.replays import SqlReplays
+from keyhall.storage.repos.signing_keys import SqlSigningKeys
+from keyhall.storage.repos.transactions import SqlTransactions
+from keyhall.storage.repos.users import SqlUsers
+
+
+class SqlUnitOfWork:
+    """One session, one transaction; used as a context manager that rolls back what is not committed."""
+
+    def __init__(self, session: Session, box: SecretBox):
+        # One plain attribute per repository of ``core.ports.UnitOfWork``: a new repository module
+        # adds its import above and one line here.
+        self.session = session
+        self.organizations = SqlOrganizations(session)
+        self.api_keys = SqlApiKeys(session)
+        self.connections = SqlConnections(session, box)
+        self.domains = SqlDomains(session)
+        self.audit = SqlAudit(session)
+        self.users = SqlUsers(session)
+        self.applications = SqlApplications(session)
+        self.signing_keys = SqlSigningKeys(session, box)
+        self.transactions = SqlTransactions(session)
+        self.grants = SqlGrants(session)
+        self.replays = SqlReplays(session)
+
+    def commit(self) -> None:
+        try:
+            self.session.commit()
+        except IntegrityError as exc:
+            self.session.rollback()
+            raise Conflict("the change clashes with stored data (a name or domain already in use)") from exc
+        except (OperationalError, PoolTimeout) as exc:
+            with contextlib.suppress(DBAPIError):
+                self.session.rollback()
+            raise ServiceUnavailable("the database is unavailable") from exc
+
+    def rollback(self) -> None:
+        self.session.rollback()
+
+    def close(self) -> None:
+        self.session.rollback()
+        self.session.close()
+
+    def __enter__(self) -> SqlUnitOfWork:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        with contextlib.suppress(DBAPIError):  # the connection is gone; the error below says why
+            self.close()
+        if isinstance(exc, IntegrityError):
+            raise Conflict("the change clashes with stored data (a name or domain already in use)") from exc
+        if isinstance(exc, DataError):
+            raise InvalidInput("a value cannot be stored (too long or not valid text)") from exc
+        if isinstance(exc, DBAPIError | PoolTimeout):  # PoolTimeout: every pooled connection stayed busy
+            raise ServiceUnavailable("the database is unavailable; try again shortly") from exc
