@@ -263,3 +263,26 @@ def test_in_function_imports_say_why() -> None:
         bad += [f"{rel}:{n}: {text}" for n, text in in_function_imports(path)
                 if not _has_comment(lines, n) and f"{rel}: {text}" not in ALLOWED_IN_FUNCTION]
     assert bad == []
+
+
+#: The modules that read or write a login transaction's stored ``data`` dict: the typed records and
+#: the table's repository. Everywhere else a sign-in's state is a typed record.
+TRANSACTION_DATA_READERS = ("login/records.py", "storage/repos/transactions.py")
+
+
+def _handles_transactions(path: Path) -> bool:
+    rel = path.relative_to(SRC)
+    return rel.parts[0] in ("login", "web") or bool(
+        keyhall_imports(path) & {"keyhall.core.transactions", "keyhall.login.records"})
+
+
+def test_only_the_records_read_a_transactions_data() -> None:
+    bad = []
+    for path in SRC.rglob("*.py"):
+        rel = path.relative_to(SRC).as_posix()
+        if rel in TRANSACTION_DATA_READERS or not _handles_transactions(path):
+            continue
+        tree = ast.parse(path.read_text(), filename=str(path))
+        bad += [f"{rel}:{node.lineno}" for node in ast.walk(tree)
+                if isinstance(node, ast.Attribute) and node.attr == "data"]
+    assert bad == []

@@ -1,5 +1,8 @@
 """Login transactions: the state of a sign-in in progress, stored so that any instance can
-finish it. Each is single-use and short-lived; its id is an unguessable handle."""
+finish it. Each is single-use and short-lived; its id is an unguessable handle.
+
+This is the stored envelope: a ``kind`` and a JSON ``data`` dict. What each kind holds is a typed
+record of ``keyhall.login.records``, the only code that reads or writes ``data``."""
 
 from __future__ import annotations
 
@@ -14,8 +17,8 @@ LOGIN_TTL = timedelta(minutes=15)
 @dataclass
 class LoginTransaction:
     id: str
-    kind: str  # "authorize" (the product's request) or "oidc"/"saml"/... (a trip to an IdP)
-    data: dict[str, Any]
+    kind: str  # login.records.Kind: "authorize" (the product's request), "oidc"/"saml" (a trip to an IdP), ...
+    data: dict[str, Any]  # the record's stored form (login.records)
     created_at: datetime
     expires_at: datetime
     parent_id: str | None = None

@@ -1,5 +1,6 @@
-"""The first steps of a sign-in: the login page, the email typed there, the chooser's pick, the
-password page, and the choice of what comes next (``proceed``).
+"""The first steps of a sign-in: the product's authorization request (``authorize``), the login
+page, the email typed there, the chooser's pick, the password page, and the choice of what comes
+next (``proceed``).
 
 Each function takes what the surface parsed and answers the next step (``keyhall.login.steps``);
 failures raise ``LoginFailed``. ``runtime`` is what the sign-in needs of the service's runtime
@@ -8,7 +9,8 @@ failures raise ``LoginFailed``. ``runtime`` is what the sign-in needs of the ser
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol as Interface
 
@@ -21,7 +23,8 @@ from keyhall.login import flow
 from keyhall.login import oidc as oidc_login
 from keyhall.login import saml as saml_login
 from keyhall.login.flow import LoginFailed
-from keyhall.login.steps import AskEmail, Choice, ChooseConnection, PasswordForm, Redirect, Step
+from keyhall.login.steps import AskEmail, Choice, ChooseConnection, PasswordForm, Redirect, Refused, Step
+from keyhall.provider.authorize import AuthorizeError, error_redirect, parse_authorize
 from keyhall.security.rate_limit import Limit, RateLimiter
 from keyhall.settings import Settings
 
@@ -39,6 +42,43 @@ class SignInServices(Interface):
     def password_limit(self) -> Limit: ...
     @property
     def clock(self) -> Callable[[], datetime]: ...
+
+
+@dataclass(frozen=True)
+class Authorizing:
+    """The product's request, accepted: the new sign-in (the browser's login cookie must name
+    ``tx_id``) and its first step, to be taken (it may raise ``LoginFailed``)."""
+
+    tx_id: str
+    first_step: Callable[[], Step]
+
+
+def _has_control(text: str) -> bool:
+    return any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in text)
+
+
+def authorize(uow: UnitOfWork, runtime: SignInServices, params: Mapping[str, str]) -> Step | Authorizing:
+    """``GET /oauth2/authorize``: validate the product's request (RFC 6749 §4.1.1, OIDC Core §3.1.2.1)
+    and start the sign-in; or answer the error: a redirect to the product when its redirect URI is
+    trusted (§4.1.2.1), a plain page when it is not."""
+    if any(_has_control(k) or _has_control(v) for k, v in params.items()):
+        return Refused("This application cannot sign you in", "The sign-in request is malformed.")
+    client_id = params.get("client_id")
+    app = uow.applications.get(client_id[:64]) if client_id else None
+    try:
+        parsed = parse_authorize(params, app)
+        try:
+            max_age = flow.parse_max_age(params.get("max_age"))
+        except ValueError as exc:
+            raise AuthorizeError("invalid_request", str(exc), redirect_uri=parsed.redirect_uri,
+                                 state=parsed.state) from exc
+    except AuthorizeError as exc:
+        if exc.redirect_uri is None:
+            return Refused("This application cannot sign you in", exc.description)
+        return Redirect(error_redirect(exc, runtime.settings.public_url))
+    tx = flow.start(uow, parsed, runtime.clock(), max_age=max_age)
+    uow.commit()
+    return Authorizing(tx.id, lambda: proceed(uow, runtime, tx, email=parsed.login_hint or None, from_hint=True))
 
 
 def ask_email(tx: LoginTransaction, *, email: str | None = None, message: str | None = None,

@@ -18,7 +18,7 @@ from keyhall.core.profiles import map_profile
 from keyhall.core.provisioning import LoginRefused, provision
 from keyhall.core.transactions import LoginTransaction
 from keyhall.core.users import User
-from keyhall.core.vocabulary import ConnectionStatus
+from keyhall.core.vocabulary import ConnectionStatus, Protocol
 from keyhall.errors import CertificateError, KeyhallError, SamlResponseError
 from keyhall.login.flow import Authentication, LoginFailed, check_browser, check_trip_pinned, complete, start
 from keyhall.login.identity import check_reauthentication, idp_acr, vouch_email
@@ -26,6 +26,7 @@ from keyhall.login.records import Kind, Reauthentication, SamlHandoff, SamlTrip,
 from keyhall.login.steps import Redirect
 from keyhall.protocols.saml.authn_request import build_authn_request, redirect_url
 from keyhall.protocols.saml.response import SamlAssertion, SamlExpectations, parse_saml_response
+from keyhall.protocols.saml.sp_metadata import sp_metadata_xml
 from keyhall.provider.authorize import AuthorizeRequest
 
 EMAIL_FORMAT = "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress"
@@ -54,6 +55,28 @@ def _idp(conn: Connection) -> tuple[str, str, list[str]]:
         raise LoginFailed("This organization's SAML sign-in is misconfigured (IdP entity id, SSO URL or "
                           "certificate missing).", reason="connection_misconfigured", connection=conn)
     return str(entity), str(sso), list(dict.fromkeys(certs))
+
+
+@dataclass(frozen=True)
+class SpMetadata:
+    connection_id: str  # the stored (canonical) id
+    xml: bytes
+
+
+def sp_metadata(uow: UnitOfWork, sp: ServiceProvider, connection_id: str, *, now: datetime) -> SpMetadata | None:
+    """Keyhall's SP metadata for a SAML connection (valid for a week), or None when there is none."""
+    conn = uow.connections.get_any(connection_id)
+    if conn is None or conn.protocol is not Protocol.SAML:
+        return None
+    cert = conn.settings.get("sp_certificate")
+    xml = sp_metadata_xml(
+        entity_id=sp_entity_id(sp.public_url, conn), acs_url=str(connection_urls(sp.public_url, conn)["acs_url"]),
+        name_id_formats=[str(f) for f in [conn.settings.get("name_id_format")] if f],
+        signing_cert_pem=cert, encryption_cert_pem=cert,
+        authn_requests_signed=bool(conn.settings.get("sign_requests")),
+        valid_until=now + timedelta(days=7),
+    )
+    return SpMetadata(connection_id=conn.id, xml=xml)
 
 
 def begin(uow: UnitOfWork, sp: ServiceProvider, conn: Connection, parent: LoginTransaction, *,

@@ -2,7 +2,7 @@
 
 Each login function answers one of these (or raises ``LoginFailed``, which carries its reason,
 status and message for the person). The surface maps each kind to one response: a redirect, the
-connection chooser, the email, password or LDAP form, or the "too many attempts" page.
+connection chooser, the email, password or LDAP form, the "too many attempts" page, or a refusal.
 """
 
 from __future__ import annotations
@@ -68,4 +68,14 @@ class TooManyAttempts:
     message: str
 
 
-Step = Redirect | ChooseConnection | AskEmail | PasswordForm | LdapForm | TooManyAttempts
+@dataclass(frozen=True)
+class Refused:
+    """A request the sign-in cannot start from (a malformed authorization request whose redirect
+    URI cannot be trusted): a plain page, not audited as a failed sign-in."""
+
+    heading: str
+    message: str
+    status: int = 400
+
+
+Step = Redirect | ChooseConnection | AskEmail | PasswordForm | LdapForm | TooManyAttempts | Refused

@@ -9,7 +9,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from keyhall.api.deps import RuntimeDep, UowDep
@@ -17,12 +17,10 @@ from keyhall.api.http import ErrorStyle, register_error_style
 from keyhall.core.applications import Application
 from keyhall.core.ports import UnitOfWork
 from keyhall.errors import KeyhallError
-from keyhall.login import entry, flow
-from keyhall.login.flow import LoginFailed
+from keyhall.login import entry
 from keyhall.provider import grants, revocation, signing
-from keyhall.provider.authorize import AuthorizeError, error_redirect, parse_authorize
 from keyhall.provider.userinfo import InvalidAccessToken, userinfo_claims
-from keyhall.web.rendering import LOGIN_COOKIE, fail, login_error_page, render, set_login_cookie
+from keyhall.web.rendering import LOGIN_COOKIE, answer, render, set_login_cookie
 
 router = APIRouter(tags=["openid provider"])
 
@@ -93,30 +91,11 @@ def jwks(uow: UowDep, runtime: RuntimeDep) -> JSONResponse:
 
 @router.get("/oauth2/authorize")
 def authorize(request: Request, uow: UowDep, runtime: RuntimeDep) -> Response:
-    params = {k: v for k, v in request.query_params.items()}
-    if any(_has_control(k) or _has_control(v) for k, v in params.items()):
-        return login_error_page("This application cannot sign you in", "The sign-in request is malformed.",
-                                status=400)
-    app = uow.applications.get(params.get("client_id", "")[:64]) if params.get("client_id") else None
-    try:
-        parsed = parse_authorize(params, app)
-        try:
-            max_age = flow.parse_max_age(params.get("max_age"))
-        except ValueError as exc:
-            raise AuthorizeError("invalid_request", str(exc), redirect_uri=parsed.redirect_uri,
-                                 state=parsed.state) from exc
-    except AuthorizeError as exc:
-        if exc.redirect_uri is None:
-            return login_error_page("This application cannot sign you in", exc.description, status=400)
-        return RedirectResponse(error_redirect(exc, runtime.settings.public_url), status_code=303)
-    now = runtime.clock()
-    tx = flow.start(uow, parsed, now, max_age=max_age)
-    uow.commit()
-    try:
-        response = render(entry.proceed(uow, runtime, tx, email=parsed.login_hint or None, from_hint=True))
-    except LoginFailed as exc:
-        response = fail(uow, runtime, request, exc)
-    set_login_cookie(response, tx.id, runtime.settings.public_url)
+    outcome = entry.authorize(uow, runtime, dict(request.query_params))
+    if not isinstance(outcome, entry.Authorizing):
+        return render(outcome)
+    response = answer(uow, runtime, request, outcome.first_step)
+    set_login_cookie(response, outcome.tx_id, runtime.settings.public_url)
     return response
 
 

@@ -25,6 +25,7 @@ from keyhall.login.steps import (
     LdapForm,
     PasswordForm,
     Redirect,
+    Refused,
     Step,
     TooManyAttempts,
 )
@@ -79,6 +80,8 @@ def render(step: Step) -> Response:
                         message=step.message)
         case TooManyAttempts(message=message):
             return login_error_page("Too many attempts", message, status=429)
+        case Refused(heading=heading, message=message, status=status):
+            return login_error_page(heading, message, status=status)
 
 
 def fail(uow: UnitOfWork, runtime: SignInServices, request: Request, exc: LoginFailed) -> HTMLResponse:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
@@ -10,10 +9,7 @@ from fastapi.responses import Response
 
 from keyhall.api.deps import RuntimeDep, UowDep
 from keyhall.api.http import request_id
-from keyhall.core.connections import connection_urls, sp_entity_id
-from keyhall.core.vocabulary import Protocol
 from keyhall.login import saml as saml_login
-from keyhall.protocols.saml.sp_metadata import sp_metadata_xml
 from keyhall.web.rendering import answer, login_cookie
 
 router = APIRouter(tags=["saml"], include_in_schema=False)
@@ -23,20 +19,12 @@ MAX_SAML_RESPONSE = 1_048_576  # the request body cap (KEYHALL_MAX_BODY_BYTES) b
 
 @router.get("/sso/{connection_id}/saml/metadata")
 def metadata(connection_id: str, uow: UowDep, runtime: RuntimeDep) -> Response:
-    conn = uow.connections.get_any(connection_id)
-    if conn is None or conn.protocol is not Protocol.SAML:
+    found = saml_login.sp_metadata(uow, saml_login.service_provider(runtime.settings), connection_id,
+                                   now=runtime.clock())
+    if found is None:
         return Response("no such SAML connection", status_code=404, media_type="text/plain")
-    public = runtime.settings.public_url
-    cert = conn.settings.get("sp_certificate")
-    xml = sp_metadata_xml(
-        entity_id=sp_entity_id(public, conn), acs_url=str(connection_urls(public, conn)["acs_url"]),
-        name_id_formats=[str(f) for f in [conn.settings.get("name_id_format")] if f],
-        signing_cert_pem=cert, encryption_cert_pem=cert,
-        authn_requests_signed=bool(conn.settings.get("sign_requests")),
-        valid_until=runtime.clock() + timedelta(days=7),
-    )
-    return Response(xml, media_type="application/samlmetadata+xml",
-                    headers={"Content-Disposition": f'inline; filename="keyhall-{conn.id}.xml"'})
+    return Response(found.xml, media_type="application/samlmetadata+xml",
+                    headers={"Content-Disposition": f'inline; filename="keyhall-{found.connection_id}.xml"'})
 
 
 @router.post("/sso/{connection_id}/saml/acs")
