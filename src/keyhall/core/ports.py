@@ -16,8 +16,10 @@ from keyhall.core.applications import ApplicationStore
 from keyhall.core.audit import AuditEvent
 from keyhall.core.connections import Connection
 from keyhall.core.domains import Domain
+from keyhall.core.events import EventStore
 from keyhall.core.organizations import Organization
 from keyhall.core.users import User
+from keyhall.core.webhooks import WebhookStore
 
 T = TypeVar("T")
 
@@ -146,6 +148,10 @@ class UnitOfWork(Protocol):
     def applications(self) -> ApplicationStore: ...
     @property
     def sessions(self) -> SessionRepository: ...
+    @property
+    def events(self) -> EventStore: ...
+    @property
+    def webhooks(self) -> WebhookStore: ...
 
     def commit(self) -> None: ...
     def rollback(self) -> None: ...

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Protocol
 
-from keyhall.core import audit
+from keyhall.core import audit, events
 from keyhall.core.access import require_sso_writer
 from keyhall.core.connection_service import Context, organization_for
 from keyhall.core.organizations import Organization
@@ -78,6 +78,7 @@ def create_user(uow: UnitOfWork, users: UserStore, ctx: Context, org_ref: str, *
         target_id=user.id, request_id=ctx.request_id, now=ctx.now,
         changes={"email": {"from": None, "to": email}, "kind": "local" if password else "precreated"},
     ))
+    events.emit(uow, "user.created", organization_id=org.id, data=events.user_data(user), now=ctx.now)
     uow.commit()
     return user
 
@@ -150,6 +151,11 @@ def update_user(uow: UnitOfWork, users: UserStore, sessions: UserSessions, ctx: 
         uow.audit.add(audit.event(organization_id=org.id, actor=ctx.principal.actor, action=action,
                                   target_type="user", target_id=user.id, request_id=ctx.request_id, now=ctx.now,
                                   changes=diff))
+        changed = [name for name in diff if name in WRITABLE]
+        events.emit(uow, "user.updated", organization_id=org.id, data=events.user_data(user, changed=changed),
+                    now=ctx.now)
+        if action == "user.disabled":
+            events.emit(uow, "user.disabled", organization_id=org.id, data=events.user_data(user), now=ctx.now)
         uow.commit()
         return user
     raise Conflict("the user is being changed by others right now; try again")
@@ -169,4 +175,5 @@ def delete_user(uow: UnitOfWork, users: UserStore, sessions: UserSessions, ctx: 
         target_id=user.id, request_id=ctx.request_id, now=ctx.now,
         changes={"email": {"from": user.email, "to": None}, "connection_id": user.connection_id},
     ))
+    events.emit(uow, "user.deleted", organization_id=org.id, data=events.user_data(user), now=ctx.now)
     uow.commit()

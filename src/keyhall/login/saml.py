@@ -14,7 +14,7 @@ from typing import Any
 
 from keyhall.core.connections import Connection, connection_urls, sp_entity_id
 from keyhall.core.profiles import map_profile
-from keyhall.core.provisioning import LoginRefused, provision
+from keyhall.core.provisioning import LoginRefused, announce_user_created, provision
 from keyhall.core.transactions import LoginTransaction, new_transaction
 from keyhall.core.users import User
 from keyhall.core.vocabulary import ConnectionStatus
@@ -122,7 +122,9 @@ def receive(uow: ProviderUnitOfWork, sp: ServiceProvider, connection_id: str, fo
         Reauthentication.from_dict(trip.data.get("reauth")).check(
             assertion.authn_instant, started=trip.created_at, now=now, skew_seconds=sp.clock_skew_seconds, conn=conn)
     try:
-        user, _created = provision(uow.users, conn, _profile(uow, conn, assertion), now)
+        user, created = provision(uow.users, conn, _profile(uow, conn, assertion), now)
+        if created:
+            announce_user_created(uow, user, now)
     except LoginRefused as exc:
         raise LoginFailed(exc.message, reason=exc.reason, connection=conn, status=403) from exc
     except KeyhallError as exc:

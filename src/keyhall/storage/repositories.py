@@ -29,6 +29,7 @@ from keyhall.core.vocabulary import (
 from keyhall.errors import Conflict, InvalidInput, ServiceUnavailable
 from keyhall.security.secrets import SecretBox
 from keyhall.storage import hot_queries
+from keyhall.storage.event_repositories import SqlEvents, SqlWebhooks
 from keyhall.storage.models import (
     ApiKeyRow,
     AuditEventRow,
@@ -351,6 +352,8 @@ class SqlUnitOfWork:
         self.connections = SqlConnections(session, box)
         self.domains = SqlDomains(session)
         self.audit = SqlAudit(session)
+        self.events = SqlEvents(session)
+        self.webhooks = SqlWebhooks(session, box)
         # Imported here: the sign-in repositories import helpers from this module.
         from keyhall.storage.signin_repositories import (
             SqlApplications,
