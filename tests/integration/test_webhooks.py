@@ -22,7 +22,7 @@ from keyhall.runtime import Runtime
 from tests.support.api import Keyhall, Tenant, auth
 from tests.support.database import fresh_database
 from tests.support.settings import make_settings
-from tests.support.webhook_receiver import WebhookReceiver, webhook_receiver, wait_until
+from tests.support.webhook_receiver import WebhookReceiver, wait_until, webhook_receiver
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "saml"
 PASSWORD = "correct horse battery staple"
@@ -124,11 +124,14 @@ def test_changes_are_logged_in_order_and_paged_by_after_and_types(hall: Keyhall)
         "user.created", "user.updated", "user.updated", "user.disabled", "user.deleted",
         "connection.created", "connection.updated", "connection.deactivated", "connection.deleted"]
     sequences = [e["sequence"] for e in everything]
-    assert sequences == sorted(sequences) and len(set(sequences)) == len(sequences)
+    assert sequences == sorted(sequences)
+    assert len(set(sequences)) == len(sequences)
     first = everything[0]
     assert set(first) == {"id", "sequence", "type", "created_at", "organization_id", "data"}
-    assert first["organization_id"] == tenant.id and first["data"]["email"] == "ada@events.example"
-    assert "password" not in str(everything) and "hash" not in str(everything)
+    assert first["organization_id"] == tenant.id
+    assert first["data"]["email"] == "ada@events.example"
+    assert "password" not in str(everything)
+    assert "hash" not in str(everything)
     assert everything[1]["data"]["changed"] == ["name"]
     assert everything[6]["data"]["status"] == "inactive"
 
@@ -146,7 +149,9 @@ def test_changes_are_logged_in_order_and_paged_by_after_and_types(hall: Keyhall)
     assert [e["type"] for e in exact] == ["connection.created", "connection.deleted"]
     # Polling past the end answers nothing new and the same cursor to poll with.
     tail = events(hall, after=str(sequences[-1]))
-    assert tail["data"] == [] and tail["next_cursor"] == str(sequences[-1]) and tail["has_more"] is False
+    assert tail["data"] == []
+    assert tail["next_cursor"] == str(sequences[-1])
+    assert tail["has_more"] is False
 
 
 def test_a_change_that_fails_announces_nothing(hall: Keyhall) -> None:
@@ -160,7 +165,8 @@ def test_a_change_that_fails_announces_nothing(hall: Keyhall) -> None:
 
 
 def test_bad_event_queries_are_400_naming_the_field(hall: Keyhall) -> None:
-    for params, name in [({"after": "-1"}, "after"), ({"after": "abc"}, "after"), ({"types": "user.exploded"}, "types")]:
+    cases = [({"after": "-1"}, "after"), ({"after": "abc"}, "after"), ({"types": "user.exploded"}, "types")]
+    for params, name in cases:
         response = hall.client.get("/v1/events", params=params, headers=admin(hall))
         assert response.status_code == 400, response.text
         assert response.json()["error"]["details"]["field"] == name
@@ -194,26 +200,32 @@ def test_deliveries_are_signed_retried_logged_and_redelivered(hall: Keyhall, rec
     wait_until(lambda: len(receiver.delivered("/steady")) == 1 and len(receiver.delivered("/flaky")) == 1
                and len(receiver.delivered("/slow")) == 1, what="the deliveries")
     [message] = receiver.delivered("/steady")
-    assert message.payload["type"] == "user.created" and message.payload["data"]["id"] == user["id"]
+    assert message.payload["type"] == "user.created"
+    assert message.payload["data"]["id"] == user["id"]
     assert message.payload["organization_id"] == tenant.id
     assert message.headers["content-type"] == "application/json"
 
     # Retries: the same message (same webhook-id), each attempt signed afresh.
     tries = receiver.for_path("/flaky")
     assert [t.answered for t in tries] == [500, 500, 200]
-    assert len({t.headers["webhook-id"] for t in tries}) == 1 and all(t.verified_by for t in tries)
+    assert len({t.headers["webhook-id"] for t in tries}) == 1
+    assert all(t.verified_by for t in tries)
     [logged] = deliveries(hall, flaky["id"])
     assert (logged["status"], logged["attempts"], logged["last_status_code"]) == ("succeeded", 3, 200)
-    assert logged["event_type"] == "user.created" and logged["id"] == tries[0].headers["webhook-id"]
+    assert logged["event_type"] == "user.created"
+    assert logged["id"] == tries[0].headers["webhook-id"]
     [stalled] = deliveries(hall, slow["id"])
-    assert stalled["status"] == "succeeded" and stalled["attempts"] == 2
+    assert stalled["status"] == "succeeded"
+    assert stalled["attempts"] == 2
 
     # Given up after the retry period: failed, with the last answer's excerpt (short) in the log.
     wait_until(lambda: deliveries(hall, dead["id"])[0]["status"] == "failed", timeout=RETRY_PERIOD + 10,
                what="the dead endpoint's delivery to fail")
     [failed] = deliveries(hall, dead["id"])
-    assert failed["attempts"] >= 3 and failed["last_status_code"] == 500
-    assert failed["response_excerpt"].startswith("receiver says no") and len(failed["response_excerpt"]) <= 512
+    assert failed["attempts"] >= 3
+    assert failed["last_status_code"] == 500
+    assert failed["response_excerpt"].startswith("receiver says no")
+    assert len(failed["response_excerpt"]) <= 512
     assert deliveries(hall, dead["id"], status="failed") == [failed]
     assert deliveries(hall, dead["id"], status="succeeded") == []
 
@@ -237,7 +249,8 @@ def test_deliveries_are_signed_retried_logged_and_redelivered(hall: Keyhall, rec
     assert patched.status_code == 200
     wait_until(lambda: len(receiver.delivered("/flaky")) == 2, what="the user.updated delivery")
     assert receiver.delivered("/flaky")[1].payload["type"] == "user.updated"
-    assert len(receiver.for_path("/steady")) == 1 and len(receiver.for_path("/slow")) == 2
+    assert len(receiver.for_path("/steady")) == 1
+    assert len(receiver.for_path("/slow")) == 2
     for endpoint in (steady, flaky, slow, dead):
         assert hall.client.delete(f"/v1/webhook-endpoints/{endpoint['id']}", headers=admin(hall)).status_code == 204
 
@@ -248,7 +261,8 @@ def test_a_rotated_secret_signs_beside_the_previous_one(hall: Keyhall, receiver:
     rotated = hall.client.post(f"/v1/webhook-endpoints/{endpoint['id']}/secret", headers=admin(hall))
     assert rotated.status_code == 200, rotated.text
     new = rotated.json()["secret"]
-    assert new.startswith("whsec_") and new != old
+    assert new.startswith("whsec_")
+    assert new != old
     assert rotated.json()["previous_secret_expires_at"] is not None
     receiver.secrets["/rotating"] = [old, new]
     make_user(hall, hall.tenant("Rotation"), "di@events.example")

@@ -78,7 +78,7 @@ def webhook_receiver() -> Iterator[WebhookReceiver]:
     receiver = WebhookReceiver()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 (the http.server name)
+        def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("content-length", "0")))
             answer = receiver.handle(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
             if answer == "stall":
@@ -93,7 +93,7 @@ def webhook_receiver() -> Iterator[WebhookReceiver]:
             except OSError:  # a stalled answer: the sender has hung up
                 pass
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the http.server name)
+        def log_message(self, format: str, *args: Any) -> None:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
