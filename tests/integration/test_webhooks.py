@@ -21,6 +21,7 @@ from keyhall.jobs import WebhookDeliverer
 from keyhall.runtime import Runtime
 from tests.support.api import Keyhall, Tenant, auth
 from tests.support.database import fresh_database
+from tests.support.dns_server import DnsServer
 from tests.support.settings import make_settings
 from tests.support.webhook_receiver import WebhookReceiver, wait_until, webhook_receiver
 
@@ -37,9 +38,19 @@ def receiver() -> Iterator[WebhookReceiver]:
 
 
 @pytest.fixture(scope="module")
-def hall(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Keyhall]:
+def dns() -> Iterator[DnsServer]:
+    server = DnsServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def hall(tmp_path_factory: pytest.TempPathFactory, dns: DnsServer) -> Iterator[Keyhall]:
     with fresh_database(tmp_path_factory.mktemp("webhooks-db")) as url:
         settings = make_settings(tmp_path_factory.mktemp("webhooks-data"), url, webhook_retry_base_seconds=0.05,
+                                 dns_resolver=dns.address,
                                  webhook_retry_period_seconds=RETRY_PERIOD, webhook_timeout_seconds=0.75,
                                  webhook_secret_overlap_seconds=3600)
         runtime = Runtime.build(settings)
@@ -152,6 +163,28 @@ def test_changes_are_logged_in_order_and_paged_by_after_and_types(hall: Keyhall)
     assert tail["data"] == []
     assert tail["next_cursor"] == str(sequences[-1])
     assert tail["has_more"] is False
+
+
+def test_domain_proof_and_its_loss_are_announced(hall: Keyhall, dns: DnsServer) -> None:
+    tenant = hall.tenant("Domains")
+    start = last_sequence(hall)
+    name = f"{uuid.uuid4().hex[:8]}.proof.example"
+    claimed = hall.client.post(f"/v1/organizations/{tenant.id}/domains", json={"domain": name},
+                               headers=auth(tenant.owner))
+    assert claimed.status_code == 201, claimed.text
+    domain = claimed.json()
+    url = f"/v1/organizations/{tenant.id}/domains/{domain['id']}"
+    failed = hall.client.post(f"{url}/verify", headers=auth(tenant.owner))  # no record yet: nothing to announce
+    assert failed.json()["status"] == "failed"
+    dns.publish_txt(domain["verification"]["name"], domain["verification"]["value"])
+    verified = hall.client.post(f"{url}/verify", headers=auth(tenant.owner))
+    assert verified.json()["status"] == "verified", verified.text
+    assert hall.client.post(f"{url}/verify", headers=auth(tenant.owner)).status_code == 200  # still verified
+    assert hall.client.delete(url, headers=auth(tenant.owner)).status_code == 204
+    found = events(hall, after=str(start), types="domain.*")["data"]
+    assert [(e["type"], e["data"]["domain"], e["data"]["status"]) for e in found] == [
+        ("domain.verified", name, "verified"), ("domain.unverified", name, "deleted")]
+    assert found[0]["organization_id"] == tenant.id
 
 
 def test_a_change_that_fails_announces_nothing(hall: Keyhall) -> None:

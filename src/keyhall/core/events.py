@@ -34,7 +34,7 @@ EVENT_TYPES = frozenset({
     "connection.deactivated", "connection.certificate.expiring",
     "domain.verified", "domain.unverified",
     "user.created", "user.updated", "user.disabled", "user.deleted",
-    "session.ended",
+    "session.ended", "organization.deleted",
 })
 #: Families whose exact types their emitters define (SCIM: ``directory.user.created``, ...).
 OPEN_PREFIXES = ("directory.",)
