@@ -8,12 +8,15 @@ import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from pydantic import ValidationError
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from keyhall.core import events
 from keyhall.core.webhooks import (
     AttemptResult,
+    Delivery,
     DeliveryStatus,
+    Subscription,
     after_attempt,
     check_event_types,
     new_delivery,
@@ -24,6 +27,7 @@ from keyhall.core.webhooks import (
 )
 from keyhall.errors import InvalidInput
 from keyhall.protocols import standard_webhooks
+from keyhall.settings import Settings
 
 NOW = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
 BODY = b'{"data":{"id":"c1"},"id":"e1","type":"connection.created"}'
@@ -109,8 +113,7 @@ def test_backoff_doubles_with_jitter_and_is_capped() -> None:
 
 
 def _failing_until_given_up(period: timedelta, base: timedelta, rng: random.Random) -> tuple[int, timedelta]:
-    delivery = new_delivery(new_endpoint("https://x.example", description=None, event_types=[], enabled=True,
-                                         now=NOW), "e1", "user.created", NOW)
+    delivery = new_delivery("endpoint-1", "e1", "user.created", NOW)
     now = NOW
     while True:
         delivery.attempts += 1
@@ -132,8 +135,7 @@ def test_retries_go_on_for_at_least_the_period_then_fail() -> None:
 
 
 def test_a_success_ends_the_delivery_and_keeps_a_short_excerpt() -> None:
-    delivery = new_delivery(new_endpoint("https://x.example", description=None, event_types=[], enabled=True,
-                                         now=NOW), "e1", "user.created", NOW)
+    delivery = new_delivery("endpoint-1", "e1", "user.created", NOW)
     delivery.attempts = 1
     after_attempt(delivery, AttemptResult(status_code=204, excerpt="x" * 5000), NOW, base=timedelta(seconds=1),
                   retry_period=timedelta(hours=1))
@@ -183,7 +185,7 @@ def test_an_event_payload_masks_secrets() -> None:
             captured.append(e)
 
     class Hooks:
-        def subscribers(self) -> list[object]:
+        def subscriptions(self) -> list[object]:
             return []
 
     class Uow:
@@ -196,3 +198,33 @@ def test_an_event_payload_masks_secrets() -> None:
     assert b"pw" not in emitted.body()
     with pytest.raises(ValueError, match="unknown event type"):
         events.emit(Uow(), "user.exploded", organization_id=None, data={}, now=NOW)  # type: ignore[arg-type]
+
+
+def test_an_event_is_queued_for_the_endpoints_that_subscribed_to_it() -> None:
+    queued: list[tuple[str, str]] = []
+
+    class Store:
+        def append(self, e: events.Event) -> None:
+            e.sequence = 1
+
+    class Hooks:
+        def subscriptions(self) -> list[Subscription]:
+            return [Subscription("all", ()), Subscription("users", ("user.*",)), Subscription("domains", ("domain.*",)),
+                    Subscription("exact", ("user.deleted",))]
+
+        def add_delivery(self, delivery: Delivery) -> None:
+            queued.append((delivery.endpoint_id, delivery.event_id))
+
+    class Uow:
+        events = Store()
+        webhooks = Hooks()
+
+    emitted = events.emit(Uow(), "user.created", organization_id="o1", data={}, now=NOW)  # type: ignore[arg-type]
+    assert queued == [("all", emitted.id), ("users", emitted.id)]
+
+
+def test_event_retention_is_at_least_30_days_or_forever() -> None:
+    assert Settings(_env_file=None, event_retention_days=0).event_retention_days == 0  # type: ignore[call-arg]
+    assert Settings(_env_file=None).event_retention_days == 30  # type: ignore[call-arg]
+    with pytest.raises(ValidationError, match="at least 30 days"):
+        Settings(_env_file=None, event_retention_days=7)  # type: ignore[call-arg]

@@ -92,9 +92,9 @@ def emit(uow: EventingUnitOfWork, event_type: str, *, organization_id: str | Non
     event = Event(id=str(uuid.uuid4()), type=event_type, organization_id=organization_id,
                   data=mask_secrets(dict(data)), created_at=now)
     uow.events.append(event)
-    for endpoint in uow.webhooks.subscribers():
-        if endpoint.accepts(event_type):
-            uow.webhooks.add_delivery(new_delivery(endpoint, event.id, event_type, now))
+    for subscription in uow.webhooks.subscriptions():
+        if subscription.accepts(event_type):
+            uow.webhooks.add_delivery(new_delivery(subscription.endpoint_id, event.id, event_type, now))
     return event
 
 

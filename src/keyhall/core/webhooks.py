@@ -68,6 +68,17 @@ class WebhookEndpoint:
         return found
 
 
+@dataclass(frozen=True)
+class Subscription:
+    """What an enabled endpoint wants (no secret: deciding who gets an event needs none)."""
+
+    endpoint_id: str
+    event_types: tuple[str, ...]
+
+    def accepts(self, event_type: str) -> bool:
+        return type_matches(self.event_types, event_type)
+
+
 @dataclass
 class Delivery:
     id: str
@@ -123,8 +134,8 @@ class WebhookStore(Protocol):
     def delete_endpoint(self, endpoint_id: str) -> None: ...
     def get_endpoint(self, endpoint_id: str) -> WebhookEndpoint | None: ...
     def list_endpoints(self, *, limit: int, cursor: str | None) -> tuple[list[WebhookEndpoint], str | None]: ...
-    def subscribers(self) -> list[WebhookEndpoint]:
-        """Every enabled endpoint."""
+    def subscriptions(self) -> list[Subscription]:
+        """Those of every enabled endpoint."""
         ...
     def add_delivery(self, delivery: Delivery) -> None: ...
     def get_delivery(self, endpoint_id: str, delivery_id: str) -> Delivery | None: ...
@@ -193,8 +204,8 @@ def rotate_secret(endpoint: WebhookEndpoint, now: datetime, overlap: timedelta) 
     return endpoint.secret
 
 
-def new_delivery(endpoint: WebhookEndpoint, event_id: str, event_type: str, now: datetime) -> Delivery:
-    return Delivery(id=str(uuid.uuid4()), endpoint_id=endpoint.id, event_id=event_id, event_type=event_type,
+def new_delivery(endpoint_id: str, event_id: str, event_type: str, now: datetime) -> Delivery:
+    return Delivery(id=str(uuid.uuid4()), endpoint_id=endpoint_id, event_id=event_id, event_type=event_type,
                     status=DeliveryStatus.PENDING, created_at=now, next_attempt_at=now, retry_from=now)
 
 

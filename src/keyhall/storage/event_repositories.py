@@ -25,7 +25,7 @@ from sqlalchemy import ColumnElement, false, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from keyhall.core.events import Event
-from keyhall.core.webhooks import Claimed, Delivery, DeliveryStatus, WebhookEndpoint
+from keyhall.core.webhooks import Claimed, Delivery, DeliveryStatus, Subscription, WebhookEndpoint
 from keyhall.security.secrets import SecretBox
 from keyhall.storage.models import EventRow, WebhookDeliveryRow, WebhookEndpointRow
 from keyhall.storage.pagination import paginate
@@ -123,9 +123,10 @@ class SqlWebhooks:
                         WebhookEndpointRow.id, limit=limit, cursor=cursor, convert=self._endpoint)
         return page.items, page.next_cursor
 
-    def subscribers(self) -> list[WebhookEndpoint]:
-        rows = self.session.scalars(select(WebhookEndpointRow).where(WebhookEndpointRow.enabled.is_(True)))
-        return [self._endpoint(r) for r in rows]
+    def subscriptions(self) -> list[Subscription]:
+        rows = self.session.execute(select(WebhookEndpointRow.id, WebhookEndpointRow.event_types)
+                                    .where(WebhookEndpointRow.enabled.is_(True)))
+        return [Subscription(endpoint_id=row[0], event_types=tuple(row[1])) for row in rows]
 
     def all_sealed_secrets(self) -> list[tuple[str, str]]:
         rows = self.session.execute(select(WebhookEndpointRow.id, WebhookEndpointRow.sealed_secrets))
