@@ -15,10 +15,12 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import text
 
 from keyhall.app import create_app
-from keyhall.jobs import WebhookDeliverer
-from keyhall.runtime import Runtime
+from keyhall.core.webhooks import new_endpoint
+from keyhall.jobs import WebhookDeliverer, deliver_webhooks
+from keyhall.runtime import Runtime, utcnow
 from tests.support.api import Keyhall, Tenant, auth
 from tests.support.database import fresh_database
 from tests.support.dns_server import DnsServer
@@ -303,8 +305,15 @@ def test_a_rotated_secret_signs_beside_the_previous_one(hall: Keyhall, receiver:
     [message] = receiver.delivered("/rotating")
     assert message.verified_by == [old, new]
     assert len(message.headers["webhook-signature"].split(" ")) == 2
-    audit = hall.client.get("/v1/webhook-endpoints", headers=admin(hall)).json()["data"]
-    assert all("secret" not in e for e in audit)
+    listed = hall.client.get("/v1/webhook-endpoints", headers=admin(hall)).json()["data"]
+    assert all("secret" not in e for e in listed)
+    with hall.runtime.database.engine.connect() as conn:  # stored sealed, not in the clear
+        [stored] = conn.execute(text("SELECT sealed_secrets FROM webhook_endpoints WHERE id = :id"),
+                                {"id": endpoint["id"]}).scalars()
+    assert old not in stored
+    assert new not in stored
+    assert old.removeprefix("whsec_") not in stored
+    assert new.removeprefix("whsec_") not in stored
     assert hall.client.delete(f"/v1/webhook-endpoints/{endpoint['id']}", headers=admin(hall)).status_code == 204
 
 
@@ -319,9 +328,11 @@ def test_endpoint_input_is_checked(hall: Keyhall, receiver: WebhookReceiver) -> 
     assert hall.client.get("/v1/webhook-endpoints", headers=admin(hall)).json()["data"] == []
 
 
-def test_private_webhook_urls_are_refused_unless_insecure_urls_are_allowed(tmp_path: Path) -> None:
+def test_private_webhook_urls_are_refused_unless_insecure_urls_are_allowed(tmp_path: Path,
+                                                                          receiver: WebhookReceiver) -> None:
     """The SSRF guard: without KEYHALL_ALLOW_INSECURE_IDP_URLS a webhook may not point at
-    loopback or private addresses (nor use plain http)."""
+    loopback or private addresses (nor use plain http) — neither when it is stored nor when it is
+    sent to (a name that resolved elsewhere when stored may resolve to a private address later)."""
     with fresh_database(tmp_path) as url:
         settings = make_settings(tmp_path / "data", url, allow_insecure_idp_urls=False)
         runtime = Runtime.build(settings)
@@ -335,5 +346,20 @@ def test_private_webhook_urls_are_refused_unless_insecure_urls_are_allowed(tmp_p
                     assert response.status_code == 422, (target, response.text)
                     assert response.json()["error"]["code"] == "unsafe_url"
                 assert client.get("/v1/webhook-endpoints", headers=admin(strict)).json()["data"] == []
+
+                # Stored before the name pointed inward (written directly, past the API's check):
+                # the delivery is refused at connect time and retried, never sent.
+                sneaky = new_endpoint(f"https://localhost:{receiver.port}/sneaky", description=None, event_types=[],
+                                      enabled=True, now=utcnow())
+                with runtime.database.unit_of_work() as uow:
+                    uow.webhooks.add_endpoint(sneaky)
+                    uow.commit()
+                make_user(strict, strict.tenant("Strict"), "ed@events.example")
+                counts = deliver_webhooks(runtime)
+                assert (counts["attempted"], counts["retrying"], counts["succeeded"]) == (1, 1, 0)
+                [attempted] = deliveries(strict, sneaky.id)
+                assert attempted["last_status_code"] is None
+                assert "non-public" in attempted["last_error"] or "loopback" in attempted["last_error"]
+                assert receiver.for_path("/sneaky") == []
         finally:
             runtime.database.dispose()
