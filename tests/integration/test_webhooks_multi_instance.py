@@ -72,6 +72,14 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
                 hall.runtime.database.dispose()
 
 
+def last_sequence(hall: Keyhall) -> int:
+    page = hall.client.get("/v1/events", params={"limit": 200}, headers=auth(hall.instance_token)).json()
+    while page["has_more"]:
+        page = hall.client.get("/v1/events", params={"limit": 200, "after": page["next_cursor"]},
+                               headers=auth(hall.instance_token)).json()
+    return int(page["next_cursor"] or 0)
+
+
 def subscribe(hall: Keyhall, receiver: WebhookReceiver, path: str) -> dict[str, Any]:
     response = hall.client.post("/v1/webhook-endpoints", json={"url": receiver.url(path),
                                                                "event_types": ["user.created"]},
@@ -132,12 +140,36 @@ def test_each_event_reaches_each_endpoint_once_with_two_deliverers(pair: Pair, r
                                             headers=auth(tenant.owner))
                 assert response.status_code == 201, response.text
 
+        # A reader follows the log with `after` while both instances write: it must see every
+        # event once, none skipped because a lower sequence committed after a higher one.
+        followed: list[dict[str, Any]] = []
+        cursor = str(last_sequence(pair.first))
+        writing = threading.Event()
+        writing.set()
+
+        def follow() -> None:
+            nonlocal cursor
+            while True:
+                still_writing = writing.is_set()
+                page = pair.first.client.get("/v1/events", params={"after": cursor, "types": "user.created"},
+                                             headers=auth(pair.first.instance_token)).json()
+                followed.extend(page["data"])
+                cursor = page["next_cursor"] or cursor
+                if not still_writing and not page["has_more"]:
+                    return
+
         writers = [threading.Thread(target=make_users, args=(hall, prefix))
                    for hall, prefix in ((pair.first, "a"), (pair.second, "b"))]
+        reader = threading.Thread(target=follow)
+        reader.start()
         for writer in writers:
             writer.start()
         for writer in writers:
             writer.join(timeout=60)
+        writing.clear()
+        reader.join(timeout=30)
+        assert sorted(e["data"]["email"] for e in followed) == sorted(
+            f"{p}{n}@twice.example" for p in "ab" for n in range(USERS_PER_INSTANCE))
         total = 2 * USERS_PER_INSTANCE
         wait_until(lambda: all(len(receiver.delivered(p)) >= total for p in ("/one", "/two")), timeout=30,
                    what="every delivery")

@@ -103,8 +103,7 @@ def list_events(events: EventStore, principal: Principal, *, after: str | None, 
     """The log after ``after`` (a sequence number from a previous answer), for instance admins."""
     require_instance_admin(principal)
     position: int | None = None
-    if after not in (None, ""):
-        assert after is not None
+    if after:
         if not after.isdigit() or len(after) > 18:
             raise InvalidInput("after: must be the sequence number of an event (a non-negative integer)",
                                field="after")
