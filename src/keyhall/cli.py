@@ -216,7 +216,8 @@ def domains_check(limit: int) -> None:
 def purge() -> None:
     """Delete expired sign-in state now, as the background purge does: sign-in transactions,
     authorization codes, refresh tokens of dead families, SAML replay-cache rows, rate counters,
-    and audit events older than KEYHALL_AUDIT_RETENTION_DAYS (0 keeps them). Prints the counts."""
+    audit events older than KEYHALL_AUDIT_RETENTION_DAYS (0 keeps them) and events (with their
+    webhook deliveries) older than KEYHALL_EVENT_RETENTION_DAYS. Prints the counts."""
     from keyhall.jobs import purge as purge_once
 
     _print(purge_once(_runtime()))

@@ -10,7 +10,8 @@ transaction, as the system principal, and audited when its state changes (see
 once: a check is idempotent, the worst case is a domain checked twice.
 
 ``purge`` deletes expired sign-in transactions, codes, refresh tokens, replay-cache rows, rate
-counters and audit events past ``KEYHALL_AUDIT_RETENTION_DAYS`` (``keyhall purge`` runs it once;
+counters, audit events past ``KEYHALL_AUDIT_RETENTION_DAYS`` and events past
+``KEYHALL_EVENT_RETENTION_DAYS`` (``keyhall purge`` runs it once;
 ``Purger`` every ``KEYHALL_PURGE_INTERVAL_SECONDS``; the rules are in ``keyhall.storage.purge``).
 ``WebhookDeliverer`` sends due webhook deliveries every ``KEYHALL_WEBHOOK_POLL_INTERVAL_SECONDS``
 (the rules are in ``keyhall.core.webhook_service``); every instance runs one, and each delivery is
