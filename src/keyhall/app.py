@@ -15,7 +15,7 @@ from keyhall.api.http import (
     install_error_handlers,
     register_error_style,
 )
-from keyhall.api.native import applications, audit, connections, domains, organizations, users
+from keyhall.api.native import applications, audit, connections, domains, events, organizations, users, webhooks
 from keyhall.api.observability import install_metrics
 from keyhall.api.security_headers import install_security_headers
 from keyhall.runtime import Runtime
@@ -39,7 +39,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     for router in (oauth.router, pages.router, saml.router):
         app.include_router(router, dependencies=[LoginRateLimited])
     for router in (organizations.router, connections.router, domains.router, audit.router, users.router,
-                   applications.router):
+                   applications.router, events.router, webhooks.router):
         app.include_router(router, dependencies=[RateLimited])
     for dialect in DIALECTS:
         if dialect.error_style is not None:

@@ -82,7 +82,7 @@ def serve(host: str, port: int, workers: int) -> None:
     import uvicorn
 
     from keyhall.app import create_app
-    from keyhall.jobs import DomainChecker, Purger
+    from keyhall.jobs import DomainChecker, Purger, WebhookDeliverer
     from keyhall.logs import configure_logging
 
     settings = load_settings()
@@ -93,7 +93,8 @@ def serve(host: str, port: int, workers: int) -> None:
     runtime = Runtime.build(settings)  # also creates the key file, if any, before workers start
     runtime.database.migrate()  # once, here, before any worker starts
     jobs = [DomainChecker(runtime, interval=settings.domain_check_interval_seconds),
-            Purger(runtime, interval=settings.purge_interval_seconds)]
+            Purger(runtime, interval=settings.purge_interval_seconds),
+            WebhookDeliverer(runtime, interval=settings.webhook_poll_interval_seconds)]
     if workers > 1:
         # The workers are new processes (uvicorn spawns them); the background jobs run once, in
         # this supervising process, rather than once per worker.
@@ -215,7 +216,8 @@ def domains_check(limit: int) -> None:
 def purge() -> None:
     """Delete expired sign-in state now, as the background purge does: sign-in transactions,
     authorization codes, refresh tokens of dead families, SAML replay-cache rows, rate counters,
-    and audit events older than KEYHALL_AUDIT_RETENTION_DAYS (0 keeps them). Prints the counts."""
+    audit events older than KEYHALL_AUDIT_RETENTION_DAYS (0 keeps them) and events (with their
+    webhook deliveries) older than KEYHALL_EVENT_RETENTION_DAYS. Prints the counts."""
     from keyhall.jobs import purge as purge_once
 
     _print(purge_once(_runtime()))
@@ -271,6 +273,9 @@ def keys_rotate() -> None:
             count += 1
         for kid, blob in uow.signing_keys.all_sealed():
             uow.signing_keys.replace_sealed(kid, box.reseal(blob))
+            count += 1
+        for endpoint_id, blob in uow.webhooks.all_sealed_secrets():
+            uow.webhooks.replace_sealed_secret(endpoint_id, box.reseal(blob))
             count += 1
         uow.commit()
     _print({"reencrypted": count, "keys": len(keys_now)})

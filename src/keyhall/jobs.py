@@ -10,9 +10,14 @@ transaction, as the system principal, and audited when its state changes (see
 once: a check is idempotent, the worst case is a domain checked twice.
 
 ``purge`` deletes expired sign-in transactions, codes, refresh tokens, replay-cache rows, rate
-counters and audit events past ``KEYHALL_AUDIT_RETENTION_DAYS`` (``keyhall purge`` runs it once;
+counters, audit events past ``KEYHALL_AUDIT_RETENTION_DAYS`` and events past
+``KEYHALL_EVENT_RETENTION_DAYS`` (``keyhall purge`` runs it once;
 ``Purger`` every ``KEYHALL_PURGE_INTERVAL_SECONDS``; the rules are in ``keyhall.storage.purge``).
-Both run on ``PeriodicJob``: a daemon thread started and stopped with the app's lifespan.
+``WebhookDeliverer`` sends due webhook deliveries every ``KEYHALL_WEBHOOK_POLL_INTERVAL_SECONDS``
+(the rules are in ``keyhall.core.webhook_service``); every instance runs one, and each delivery is
+claimed by one of them at a time.
+
+All run on ``PeriodicJob``: a daemon thread started and stopped with the app's lifespan.
 """
 
 from __future__ import annotations
@@ -23,17 +28,20 @@ import threading
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any
 
 from fastapi import FastAPI
 
-from keyhall.core import domain_service
+from keyhall.core import domain_service, webhook_service
 from keyhall.core.access import SYSTEM
 from keyhall.core.ports import TxtLookup
 from keyhall.core.vocabulary import DomainStatus
+from keyhall.core.webhooks import AttemptResult
 from keyhall.errors import KeyhallError
 from keyhall.idp.dns import TxtResolver
 from keyhall.runtime import Runtime
+from keyhall.security.outbound import OutboundPolicy, post_content
 
 log = logging.getLogger("keyhall.jobs")
 
@@ -83,7 +91,42 @@ def purge(runtime: Runtime, *, stop: threading.Event | None = None) -> dict[str,
     """One purge pass at the runtime's clock; rows deleted per kind."""
     return runtime.database.purge_expired(runtime.clock(),
                                           audit_retention_days=runtime.settings.audit_retention_days,
+                                          event_retention_days=runtime.settings.event_retention_days,
                                           stop=stop.is_set if stop is not None else None)
+
+
+WEBHOOK_USER_AGENT = "Keyhall-Webhooks"
+
+
+def webhook_sender(policy: OutboundPolicy) -> webhook_service.Sender:
+    """POSTs through the SSRF guard (checked again at connect time); every failure is an outcome."""
+
+    def send(url: str, body: bytes, headers: dict[str, str]) -> AttemptResult:
+        try:
+            answer = post_content(url, body, policy, headers={**headers, "user-agent": WEBHOOK_USER_AGENT},
+                                  field="url")
+        except KeyhallError as exc:  # refused by the guard, no answer, timeout, too many in flight
+            return AttemptResult(status_code=None, error=exc.message)
+        return AttemptResult(status_code=answer.status, excerpt=answer.excerpt.decode("utf-8", "replace"))
+
+    return send
+
+
+def delivery_policy(runtime: Runtime) -> webhook_service.DeliveryPolicy:
+    settings = runtime.settings
+    # A lease outlives the longest attempt (the POST's overall deadline is 3 timeouts) by a margin.
+    return webhook_service.DeliveryPolicy(
+        retry_base=timedelta(seconds=settings.webhook_retry_base_seconds),
+        retry_period=timedelta(seconds=settings.webhook_retry_period_seconds),
+        lease=timedelta(seconds=settings.webhook_timeout_seconds * 4 + 30))
+
+
+def deliver_webhooks(runtime: Runtime, *, stop: threading.Event | None = None,
+                     send: webhook_service.Sender | None = None) -> dict[str, int]:
+    """One delivery pass (claim, POST, record); counts per outcome."""
+    return webhook_service.deliver_due(runtime.database.unit_of_work, send or webhook_sender(runtime.webhook_policy),
+                                       runtime.clock, delivery_policy(runtime),
+                                       stop=stop.is_set if stop is not None else (lambda: False))
 
 
 class PeriodicJob:
@@ -175,3 +218,18 @@ class Purger(PeriodicJob):
         counts = purge(self.runtime, stop=stop)
         if any(counts.values()):
             log.info("purge: %s", counts)
+
+
+class WebhookDeliverer(PeriodicJob):
+    """``deliver_webhooks`` every ``interval`` seconds, passes back to back while a pass found a
+    full batch; ``stop()`` ends a pass after the attempt in hand."""
+
+    name = "webhook deliverer"
+
+    def run_pass(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            counts = deliver_webhooks(self.runtime, stop=stop)
+            if counts["failed"] or counts["lost"]:
+                log.info("webhooks: %s", counts)
+            if counts["attempted"] < delivery_policy(self.runtime).batch:
+                return

@@ -37,6 +37,8 @@ class Runtime:
     relying_party: RelyingParty
     password_limit: Limit = field(default_factory=lambda: Limit(requests=10, window_seconds=300))
     clock: Callable[[], datetime] = field(default=utcnow)
+    # Webhook URLs: the same SSRF guard as IdP URLs (KEYHALL_ALLOW_INSECURE_IDP_URLS), their own timeout.
+    webhook_policy: OutboundPolicy = field(default_factory=OutboundPolicy)
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
@@ -55,5 +57,7 @@ class Runtime:
             from keyhall.security.redis_counters import RedisCounterStore
 
             store = RedisCounterStore(settings.redis_url)
+        webhook_policy = OutboundPolicy(allow_insecure=settings.allow_insecure_idp_urls,
+                                        timeout=settings.webhook_timeout_seconds, max_redirects=0)
         return cls(settings=settings, database=database, box=box, inspector=NetworkInspector(policy),
-                   limiter=RateLimiter(store), relying_party=relying_party)
+                   limiter=RateLimiter(store), relying_party=relying_party, webhook_policy=webhook_policy)

@@ -48,6 +48,16 @@ class Settings(BaseSettings):
     trusted_proxies: Annotated[tuple[IPNetwork, ...], NoDecode] = ()
     purge_interval_seconds: float = 3600  # background purge of expired sign-in state; 0 turns it off
     audit_retention_days: int = Field(default=365, ge=0)  # audit events older than this are purged; 0 keeps all
+    # The event log (GET /v1/events) is replayable this long; older events (and their deliveries) are
+    # purged. At least 30; 0 keeps them all.
+    event_retention_days: int = Field(default=30, ge=0)
+    webhook_poll_interval_seconds: float = 1.0  # how often each instance looks for due deliveries; 0 turns it off
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=60)  # connect and read, per delivery attempt
+    webhook_retry_base_seconds: float = Field(default=5.0, gt=0)  # the first retry's wait; doubled each time
+    # Retries go on (exponential backoff, capped at 2 h) until an attempt fails this long after the first.
+    webhook_retry_period_seconds: float = Field(default=24 * 3600, gt=0)
+    # After a secret rotation, the previous secret keeps signing beside the new one this long.
+    webhook_secret_overlap_seconds: float = Field(default=24 * 3600, ge=0)
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod
@@ -55,6 +65,13 @@ class Settings(BaseSettings):
         if value is None or isinstance(value, str) or (isinstance(value, list | tuple) and all(
                 isinstance(v, str) for v in value)):
             return parse_trusted_proxies(value)
+        return value
+
+    @field_validator("event_retention_days")
+    @classmethod
+    def _check_event_retention(cls, value: int) -> int:
+        if 0 < value < 30:
+            raise ValueError("events are kept at least 30 days (0 keeps them all)")
         return value
 
     @field_validator("public_url")

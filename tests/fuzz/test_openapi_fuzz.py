@@ -73,6 +73,15 @@ INSTANCE_ONLY = {
     ("GET", "/v1/applications/{client_id}"),
     ("PATCH", "/v1/applications/{client_id}"),
     ("DELETE", "/v1/applications/{client_id}"),
+    ("GET", "/v1/events"),
+    ("GET", "/v1/webhook-endpoints"),
+    ("POST", "/v1/webhook-endpoints"),
+    ("GET", "/v1/webhook-endpoints/{endpoint_id}"),
+    ("PATCH", "/v1/webhook-endpoints/{endpoint_id}"),
+    ("DELETE", "/v1/webhook-endpoints/{endpoint_id}"),
+    ("POST", "/v1/webhook-endpoints/{endpoint_id}/secret"),
+    ("GET", "/v1/webhook-endpoints/{endpoint_id}/deliveries"),
+    ("POST", "/v1/webhook-endpoints/{endpoint_id}/deliveries/{delivery_id}/redeliver"),
 }
 
 
@@ -138,6 +147,8 @@ class Seed:
     domain_id: str
     spare_key_id: str
     client_id: str
+    endpoint_id: str
+    delivery_id: str
 
     def path_values(self) -> dict[str, list[str]]:
         """Real values per path-parameter name (the fuzzer mostly picks one of these)."""
@@ -154,6 +165,8 @@ class Seed:
             "domain_id": [self.domain_id],
             "key_id": [self.spare_key_id],
             "client_id": [self.client_id],
+            "endpoint_id": [self.endpoint_id],
+            "delivery_id": [self.delivery_id],
         }
 
 
@@ -212,9 +225,17 @@ def seed_tenant(target: FuzzTarget) -> Seed:
     application = _created(client.post("/v1/applications", headers=auth(kh.instance_token), json={
         "name": "Fuzz app", "redirect_uris": ["https://app.fuzz.example/callback"],
     }))
+    # A webhook endpoint with one delivery in its log: a pre-created user, deleted.
+    endpoint = _created(client.post("/v1/webhook-endpoints", headers=auth(kh.instance_token), json={
+        "url": "http://127.0.0.1:9/fuzz-hook", "event_types": ["user.deleted"]}))
+    user = _created(client.post(f"{org_url}/users", headers=owner,
+                                json={"email": "gone@fuzz.example", "connection_id": saml["id"]}))
+    assert client.delete(f"{org_url}/users/{user['id']}", headers=owner).status_code == 204
+    [delivery] = _created(client.get(f"/v1/webhook-endpoints/{endpoint['id']}/deliveries",
+                                     headers=auth(kh.instance_token)))["data"]
     return Seed(tenant=tenant, instance_token=kh.instance_token, saml_id=saml["id"], oidc_id=oidc["id"],
                 sso_configuration_id=sso["ID"], domain_id=domain["id"], spare_key_id=key["key_id"],
-                client_id=application["client_id"])
+                client_id=application["client_id"], endpoint_id=endpoint["id"], delivery_id=delivery["id"])
 
 
 #: The seed of the running test, read by the generation hooks below (they run inside the test).

@@ -28,11 +28,12 @@ from keyhall.core.access import SYSTEM
 from keyhall.core.connection_service import Context, create_connection
 from keyhall.core.connections import ConnectionInput
 from keyhall.core.validation import validate_model
+from keyhall.core.webhook_service import create_endpoint
 from keyhall.runtime import Runtime, utcnow
 from keyhall.security.secrets import SecretBox, SecretKeyError, new_key, parse_key_list
 from keyhall.settings import load_settings
 from keyhall.storage.engine import build_engine
-from keyhall.storage.models import ConnectionRow
+from keyhall.storage.models import ConnectionRow, WebhookEndpointRow
 from tests.support.database import fresh_database, server_url
 from tests.support.peers import free_port
 from tests.support.slapd import Slapd
@@ -186,11 +187,11 @@ def test_key_create_for_an_unknown_organization(cli: CliEnv) -> None:
 # --- encryption key rotation -----------------------------------------------------------------
 
 
-def sealed_blob(database_url: str, connection_id: str) -> str:
+def sealed_blob(database_url: str, row_id: str, column: Any = ConnectionRow.sealed_secrets) -> str:
     engine = build_engine(database_url)
     try:
         with engine.connect() as connection:
-            blob = connection.scalar(select(ConnectionRow.sealed_secrets).where(ConnectionRow.id == connection_id))
+            blob = connection.scalar(select(column).where(column.class_.id == row_id))
     finally:
         engine.dispose()
     assert isinstance(blob, str)
@@ -215,6 +216,9 @@ def test_keys_rotate_reencrypts_stored_secrets_under_a_new_key(tmp_path: Path, s
             ctx = Context(principal=SYSTEM, request_id=None, now=utcnow())
             with runtime.database.unit_of_work() as uow:
                 conn = create_connection(uow, ctx, "rotation", data, runtime.inspector)
+            with runtime.database.unit_of_work() as uow:  # and a webhook endpoint's signing secret
+                hook = create_endpoint(uow, ctx, url="https://hooks.example/in", description=None, event_types=[],
+                                       enabled=True, check_url=lambda _url: None)
         finally:
             runtime.database.dispose()
         assert conn.discovered is not None
@@ -241,9 +245,11 @@ def test_keys_rotate_reencrypts_stored_secrets_under_a_new_key(tmp_path: Path, s
         # With KEYHALL_SECRET_KEYS set, the operator puts the new key first; the file is left alone.
         operator_key = new_key()
         report = env.json("keys", "rotate", KEYHALL_SECRET_KEYS=f"{operator_key},{keys[0]},{keys[1]}")
-        assert report == {"reencrypted": 1, "keys": 3}
+        assert report == {"reencrypted": 2, "keys": 3}
         assert parse_key_list(env.key_file.read_text()) == keys
         assert SecretBox([operator_key]).open(sealed_blob(url, conn.id)) == secrets
+        assert SecretBox([operator_key]).open(sealed_blob(url, hook.id, WebhookEndpointRow.sealed_secrets)) == {
+            "secret": hook.secret}
 
 
 # --- a real server ---------------------------------------------------------------------------

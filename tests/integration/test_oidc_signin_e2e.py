@@ -118,6 +118,12 @@ def test_full_sign_in_token_userinfo_and_refresh(setup: SignInSetup) -> None:
                          headers=auth(s.owner)).json()["data"]
         assert len(events) == 1
         assert events[0]["changes"]["connection_id"] == s.connection["id"]
+        # The first sign-in verified the connection and provisioned the user: both announced.
+        log = api.get("/v1/events", params={"types": "connection.verified,user.created", "limit": 200},
+                      headers=auth(s.live.instance_token)).json()["data"]
+        ours = [(e["type"], e["data"]["id"] if e["type"] == "connection.verified" else e["data"]["connection_id"])
+                for e in log if e["organization_id"] == s.org["id"]]
+        assert sorted(ours) == [("connection.verified", s.connection["id"]), ("user.created", s.connection["id"])]
 
 
 def test_codes_are_single_use_and_bound_to_the_verifier(setup: SignInSetup) -> None:

@@ -26,12 +26,15 @@ from keyhall.storage.engine import build_engine
 from keyhall.storage.models import (
     AuditEventRow,
     AuthorizationCodeRow,
+    EventRow,
     LoginTransactionRow,
     RateCounterRow,
     RefreshTokenRow,
     RevokedAccessTokenRow,
     SamlReplayRow,
     TokenFamilyRow,
+    WebhookDeliveryRow,
+    WebhookEndpointRow,
 )
 from keyhall.storage.purge import KINDS, purge_expired
 from tests.support.database import fresh_database
@@ -136,7 +139,8 @@ def test_past_expiry_goes_and_what_can_still_serve_stays(engine: Engine) -> None
     assert remaining(engine, RateCounterRow.expires_at) == {str(int(NOW.timestamp()) + 60)}
     assert remaining(engine, AuditEventRow.id) == {"audit-recent"}
     assert counts == {"sign_in_transactions": 1, "authorization_codes": 3, "refresh_tokens": 4, "token_families": 3,
-                      "revoked_access_tokens": 1, "saml_replays": 1, "rate_counters": 1, "audit_events": 1}
+                      "revoked_access_tokens": 1, "saml_replays": 1, "rate_counters": 1, "audit_events": 1,
+                      "events": 0}
     # A second pass finds nothing more.
     assert set(purge_expired(engine, NOW, audit_retention_days=365).values()) == {0}
 
@@ -154,6 +158,29 @@ def test_audit_events_are_kept_forever_with_retention_zero(engine: Engine) -> No
     counts = purge_expired(engine, NOW, audit_retention_days=0)
     assert counts["audit_events"] == 0
     assert remaining(engine, AuditEventRow.id) == {"audit-old", "audit-recent"}
+
+
+def test_events_past_retention_go_with_their_deliveries(engine: Engine) -> None:
+    def event(event_id: str, when: datetime) -> EventRow:
+        return EventRow(id=event_id, type="user.created", organization_id=None, data={}, created_at=when)
+
+    def delivery(event_id: str) -> WebhookDeliveryRow:
+        return WebhookDeliveryRow(id=f"d-{event_id}", endpoint_id="hook", event_id=event_id, event_type="user.created",
+                                  status="succeeded", attempts=1, next_attempt_at=NOW, retry_from=NOW, created_at=NOW)
+
+    with Session(engine) as session:
+        session.add_all([event("ev-old", NOW - timedelta(days=31)), event("ev-recent", NOW - timedelta(days=29)),
+                         WebhookEndpointRow(id="hook", url="https://hooks.example/", description=None,
+                                            event_types=[], enabled=True, sealed_secrets="x", created_at=NOW,
+                                            updated_at=NOW)])
+        session.flush()
+        session.add_all([delivery("ev-old"), delivery("ev-recent")])
+        session.commit()
+    assert purge_expired(engine, NOW, event_retention_days=0)["events"] == 0  # 0 keeps them all
+    counts = purge_expired(engine, NOW, event_retention_days=30)
+    assert counts["events"] == 1
+    assert remaining(engine, EventRow.id) == {"ev-recent"}
+    assert remaining(engine, WebhookDeliveryRow.id) == {"d-ev-recent"}
 
 
 def test_large_backlogs_go_in_bounded_batches(engine: Engine) -> None:

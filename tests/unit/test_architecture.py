@@ -241,7 +241,7 @@ ALLOWED_IN_FUNCTION = {
     "cli.py: import uvicorn",
     "cli.py: from keyhall.app import create_app",
     "cli.py: from keyhall.logs import configure_logging",
-    "cli.py: from keyhall.jobs import DomainChecker, Purger",
+    "cli.py: from keyhall.jobs import DomainChecker, Purger, WebhookDeliverer",
     "cli.py: from keyhall.api.observability import metrics_of, start_metrics_server",
     "cli.py: from keyhall.api.native.schemas import organization_out",
     "cli.py: from keyhall.core.application_service import create_application",

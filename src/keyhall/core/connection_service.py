@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal
 
-from keyhall.core import audit
+from keyhall.core import audit, events
 from keyhall.core.access import Principal, require_member, require_sso_writer
 from keyhall.core.connections import Connection, ConnectionInput, Outcome, apply_input
 from keyhall.core.domains import new_domain
@@ -140,6 +140,7 @@ def create_connection(
         target_type="connection", target_id=conn.id, request_id=ctx.request_id, now=ctx.now,
         changes=audit.diff({}, conn.snapshot()),
     ))
+    events.emit(uow, "connection.created", organization_id=org.id, data=events.connection_data(conn), now=ctx.now)
     uow.commit()
     return conn
 
@@ -193,7 +194,8 @@ def update_connection(
             continue
         _claim_domains(uow, conn, ctx.now)
         changes = audit.diff(existing.snapshot(), conn.snapshot())
-        if existing.status is ConnectionStatus.ACTIVE and conn.status is not ConnectionStatus.ACTIVE:
+        deactivated = existing.status is ConnectionStatus.ACTIVE and conn.status is not ConnectionStatus.ACTIVE
+        if deactivated:
             # Switched off ends what was issued through it for good: switching it back on later
             # does not bring those sign-ins back.
             changes["sessions_revoked"] = uow.grants.revoke_connection(conn.id, ctx.now)
@@ -206,6 +208,11 @@ def update_connection(
             target_type="connection", target_id=conn.id, request_id=ctx.request_id, now=ctx.now,
             changes=changes,
         ))
+        events.emit(uow, "connection.updated", organization_id=org.id, now=ctx.now,
+                    data=events.connection_data(conn, changed=[k for k in changes if k != "sessions_revoked"]))
+        if deactivated:
+            events.emit(uow, "connection.deactivated", organization_id=org.id, data=events.connection_data(conn),
+                        now=ctx.now)
         uow.commit()
         return conn
     raise Conflict("the connection is being changed by others right now; try again")
@@ -235,6 +242,8 @@ def delete_connection(uow: UnitOfWork, ctx: Context, org_ref: str, connection_id
         target_type="connection", target_id=existing.id, request_id=ctx.request_id, now=ctx.now,
         changes=audit.diff(existing.snapshot(), {}),
     ))
+    events.emit(uow, "connection.deleted", organization_id=org.id, data=events.connection_data(existing),
+                now=ctx.now)
     uow.commit()
     return existing
 
@@ -275,6 +284,8 @@ def mark_verified(uow: UnitOfWork, connection_id: str, now: datetime, request_id
                 target_type="connection", target_id=conn.id, request_id=request_id, now=now,
                 changes={"is_verified": {"from": False, "to": True}},
             ))
+            events.emit(uow, "connection.verified", organization_id=conn.organization_id,
+                        data=events.connection_data(conn), now=now)
             uow.commit()
             return
         uow.rollback()

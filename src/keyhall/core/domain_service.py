@@ -27,7 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from keyhall.core import audit
+from keyhall.core import audit, events
 from keyhall.core.access import require_sso_writer
 from keyhall.core.connection_service import Context, organization_for
 from keyhall.core.connection_settings import normalize_domain
@@ -110,6 +110,9 @@ def delete_domain(uow: UnitOfWork, ctx: Context, org_ref: str, domain_id: str) -
         target_id=domain.id, request_id=ctx.request_id, now=ctx.now,
         changes={"name": {"from": domain.name, "to": None}},
     ))
+    if domain.status is DomainStatus.VERIFIED:  # it no longer routes sign-ins
+        events.emit(uow, "domain.unverified", organization_id=org.id, now=ctx.now,
+                    data={**events.domain_data(domain), "status": "deleted"})
     uow.commit()
 
 
@@ -199,6 +202,7 @@ def record_check(
     elsewhere = uow.domains.verified_elsewhere(organization_id, domain.name)
     verdict = judge(domain, evidence, accepted, now, verified_elsewhere=elsewhere)
     before = {"status": str(domain.status), "last_error": domain.last_error}
+    was_verified = domain.status is DomainStatus.VERIFIED
     domain.status, domain.last_error, domain.verified_at = verdict.status, verdict.last_error, verdict.verified_at
     domain.last_checked_at = now
     uow.domains.save(domain)
@@ -208,6 +212,9 @@ def record_check(
             organization_id=organization_id, actor=actor, action="domain.checked", target_type="domain",
             target_id=domain.id, request_id=request_id, now=now, changes=changes,
         ))
+    if was_verified != (domain.status is DomainStatus.VERIFIED):
+        events.emit(uow, "domain.verified" if not was_verified else "domain.unverified",
+                    organization_id=organization_id, data=events.domain_data(domain), now=now)
     return domain, verdict
 
 

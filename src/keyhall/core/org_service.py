@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from keyhall.core import audit
+from keyhall.core import audit, events
 from keyhall.core.access import Principal, require_instance_admin, require_member, require_owner
 from keyhall.core.api_keys import ApiKey
 from keyhall.core.connection_service import Context
@@ -96,6 +96,9 @@ def delete_organization(uow: UnitOfWork, ctx: Context, org_ref: str) -> None:
         target_type="organization", target_id=org.id, request_id=ctx.request_id, now=ctx.now,
         changes={"slug": {"from": org.slug, "to": None}},
     ))
+    # One event for everything that goes with the organization (its connections, domains, users).
+    events.emit(uow, "organization.deleted", organization_id=org.id, now=ctx.now,
+                data={"id": org.id, "slug": org.slug, "name": org.name})
     uow.commit()
 
 

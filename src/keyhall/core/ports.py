@@ -19,10 +19,12 @@ from keyhall.core.applications import Application
 from keyhall.core.audit import AuditEvent
 from keyhall.core.connections import Connection
 from keyhall.core.domains import Domain
+from keyhall.core.events import EventStore
 from keyhall.core.organizations import Organization
 from keyhall.core.tokens import AuthorizationCode, RefreshToken, SigningKey, TokenFamily
 from keyhall.core.transactions import LoginTransaction
 from keyhall.core.users import User
+from keyhall.core.webhooks import WebhookStore
 
 T = TypeVar("T")
 
@@ -217,6 +219,10 @@ class UnitOfWork(Protocol):
     def transactions(self) -> TransactionRepository: ...
     @property
     def replays(self) -> ReplayCache: ...
+    @property
+    def events(self) -> EventStore: ...
+    @property
+    def webhooks(self) -> WebhookStore: ...
 
     def commit(self) -> None: ...
     def rollback(self) -> None: ...

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from keyhall.core import events
 from keyhall.core.connections import Connection
 from keyhall.core.ports import UserRepository
 from keyhall.core.profiles import map_groups
 from keyhall.core.users import LoginRefused, Profile, User, new_user
 from keyhall.core.vocabulary import UserProvisioning
 
-__all__ = ["LoginRefused", "provision"]
+__all__ = ["LoginRefused", "announce_user_created", "provision"]
 
 
 def provision(users: UserRepository, connection: Connection, profile: Profile, now: datetime) -> tuple[User, bool]:
@@ -64,3 +65,9 @@ def provision(users: UserRepository, connection: Connection, profile: Profile, n
     user.last_login_at = now
     users.add(user)
     return user, True
+
+
+def announce_user_created(uow: events.EventingUnitOfWork, user: User, now: datetime) -> None:
+    """The ``user.created`` event of a user ``provision`` just created, in the sign-in's transaction
+    (so a sign-in that fails after provisioning announces nothing)."""
+    events.emit(uow, "user.created", organization_id=user.organization_id, data=events.user_data(user), now=now)

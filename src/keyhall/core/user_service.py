@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from keyhall.core import audit
+from keyhall.core import audit, events
 from keyhall.core.access import require_sso_writer
 from keyhall.core.connection_service import Context, organization_for
 from keyhall.core.organizations import Organization
@@ -59,6 +59,7 @@ def create_user(uow: UnitOfWork, users: UserRepository, ctx: Context, org_ref: s
         target_id=user.id, request_id=ctx.request_id, now=ctx.now,
         changes={"email": {"from": None, "to": email}, "kind": "local" if password else "precreated"},
     ))
+    events.emit(uow, "user.created", organization_id=org.id, data=events.user_data(user), now=ctx.now)
     uow.commit()
     return user
 
@@ -131,6 +132,11 @@ def update_user(uow: UnitOfWork, users: UserRepository, sessions: GrantRepositor
         uow.audit.add(audit.event(organization_id=org.id, actor=ctx.principal.actor, action=action,
                                   target_type="user", target_id=user.id, request_id=ctx.request_id, now=ctx.now,
                                   changes=diff))
+        changed = [name for name in diff if name in WRITABLE]
+        events.emit(uow, "user.updated", organization_id=org.id, data=events.user_data(user, changed=changed),
+                    now=ctx.now)
+        if action == "user.disabled":
+            events.emit(uow, "user.disabled", organization_id=org.id, data=events.user_data(user), now=ctx.now)
         uow.commit()
         return user
     raise Conflict("the user is being changed by others right now; try again")
@@ -150,4 +156,5 @@ def delete_user(uow: UnitOfWork, users: UserRepository, sessions: GrantRepositor
         target_id=user.id, request_id=ctx.request_id, now=ctx.now,
         changes={"email": {"from": user.email, "to": None}, "connection_id": user.connection_id},
     ))
+    events.emit(uow, "user.deleted", organization_id=org.id, data=events.user_data(user), now=ctx.now)
     uow.commit()

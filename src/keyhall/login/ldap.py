@@ -20,7 +20,7 @@ from datetime import datetime
 from keyhall.core.connections import Connection
 from keyhall.core.ports import UnitOfWork
 from keyhall.core.profiles import map_profile
-from keyhall.core.provisioning import LoginRefused, provision
+from keyhall.core.provisioning import LoginRefused, announce_user_created, provision
 from keyhall.core.transactions import LoginTransaction
 from keyhall.core.users import User
 from keyhall.core.vocabulary import ConnectionStatus, Protocol
@@ -96,7 +96,9 @@ def sign_in(uow: UnitOfWork, conn: Connection, username: str, password: str, *, 
     # verdict also needs the domain verified by that organization.
     vouch_email(uow, conn, profile, idp_vouched=True)
     try:
-        user, _created = provision(uow.users, conn, profile, now)
+        user, created = provision(uow.users, conn, profile, now)
+        if created:
+            announce_user_created(uow, user, now)
     except LoginRefused as exc:
         raise LoginFailed(exc.message, reason=exc.reason, connection=conn, status=403) from exc
     return user

@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 from keyhall.core.connections import Connection, connection_urls
 from keyhall.core.ports import UnitOfWork
 from keyhall.core.profiles import map_profile
-from keyhall.core.provisioning import LoginRefused, provision
+from keyhall.core.provisioning import LoginRefused, announce_user_created, provision
 from keyhall.core.transactions import LoginTransaction
 from keyhall.core.users import User
 from keyhall.core.vocabulary import ConnectionStatus
@@ -152,7 +152,9 @@ def finish(uow: UnitOfWork, rp: RelyingParty, trip: LoginTransaction, params: di
                                skew_seconds=rp.clock_skew_seconds, conn=conn)
         profile = map_profile(conn, claims, subject=str(claims["sub"]))
         vouch_email(uow, conn, profile, idp_vouched=profile.email_verified)
-        user, _created = provision(uow.users, conn, profile, now)
+        user, created = provision(uow.users, conn, profile, now)
+        if created:
+            announce_user_created(uow, user, now)
     except LoginFailed:
         raise
     except LoginRefused as exc:

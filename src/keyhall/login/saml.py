@@ -15,7 +15,7 @@ from typing import Any
 from keyhall.core.connections import Connection, connection_urls, sp_entity_id
 from keyhall.core.ports import UnitOfWork
 from keyhall.core.profiles import map_profile
-from keyhall.core.provisioning import LoginRefused, provision
+from keyhall.core.provisioning import LoginRefused, announce_user_created, provision
 from keyhall.core.transactions import LoginTransaction
 from keyhall.core.users import User
 from keyhall.core.vocabulary import ConnectionStatus, Protocol
@@ -147,7 +147,9 @@ def receive(uow: UnitOfWork, sp: ServiceProvider, connection_id: str, form: dict
         check_reauthentication(record.reauth, assertion.authn_instant, started=trip.created_at, now=now,
                                skew_seconds=sp.clock_skew_seconds, conn=conn)
     try:
-        user, _created = provision(uow.users, conn, _profile(uow, conn, assertion), now)
+        user, created = provision(uow.users, conn, _profile(uow, conn, assertion), now)
+        if created:
+            announce_user_created(uow, user, now)
     except LoginRefused as exc:
         raise LoginFailed(exc.message, reason=exc.reason, connection=conn, status=403) from exc
     except KeyhallError as exc:

@@ -141,6 +141,37 @@ def post_form(
     return sent
 
 
+@dataclass(frozen=True)
+class PostedAnswer:
+    status: int
+    excerpt: bytes  # the first ``excerpt_bytes`` of the body; the rest is not read
+
+
+def post_content(url: str, content: bytes, policy: OutboundPolicy, *, headers: Mapping[str, str],
+                 excerpt_bytes: int = 1024, field: str | None = None) -> PostedAnswer:
+    """POST ``content`` (a webhook) under ``fetch``'s guard, timeouts and per-origin cap; no
+    redirects. Every answer is returned with its status and the start of its body, which is not
+    read further; UnsafeURL or OutboundFetchError when no answer came."""
+    deadline = time.monotonic() + policy.timeout * _DEADLINE_FACTOR
+    check_url(url, policy, field=field)
+    timeout = httpx.Timeout(policy.timeout)
+    with policy.calls.slot(url, field=field), _client(policy, "*/*", field) as client:
+        try:
+            with client.stream("POST", url, content=content, headers=dict(headers), timeout=timeout) as response:
+                excerpt = bytearray()
+                for chunk in response.iter_raw():
+                    excerpt += chunk
+                    if len(excerpt) >= excerpt_bytes or time.monotonic() > deadline:
+                        break
+                return PostedAnswer(response.status_code, bytes(excerpt[:excerpt_bytes]))
+        except (httpcore.TimeoutException, httpx.TimeoutException) as exc:
+            raise _failure(f"POST {_display(url)} timed out: no answer within {policy.timeout:g} s", field,
+                           url=_display(url), timeout=policy.timeout) from exc
+        except (httpcore.NetworkError, httpcore.ProtocolError, httpx.HTTPError) as exc:
+            raise _failure(f"POST {_display(url)} failed: {_describe_exception(exc)}", field,
+                           url=_display(url)) from exc
+
+
 def _client(policy: OutboundPolicy, accept: str, field: str | None) -> httpx.Client:
     headers = {"Accept": accept, "Accept-Encoding": "identity", "User-Agent": _USER_AGENT}
 

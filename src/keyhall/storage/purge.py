@@ -18,6 +18,8 @@ What goes, and when:
 - SAML replay-cache rows: once past their expiry, when the assertion would be refused as expired.
 - rate-limit counters: once their window has ended.
 - audit events: older than ``KEYHALL_AUDIT_RETENTION_DAYS`` (0 keeps them all).
+- events (``GET /v1/events``): older than ``KEYHALL_EVENT_RETENTION_DAYS`` (0 keeps them all),
+  with their webhook deliveries (the foreign key cascades).
 
 Rows are deleted in batches of ``batch_size``, each in a transaction of its own, so no lock is held
 for long and the sign-in traffic interleaves; the scans use the expiry indexes. Several instances
@@ -36,6 +38,7 @@ from sqlalchemy.orm import InstrumentedAttribute, aliased
 from keyhall.storage.models import (
     AuditEventRow,
     AuthorizationCodeRow,
+    EventRow,
     LoginTransactionRow,
     RateCounterRow,
     RefreshTokenRow,
@@ -47,7 +50,7 @@ from keyhall.storage.models import (
 DEFAULT_BATCH = 500
 #: The counts ``purge_expired`` answers, in this order.
 KINDS = ("sign_in_transactions", "authorization_codes", "refresh_tokens", "token_families",
-         "revoked_access_tokens", "saml_replays", "rate_counters", "audit_events")
+         "revoked_access_tokens", "saml_replays", "rate_counters", "audit_events", "events")
 
 
 def _live_token_in_family(family: ColumnElement[Any] | InstrumentedAttribute[Any],
@@ -75,7 +78,7 @@ def _drain(engine: Engine, key: list[InstrumentedAttribute[Any]], condition: Col
     return total
 
 
-def purge_expired(engine: Engine, now: datetime, *, audit_retention_days: int = 0,
+def purge_expired(engine: Engine, now: datetime, *, audit_retention_days: int = 0, event_retention_days: int = 0,
                   batch_size: int = DEFAULT_BATCH, stop: Callable[[], bool] | None = None) -> dict[str, int]:
     """Delete what has expired at ``now`` (see the module docstring); the number of rows per kind.
     ``stop()`` is asked between batches and ends the purge early when true."""
@@ -100,6 +103,8 @@ def purge_expired(engine: Engine, now: datetime, *, audit_retention_days: int = 
     if audit_retention_days > 0:
         cutoff = now - timedelta(days=audit_retention_days)
         conditions["audit_events"] = ([AuditEventRow.id], AuditEventRow.created_at < cutoff)
+    if event_retention_days > 0:
+        conditions["events"] = ([EventRow.sequence], EventRow.created_at < now - timedelta(days=event_retention_days))
     counts = dict.fromkeys(KINDS, 0)
     for kind, (key, condition) in conditions.items():
         counts[kind] = _drain(engine, key, condition, batch_size=batch_size, stop=halt)

@@ -15,6 +15,7 @@ from keyhall.storage.repos.applications import SqlApplications
 from keyhall.storage.repos.audit import SqlAudit
 from keyhall.storage.repos.connections import SqlConnections
 from keyhall.storage.repos.domains import SqlDomains
+from keyhall.storage.repos.events import SqlEvents, SqlWebhooks
 from keyhall.storage.repos.grants import SqlGrants
 from keyhall.storage.repos.organizations import SqlOrganizations
 from keyhall.storage.repos.replays import SqlReplays
@@ -41,6 +42,8 @@ class SqlUnitOfWork:
         self.transactions = SqlTransactions(session)
         self.grants = SqlGrants(session)
         self.replays = SqlReplays(session)
+        self.events = SqlEvents(session)
+        self.webhooks = SqlWebhooks(session, box)
 
     def commit(self) -> None:
         try:

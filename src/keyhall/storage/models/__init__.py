@@ -7,6 +7,7 @@ from keyhall.storage.models.base import Base
 from keyhall.storage.models.connection_domains import ConnectionDomainRow
 from keyhall.storage.models.connections import ConnectionRow
 from keyhall.storage.models.domains import DomainRow
+from keyhall.storage.models.events import EventRow
 from keyhall.storage.models.grants import (
     AuthorizationCodeRow,
     RefreshTokenRow,
@@ -19,6 +20,7 @@ from keyhall.storage.models.rate_counters import RateCounterRow
 from keyhall.storage.models.saml_replays import SamlReplayRow
 from keyhall.storage.models.signing_keys import SigningKeyRow
 from keyhall.storage.models.users import UserRow
+from keyhall.storage.models.webhooks import WebhookDeliveryRow, WebhookEndpointRow
 
 __all__ = [
     "ApiKeyRow",
@@ -29,6 +31,7 @@ __all__ = [
     "ConnectionDomainRow",
     "ConnectionRow",
     "DomainRow",
+    "EventRow",
     "LoginTransactionRow",
     "OrganizationRow",
     "RateCounterRow",
@@ -38,4 +41,6 @@ __all__ = [
     "SigningKeyRow",
     "TokenFamilyRow",
     "UserRow",
+    "WebhookDeliveryRow",
+    "WebhookEndpointRow",
 ]
