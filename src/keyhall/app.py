@@ -5,23 +5,24 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from keyhall import __version__
-from keyhall.api import health, oauth, pages, saml_pages
+from keyhall.api import health, oauth, pages, saml_pages, scim
 from keyhall.api.deps import LoginRateLimited, RateLimited
 from keyhall.api.dialects import DIALECTS
 from keyhall.api.http import (
     BodyLimitMiddleware,
     CorrelationMiddleware,
+    ErrorStyle,
     UnexpectedErrorMiddleware,
     install_error_handlers,
     register_error_style,
 )
-from keyhall.api.native import applications, audit, connections, domains, organizations, users
+from keyhall.api.native import applications, audit, connections, directories, domains, organizations, users
 from keyhall.api.observability import install_metrics
 from keyhall.api.security_headers import install_security_headers
 from keyhall.runtime import Runtime
 from keyhall.settings import Settings, load_settings
 
-JSON_PREFIXES = ("/v1/", "/0.1.0/", "/api/", "/organizations/", "/organisations/")
+JSON_PREFIXES = ("/v1/", "/0.1.0/", "/api/", "/organizations/", "/organisations/", "/scim/")
 
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
@@ -38,8 +39,11 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     for router in (oauth.router, pages.router, saml_pages.router):
         app.include_router(router, dependencies=[LoginRateLimited])
     for router in (organizations.router, connections.router, domains.router, audit.router, users.router,
-                   applications.router):
+                   applications.router, directories.router):
         app.include_router(router, dependencies=[RateLimited])
+    register_error_style(ErrorStyle(scim.PREFIX + "/", scim.scim_error_body))
+    for router in scim.ROUTERS:  # the directory's token authenticates; failed attempts are rate-limited
+        app.include_router(router)
     for dialect in DIALECTS:
         if dialect.error_style is not None:
             register_error_style(dialect.error_style)
@@ -48,6 +52,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             app.include_router(public)
     oauth.register_error_styles()
     app.add_middleware(UnexpectedErrorMiddleware)  # innermost
+    app.add_middleware(scim.ScimMediaType)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, json_prefixes=JSON_PREFIXES)
     app.add_middleware(CorrelationMiddleware, header_by_prefix={"/organisations/": "x-fapi-interaction-id"})
     install_metrics(app, token=settings.metrics_token)  # outside the body limit: 413s and 415s are counted

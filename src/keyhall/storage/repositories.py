@@ -351,17 +351,25 @@ class SqlUnitOfWork:
         self.connections = SqlConnections(session, box)
         self.domains = SqlDomains(session)
         self.audit = SqlAudit(session)
-        # Imported here: the sign-in repositories import helpers from this module.
-        from keyhall.storage.signin_repositories import (
+        # Imported here: the sign-in and directory repositories import helpers from this module.
+        from keyhall.storage.directory_repositories import (
+            SqlDirectories,
+            SqlDirectoryGroups,
+            SqlDirectoryUsers,
+            SqlUsersWithDirectories,
+        )
+        from keyhall.storage.signin_repositories import (  # (see above)
             SqlApplications,
             SqlGrants,
             SqlReplays,
             SqlSigningKeys,
             SqlTransactions,
-            SqlUsers,
         )
 
-        self.users = SqlUsers(session)
+        self.users = SqlUsersWithDirectories(session)  # sign-in also finds the users directories provisioned
+        self.directories = SqlDirectories(session)
+        self.directory_users = SqlDirectoryUsers(session)
+        self.directory_groups = SqlDirectoryGroups(session)
         self.applications = SqlApplications(session)
         self.signing_keys = SqlSigningKeys(session, box)
         self.transactions = SqlTransactions(session)

@@ -1,0 +1,101 @@
+"""The native directories API and the SCIM Users/Groups CRUD behind a directory's token, on a real
+database: tokens shown once and rotated, tenancy, deprovisioning on delete, audit."""
+
+from __future__ import annotations
+
+from tests.support.api import Keyhall, auth
+from tests.support.scim import ERROR_URN, GROUP_URN, SCIM_JSON, create_user, make_directory, patch_body
+
+
+def test_a_directory_answers_its_token_once_and_rotation_invalidates_the_old_one(keyhall: Keyhall) -> None:
+    tenant = keyhall.tenant("Dir Tokens")
+    directory = make_directory(keyhall, tenant)
+    assert directory.info["scim_base_url"].endswith(f"/scim/v2/{directory.id}")
+    assert directory.token.startswith("khd_")
+    assert len(directory.token) >= 40
+    read = keyhall.client.get(directory.native, headers=auth(tenant.viewer))
+    assert read.status_code == 200
+    assert "token" not in read.json()
+    assert read.json()["user_count"] == 0
+    assert keyhall.client.get(f"{directory.path}/Users", headers=directory.headers()).status_code == 200
+
+    rotated = keyhall.client.post(f"{directory.native}/token", headers=auth(tenant.owner))
+    assert rotated.status_code == 200, rotated.text
+    new_token = rotated.json()["token"]
+    old = keyhall.client.get(f"{directory.path}/Users", headers=directory.headers())
+    assert old.status_code == 401
+    assert old.json()["schemas"] == [ERROR_URN]
+    assert old.json()["status"] == "401"
+    assert old.headers["content-type"].startswith(SCIM_JSON)
+    directory.token = new_token
+    assert keyhall.client.get(f"{directory.path}/Users", headers=directory.headers()).status_code == 200
+    assert keyhall.client.post(f"{directory.native}/token", headers=auth(tenant.viewer)).status_code == 403
+    events = keyhall.client.get(f"/v1/organizations/{tenant.slug}/audit-events",
+                                params={"action": "directory.token_rotated"}, headers=auth(tenant.owner)).json()
+    assert len(events["data"]) == 1
+    assert new_token not in str(events)
+
+
+def test_another_organizations_directory_is_not_found_and_its_token_opens_nothing_else(keyhall: Keyhall) -> None:
+    mine, theirs = keyhall.tenant("Dir Mine"), keyhall.tenant("Dir Theirs")
+    mine_dir, their_dir = make_directory(keyhall, mine), make_directory(keyhall, theirs)
+    assert keyhall.client.get(their_dir.native.replace(theirs.slug, mine.slug),
+                              headers=auth(mine.owner)).status_code == 404
+    assert keyhall.client.get(their_dir.native, headers=auth(mine.owner)).status_code == 404
+    theirs_user = create_user(keyhall.client, their_dir, "x@theirs.example")
+    # my directory's token on their directory: 401; their user through my directory: 404
+    assert keyhall.client.get(f"{their_dir.path}/Users", headers=mine_dir.headers()).status_code == 401
+    response = keyhall.client.get(f"{mine_dir.path}/Users/{theirs_user['id']}", headers=mine_dir.headers())
+    assert response.status_code == 404
+    assert response.json()["schemas"] == [ERROR_URN]
+    assert keyhall.client.delete(f"{mine_dir.path}/Users/{theirs_user['id']}",
+                                 headers=mine_dir.headers()).status_code == 404
+    assert keyhall.client.get(f"{their_dir.path}/Users/{theirs_user['id']}",
+                              headers=their_dir.headers()).status_code == 200
+
+
+def test_users_and_groups_round_trip_and_deleting_the_directory_deprovisions(keyhall: Keyhall) -> None:
+    tenant = keyhall.tenant("Dir Crud")
+    directory = make_directory(keyhall, tenant)
+    client = keyhall.client
+    ann = create_user(client, directory, "ann@crud.example", externalId="00u1")
+    bob = create_user(client, directory, "bob@crud.example")
+    assert ann["meta"]["location"].endswith(f"/Users/{ann['id']}")
+    assert ann["meta"]["version"] == 'W/"1"'
+    dup = client.post(f"{directory.path}/Users", json={"schemas": ann["schemas"], "userName": "ANN@crud.example"},
+                      headers=directory.headers())
+    assert dup.status_code == 409
+    assert dup.json()["scimType"] == "uniqueness"
+
+    group = client.post(f"{directory.path}/Groups", headers=directory.headers(), json={
+        "schemas": [GROUP_URN], "displayName": "Engineering", "members": [{"value": ann["id"]}]})
+    assert group.status_code == 201, group.text
+    gid = group.json()["id"]
+    assert [m["value"] for m in group.json()["members"]] == [ann["id"]]
+    patched = client.patch(f"{directory.path}/Groups/{gid}", headers=directory.headers(), json=patch_body(
+        {"op": "add", "path": "members", "value": [{"value": bob["id"]}]},
+        {"op": "remove", "path": f'members[value eq "{ann["id"]}"]'},
+        {"op": "replace", "path": "displayName", "value": "Eng"}))
+    assert patched.status_code == 200, patched.text
+    assert patched.json()["displayName"] == "Eng"
+    assert [m["value"] for m in patched.json()["members"]] == [bob["id"]]
+    read = client.get(f"{directory.path}/Users/{bob['id']}", headers=directory.headers()).json()
+    assert read["groups"] == [{"value": gid, "display": "Eng", "type": "direct"}]
+    lean = client.get(f"{directory.path}/Groups", params={"excludedAttributes": "members"},
+                      headers=directory.headers()).json()
+    assert lean["totalResults"] == 1
+    assert "members" not in lean["Resources"][0]
+
+    info = client.get(directory.native, headers=auth(tenant.owner)).json()
+    assert (info["user_count"], info["group_count"]) == (2, 1)
+    assert info["last_sync_at"]
+    listed = client.get(f"{directory.native}/users", headers=auth(tenant.viewer)).json()
+    assert sorted(u["user_name"] for u in listed["data"]) == ["ann@crud.example", "bob@crud.example"]
+    assert client.get(f"{directory.native}/groups", headers=auth(tenant.viewer)).json()["data"][0]["display_name"] \
+        == "Eng"
+    org_users = client.get(f"/v1/organizations/{tenant.slug}/users", headers=auth(tenant.owner)).json()["data"]
+    assert {u["email"] for u in org_users} == {"ann@crud.example", "bob@crud.example"}
+
+    assert client.delete(directory.native, headers=auth(tenant.owner)).status_code == 204
+    assert client.get(f"/v1/organizations/{tenant.slug}/users", headers=auth(tenant.owner)).json()["data"] == []
+    assert client.get(f"{directory.path}/Users", headers=directory.headers()).status_code == 401
