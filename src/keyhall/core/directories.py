@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -188,7 +188,7 @@ class DirectoryGroupStore(Protocol):
                    limit: int) -> Slice[DirectoryGroup]: ...
     def members(self, group_ids: Collection[str]) -> dict[str, list[Member]]: ...
     def member_ids(self, group_id: str) -> set[str]: ...
-    def add_members(self, group_id: str, user_ids: Collection[str]) -> None:
-        """Insert the memberships in one statement."""
+    def add_members(self, group_id: str, user_ids: Collection[str], displays: Mapping[str, str]) -> None:
+        """Insert the memberships in one statement (``displays``: what the directory called them)."""
         ...
     def remove_members(self, group_id: str, user_ids: Collection[str]) -> None: ...

@@ -18,7 +18,7 @@ from keyhall.core.directory_sync import Sync, Window, check_version
 from keyhall.core.ports import Slice
 from keyhall.errors import Conflict, NotFound
 from keyhall.protocols.scim import resources as scim
-from keyhall.protocols.scim.members import final_members, split_group_patch
+from keyhall.protocols.scim.members import displays_of, final_members, split_group_patch
 
 RESOURCE = "Group"
 
@@ -42,6 +42,10 @@ def _member_ids(resource: Any) -> set[str]:
     return {str(m.value) for m in (resource.members or []) if m.value}
 
 
+def _member_displays(resource: Any) -> dict[str, str]:
+    return {str(m.value): str(m.display)[:512] for m in (resource.members or []) if m.value and m.display}
+
+
 def _check_members(sync: Sync, user_ids: Collection[str]) -> None:
     if not user_ids:
         return
@@ -58,7 +62,7 @@ def render(sync: Sync, group: DirectoryGroup, members: list[Member], *, attribut
     meta = scim.meta(RESOURCE, created=group.created_at, last_modified=group.updated_at,
                      location=f"{sync.base_url}/Groups/{group.id}", version=group.version)
     resource = scim.load_group(group.attributes, id=group.id, members=[(m.id, m.display) for m in members],
-                               meta=meta)
+                               meta=meta, users_url=f"{sync.base_url}/Users")
     return scim.render(resource, attributes=attributes, excluded_attributes=excluded)
 
 
@@ -96,7 +100,7 @@ def create_group(sync: Sync, body: Any) -> DirectoryGroup:
                            external_id=str(external_id) if external_id is not None else None,
                            attributes=scim.stored_attributes(resource), created_at=sync.now, updated_at=sync.now)
     sync.stores.groups.add(group)
-    sync.stores.groups.add_members(group.id, members)
+    sync.stores.groups.add_members(group.id, members, _member_displays(resource))
     sync.audit("directory_group.created", "directory_group", group.id,
                {"display_name": {"from": None, "to": group.display_name}, "members_added": len(members)})
     sync.commit()
@@ -104,7 +108,8 @@ def create_group(sync: Sync, body: Any) -> DirectoryGroup:
 
 
 def _store(sync: Sync, group: DirectoryGroup, resource: Any | None, target: set[str] | None,
-           expected_version: int | None, current: set[str] | None = None) -> DirectoryGroup:
+           expected_version: int | None, current: set[str] | None = None,
+           displays: dict[str, str] | None = None) -> DirectoryGroup:
     """Write the group's new attributes (``resource``) and members (``target``), as one change."""
     check_version(group.version, expected_version)
     changes: dict[str, Any] = {}
@@ -122,7 +127,7 @@ def _store(sync: Sync, group: DirectoryGroup, resource: Any | None, target: set[
         added, removed = target - current, current - target
         _check_members(sync, added)
         sync.stores.groups.remove_members(group.id, removed)
-        sync.stores.groups.add_members(group.id, added)
+        sync.stores.groups.add_members(group.id, added, displays or {})
         if added:
             changes["members_added"] = len(added)
         if removed:
@@ -142,7 +147,8 @@ def replace_group(sync: Sync, group_id: str, body: Any, *, expected_version: int
     """PUT: attributes and members become those of the body (Okta sends members here)."""
     group = _get(sync, group_id)
     resource = scim.parse_group(body, replacement=True)
-    return _store(sync, group, resource, _member_ids(resource), expected_version)
+    return _store(sync, group, resource, _member_ids(resource), expected_version,
+                  displays=_member_displays(resource))
 
 
 def patch_group(sync: Sync, group_id: str, body: Any, *, expected_version: int | None) -> DirectoryGroup:
@@ -155,13 +161,13 @@ def patch_group(sync: Sync, group_id: str, body: Any, *, expected_version: int |
     if split.rest is not None:
         patch = scim.parse_patch(split.rest, scim.GroupResource)
         meta = scim.meta(RESOURCE, created=group.created_at, last_modified=group.updated_at, location="", version=1)
-        resource = scim.load_group(group.attributes, id=group.id, members=[], meta=meta)
+        resource = scim.load_group(group.attributes, id=group.id, members=[], meta=meta, users_url="")
         scim.apply_patch(patch, resource)
     target = current = None
     if split.members:
         current = sync.stores.groups.member_ids(group.id)
         target = final_members(current, split.members)
-    return _store(sync, group, resource, target, expected_version, current)
+    return _store(sync, group, resource, target, expected_version, current, displays=displays_of(split.members))
 
 
 def delete_group(sync: Sync, group_id: str, *, expected_version: int | None) -> None:

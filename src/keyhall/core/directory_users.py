@@ -60,8 +60,17 @@ def render(sync: Sync, user: DirectoryUser, groups: list[tuple[str, str]], *,
            attributes: list[str] | None = None, excluded: list[str] | None = None) -> dict[str, Any]:
     meta = scim.meta(RESOURCE, created=user.created_at, last_modified=user.updated_at,
                      location=f"{sync.base_url}/Users/{user.id}", version=user.version)
-    resource = scim.load_user(user.attributes, id=user.id, active=user.active, groups=groups, meta=meta)
+    resource = scim.load_user(user.attributes, id=user.id, active=_active(user), groups=groups, meta=meta)
     return scim.render(resource, attributes=attributes, excluded_attributes=excluded)
+
+
+def _active(user: DirectoryUser) -> bool | None:
+    """``active`` as SCIM shows it: false when disabled (by the directory or an administrator),
+    true when the directory said so, absent when it never did (or removed it); absent counts as
+    active for sign-in."""
+    if not user.active:
+        return False
+    return True if "active" in user.attributes else None
 
 
 def etag(user: DirectoryUser) -> str:
@@ -151,7 +160,7 @@ def patch_user(sync: Sync, user_id: str, body: Any, *, expected_version: int | N
     user = _get(sync, user_id)
     patch = scim.parse_patch(body, scim.UserResource)
     meta = scim.meta(RESOURCE, created=user.created_at, last_modified=user.updated_at, location="", version=1)
-    resource = scim.load_user(user.attributes, id=user.id, active=user.active, groups=[], meta=meta)
+    resource = scim.load_user(user.attributes, id=user.id, active=_active(user), groups=[], meta=meta)
     scim.apply_patch(patch, resource)
     return _write(sync, user, resource, expected_version)
 

@@ -3,7 +3,7 @@ and memberships; and the users repository that sign-in uses, which also finds di
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -244,22 +244,24 @@ class SqlDirectoryGroups:
         found: dict[str, list[Member]] = {}
         for chunk in _chunks(sorted(set(group_ids))):
             rows = self.session.execute(
-                select(DirectoryMembershipRow.group_id, UserRow.id, UserRow.name, UserRow.user_name)
+                select(DirectoryMembershipRow.group_id, UserRow.id, DirectoryMembershipRow.display, UserRow.name,
+                       UserRow.user_name)
                 .join(UserRow, UserRow.id == DirectoryMembershipRow.user_id)
                 .where(DirectoryMembershipRow.group_id.in_(chunk)).order_by(UserRow.created_at, UserRow.id))
-            for group_id, user_id, name, user_name in rows:
-                found.setdefault(group_id, []).append(Member(id=user_id, display=name or user_name))
+            for group_id, user_id, display, name, user_name in rows:
+                found.setdefault(group_id, []).append(Member(id=user_id, display=display or name or user_name))
         return found
 
     def member_ids(self, group_id: str) -> set[str]:
         return set(self.session.scalars(select(DirectoryMembershipRow.user_id)
                                         .where(DirectoryMembershipRow.group_id == group_id)))
 
-    def add_members(self, group_id: str, user_ids: Collection[str]) -> None:
+    def add_members(self, group_id: str, user_ids: Collection[str], displays: Mapping[str, str]) -> None:
         ids = sorted(set(user_ids))
         for start in range(0, len(ids), _CHUNK):
-            self.session.execute(insert(DirectoryMembershipRow),
-                                 [{"group_id": group_id, "user_id": u} for u in ids[start:start + _CHUNK]])
+            self.session.execute(insert(DirectoryMembershipRow), [
+                {"group_id": group_id, "user_id": u, "display": (displays.get(u) or None)}
+                for u in ids[start:start + _CHUNK]])
 
     def remove_members(self, group_id: str, user_ids: Collection[str]) -> None:
         for chunk in _chunks(sorted(set(user_ids))):

@@ -1,8 +1,8 @@
 """The SCIM 2.0 surface (RFC 7644), one service per directory at ``/scim/v2/{directory_id}/``."""
 
-from keyhall.api.scim import discovery, groups, users
+from keyhall.api.scim import discovery, groups, search, users
 from keyhall.api.scim.common import PREFIX, ScimMediaType, scim_error_body
 
-ROUTERS = (discovery.router, users.router, groups.router)
+ROUTERS = (discovery.router, search.router, users.router, groups.router)
 
 __all__ = ["PREFIX", "ROUTERS", "ScimMediaType", "scim_error_body"]

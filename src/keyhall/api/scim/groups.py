@@ -6,9 +6,8 @@ from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 
 from keyhall.api.scim.common import PREFIX, Body, IfMatch, SyncDep, list_response, respond
-from keyhall.core import directory_groups
-from keyhall.core.directory_sync import window
-from keyhall.protocols.scim.resources import split_list
+from keyhall.core import directory_groups, directory_search
+from keyhall.protocols.scim.resources import SearchParams, parse_search, split_list
 
 router = APIRouter(prefix=PREFIX + "/{directory_id}/Groups", tags=["scim"])
 
@@ -17,13 +16,15 @@ router = APIRouter(prefix=PREFIX + "/{directory_id}/Groups", tags=["scim"])
 def list_groups(sync: SyncDep, filter: str | None = None, startIndex: str | None = None,
                 count: str | None = None, attributes: str | None = None,
                 excludedAttributes: str | None = None) -> JSONResponse:
-    wanted, excluded = split_list(attributes), split_list(excludedAttributes)
-    page = window("Group", filter, startIndex, count)
-    found, members = directory_groups.list_groups(
-        sync, page, with_members=directory_groups.wants_members(wanted, excluded))
-    items = [directory_groups.render(sync, g, members.get(g.id, []), attributes=wanted, excluded=excluded)
-             for g in found.items]
-    return respond(list_response(items, found.total, page.start_index))
+    found = directory_search.list_groups(sync, SearchParams(filter, startIndex, count, split_list(attributes),
+                                                            split_list(excludedAttributes)))
+    return respond(list_response(found.resources, found.total, found.start_index))
+
+
+@router.post("/.search")
+def search_groups(sync: SyncDep, body: Body) -> JSONResponse:
+    found = directory_search.list_groups(sync, parse_search(body))
+    return respond(list_response(found.resources, found.total, found.start_index))
 
 
 @router.post("")

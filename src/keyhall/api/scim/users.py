@@ -6,9 +6,8 @@ from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 
 from keyhall.api.scim.common import PREFIX, Body, IfMatch, SyncDep, list_response, respond
-from keyhall.core import directory_users
-from keyhall.core.directory_sync import window
-from keyhall.protocols.scim.resources import split_list
+from keyhall.core import directory_search, directory_users
+from keyhall.protocols.scim.resources import SearchParams, parse_search, split_list
 
 router = APIRouter(prefix=PREFIX + "/{directory_id}/Users", tags=["scim"])
 
@@ -17,12 +16,15 @@ router = APIRouter(prefix=PREFIX + "/{directory_id}/Users", tags=["scim"])
 def list_users(sync: SyncDep, filter: str | None = None, startIndex: str | None = None,
                count: str | None = None, attributes: str | None = None,
                excludedAttributes: str | None = None) -> JSONResponse:
-    page = window("User", filter, startIndex, count)
-    found, groups = directory_users.list_users(sync, page)
-    wanted, excluded = split_list(attributes), split_list(excludedAttributes)
-    items = [directory_users.render(sync, u, groups.get(u.id, []), attributes=wanted, excluded=excluded)
-             for u in found.items]
-    return respond(list_response(items, found.total, page.start_index))
+    found = directory_search.list_users(sync, SearchParams(filter, startIndex, count, split_list(attributes),
+                                                           split_list(excludedAttributes)))
+    return respond(list_response(found.resources, found.total, found.start_index))
+
+
+@router.post("/.search")
+def search_users(sync: SyncDep, body: Body) -> JSONResponse:
+    found = directory_search.list_users(sync, parse_search(body))
+    return respond(list_response(found.resources, found.total, found.start_index))
 
 
 @router.post("")

@@ -32,6 +32,7 @@ Kind = Literal["add", "remove", "replace", "clear"]
 class MemberChange:
     kind: Kind
     user_ids: tuple[str, ...] = ()
+    displays: tuple[tuple[str, str], ...] = ()  # (user id, display) the directory sent with them
 
 
 @dataclass
@@ -41,15 +42,18 @@ class SplitPatch:
     rest: dict[str, Any] | None = None
 
 
-def _ids(value: Any) -> tuple[str, ...]:
+def _change(kind: Kind, value: Any) -> MemberChange:
     items = value if isinstance(value, list) else [value]
     ids: list[str] = []
+    displays: list[tuple[str, str]] = []
     for item in items:
         if not isinstance(item, dict) or not isinstance(item.get("value"), str) or not item["value"]:
             raise scim_invalid("members: each member is an object with a string value", scim_type="invalidValue",
                                field="members")
         ids.append(item["value"])
-    return tuple(ids)
+        if isinstance(item.get("display"), str) and item["display"]:
+            displays.append((item["value"], item["display"][:512]))
+    return MemberChange(kind, tuple(ids), tuple(displays))
 
 
 def _filtered_ids(path: str) -> tuple[str, ...]:
@@ -90,14 +94,14 @@ def split_group_patch(body: dict[str, Any]) -> SplitPatch:
             elif path.lower() != "members":
                 raise scim_invalid(f"path: {path!r} is not supported", scim_type="invalidPath", field="path")
             elif op == "remove":
-                split.members.append(MemberChange("remove", _ids(value)) if value else MemberChange("clear"))
+                split.members.append(_change("remove", value) if value else MemberChange("clear"))
             else:
-                split.members.append(MemberChange("add" if op == "add" else "replace", _ids(value or [])))
+                split.members.append(_change("add" if op == "add" else "replace", value or []))
             continue
         if path is None and isinstance(value, dict) and any(k.lower() == "members" for k in value):
             others = {k: v for k, v in value.items() if k.lower() != "members"}
             members = next(v for k, v in value.items() if k.lower() == "members")
-            split.members.append(MemberChange("add" if op == "add" else "replace", _ids(members or [])))
+            split.members.append(_change("add" if op == "add" else "replace", members or []))
             if others:
                 rest.append({**operation, "value": others})
             continue
@@ -105,6 +109,11 @@ def split_group_patch(body: dict[str, Any]) -> SplitPatch:
     if rest:
         split.rest = {"schemas": body.get("schemas"), "Operations": rest}
     return split
+
+
+def displays_of(changes: list[MemberChange]) -> dict[str, str]:
+    """The display names the directory sent for members, the last one winning."""
+    return {user_id: display for change in changes for user_id, display in change.displays}
 
 
 def final_members(current: set[str], changes: list[MemberChange]) -> set[str]:

@@ -14,6 +14,7 @@ models accept both.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -29,6 +30,7 @@ from scim2_models import (
     ResponseParameters,
     SCIMException,
     ScimPolicy,
+    SearchRequest,
     User,
 )
 
@@ -128,7 +130,7 @@ def stored_attributes(resource: Any) -> dict[str, Any]:
     return {key: value for key, value in data.items() if key not in NOT_STORED}
 
 
-def load_user(attributes: dict[str, Any], *, id: str, active: bool, groups: list[tuple[str, str]],
+def load_user(attributes: dict[str, Any], *, id: str, active: bool | None, groups: list[tuple[str, str]],
               meta: Meta) -> Any:
     user = UserResource.model_validate({**attributes, "schemas": _user_schemas(attributes)}, scim_ctx=None,
                                        scim_policy=POLICY)
@@ -147,12 +149,14 @@ def _user_schemas(attributes: dict[str, Any]) -> list[str]:
     return schemas
 
 
-def load_group(attributes: dict[str, Any], *, id: str, members: list[tuple[str, str | None]], meta: Meta) -> Group:
+def load_group(attributes: dict[str, Any], *, id: str, members: list[tuple[str, str | None]], meta: Meta,
+               users_url: str) -> Group:
     group = Group.model_validate({**attributes, "schemas": [str(Group.__schema__)]}, scim_ctx=None,
                                  scim_policy=POLICY)
     group.id = id
     group.meta = meta
-    group.members = [GroupMember(value=uid, display=name, type="User") for uid, name in members] or None
+    group.members = [GroupMember(value=uid, display=name, type="User", ref=f"{users_url}/{uid}" if users_url else None)
+                     for uid, name in members] or None
     return group
 
 
@@ -200,3 +204,31 @@ def primary_email(user: Any) -> str | None:
         if email.value:
             return str(email.value).lower()
     return None
+
+
+@dataclass(frozen=True)
+class SearchParams:
+    """A query, from URL parameters or a ``SearchRequest`` body (RFC 7644 §3.4.2, §3.4.3)."""
+
+    filter: str | None = None
+    start_index: str | None = None
+    count: str | None = None
+    attributes: list[str] | None = None
+    excluded_attributes: list[str] | None = None
+
+
+def parse_search(body: Any) -> SearchParams:
+    """A ``POST .../.search`` body; sorting is not supported (ServiceProviderConfig says so)."""
+    data = _object(body) if body is not None else {}
+    try:
+        request: Any = SearchRequest.model_validate(data, scim_ctx=Context.SEARCH_REQUEST, scim_policy=POLICY)
+    except ValidationError as exc:
+        raise _from_validation(exc) from None
+    except SCIMException as exc:
+        raise from_scim_exception(exc) from None
+    return SearchParams(
+        filter=str(request.filter) if request.filter is not None else None,
+        start_index=str(request.start_index) if request.start_index is not None else None,
+        count=str(request.count) if request.count is not None else None,
+        attributes=[str(a) for a in request.attributes] if request.attributes else None,
+        excluded_attributes=[str(a) for a in request.excluded_attributes] if request.excluded_attributes else None)

@@ -17,3 +17,4 @@ class DirectoryMembershipRow(Base):
     user_id: Mapped[str] = mapped_column(
         String(36), ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True
     )
+    display: Mapped[str | None] = mapped_column(String(512))  # as the directory sent it, if it did

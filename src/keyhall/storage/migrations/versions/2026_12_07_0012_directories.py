@@ -64,6 +64,7 @@ def upgrade() -> None:
         "directory_memberships",
         sa.Column("group_id", sa.String(36), nullable=False),
         sa.Column("user_id", sa.String(36), nullable=False),
+        sa.Column("display", sa.String(512), nullable=True),
         sa.ForeignKeyConstraint(["group_id"], ["directory_groups.id"],
                                 name="fk_directory_memberships_group_id_directory_groups", ondelete="CASCADE"),
         sa.ForeignKeyConstraint(["user_id"], ["users.id"],
