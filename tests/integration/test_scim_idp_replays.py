@@ -42,7 +42,8 @@ def matches(expected: Any, actual: Any, where: str = "") -> list[str]:
     if isinstance(expected, list):
         if not isinstance(actual, list) or len(actual) != len(expected):
             return [f"{where}: expected {len(expected)} items, got {actual!r}"]
-        return [p for i, (e, a) in enumerate(zip(expected, actual, strict=True)) for p in matches(e, a, f"{where}[{i}]")]
+        pairs = enumerate(zip(expected, actual, strict=True))
+        return [p for i, (e, a) in pairs for p in matches(e, a, f"{where}[{i}]")]
     return [] if expected == actual else [f"{where}: expected {expected!r}, got {actual!r}"]
 
 

@@ -38,7 +38,6 @@ from scim2_models import (
 from keyhall.errors import InvalidInput
 
 
-
 class DirectoryEmail(Email):
     """An address as the directory states it. scim2-models checks ``value`` as deliverable mail, which
     refuses what IdPs really send (Okta's own examples use ``*.local``); Keyhall vouches for no
