@@ -8,7 +8,7 @@ surface (``api/scim``) authenticates with ``authenticate`` and makes one call pe
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from keyhall.core import audit
@@ -24,6 +24,8 @@ from keyhall.core.user_service import UserSessions
 from keyhall.errors import InvalidInput, PreconditionFailed, Unauthenticated
 from keyhall.protocols.scim.discovery import MAX_RESULTS
 from keyhall.protocols.scim.filters import Predicate, parse_filter
+
+SYNC_TIME_STEP = timedelta(seconds=10)
 
 
 @dataclass(frozen=True)
@@ -54,7 +56,11 @@ class Sync:
             changes=changes))
 
     def commit(self) -> None:
-        self.stores.directories.touch(self.directory.id, self.now)
+        """Commit, recording the sync time (at most every ``SYNC_TIME_STEP``: an initial sync of
+        thousands of users does not rewrite the directory's row thousands of times)."""
+        last = self.directory.last_sync_at
+        if last is None or self.now - last >= SYNC_TIME_STEP:
+            self.stores.directories.touch(self.directory.id, self.now)
         self.uow.commit()
 
 

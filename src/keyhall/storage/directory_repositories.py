@@ -36,6 +36,14 @@ def _chunks(items: Sequence[str]) -> list[Sequence[str]]:
     return [items[i:i + _CHUNK] for i in range(0, len(items), _CHUNK)]
 
 
+def _total(session: Session, table: Any, condition: Any, offset: int, limit: int, found: int) -> int:
+    """How many rows match: known without counting when the first page was not full (a lookup
+    such as ``userName eq`` is then one indexed query)."""
+    if offset == 0 and limit > 0 and found < limit:
+        return found
+    return int(session.scalar(select(func.count()).select_from(table).where(condition)) or 0)
+
+
 class SqlDirectories:
     def __init__(self, session: Session):
         self.session = session
@@ -174,10 +182,10 @@ class SqlDirectoryUsers:
         condition = UserRow.directory_id == directory_id
         if where is not None:
             condition = condition & user_condition(where)
-        total = int(self.session.scalar(select(func.count()).select_from(UserRow).where(condition)) or 0)
         rows: Any = [] if limit <= 0 else self.session.scalars(
             select(UserRow).where(condition).order_by(UserRow.created_at, UserRow.id).offset(offset).limit(limit))
-        return Slice(items=[self._entity(r) for r in rows], total=total)
+        items = [self._entity(r) for r in rows]
+        return Slice(items=items, total=_total(self.session, UserRow, condition, offset, limit, len(items)))
 
     def groups_of(self, user_ids: Collection[str]) -> dict[str, list[tuple[str, str]]]:
         found: dict[str, list[tuple[str, str]]] = {}
@@ -234,11 +242,11 @@ class SqlDirectoryGroups:
         condition = DirectoryGroupRow.directory_id == directory_id
         if where is not None:
             condition = condition & group_condition(where)
-        total = int(self.session.scalar(select(func.count()).select_from(DirectoryGroupRow).where(condition)) or 0)
         rows: Any = [] if limit <= 0 else self.session.scalars(
             select(DirectoryGroupRow).where(condition).order_by(DirectoryGroupRow.created_at, DirectoryGroupRow.id)
             .offset(offset).limit(limit))
-        return Slice(items=[self._entity(r) for r in rows], total=total)
+        items = [self._entity(r) for r in rows]
+        return Slice(items=items, total=_total(self.session, DirectoryGroupRow, condition, offset, limit, len(items)))
 
     def members(self, group_ids: Collection[str]) -> dict[str, list[Member]]:
         found: dict[str, list[Member]] = {}
