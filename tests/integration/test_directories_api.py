@@ -99,3 +99,66 @@ def test_users_and_groups_round_trip_and_deleting_the_directory_deprovisions(key
     assert client.delete(directory.native, headers=auth(tenant.owner)).status_code == 204
     assert client.get(f"/v1/organizations/{tenant.slug}/users", headers=auth(tenant.owner)).json()["data"] == []
     assert client.get(f"{directory.path}/Users", headers=directory.headers()).status_code == 401
+
+
+def test_bad_input_is_a_scim_4xx_naming_the_problem_and_nothing_is_written(keyhall: Keyhall) -> None:
+    tenant = keyhall.tenant("Dir Bad Input")
+    directory = make_directory(keyhall, tenant)
+    client = keyhall.client
+    users = f"{directory.path}/Users"
+    malformed = client.post(users, content=b'{"userName": ', headers=directory.headers())
+    assert malformed.status_code == 400
+    assert malformed.json()["scimType"] == "invalidSyntax"
+    missing = client.post(users, json={"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"]},
+                          headers=directory.headers())
+    assert missing.status_code == 400
+    assert "userName" in missing.json()["detail"]
+    wrong_type = client.post(users, json={"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                                          "userName": {"nested": 1}}, headers=directory.headers())
+    assert wrong_type.status_code == 400
+    assert wrong_type.json()["scimType"] == "invalidValue"
+    huge = client.post(users, content=b'{"userName": "' + b"x" * 1_100_000 + b'"}', headers=directory.headers())
+    assert huge.status_code == 413
+    assert huge.json()["schemas"] == [ERROR_URN]
+    bad_filter = client.get(users, params={"filter": 'title eq "x"'}, headers=directory.headers())
+    assert bad_filter.status_code == 400
+    assert bad_filter.json()["scimType"] == "invalidFilter"
+    no_token = client.get(users)
+    assert no_token.status_code == 401
+    assert no_token.json()["schemas"] == [ERROR_URN]
+    assert client.get(users, headers=directory.headers()).json()["totalResults"] == 0
+
+    user = create_user(client, directory, "kim@bad.example")
+    stale = client.put(f"{users}/{user['id']}", json={**user, "displayName": "K"},
+                       headers=directory.headers(**{"If-Match": 'W/"7"'}))
+    assert stale.status_code == 412
+    fresh = client.put(f"{users}/{user['id']}", json={**user, "displayName": "K"},
+                       headers=directory.headers(**{"If-Match": user["meta"]["version"]}))
+    assert fresh.status_code == 200, fresh.text
+    assert fresh.headers["etag"] == 'W/"2"'
+    half = client.patch(f"{users}/{user['id']}", headers=directory.headers(), json=patch_body(
+        {"op": "replace", "path": "displayName", "value": "Changed"},
+        {"op": "replace", "path": 'emails[value co "nowhere"].type', "value": "home"}))
+    assert half.status_code == 400
+    after = client.get(f"{users}/{user['id']}", headers=directory.headers()).json()
+    assert after["displayName"] == "K"
+    assert after["meta"]["version"] == 'W/"2"'
+
+
+def test_lists_page_by_start_index_and_count(keyhall: Keyhall) -> None:
+    tenant = keyhall.tenant("Dir Paging")
+    directory = make_directory(keyhall, tenant)
+    for index in range(5):
+        create_user(keyhall.client, directory, f"p{index}@paging.example")
+    page = keyhall.client.get(f"{directory.path}/Users", params={"startIndex": "2", "count": "2"},
+                              headers=directory.headers()).json()
+    assert (page["totalResults"], page["startIndex"], page["itemsPerPage"]) == (5, 2, 2)
+    assert [u["userName"] for u in page["Resources"]] == ["p1@paging.example", "p2@paging.example"]
+    found = keyhall.client.get(f"{directory.path}/Users", params={"filter": 'userName sw "P3"'},
+                               headers=directory.headers()).json()
+    assert [u["userName"] for u in found["Resources"]] == ["p3@paging.example"]
+    both = keyhall.client.post(f"{directory.path}/.search", headers=directory.headers(), json={
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"], "count": 3})
+    assert both.status_code == 200, both.text
+    assert both.json()["totalResults"] == 5
+    assert len(both.json()["Resources"]) == 3
