@@ -19,13 +19,17 @@ Three phases, against issue 13's targets:
    not what is measured.
 
 Keyhall runs in its own process on a fresh database (a SQLite file, or a new PostgreSQL database
-dropped afterwards), rate limits off. The last line printed is a one-line JSON summary.
+dropped afterwards), rate limits off. Beside wall time, each phase reports the CPU the server
+process spent (``bench.proc.cpu_seconds``): on a machine shared with other work, wall time grows
+with the load (printed), while CPU per operation moves little. The last line printed is a one-line
+JSON summary.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import sys
 import tempfile
@@ -48,6 +52,7 @@ from bench.login import (
     percentile,
     start_keyhall,
 )
+from bench.proc import cpu_seconds
 
 SCIM_JSON = "application/scim+json"
 USER_URN = "urn:ietf:params:scim:schemas:core:2.0:User"
@@ -185,7 +190,8 @@ def main(argv: list[str] | None = None) -> int:
             token = str(keyhall_cli(env, workdir, "key", "create", "--instance")["token"])
             server: Child = start_keyhall(workdir, env, port)
             try:
-                summary = run(args, f"http://127.0.0.1:{port}", token, database_url, label, env, workdir)
+                summary = run(args, f"http://127.0.0.1:{port}", token, database_url, label, env,
+                              server.process.pid)
             finally:
                 server.stop()
     print(json.dumps(summary))
@@ -193,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace, url: str, instance_token: str, database_url: str, label: str,
-        env: dict[str, str], workdir: Path) -> dict[str, Any]:
+        env: dict[str, str], server_pid: int) -> dict[str, Any]:
     with httpx.Client(base_url=url, trust_env=False, timeout=30,
                       headers={"Authorization": f"Bearer {instance_token}"}) as api:
         org = api.post("/v1/organizations", json={"name": "SCIM bench"}).json()
@@ -204,13 +210,19 @@ def run(args: argparse.Namespace, url: str, instance_token: str, database_url: s
     base = directory["scim_base_url"]
     print(f"database: {label}; initial sync of {args.users} users through SCIM ({args.concurrency} clients)...",
           flush=True)
+    cpu_before = cpu_seconds(server_pid)
     sync_seconds, ids = initial_sync(base, directory["token"], args.users, args.concurrency)
-    print(f"  {sync_seconds:.1f} s ({args.users / sync_seconds:.0f} users/s; target <= 30 s for 10,000)", flush=True)
+    sync_cpu = cpu_seconds(server_pid) - cpu_before
+    print(f"  {sync_seconds:.1f} s wall ({args.users / sync_seconds:.0f} users/s; target <= 30 s for 10,000); "
+          f"server CPU {sync_cpu:.1f} s ({sync_cpu / args.users * 1000:.2f} ms per user); "
+          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores", flush=True)
     headers = {"Authorization": f"Bearer {directory['token']}", "Content-Type": SCIM_JSON}
     with httpx.Client(base_url=base, trust_env=False, timeout=60, headers=headers) as client:
+        cpu_before = cpu_seconds(server_pid)
         patches = group_patches(client, ids, args.members, args.patch_repeats)
+        patch_cpu = (cpu_seconds(server_pid) - cpu_before) / max(len(patches), 1)
         print(f"PATCH adding {args.members} members: " + ", ".join(f"{t * 1000:.0f} ms" for t in patches)
-              + " (target <= 1 s)", flush=True)
+              + f" wall (target <= 1 s); server CPU {patch_cpu * 1000:.0f} ms per PATCH", flush=True)
         seeded = 0.0
         if args.lookup_users > args.users:
             print(f"seeding {args.lookup_users - args.users} more users in bulk through the storage layer "
@@ -219,14 +231,19 @@ def run(args: argparse.Namespace, url: str, instance_token: str, database_url: s
                           args.users, args.lookup_users)
         total = max(args.lookup_users, args.users)
         lookups(client, total, 50)  # warm-up
+        cpu_before = cpu_seconds(server_pid)
         timings = lookups(client, total, args.lookups)
+        lookup_cpu = (cpu_seconds(server_pid) - cpu_before) / args.lookups
     p50, p99 = percentile(timings, 50) * 1000, percentile(timings, 99) * 1000
     print(f"GET /Users?filter=userName eq ... at {total} users: p50 {p50:.2f} ms, p99 {p99:.2f} ms "
-          f"(target p99 <= 5 ms)", flush=True)
+          f"(target p99 <= 5 ms); server CPU {lookup_cpu * 1000:.2f} ms per lookup; "
+          f"load average {os.getloadavg()[0]:.1f}", flush=True)
     return {"database": label, "users": args.users, "initial_sync_s": round(sync_seconds, 2),
             "patch_members": args.members, "patch_ms_max": round(max(patches) * 1000, 1) if patches else None,
             "lookup_users": total, "lookup_p50_ms": round(p50, 2), "lookup_p99_ms": round(p99, 2),
-            "seed_s": round(seeded, 1)}
+            "seed_s": round(seeded, 1), "sync_cpu_ms_per_user": round(sync_cpu / args.users * 1000, 2),
+            "patch_cpu_ms": round(patch_cpu * 1000, 1), "lookup_cpu_ms": round(lookup_cpu * 1000, 2),
+            "load_average": round(os.getloadavg()[0], 1)}
 
 
 if __name__ == "__main__":
