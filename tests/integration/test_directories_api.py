@@ -162,3 +162,30 @@ def test_lists_page_by_start_index_and_count(keyhall: Keyhall) -> None:
     assert both.status_code == 200, both.text
     assert both.json()["totalResults"] == 5
     assert len(both.json()["Resources"]) == 3
+
+
+def test_the_token_is_stored_only_as_a_hash_and_members_cannot_come_from_another_directory(
+        keyhall: Keyhall) -> None:
+    from sqlalchemy import select
+
+    from keyhall.security.api_keys import hash_secret
+    from keyhall.storage.models import DirectoryRow
+
+    tenant = keyhall.tenant("Dir Hash")
+    mine, other = make_directory(keyhall, tenant, "A"), make_directory(keyhall, tenant, "B")
+    with keyhall.runtime.database.unit_of_work() as uow:
+        stored = uow.session.scalar(select(DirectoryRow.token_hash).where(DirectoryRow.id == mine.id))  # type: ignore[attr-defined]
+    assert stored == hash_secret(mine.token)
+    assert mine.token not in str(stored)
+    outsider = create_user(keyhall.client, other, "out@hash.example")
+    group = keyhall.client.post(f"{mine.path}/Groups", headers=mine.headers(), json={
+        "schemas": [GROUP_URN], "displayName": "G", "members": [{"value": outsider["id"]}]})
+    assert group.status_code == 400
+    assert group.json()["scimType"] == "invalidValue"
+    made = keyhall.client.post(f"{mine.path}/Groups", headers=mine.headers(),
+                               json={"schemas": [GROUP_URN], "displayName": "G"})
+    sneaky = keyhall.client.patch(f"{mine.path}/Groups/{made.json()['id']}", headers=mine.headers(), json=patch_body(
+        {"op": "add", "path": "members", "value": [{"value": outsider["id"]}]}))
+    assert sneaky.status_code == 400
+    assert keyhall.client.get(f"{mine.path}/Groups/{made.json()['id']}",
+                              headers=mine.headers()).json().get("members") is None

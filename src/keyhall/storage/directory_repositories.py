@@ -280,6 +280,18 @@ class SqlDirectoryGroups:
 class SqlUsersWithDirectories(SqlUsers):
     """The users repository sign-in uses, which also finds the users directories provisioned."""
 
+    def local_by_email(self, organization_id: str, email: str) -> User | None:
+        """A local password account (a directory user has no connection either, but is not one)."""
+        row = self.session.scalar(select(UserRow).where(
+            UserRow.organization_id == organization_id, UserRow.connection_id.is_(None),
+            UserRow.directory_id.is_(None), UserRow.email == email.lower()))
+        return self._entity(row) if row else None
+
+    def local_accounts(self, email: str) -> list[User]:
+        rows = self.session.scalars(select(UserRow).where(
+            UserRow.connection_id.is_(None), UserRow.directory_id.is_(None), UserRow.email == email.lower()).limit(20))
+        return [self._entity(r) for r in rows]
+
     def directory_user(self, organization_id: str, *, email: str | None, external_id: str) -> User | None:
         """A directory user of the organization not yet linked to a sign-in: by (vouched-for) email,
         then by ``externalId`` equal to the IdP's subject."""
