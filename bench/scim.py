@@ -176,6 +176,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--patch-repeats", type=int, default=3)
     parser.add_argument("--lookup-users", type=int, default=100_000, help="directory size for the lookups")
     parser.add_argument("--lookups", type=int, default=2_000)
+    parser.add_argument("--workers", type=int, default=1, help="keyhall serve --workers N")
     parser.add_argument("--database-url", default=None, help="a postgresql:// server on 127.0.0.1 (default SQLite)")
     return parser.parse_args(argv)
 
@@ -188,7 +189,8 @@ def main(argv: list[str] | None = None) -> int:
             port = free_port()
             env = keyhall_env(workdir, database_url, f"http://127.0.0.1:{port}", "warning")
             token = str(keyhall_cli(env, workdir, "key", "create", "--instance")["token"])
-            server: Child = start_keyhall(workdir, env, port)
+            server: Child = start_keyhall(workdir, env, port,
+                                          ["--workers", str(args.workers)] if args.workers > 1 else [])
             try:
                 summary = run(args, f"http://127.0.0.1:{port}", token, database_url, label, env,
                               server.process.pid)
@@ -208,8 +210,8 @@ def run(args: argparse.Namespace, url: str, instance_token: str, database_url: s
             raise BenchError(f"creating the directory failed: {made.text[:300]}")
     directory = made.json()
     base = directory["scim_base_url"]
-    print(f"database: {label}; initial sync of {args.users} users through SCIM ({args.concurrency} clients)...",
-          flush=True)
+    print(f"database: {label}; {args.workers} worker(s); initial sync of {args.users} users through SCIM "
+          f"({args.concurrency} clients)...", flush=True)
     cpu_before = cpu_seconds(server_pid)
     sync_seconds, ids = initial_sync(base, directory["token"], args.users, args.concurrency)
     sync_cpu = cpu_seconds(server_pid) - cpu_before
@@ -238,7 +240,7 @@ def run(args: argparse.Namespace, url: str, instance_token: str, database_url: s
     print(f"GET /Users?filter=userName eq ... at {total} users: p50 {p50:.2f} ms, p99 {p99:.2f} ms "
           f"(target p99 <= 5 ms); server CPU {lookup_cpu * 1000:.2f} ms per lookup; "
           f"load average {os.getloadavg()[0]:.1f}", flush=True)
-    return {"database": label, "users": args.users, "initial_sync_s": round(sync_seconds, 2),
+    return {"database": label, "workers": args.workers, "users": args.users, "initial_sync_s": round(sync_seconds, 2),
             "patch_members": args.members, "patch_ms_max": round(max(patches) * 1000, 1) if patches else None,
             "lookup_users": total, "lookup_p50_ms": round(p50, 2), "lookup_p99_ms": round(p99, 2),
             "seed_s": round(seeded, 1), "sync_cpu_ms_per_user": round(sync_cpu / args.users * 1000, 2),

@@ -97,8 +97,7 @@ def list_users(sync: Sync, window: Window) -> tuple[Slice[DirectoryUser], dict[s
 
 def create_user(sync: Sync, body: Any) -> DirectoryUser:
     resource = scim.parse_user(body)
-    user_name = _user_name(resource)
-    _check_unique(sync, user_name, None)
+    user_name = _user_name(resource)  # unique per directory: the store's key refuses a clash (409)
     user = DirectoryUser(id=str(uuid.uuid4()), organization_id=sync.directory.organization_id,
                          directory_id=sync.directory.id, user_name=user_name, external_id=_external_id(resource),
                          active=resource.active is not False, attributes=scim.stored_attributes(resource),

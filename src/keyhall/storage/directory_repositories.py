@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import case, delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from keyhall.core.directories import (
@@ -20,6 +21,7 @@ from keyhall.core.directories import (
 )
 from keyhall.core.ports import Slice
 from keyhall.core.users import User
+from keyhall.errors import Conflict
 from keyhall.protocols.scim.filters import Predicate
 from keyhall.storage.models import DirectoryGroupRow, DirectoryMembershipRow, DirectoryRow, UserRow
 from keyhall.storage.repositories import _flush
@@ -139,7 +141,11 @@ class SqlDirectoryUsers:
             email_verified=False, username=None, picture=None, locale=None, phone_number=None, groups=[],
             password_hash=None, created_at=user.created_at, last_login_at=None, version=user.version,
             directory_id=user.directory_id, **self._values(user)))
-        _flush(self.session)
+        try:
+            self.session.flush()
+        except IntegrityError as exc:  # the one unique key a new user can clash on: (directory, userName)
+            raise Conflict(f"userName: {user.user_name!r} is already taken in this directory", field="userName",
+                           details={"scim_type": "uniqueness"}) from exc
 
     def add_many(self, users: Sequence[DirectoryUser]) -> None:
         """Bulk insert (seeding and imports): one statement per chunk."""

@@ -100,7 +100,7 @@ def get_sync(directory_id: str, request: Request, uow: UowDep, runtime: RuntimeD
 SyncDep = Annotated[Sync, Depends(get_sync)]
 
 
-def if_match(request: Request) -> int | None:
+async def if_match(request: Request) -> int | None:  # async: no I/O, so no trip to the thread pool
     return parse_if_match(request.headers.get("if-match"))
 
 
