@@ -52,8 +52,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             app.include_router(public)
     oauth.register_error_styles()
     app.add_middleware(UnexpectedErrorMiddleware)  # innermost
-    app.add_middleware(scim.ScimMediaType)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, json_prefixes=JSON_PREFIXES)
+    app.add_middleware(scim.ScimMediaType)  # outside the body limit: its 413s and 415s are SCIM's too
     app.add_middleware(CorrelationMiddleware, header_by_prefix={"/organisations/": "x-fapi-interaction-id"})
     install_metrics(app, token=settings.metrics_token)  # outside the body limit: 413s and 415s are counted
     install_security_headers(app, public_url=settings.public_url, no_store_prefixes=JSON_PREFIXES)  # outermost

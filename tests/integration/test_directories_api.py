@@ -120,6 +120,7 @@ def test_bad_input_is_a_scim_4xx_naming_the_problem_and_nothing_is_written(keyha
     huge = client.post(users, content=b'{"userName": "' + b"x" * 1_100_000 + b'"}', headers=directory.headers())
     assert huge.status_code == 413
     assert huge.json()["schemas"] == [ERROR_URN]
+    assert huge.headers["content-type"].startswith(SCIM_JSON)
     bad_filter = client.get(users, params={"filter": 'title eq "x"'}, headers=directory.headers())
     assert bad_filter.status_code == 400
     assert bad_filter.json()["scimType"] == "invalidFilter"
@@ -189,3 +190,19 @@ def test_the_token_is_stored_only_as_a_hash_and_members_cannot_come_from_another
     assert sneaky.status_code == 400
     assert keyhall.client.get(f"{mine.path}/Groups/{made.json()['id']}",
                               headers=mine.headers()).json().get("members") is None
+
+
+def test_a_put_without_active_does_not_switch_a_disabled_user_back_on(keyhall: Keyhall) -> None:
+    tenant = keyhall.tenant("Dir Put Active")
+    directory = make_directory(keyhall, tenant)
+    user = create_user(keyhall.client, directory, "lea@put.example")
+    url = f"{directory.path}/Users/{user['id']}"
+    off = keyhall.client.patch(url, headers=directory.headers(), json=patch_body(
+        {"op": "replace", "path": "active", "value": False}))
+    assert off.json()["active"] is False
+    body = {k: v for k, v in user.items() if k not in ("active", "meta", "id")}
+    put = keyhall.client.put(url, json={**body, "displayName": "Lea"}, headers=directory.headers())
+    assert put.status_code == 200, put.text
+    assert put.json()["active"] is False
+    native = keyhall.client.get(f"/v1/organizations/{tenant.slug}/users/{user['id']}", headers=auth(tenant.owner))
+    assert native.json()["disabled"] is True

@@ -109,8 +109,12 @@ def create_user(sync: Sync, body: Any) -> DirectoryUser:
     return user
 
 
-def _write(sync: Sync, user: DirectoryUser, resource: Any, expected_version: int | None) -> DirectoryUser:
-    """Store ``resource`` as the user's new state; deactivation revokes their sessions."""
+def _write(sync: Sync, user: DirectoryUser, resource: Any, expected_version: int | None, *,
+           removed_active_enables: bool = False) -> DirectoryUser:
+    """Store ``resource`` as the user's new state; deactivation revokes their sessions.
+
+    ``active`` left out keeps the user's state (a PUT that forgets it switches nobody on); a PATCH
+    that removes it (``removed_active_enables``) leaves it unassigned, which counts as active."""
     check_version(user.version, expected_version)
     user_name = _user_name(resource)
     if user_name.lower() != user.user_name.lower():
@@ -119,7 +123,10 @@ def _write(sync: Sync, user: DirectoryUser, resource: Any, expected_version: int
               **{k: getattr(user, k) for k in ("email", "name", "given_name", "family_name")}}
     stored_before = user.attributes
     user.user_name, user.external_id = user_name, _external_id(resource)
-    user.active = resource.active is not False
+    if resource.active is not None:
+        user.active = bool(resource.active)
+    elif removed_active_enables and "active" in user.attributes:
+        user.active = True
     user.attributes = scim.stored_attributes(resource)
     for key, value in _profile(resource).items():
         setattr(user, key, value)
@@ -161,7 +168,7 @@ def patch_user(sync: Sync, user_id: str, body: Any, *, expected_version: int | N
     meta = scim.meta(RESOURCE, created=user.created_at, last_modified=user.updated_at, location="", version=1)
     resource = scim.load_user(user.attributes, id=user.id, active=_active(user), groups=[], meta=meta)
     scim.apply_patch(patch, resource)
-    return _write(sync, user, resource, expected_version)
+    return _write(sync, user, resource, expected_version, removed_active_enables=True)
 
 
 def delete_user(sync: Sync, user_id: str, *, expected_version: int | None) -> None:
