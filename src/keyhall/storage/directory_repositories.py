@@ -38,6 +38,17 @@ def _chunks(items: Sequence[str]) -> list[Sequence[str]]:
     return [items[i:i + _CHUNK] for i in range(0, len(items), _CHUNK)]
 
 
+def users_where(directory_id: str, where: Predicate | None) -> Any:
+    """The condition of a directory's user list (tests/integration/test_directory_query_plans.py)."""
+    condition = UserRow.directory_id == directory_id
+    return condition if where is None else condition & user_condition(where)
+
+
+def groups_where(directory_id: str, where: Predicate | None) -> Any:
+    condition = DirectoryGroupRow.directory_id == directory_id
+    return condition if where is None else condition & group_condition(where)
+
+
 def _total(session: Session, table: Any, condition: Any, offset: int, limit: int, found: int) -> int:
     """How many rows match: known without counting when the first page was not full (a lookup
     such as ``userName eq`` is then one indexed query)."""
@@ -185,9 +196,7 @@ class SqlDirectoryUsers:
 
     def list_slice(self, directory_id: str, where: Predicate | None, *, offset: int,
                    limit: int) -> Slice[DirectoryUser]:
-        condition = UserRow.directory_id == directory_id
-        if where is not None:
-            condition = condition & user_condition(where)
+        condition = users_where(directory_id, where)
         rows: Any = [] if limit <= 0 else self.session.scalars(
             select(UserRow).where(condition).order_by(UserRow.created_at, UserRow.id).offset(offset).limit(limit))
         items = [self._entity(r) for r in rows]
@@ -245,9 +254,7 @@ class SqlDirectoryGroups:
 
     def list_slice(self, directory_id: str, where: Predicate | None, *, offset: int,
                    limit: int) -> Slice[DirectoryGroup]:
-        condition = DirectoryGroupRow.directory_id == directory_id
-        if where is not None:
-            condition = condition & group_condition(where)
+        condition = groups_where(directory_id, where)
         rows: Any = [] if limit <= 0 else self.session.scalars(
             select(DirectoryGroupRow).where(condition).order_by(DirectoryGroupRow.created_at, DirectoryGroupRow.id)
             .offset(offset).limit(limit))
