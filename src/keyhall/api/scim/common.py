@@ -4,19 +4,25 @@ and error schema (RFC 7644 §3.1, §3.12)."""
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from keyhall.api.deps import RuntimeDep, UowDep, bearer_token, client_address
+from keyhall.api.deps import bearer_token, client_address
 from keyhall.api.http import request_id
 from keyhall.api.native.directories import scim_base_url, stores_of
 from keyhall.core.connection_service import parse_if_match
 from keyhall.core.directory_sync import Sync, authenticate
+from keyhall.core.ports import UnitOfWork
 from keyhall.errors import Conflict, InvalidInput, KeyhallError, Unauthenticated
+from keyhall.runtime import Runtime
 from keyhall.security.rate_limit import Limit
+
+T = TypeVar("T")
 
 PREFIX = "/scim/v2"
 MEDIA_TYPE = "application/scim+json"
@@ -81,7 +87,7 @@ async def read_body(request: Request) -> Any:
 Body = Annotated[Any, Depends(read_body)]
 
 
-def get_sync(directory_id: str, request: Request, uow: UowDep, runtime: RuntimeDep) -> Sync:
+def _authenticated(request: Request, uow: UnitOfWork, runtime: Runtime, directory_id: str) -> Sync:
     """The authenticated directory's request. Failed attempts are counted against the client's
     address (the API's per-minute budget), so tokens cannot be guessed at speed; a directory's own
     calls are not throttled, as an initial sync sends thousands."""
@@ -97,7 +103,20 @@ def get_sync(directory_id: str, request: Request, uow: UowDep, runtime: RuntimeD
                 base_url=scim_base_url(runtime.settings.public_url, directory))
 
 
-SyncDep = Annotated[Sync, Depends(get_sync)]
+def _in_directory(request: Request, runtime: Runtime, directory_id: str, call: Callable[[Sync], T]) -> T:
+    with runtime.database.unit_of_work() as uow:
+        return call(_authenticated(request, uow, runtime, directory_id))
+
+
+async def in_directory(request: Request, directory_id: str, call: Callable[[Sync], T]) -> T:
+    """Run ``call`` (the request's one core call, and the rendering of its result) as the directory
+    whose token the request carries, in one unit of work.
+
+    The handlers are ``async`` and hand the whole database part to the thread pool at once: an IdP's
+    sync is thousands of small requests, and a trip to the pool per dependency (unit of work,
+    authentication, handler) would cost more than the work itself."""
+    runtime: Runtime = request.app.state.runtime
+    return await run_in_threadpool(_in_directory, request, runtime, directory_id, call)
 
 
 async def if_match(request: Request) -> int | None:  # async: no I/O, so no trip to the thread pool

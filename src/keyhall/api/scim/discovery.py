@@ -2,42 +2,47 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Any
+
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from keyhall.api.scim.common import PREFIX, SyncDep, respond
+from keyhall.api.scim.common import PREFIX, in_directory, respond
 from keyhall.errors import NotFound
 from keyhall.protocols.scim import discovery
 
 router = APIRouter(prefix=PREFIX + "/{directory_id}", tags=["scim"])
 
 
+def _found(what: str, document: dict[str, Any] | None) -> dict[str, Any]:
+    if document is None:
+        raise NotFound(f"{what} not found")
+    return document
+
+
 @router.get("/ServiceProviderConfig")
-def service_provider_config(sync: SyncDep) -> JSONResponse:
-    return respond(discovery.service_provider_config(sync.base_url))
+async def service_provider_config(directory_id: str, request: Request) -> JSONResponse:
+    return respond(await in_directory(request, directory_id,
+                                      lambda sync: discovery.service_provider_config(sync.base_url)))
 
 
 @router.get("/ResourceTypes")
-def resource_types(sync: SyncDep) -> JSONResponse:
-    return respond(discovery.resource_types(sync.base_url))
+async def resource_types(directory_id: str, request: Request) -> JSONResponse:
+    return respond(await in_directory(request, directory_id, lambda sync: discovery.resource_types(sync.base_url)))
 
 
 @router.get("/ResourceTypes/{name}")
-def resource_type(name: str, sync: SyncDep) -> JSONResponse:
-    found = discovery.resource_type(sync.base_url, name)
-    if found is None:
-        raise NotFound(f"resource type {name} not found")
-    return respond(found)
+async def resource_type(directory_id: str, name: str, request: Request) -> JSONResponse:
+    return respond(await in_directory(request, directory_id, lambda sync: _found(
+        f"resource type {name}", discovery.resource_type(sync.base_url, name))))
 
 
 @router.get("/Schemas")
-def schemas(sync: SyncDep) -> JSONResponse:
-    return respond(discovery.schemas(sync.base_url))
+async def schemas(directory_id: str, request: Request) -> JSONResponse:
+    return respond(await in_directory(request, directory_id, lambda sync: discovery.schemas(sync.base_url)))
 
 
 @router.get("/Schemas/{urn}")
-def schema(urn: str, sync: SyncDep) -> JSONResponse:
-    found = discovery.schema(sync.base_url, urn)
-    if found is None:
-        raise NotFound(f"schema {urn} not found")
-    return respond(found)
+async def schema(directory_id: str, urn: str, request: Request) -> JSONResponse:
+    return respond(await in_directory(request, directory_id, lambda sync: _found(
+        f"schema {urn}", discovery.schema(sync.base_url, urn))))

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from keyhall.api.scim.common import PREFIX, Body, SyncDep, list_response, respond
+from keyhall.api.scim.common import PREFIX, Body, in_directory, list_response, respond
 from keyhall.core import directory_search
 from keyhall.protocols.scim.resources import parse_search
 
@@ -13,6 +13,7 @@ router = APIRouter(prefix=PREFIX + "/{directory_id}", tags=["scim"])
 
 
 @router.post("/.search")
-def search(sync: SyncDep, body: Body) -> JSONResponse:
-    found = directory_search.search_all(sync, parse_search(body))
+async def search(directory_id: str, request: Request, body: Body) -> JSONResponse:
+    params = parse_search(body)
+    found = await in_directory(request, directory_id, lambda sync: directory_search.search_all(sync, params))
     return respond(list_response(found.resources, found.total, found.start_index))
