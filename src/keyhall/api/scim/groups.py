@@ -12,7 +12,7 @@ from keyhall.core import directory_groups, directory_search
 from keyhall.core.directory_sync import Sync
 from keyhall.protocols.scim.resources import SearchParams, parse_search, split_list
 
-router = APIRouter(prefix=PREFIX + "/{directory_id}/Groups", tags=["scim"])
+router = APIRouter(prefix=PREFIX + "/{directory_id}/Groups", tags=["scim"], include_in_schema=False)
 
 Rendered = tuple[dict[str, Any], str]
 

@@ -9,7 +9,7 @@ from keyhall.api.scim.common import PREFIX, Body, in_directory, list_response, r
 from keyhall.core import directory_search
 from keyhall.protocols.scim.resources import parse_search
 
-router = APIRouter(prefix=PREFIX + "/{directory_id}", tags=["scim"])
+router = APIRouter(prefix=PREFIX + "/{directory_id}", tags=["scim"], include_in_schema=False)
 
 
 @router.post("/.search")
