@@ -6,6 +6,7 @@ page), ETags yes; bulk, sorting and password changes no (directory users sign in
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 from scim2_models import (
@@ -33,6 +34,7 @@ MAX_RESULTS = 200
 DOCS = "https://datatracker.ietf.org/doc/html/rfc7644"
 
 
+@lru_cache(maxsize=256)
 def service_provider_config(base_url: str) -> dict[str, Any]:
     config = ServiceProviderConfig(
         documentation_uri=DOCS,
@@ -70,11 +72,6 @@ def _schemas(base_url: str) -> list[Schema]:
     return schemas
 
 
-def _dump(item: Any) -> dict[str, Any]:
-    data: dict[str, Any] = item.model_dump(scim_ctx=Context.RESOURCE_QUERY_RESPONSE, scim_policy=POLICY)
-    return data
-
-
 def _listed(items: list[Any], model: Any) -> dict[str, Any]:
     response = ListResponse[model](total_results=len(items), start_index=1, items_per_page=len(items),
                                    resources=items)
@@ -82,19 +79,23 @@ def _listed(items: list[Any], model: Any) -> dict[str, Any]:
     return data
 
 
+# The documents depend only on the base URL and take milliseconds to build (Schemas: ~15 ms), so
+# they are built once per directory; callers only serialize them and must not change them.
+@lru_cache(maxsize=256)
 def resource_types(base_url: str) -> dict[str, Any]:
     return _listed(_resource_types(base_url), ResourceType)
 
 
 def resource_type(base_url: str, name: str) -> dict[str, Any] | None:
-    found = [t for t in _resource_types(base_url) if (t.id or "").lower() == name.lower()]
-    return _dump(found[0]) if found else None
+    found = [t for t in resource_types(base_url)["Resources"] if t["id"].lower() == name.lower()]
+    return found[0] if found else None
 
 
+@lru_cache(maxsize=256)
 def schemas(base_url: str) -> dict[str, Any]:
     return _listed(_schemas(base_url), Schema)
 
 
 def schema(base_url: str, urn: str) -> dict[str, Any] | None:
-    found = [s for s in _schemas(base_url) if (s.id or "").lower() == urn.lower()]
-    return _dump(found[0]) if found else None
+    found = [s for s in schemas(base_url)["Resources"] if s["id"].lower() == urn.lower()]
+    return found[0] if found else None
