@@ -79,6 +79,13 @@ def test_users_and_groups_round_trip_and_deleting_the_directory_deprovisions(key
     assert patched.status_code == 200, patched.text
     assert patched.json()["displayName"] == "Eng"
     assert [m["value"] for m in patched.json()["members"]] == [bob["id"]]
+    lean_patch = client.patch(f"{directory.path}/Groups/{gid}", params={"excludedAttributes": "members"},
+                              headers=directory.headers(), json=patch_body({"op": "add", "path": "members",
+                                                                            "value": [{"value": ann["id"]}]}))
+    assert lean_patch.status_code == 200, lean_patch.text
+    assert "members" not in lean_patch.json()
+    client.patch(f"{directory.path}/Groups/{gid}", headers=directory.headers(),
+                 json=patch_body({"op": "remove", "path": "members", "value": [{"value": ann["id"]}]}))
     read = client.get(f"{directory.path}/Users/{bob['id']}", headers=directory.headers()).json()
     assert read["groups"] == [{"value": gid, "display": "Eng", "type": "direct"}]
     lean = client.get(f"{directory.path}/Groups", params={"excludedAttributes": "members"},
