@@ -5,24 +5,35 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from keyhall import __version__
-from keyhall.api import health
+from keyhall.api import health, scim
 from keyhall.api.deps import LoginRateLimited, RateLimited
 from keyhall.api.dialects import DIALECTS
 from keyhall.api.http import (
     BodyLimitMiddleware,
     CorrelationMiddleware,
+    ErrorStyle,
     UnexpectedErrorMiddleware,
     install_error_handlers,
     register_error_style,
 )
-from keyhall.api.native import applications, audit, connections, domains, events, organizations, users, webhooks
+from keyhall.api.native import (
+    applications,
+    audit,
+    connections,
+    directories,
+    domains,
+    events,
+    organizations,
+    users,
+    webhooks,
+)
 from keyhall.api.observability import install_metrics
 from keyhall.api.security_headers import install_security_headers
 from keyhall.runtime import Runtime
 from keyhall.settings import Settings, load_settings
 from keyhall.web import oauth, pages, saml
 
-JSON_PREFIXES = ("/v1/", "/0.1.0/", "/api/", "/organizations/", "/organisations/")
+JSON_PREFIXES = ("/v1/", "/0.1.0/", "/api/", "/organizations/", "/organisations/", "/scim/")
 
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
@@ -39,8 +50,11 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     for router in (oauth.router, pages.router, saml.router):
         app.include_router(router, dependencies=[LoginRateLimited])
     for router in (organizations.router, connections.router, domains.router, audit.router, users.router,
-                   applications.router, events.router, webhooks.router):
+                   applications.router, directories.router, events.router, webhooks.router):
         app.include_router(router, dependencies=[RateLimited])
+    register_error_style(ErrorStyle(scim.PREFIX + "/", scim.scim_error_body))
+    for router in scim.ROUTERS:  # the directory's token authenticates; failed attempts are rate-limited
+        app.include_router(router)
     for dialect in DIALECTS:
         if dialect.error_style is not None:
             register_error_style(dialect.error_style)
@@ -50,6 +64,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     oauth.register_error_styles()
     app.add_middleware(UnexpectedErrorMiddleware)  # innermost
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, json_prefixes=JSON_PREFIXES)
+    app.add_middleware(scim.ScimMediaType)  # outside the body limit: its 413s and 415s are SCIM's too
     app.add_middleware(CorrelationMiddleware, header_by_prefix={"/organisations/": "x-fapi-interaction-id"})
     install_metrics(app, token=settings.metrics_token)  # outside the body limit: 413s and 415s are counted
     install_security_headers(app, public_url=settings.public_url, no_store_prefixes=JSON_PREFIXES)  # outermost

@@ -100,6 +100,12 @@ class Users:
     def save(self, user: User) -> None:
         self.users[user.id] = user
 
+    def directory_user(self, organization_id: str, *, email: str | None, external_id: str) -> User | None:
+        return None  # no directory here (tests/unit/test_directory_sign_in.py has them)
+
+    def directory_group_names(self, user_id: str) -> list[str] | None:
+        return None
+
 
 NOW = datetime(2026, 12, 6, tzinfo=UTC)
 

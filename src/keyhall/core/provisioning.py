@@ -6,6 +6,13 @@ when Keyhall vouches for the email (``profile.email_verified`` holds the verdict
 ``profiles.email_verdict``: the IdP vouched for it *and* the connection's organization has
 DNS-verified its domain). A connection with ``require_verified_email`` refuses every sign-in
 without that verdict.
+
+Users a SCIM directory of the organization provisioned are the organization's users: a first
+sign-in through any of its connections links to one (by the email Keyhall vouches for, then by
+``externalId`` equal to the IdP's subject), whatever the connection's provisioning mode, so with
+``manual`` provisioning exactly the directory's (and pre-created) users can sign in. The directory
+owns their profile; their ``groups`` are their directory groups (through the connection's group
+mappings, if it has any). A user the directory deactivated cannot sign in.
 """
 
 from __future__ import annotations
@@ -22,6 +29,27 @@ from keyhall.core.vocabulary import UserProvisioning
 __all__ = ["LoginRefused", "announce_user_created", "provision"]
 
 
+def _directory_groups(connection: Connection, names: list[str]) -> list[str]:
+    if connection.group_mappings:
+        wanted = set(names)
+        return sorted({m["group"] for m in connection.group_mappings if m["idp_group"] in wanted})
+    return sorted(set(names))
+
+
+def _sign_in_directory_user(users: UserRepository, connection: Connection, profile: Profile, user: User,
+                            directory_groups: list[str], now: datetime) -> User:
+    """The directory owns the profile: only the link, the email verdict and the groups change."""
+    if user.disabled:
+        raise LoginRefused("this account is disabled", reason="user_disabled")
+    user.connection_id, user.subject = connection.id, profile.subject
+    user.email_verified = bool(profile.email_verified and user.email and profile.email
+                               and user.email == profile.email.lower())
+    user.groups = _directory_groups(connection, directory_groups)
+    user.last_login_at = user.updated_at = now
+    users.save(user)
+    return user
+
+
 def provision(users: UserRepository, connection: Connection, profile: Profile, now: datetime) -> tuple[User, bool]:
     """The user for this sign-in, and whether it was created now. Raises LoginRefused.
 
@@ -35,6 +63,9 @@ def provision(users: UserRepository, connection: Connection, profile: Profile, n
     if user is not None:
         if user.disabled:
             raise LoginRefused("this account is disabled", reason="user_disabled")
+        directory_groups = users.directory_group_names(user.id)
+        if directory_groups is not None:
+            return _sign_in_directory_user(users, connection, profile, user, directory_groups, now), False
         if connection.sync_profile:
             user.apply(profile, groups=groups)
         else:
@@ -45,6 +76,11 @@ def provision(users: UserRepository, connection: Connection, profile: Profile, n
         user.last_login_at = user.updated_at = now
         users.save(user)
         return user, False
+    linked = users.directory_user(connection.organization_id, external_id=profile.subject,
+                                  email=profile.email if profile.email and profile.email_verified else None)
+    if linked is not None:
+        names = users.directory_group_names(linked.id) or []
+        return _sign_in_directory_user(users, connection, profile, linked, names, now), False
     if connection.user_provisioning is UserProvisioning.DISABLED:
         raise LoginRefused("this organization does not create new accounts through this connection",
                            reason="provisioning_disabled")

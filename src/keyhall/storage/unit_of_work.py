@@ -14,6 +14,12 @@ from keyhall.storage.repos.api_keys import SqlApiKeys
 from keyhall.storage.repos.applications import SqlApplications
 from keyhall.storage.repos.audit import SqlAudit
 from keyhall.storage.repos.connections import SqlConnections
+from keyhall.storage.repos.directories import (
+    SqlDirectories,
+    SqlDirectoryGroups,
+    SqlDirectoryUsers,
+    SqlUsersWithDirectories,
+)
 from keyhall.storage.repos.domains import SqlDomains
 from keyhall.storage.repos.events import SqlEvents, SqlWebhooks
 from keyhall.storage.repos.grants import SqlGrants
@@ -21,7 +27,6 @@ from keyhall.storage.repos.organizations import SqlOrganizations
 from keyhall.storage.repos.replays import SqlReplays
 from keyhall.storage.repos.signing_keys import SqlSigningKeys
 from keyhall.storage.repos.transactions import SqlTransactions
-from keyhall.storage.repos.users import SqlUsers
 
 
 class SqlUnitOfWork:
@@ -36,7 +41,10 @@ class SqlUnitOfWork:
         self.connections = SqlConnections(session, box)
         self.domains = SqlDomains(session)
         self.audit = SqlAudit(session)
-        self.users = SqlUsers(session)
+        self.users = SqlUsersWithDirectories(session)  # sign-in also finds the users directories provisioned
+        self.directories = SqlDirectories(session)
+        self.directory_users = SqlDirectoryUsers(session)
+        self.directory_groups = SqlDirectoryGroups(session)
         self.applications = SqlApplications(session)
         self.signing_keys = SqlSigningKeys(session, box)
         self.transactions = SqlTransactions(session)

@@ -6,6 +6,9 @@ from keyhall.storage.models.audit_events import AuditEventRow
 from keyhall.storage.models.base import Base
 from keyhall.storage.models.connection_domains import ConnectionDomainRow
 from keyhall.storage.models.connections import ConnectionRow
+from keyhall.storage.models.directories import DirectoryRow
+from keyhall.storage.models.directory_groups import DirectoryGroupRow
+from keyhall.storage.models.directory_memberships import DirectoryMembershipRow
 from keyhall.storage.models.domains import DomainRow
 from keyhall.storage.models.events import EventRow
 from keyhall.storage.models.grants import (
@@ -30,6 +33,9 @@ __all__ = [
     "Base",
     "ConnectionDomainRow",
     "ConnectionRow",
+    "DirectoryGroupRow",
+    "DirectoryMembershipRow",
+    "DirectoryRow",
     "DomainRow",
     "EventRow",
     "LoginTransactionRow",

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
@@ -13,6 +14,10 @@ class UserRow(Base):
     __table_args__ = (
         UniqueConstraint("connection_id", "subject"),
         Index("ix_users_org_email", "organization_id", "email"),
+        Index("ix_users_directory_external_id", "directory_id", "external_id"),
+        # SCIM: userName is unique per directory and compared case-insensitively (RFC 7643 §4.1.1):
+        # user_name_key holds it lower-cased, and the directory's filter queries use this index.
+        UniqueConstraint("directory_id", "user_name_key", name="ux_users_directory_user_name"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -35,3 +40,9 @@ class UserRow(Base):
     updated_at: Mapped[datetime]
     last_login_at: Mapped[datetime | None]
     version: Mapped[int]  # bumped by every write: the ETag of the native API
+    # Set for users a SCIM directory provisioned (None for every other user).
+    directory_id: Mapped[str | None] = mapped_column(String(36), ForeignKey("directories.id", ondelete="SET NULL"))
+    user_name: Mapped[str | None] = mapped_column(String(512))
+    user_name_key: Mapped[str | None] = mapped_column(String(512))
+    external_id: Mapped[str | None] = mapped_column(String(512))
+    scim_attributes: Mapped[dict[str, Any] | None] = mapped_column(JSONDocument)

@@ -1,7 +1,7 @@
 """events and webhooks: the ordered event log, webhook endpoints and their deliveries
 
 Revision ID: 20261207_0013
-Revises: 20261206_0011
+Revises: 20261207_0012
 Create Date: 2026-12-07 02:30:00
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 from keyhall.storage.models.base import JSONDocument, UTCDateTime
 
 revision = "20261207_0013"
-down_revision = "20261206_0011"
+down_revision = "20261207_0012"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,252 @@
+"""Directory sync benchmark: a real ``keyhall serve`` driven through its SCIM API, on 127.0.0.1.
+
+One command::
+
+    .venv/bin/python -m bench.scim
+    .venv/bin/python -m bench.scim --users 10000 --members 1000 --lookup-users 100000 --lookups 2000
+    .venv/bin/python -m bench.scim --database-url postgresql://postgres@127.0.0.1:5432/postgres
+
+Three phases, against issue 13's targets:
+
+1. **initial sync** — ``--users`` ``POST /Users`` (Okta-shaped bodies) from ``--concurrency`` keep-alive
+   clients, as an IdP's first push does; wall time (target ≤ 30 s for 10,000).
+2. **group PATCH** — one ``PATCH /Groups/{id}`` adding ``--members`` members (target ≤ 1 s), repeated
+   ``--patch-repeats`` times with fresh members each time; the slowest is reported.
+3. **userName lookups** — the directory is grown to ``--lookup-users`` users, then
+   ``GET /Users?filter=userName eq "…"`` for random users from one client, ``--lookups`` times; p50/p99
+   (target p99 ≤ 5 ms). The growing step does **not** go through SCIM: the extra users are inserted in
+   bulk straight through Keyhall's storage layer (``SqlDirectoryUsers.add_many``), which is seeding,
+   not what is measured.
+
+Keyhall runs in its own process on a fresh database (a SQLite file, or a new PostgreSQL database
+dropped afterwards), rate limits off. Beside wall time, each phase reports the CPU the server
+process spent (``bench.proc.cpu_seconds``): on a machine shared with other work, wall time grows
+with the load (printed), while CPU per operation moves little. The last line printed is a one-line
+JSON summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.login import (
+    BenchError,
+    Child,
+    free_port,
+    fresh_database,
+    keyhall_cli,
+    keyhall_env,
+    percentile,
+    start_keyhall,
+)
+from bench.proc import cpu_seconds
+
+SCIM_JSON = "application/scim+json"
+USER_URN = "urn:ietf:params:scim:schemas:core:2.0:User"
+GROUP_URN = "urn:ietf:params:scim:schemas:core:2.0:Group"
+PATCH_URN = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+
+
+def user_body(index: int) -> dict[str, Any]:
+    name = f"user{index:06d}@bench.example"
+    return {"schemas": [USER_URN], "userName": name, "externalId": f"00u{index:08d}", "active": True,
+            "name": {"givenName": f"Given{index}", "familyName": "Bench"}, "displayName": f"Given{index} Bench",
+            "emails": [{"primary": True, "value": name, "type": "work"}], "password": "ignored-by-keyhall"}
+
+
+def initial_sync(base: str, token: str, count: int, concurrency: int) -> tuple[float, list[str]]:
+    """POST ``count`` users from ``concurrency`` threads; (wall seconds, created ids in order)."""
+    ids: list[str | None] = [None] * count
+    errors: list[str] = []
+    next_index = iter(range(count))
+    lock = threading.Lock()
+
+    def work() -> None:
+        with httpx.Client(base_url=base, trust_env=False, timeout=30,
+                          headers={"Authorization": f"Bearer {token}", "Content-Type": SCIM_JSON}) as client:
+            while True:
+                with lock:
+                    index = next(next_index, None)
+                if index is None:
+                    return
+                response = client.post("/Users", json=user_body(index))
+                if response.status_code != 201:
+                    errors.append(f"{response.status_code} {response.text[:200]}")
+                    return
+                ids[index] = response.json()["id"]
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=work) for _ in range(concurrency)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    seconds = time.perf_counter() - started
+    if errors:
+        raise BenchError(f"initial sync failed: {errors[0]}")
+    return seconds, [i for i in ids if i is not None]
+
+
+def group_patches(client: httpx.Client, user_ids: list[str], members: int, repeats: int) -> list[float]:
+    made = client.post("/Groups", json={"schemas": [GROUP_URN], "displayName": "Everyone"})
+    if made.status_code != 201:
+        raise BenchError(f"creating the group failed: {made.text[:300]}")
+    group_id = made.json()["id"]
+    timings = []
+    for repeat in range(repeats):
+        chunk = user_ids[repeat * members:(repeat + 1) * members]
+        if len(chunk) < members:
+            break
+        body = {"schemas": [PATCH_URN],
+                "Operations": [{"op": "add", "path": "members", "value": [{"value": u} for u in chunk]}]}
+        started = time.perf_counter()
+        response = client.patch(f"/Groups/{group_id}", json=body,
+                                params={"excludedAttributes": "members"})
+        timings.append(time.perf_counter() - started)
+        if response.status_code != 200:
+            raise BenchError(f"PATCH failed: {response.status_code} {response.text[:300]}")
+    listed = client.get("/Groups", params={"filter": f'id eq "{group_id}"', "excludedAttributes": "members"})
+    if listed.json()["totalResults"] != 1:
+        raise BenchError("the group is not found by id")
+    return timings
+
+
+def grow(database_url: str, secret_keys: str, directory_id: str, organization_id: str, start: int,
+         total: int) -> float:
+    """Insert users ``start``..``total`` in bulk straight through the storage layer (seeding only)."""
+    from keyhall.core.directories import DirectoryUser
+    from keyhall.security.secrets import SecretBox, parse_key_list
+    from keyhall.storage.database import Database
+
+    started = time.perf_counter()
+    database = Database(database_url, SecretBox(parse_key_list(secret_keys)))
+    try:
+        now = datetime.now(UTC)
+        batch: list[DirectoryUser] = []
+        for index in range(start, total):
+            body = user_body(index)
+            body.pop("password")
+            batch.append(DirectoryUser(
+                id=str(uuid.uuid4()), organization_id=organization_id, directory_id=directory_id,
+                user_name=body["userName"], external_id=body["externalId"], active=True,
+                attributes={k: v for k, v in body.items() if k != "schemas"}, email=body["userName"],
+                name=body["displayName"], given_name=body["name"]["givenName"], family_name="Bench",
+                created_at=now, updated_at=now))
+            if len(batch) == 10_000 or index == total - 1:
+                with database.unit_of_work() as uow:
+                    uow.directory_users.add_many(batch)
+                    uow.commit()
+                batch = []
+    finally:
+        database.dispose()
+    return time.perf_counter() - started
+
+
+def lookups(client: httpx.Client, total: int, count: int) -> list[float]:
+    rng = random.Random(13)
+    timings = []
+    for _ in range(count):
+        name = f"USER{rng.randrange(total):06d}@bench.example"  # userName matches case-insensitively
+        started = time.perf_counter()
+        response = client.get("/Users", params={"filter": f'userName eq "{name}"'})
+        timings.append(time.perf_counter() - started)
+        if response.status_code != 200 or response.json()["totalResults"] != 1:
+            raise BenchError(f"lookup of {name} failed: {response.status_code} {response.text[:300]}")
+    return timings
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.scim", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--users", type=int, default=10_000, help="users of the initial sync (SCIM POSTs)")
+    parser.add_argument("--concurrency", type=int, default=4, help="client threads of the initial sync")
+    parser.add_argument("--members", type=int, default=1_000, help="members added by one group PATCH")
+    parser.add_argument("--patch-repeats", type=int, default=3)
+    parser.add_argument("--lookup-users", type=int, default=100_000, help="directory size for the lookups")
+    parser.add_argument("--lookups", type=int, default=2_000)
+    parser.add_argument("--workers", type=int, default=1, help="keyhall serve --workers N")
+    parser.add_argument("--database-url", default=None, help="a postgresql:// server on 127.0.0.1 (default SQLite)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="keyhall-bench-scim-") as tmp:
+        workdir = Path(tmp)
+        with fresh_database(workdir, args.database_url) as (database_url, label):
+            port = free_port()
+            env = keyhall_env(workdir, database_url, f"http://127.0.0.1:{port}", "warning")
+            token = str(keyhall_cli(env, workdir, "key", "create", "--instance")["token"])
+            server: Child = start_keyhall(workdir, env, port,
+                                          ["--workers", str(args.workers)] if args.workers > 1 else [])
+            try:
+                summary = run(args, f"http://127.0.0.1:{port}", token, database_url, label, env,
+                              server.process.pid)
+            finally:
+                server.stop()
+    print(json.dumps(summary))
+    return 0
+
+
+def run(args: argparse.Namespace, url: str, instance_token: str, database_url: str, label: str,
+        env: dict[str, str], server_pid: int) -> dict[str, Any]:
+    with httpx.Client(base_url=url, trust_env=False, timeout=30,
+                      headers={"Authorization": f"Bearer {instance_token}"}) as api:
+        org = api.post("/v1/organizations", json={"name": "SCIM bench"}).json()
+        made = api.post(f"/v1/organizations/{org['id']}/directories", json={"name": "Bench", "provider": "okta"})
+        if made.status_code != 201:
+            raise BenchError(f"creating the directory failed: {made.text[:300]}")
+    directory = made.json()
+    base = directory["scim_base_url"]
+    print(f"database: {label}; {args.workers} worker(s); initial sync of {args.users} users through SCIM "
+          f"({args.concurrency} clients)...", flush=True)
+    cpu_before = cpu_seconds(server_pid)
+    sync_seconds, ids = initial_sync(base, directory["token"], args.users, args.concurrency)
+    sync_cpu = cpu_seconds(server_pid) - cpu_before
+    print(f"  {sync_seconds:.1f} s wall ({args.users / sync_seconds:.0f} users/s; target <= 30 s for 10,000); "
+          f"server CPU {sync_cpu:.1f} s ({sync_cpu / args.users * 1000:.2f} ms per user); "
+          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores", flush=True)
+    headers = {"Authorization": f"Bearer {directory['token']}", "Content-Type": SCIM_JSON}
+    with httpx.Client(base_url=base, trust_env=False, timeout=60, headers=headers) as client:
+        cpu_before = cpu_seconds(server_pid)
+        patches = group_patches(client, ids, args.members, args.patch_repeats)
+        patch_cpu = (cpu_seconds(server_pid) - cpu_before) / max(len(patches), 1)
+        print(f"PATCH adding {args.members} members: " + ", ".join(f"{t * 1000:.0f} ms" for t in patches)
+              + f" wall (target <= 1 s); server CPU {patch_cpu * 1000:.0f} ms per PATCH", flush=True)
+        seeded = 0.0
+        if args.lookup_users > args.users:
+            print(f"seeding {args.lookup_users - args.users} more users in bulk through the storage layer "
+                  "(not through SCIM; not measured)...", flush=True)
+            seeded = grow(database_url, env["KEYHALL_SECRET_KEYS"], directory["id"], directory["organization_id"],
+                          args.users, args.lookup_users)
+        total = max(args.lookup_users, args.users)
+        lookups(client, total, 50)  # warm-up
+        cpu_before = cpu_seconds(server_pid)
+        timings = lookups(client, total, args.lookups)
+        lookup_cpu = (cpu_seconds(server_pid) - cpu_before) / args.lookups
+    p50, p99 = percentile(timings, 50) * 1000, percentile(timings, 99) * 1000
+    print(f"GET /Users?filter=userName eq ... at {total} users: p50 {p50:.2f} ms, p99 {p99:.2f} ms "
+          f"(target p99 <= 5 ms); server CPU {lookup_cpu * 1000:.2f} ms per lookup; "
+          f"load average {os.getloadavg()[0]:.1f}", flush=True)
+    return {"database": label, "workers": args.workers, "users": args.users, "initial_sync_s": round(sync_seconds, 2),
+            "patch_members": args.members, "patch_ms_max": round(max(patches) * 1000, 1) if patches else None,
+            "lookup_users": total, "lookup_p50_ms": round(p50, 2), "lookup_p99_ms": round(p99, 2),
+            "seed_s": round(seeded, 1), "sync_cpu_ms_per_user": round(sync_cpu / args.users * 1000, 2),
+            "patch_cpu_ms": round(patch_cpu * 1000, 1), "lookup_cpu_ms": round(lookup_cpu * 1000, 2),
+            "load_average": round(os.getloadavg()[0], 1)}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,131 @@
+"""What every SCIM endpoint shares: the directory's authentication, the body, the SCIM media type
+and error schema (RFC 7644 §3.1, §3.12)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
+
+from fastapi import Depends, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from keyhall.api.deps import bearer_token, client_address
+from keyhall.api.http import request_id
+from keyhall.api.native.directories import scim_base_url, stores_of
+from keyhall.core.connection_service import parse_if_match
+from keyhall.core.directory_sync import Sync, authenticate
+from keyhall.core.ports import UnitOfWork
+from keyhall.errors import Conflict, InvalidInput, KeyhallError, Unauthenticated
+from keyhall.runtime import Runtime
+from keyhall.security.rate_limit import Limit
+
+T = TypeVar("T")
+
+PREFIX = "/scim/v2"
+MEDIA_TYPE = "application/scim+json"
+ERROR_URN = "urn:ietf:params:scim:api:messages:2.0:Error"
+LIST_URN = "urn:ietf:params:scim:api:messages:2.0:ListResponse"
+
+
+def scim_error_body(status: int, exc: KeyhallError) -> dict[str, Any]:
+    """RFC 7644 §3.12: ``status`` as a string, ``detail``, and ``scimType`` where one applies."""
+    body: dict[str, Any] = {"schemas": [ERROR_URN], "status": str(status), "detail": exc.message}
+    scim_type = exc.details.get("scim_type")
+    if scim_type is None and isinstance(exc, Conflict) and status == 409:
+        scim_type = "uniqueness"
+    if scim_type is None and isinstance(exc, InvalidInput) and status == 400:
+        scim_type = "invalidSyntax" if exc.details.get("field") == "body" else "invalidValue"
+    if scim_type:
+        body["scimType"] = scim_type
+    return body
+
+
+class ScimMediaType:
+    """Every response under ``/scim/`` (errors from any layer included) is ``application/scim+json``."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not str(scope.get("path", "")).startswith("/scim/"):
+            await self.app(scope, receive, send)
+            return
+
+        async def send_scim(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"content-type"]
+                headers.append((b"content-type", MEDIA_TYPE.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_scim)
+
+
+def respond(body: dict[str, Any], status: int = 200, *, etag: str | None = None,
+            location: str | None = None) -> JSONResponse:
+    headers = {}
+    if etag:
+        headers["ETag"] = etag
+    if location:
+        headers["Location"] = location
+    return JSONResponse(body, status_code=status, headers=headers, media_type=MEDIA_TYPE)
+
+
+async def read_body(request: Request) -> Any:
+    """The JSON body; malformed JSON is a SCIM 400 ``invalidSyntax`` (size is capped upstream)."""
+    raw = await request.body()
+    try:
+        return json.loads(raw) if raw else None
+    except (ValueError, RecursionError):
+        raise InvalidInput("the body is not valid JSON", field="body",
+                           details={"scim_type": "invalidSyntax"}) from None
+
+
+Body = Annotated[Any, Depends(read_body)]
+
+
+def _authenticated(request: Request, uow: UnitOfWork, runtime: Runtime, directory_id: str) -> Sync:
+    """The authenticated directory's request. Failed attempts are counted against the client's
+    address (the API's per-minute budget), so tokens cannot be guessed at speed; a directory's own
+    calls are not throttled, as an initial sync sends thousands."""
+    stores = stores_of(uow)
+    try:
+        directory = authenticate(uow, stores, directory_id, bearer_token(request))
+    except Unauthenticated:
+        uow.rollback()
+        runtime.limiter.hit(f"scim:ip:{client_address(request)}",
+                            Limit(runtime.settings.api_rate_limit_per_minute), runtime.clock())
+        raise
+    return Sync(uow=uow, stores=stores, directory=directory, request_id=request_id(request), now=runtime.clock(),
+                base_url=scim_base_url(runtime.settings.public_url, directory))
+
+
+def _in_directory(request: Request, runtime: Runtime, directory_id: str, call: Callable[[Sync], T]) -> T:
+    with runtime.database.unit_of_work() as uow:
+        return call(_authenticated(request, uow, runtime, directory_id))
+
+
+async def in_directory(request: Request, directory_id: str, call: Callable[[Sync], T]) -> T:
+    """Run ``call`` (the request's one core call, and the rendering of its result) as the directory
+    whose token the request carries, in one unit of work.
+
+    The handlers are ``async`` and hand the whole database part to the thread pool at once: an IdP's
+    sync is thousands of small requests, and a trip to the pool per dependency (unit of work,
+    authentication, handler) would cost more than the work itself."""
+    runtime: Runtime = request.app.state.runtime
+    return await run_in_threadpool(_in_directory, request, runtime, directory_id, call)
+
+
+async def if_match(request: Request) -> int | None:  # async: no I/O, so no trip to the thread pool
+    return parse_if_match(request.headers.get("if-match"))
+
+
+IfMatch = Annotated[int | None, Depends(if_match)]
+
+
+def list_response(resources: list[dict[str, Any]], total: int, start_index: int) -> dict[str, Any]:
+    return {"schemas": [LIST_URN], "totalResults": total, "startIndex": start_index,
+            "itemsPerPage": len(resources), "Resources": resources}

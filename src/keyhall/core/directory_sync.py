@@ -1,0 +1,105 @@
+"""What a directory may do through SCIM, bound to storage: who it is, and the rules every change
+shares (audit under ``directory:<id>``, the directory's last sync time, If-Match, one transaction).
+
+The users and groups operations are ``directory_users`` and ``directory_groups``; the SCIM
+surface (``api/scim``) authenticates with ``authenticate`` and makes one call per request.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from keyhall.core import audit
+from keyhall.core.directories import (
+    Directory,
+    DirectoryGroupStore,
+    DirectoryStore,
+    DirectoryUserStore,
+    token_matches,
+)
+from keyhall.core.ports import GrantRepository, UnitOfWork
+from keyhall.errors import InvalidInput, PreconditionFailed, Unauthenticated
+from keyhall.protocols.scim.discovery import MAX_RESULTS
+from keyhall.protocols.scim.filters import Predicate, parse_filter
+
+SYNC_TIME_STEP = timedelta(seconds=10)
+
+
+@dataclass(frozen=True)
+class Stores:
+    """The repositories directory sync works with; the unit of work holds them all."""
+
+    directories: DirectoryStore
+    users: DirectoryUserStore
+    groups: DirectoryGroupStore
+    sessions: GrantRepository
+
+
+@dataclass(frozen=True)
+class Sync:
+    """One authenticated SCIM request of a directory: where it writes and as whom."""
+
+    uow: UnitOfWork
+    stores: Stores
+    directory: Directory
+    request_id: str | None
+    now: datetime
+    base_url: str  # the directory's SCIM base URL, for meta.location
+
+    def audit(self, action: str, target_type: str, target_id: str, changes: dict[str, Any]) -> None:
+        self.uow.audit.add(audit.event(
+            organization_id=self.directory.organization_id, actor=self.directory.actor, action=action,
+            target_type=target_type, target_id=target_id, request_id=self.request_id, now=self.now,
+            changes=changes))
+
+    def commit(self) -> None:
+        """Commit, recording the sync time (at most every ``SYNC_TIME_STEP``: an initial sync of
+        thousands of users does not rewrite the directory's row thousands of times)."""
+        last = self.directory.last_sync_at
+        if last is None or self.now - last >= SYNC_TIME_STEP:
+            self.stores.directories.touch(self.directory.id, self.now)
+        self.uow.commit()
+
+
+def authenticate(uow: UnitOfWork, stores: Stores, directory_id: str, token: str | None) -> Directory:
+    """The directory whose token this is. An unknown directory and a wrong (or rotated) token look
+    the same: 401, so that a token cannot probe which directory ids exist."""
+    directory = stores.directories.get(directory_id) if directory_id else None
+    if directory is None or not token_matches(directory, token):
+        raise Unauthenticated("the bearer token is not this directory's current token")
+    return directory
+
+
+def check_version(current: int, expected: int | None) -> None:
+    if expected is not None and current != expected:
+        raise PreconditionFailed(f"the resource changed since you read it (version {current})")
+
+
+@dataclass(frozen=True)
+class Window:
+    """A list request: its filter, and the 1-based ``startIndex``/``count`` of RFC 7644 §3.4.2.4."""
+
+    where: Predicate | None
+    offset: int
+    limit: int
+    start_index: int
+
+
+def window(resource: str, filter_text: str | None, start_index: str | None, count: str | None) -> Window:
+    where = parse_filter(filter_text, "User" if resource == "User" else "Group") if filter_text else None
+    start = _integer(start_index, "startIndex", default=1)
+    size = _integer(count, "count", default=MAX_RESULTS)
+    start = max(start, 1)  # RFC 7644 §3.4.2.4: a value less than 1 is interpreted as 1
+    size = min(max(size, 0), MAX_RESULTS)  # negative means 0; above the maximum, the maximum
+    return Window(where=where, offset=start - 1, limit=size, start_index=start)
+
+
+def _integer(value: str | None, name: str, *, default: int) -> int:
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise InvalidInput(f"{name}: must be an integer", field=name, details={"scim_type": "invalidValue"}) from None
