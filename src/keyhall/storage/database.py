@@ -14,7 +14,6 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from keyhall.security.secrets import SecretBox
-from keyhall.storage import migrate
 from keyhall.storage.engine import DEFAULT_TIMEOUT_SECONDS, build_engine, reading_engine, session_factory
 from keyhall.storage.purge import purge_expired
 from keyhall.storage.repositories import SqlUnitOfWork
@@ -74,6 +73,10 @@ class Database:
         return not session.in_transaction() or (self.backend == "sqlite" and bool(session.info.get(_READ_ONLY)))
 
     def migrate(self) -> None:
+        # Imported here, as below: Alembic and the migration scripts (some 10 MB) stay out of the
+        # processes that do not migrate (the workers of ``keyhall serve --workers N``).
+        from keyhall.storage import migrate
+
         migrate.upgrade(self.engine)
 
     def purge_expired(self, now: datetime, *, audit_retention_days: int = 0,
@@ -82,6 +85,9 @@ class Database:
         return purge_expired(self.engine, now, audit_retention_days=audit_retention_days, stop=stop)
 
     def is_up_to_date(self) -> bool:
+        # Imported here: see migrate().
+        from keyhall.storage import migrate
+
         return migrate.is_up_to_date(self.engine)
 
     def start_ping(self) -> Future[bool]:

@@ -10,7 +10,6 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from keyhall.security.private_files import create_private_file
-from keyhall.storage import postgres
 
 DEFAULT_TIMEOUT_SECONDS = 5.0
 
@@ -28,23 +27,23 @@ def build_engine(url: str, *, timeout: float = DEFAULT_TIMEOUT_SECONDS) -> Engin
     PostgreSQL's statements, lock waits, pool checkout and silent servers (``storage.postgres``)."""
     url = normalize_url(url)
     parsed = make_url(url)
-    kwargs: dict[str, Any] = {"future": True}
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:" and not parsed.database.startswith("file:"):
             # 0600 before SQLite opens it (its -wal and -shm files take the same mode); the
             # directory 0700 when it is made here.
             create_private_file(Path(parsed.database))
-        kwargs["connect_args"] = {"check_same_thread": False, "timeout": timeout}  # the busy wait
-    else:
-        # A database that accepts connections but never answers must give 503s, not hung workers.
-        kwargs.update(pool_pre_ping=True, pool_size=10, max_overflow=20, pool_timeout=timeout,
-                      connect_args=postgres.connect_args(timeout))
-    engine = create_engine(url, **kwargs)
-    if parsed.get_backend_name() == "postgresql":
-        postgres.bound_waits(engine, timeout)
-    if parsed.get_backend_name() == "sqlite":
+        engine = create_engine(url, future=True,
+                               connect_args={"check_same_thread": False, "timeout": timeout})  # the busy wait
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
+        return engine
+    # Imported here: psycopg (some 9 MB in every worker) is loaded only for PostgreSQL.
+    from keyhall.storage import postgres
+
+    # A database that accepts connections but never answers must give 503s, not hung workers.
+    engine = create_engine(url, future=True, pool_pre_ping=True, pool_size=10, max_overflow=20,
+                           pool_timeout=timeout, connect_args=postgres.connect_args(timeout))
+    postgres.bound_waits(engine, timeout)
     return engine
 
 
