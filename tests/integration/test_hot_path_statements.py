@@ -27,7 +27,7 @@ FIXTURES = Path(__file__).parent.parent / "fixtures" / "saml"
 #: connection and its domains for a read; the same, the version-checked update, the domains and the
 #: audit record for a change.
 GET_CONNECTION_MAX = 4
-PATCH_CONNECTION_MAX = 12
+PATCH_CONNECTION_MAX = 10
 
 
 @contextmanager
