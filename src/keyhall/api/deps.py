@@ -51,15 +51,15 @@ def reads_only(request: Request) -> bool:
     route = request.scope.get("route")
     if route is None:
         return False
-    charged = _CHARGED_ROUTES.get(id(route))
+    charged = getattr(route, _CHARGED, None)  # worked out once per route, kept on the route itself
     if charged is None:
         dependant = getattr(route, "dependant", None)
-        charged = _CHARGED_ROUTES[id(route)] = dependant is not None and _calls(dependant, get_principal)
-    return charged
+        charged = dependant is not None and _calls(dependant, get_principal)
+        setattr(route, _CHARGED, charged)
+    return bool(charged)
 
 
-#: id(route) -> whether it authenticates an API key (routes live as long as the app).
-_CHARGED_ROUTES: dict[int, bool] = {}
+_CHARGED = "keyhall_authenticates_api_key"
 
 
 def _calls(dependant: object, function: Callable[..., object]) -> bool:
