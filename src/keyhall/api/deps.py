@@ -1,11 +1,22 @@
-"""Request-scoped dependencies: the runtime, a unit of work, the calling principal, the context."""
+"""Request-scoped dependencies: the runtime, a unit of work, the calling principal, the context.
+
+FastAPI runs every plain ``def`` dependency in its thread pool, one hand-off each. So only what does
+blocking I/O is a ``def`` here (the API-key check, whose database read and counter write go together
+in one hand-off); the rest are ``async def`` and cost no thread. A request thus hands off to a thread
+for its principal, once for its handler, and once more at the end only when ending its unit of work
+may wait (a transaction still open, but for a read on SQLite).
+
+API-key ``GET``/``HEAD`` requests are read-only: their unit of work (the key's lookup included) is one
+deferred transaction that takes no write lock (see :meth:`keyhall.storage.database.Database.unit_of_work`).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
+from starlette.concurrency import run_in_threadpool
 
 from keyhall.api.http import request_id
 from keyhall.core.access import Principal
@@ -18,17 +29,62 @@ from keyhall.security import forwarded
 from keyhall.security.rate_limit import Limit
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
+    return runtime_of(request)
+
+
+def runtime_of(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
+SAFE_METHODS = frozenset({"GET", "HEAD"})
 
-def get_uow(runtime: RuntimeDep) -> Iterator[UnitOfWork]:
-    with runtime.database.unit_of_work() as uow:
+
+def reads_only(request: Request) -> bool:
+    """Whether the request only reads: a ``GET`` or ``HEAD`` of an API-key route (the hosted pages'
+    and ``/oauth2/*`` GETs write sign-in state, so they are not)."""
+    if request.method not in SAFE_METHODS:
+        return False
+    route = request.scope.get("route")
+    if route is None:
+        return False
+    charged = getattr(route, _CHARGED, None)  # worked out once per route, kept on the route itself
+    if charged is None:
+        dependant = getattr(route, "dependant", None)
+        charged = dependant is not None and _calls(dependant, get_principal)
+        setattr(route, _CHARGED, charged)
+    return bool(charged)
+
+
+_CHARGED = "keyhall_authenticates_api_key"
+
+
+def _calls(dependant: object, function: Callable[..., object]) -> bool:
+    if getattr(dependant, "call", None) is function:
+        return True
+    return any(_calls(sub, function) for sub in getattr(dependant, "dependencies", ()))
+
+
+async def get_uow(request: Request, runtime: RuntimeDep) -> AsyncIterator[UnitOfWork]:
+    """The request's unit of work. Making one does no I/O (the session connects on first use), and
+    ending it needs a thread only while it still holds a transaction (to roll back)."""
+    database = runtime.database
+    uow = database.unit_of_work(read_only=reads_only(request))
+    failure: BaseException | None = None
+    try:
         yield uow
+    except BaseException as exc:
+        failure = exc
+        raise
+    finally:
+        arguments = (type(failure) if failure else None, failure, failure.__traceback__ if failure else None)
+        if database.ends_at_once(uow):
+            uow.__exit__(*arguments)
+        else:
+            await run_in_threadpool(uow.__exit__, *arguments)
 
 
 UowDep = Annotated[UnitOfWork, Depends(get_uow)]
@@ -46,7 +102,7 @@ def client_address(request: Request) -> str:
     """The client's address for per-address limits: the TCP peer, or, when the peer is one of
     ``KEYHALL_TRUSTED_PROXIES``, the right-most untrusted address of ``X-Forwarded-For``
     (see :mod:`keyhall.security.forwarded`). A forged header from any other peer changes nothing."""
-    trusted = get_runtime(request).settings.trusted_proxies
+    trusted = runtime_of(request).settings.trusted_proxies
     peer = request.client.host if request.client else None
     headers = request.headers.getlist("x-forwarded-for") if trusted else []
     return forwarded.client_address(peer, headers, trusted)
@@ -58,15 +114,19 @@ def authenticate_and_charge(request: Request, runtime: Runtime, uow: UnitOfWork,
     when authentication fails (no key, unknown key, wrong secret, malformed token), against the
     client's address. A key's budget is thus spent only by calls that prove its secret: sending
     wrong secrets with another key's id cannot exhaust that key's budget. The unit of work's
-    transaction ends before counting, so no database lock is held while the counter is written."""
+    transaction ends before counting, so no database lock is held while the counter is written —
+    unless the request only reads (:func:`reads_only`): its deferred transaction holds no lock, and
+    the key's lookup and the handler's reads share it."""
     limit = Limit(runtime.settings.api_rate_limit_per_minute)
+    shared = reads_only(request)
     try:
         principal = attempt()
     except Unauthenticated:
         uow.rollback()
         runtime.limiter.hit(f"api:ip:{client_address(request)}", limit, runtime.clock())
         raise
-    uow.rollback()
+    if not shared:
+        uow.rollback()
     runtime.limiter.hit(f"api:key:{principal.key_id}", limit, runtime.clock())
     return principal
 
@@ -80,7 +140,7 @@ def get_principal(request: Request, uow: UowDep, runtime: RuntimeDep) -> Princip
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
-def enforce_rate_limit(principal: PrincipalDep) -> None:
+async def enforce_rate_limit(principal: PrincipalDep) -> None:
     """A router-wide dependency: authenticate (and so count) every call before anything else runs.
     The counting itself is :func:`authenticate_and_charge`."""
 
@@ -99,7 +159,7 @@ def enforce_login_rate_limit(request: Request, runtime: RuntimeDep) -> None:
 LoginRateLimited = Depends(enforce_login_rate_limit)
 
 
-def get_context(request: Request, principal: PrincipalDep, runtime: RuntimeDep) -> Context:
+async def get_context(request: Request, principal: PrincipalDep, runtime: RuntimeDep) -> Context:
     return Context(principal=principal, request_id=request_id(request), now=runtime.clock())
 
 

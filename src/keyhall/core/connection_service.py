@@ -96,11 +96,18 @@ def _inspect(outcome: Outcome, inspector: IdPInspector, now: datetime) -> None:
     conn.discovered = {**found, "fetched_at": now.isoformat().replace("+00:00", "Z")}
 
 
-def _check_claims(uow: UnitOfWork, conn: Connection, exclude_id: str | None) -> None:
-    if uow.connections.name_taken(conn.organization_id, conn.name, exclude_id=exclude_id):
+def _check_claims(uow: UnitOfWork, conn: Connection, exclude_id: str | None,
+                  stored: Connection | None = None) -> None:
+    """Name and domains free in the organization, domains not verified by another one. What ``stored``
+    (the connection as it is) already holds needs no look-up: the organization's name and domain
+    uniqueness constraints keep anyone else from holding it too."""
+    same_name = stored is not None and stored.name == conn.name
+    if not same_name and uow.connections.name_taken(conn.organization_id, conn.name, exclude_id=exclude_id):
         raise Conflict(f"name: a connection named {conn.name!r} already exists in this organization",
                        field="name")
-    taken = uow.connections.domains_claimed(conn.organization_id, conn.domains, exclude_id=exclude_id)
+    same_domains = stored is not None and set(stored.domains) >= set(conn.domains)
+    taken = [] if same_domains else uow.connections.domains_claimed(conn.organization_id, conn.domains,
+                                                                      exclude_id=exclude_id)
     if taken:
         raise Conflict(f"domains: {', '.join(taken)} already routed to another connection of this organization",
                        field="domains", details={"domains": taken})
@@ -184,7 +191,7 @@ def update_connection(
             conn.listing_id = str(uuid.uuid4())
         elif listing == "withdraw":
             conn.listing_id = None
-        _check_claims(uow, conn, exclude_id=conn.id)
+        _check_claims(uow, conn, exclude_id=conn.id, stored=existing)
         _inspect(outcome, inspector, ctx.now)
         conn.version = existing.version + 1
         if not uow.connections.save(conn, expected_version=existing.version):

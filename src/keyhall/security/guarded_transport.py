@@ -9,6 +9,11 @@ httpcore connection pool built on that backend: TLS SNI, certificate checks and 
 header still use the URL's host name, because httpcore derives them from the request, not from
 the address connected to.
 
+The pool is long-lived and keeps connections alive between requests (one per ``OutboundPolicy``):
+each request states its own ``field`` and overall deadline in :data:`CALL`, which the backend reads
+when it connects and every stream reads at each read and write; a connection is vetted when it is
+opened, and a reused one goes to the address vetted then.
+
 Which addresses are acceptable is decided in ``outbound``, not here. httpcore's exceptions are
 left as they are (``outbound`` turns them into OutboundFetchError); connecting fails with an
 OutboundFetchError whose message says why each address could not be reached.
@@ -22,6 +27,7 @@ import os
 import ssl
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextvars import ContextVar
 from typing import Any
 
 import httpcore
@@ -32,8 +38,18 @@ from keyhall.errors import OutboundFetchError
 #: At most this many of a host's addresses are tried in turn when connecting.
 MAX_ADDRESSES_TRIED = 4
 
-#: ``(host, port)`` → the addresses that may be connected to, in order; raises to refuse them all.
-AddressVetter = Callable[[str, int], list[str]]
+#: ``(host, port, field)`` → the addresses that may be connected to, in order; raises to refuse them all.
+AddressVetter = Callable[[str, int, "str | None"], list[str]]
+
+#: The request in progress in this context: the setting it is about (for errors) and its overall
+#: deadline (``time.monotonic()``), or None. Set by ``outbound`` around each request.
+CALL: ContextVar[tuple[str | None, float | None]] = ContextVar("keyhall_outbound_call", default=(None, None))
+
+#: The shared pool's bounds: connections in all (the bulkhead bounds them per origin first), idle
+#: ones kept, and how long an idle one is kept.
+MAX_CONNECTIONS = 64
+MAX_IDLE_CONNECTIONS = 16
+IDLE_SECONDS = 30.0
 
 
 def host_and_port(host: str, port: int) -> str:
@@ -59,14 +75,12 @@ def describe_os_error(exc: BaseException | None) -> str:
 class GuardedBackend(httpcore.NetworkBackend):
     """Resolves, checks and connects in one step, so the checked address is the one used.
 
-    ``vet`` resolves and judges a host's addresses; ``field`` names the setting a failure is
-    about (e.g. ``oidc.jwks_uri``), for the error's ``field``.
+    ``vet`` resolves and judges a host's addresses; the request's ``field`` (from :data:`CALL`) names
+    the setting a failure is about (e.g. ``oidc.jwks_uri``), for the error's ``field``.
     """
 
-    def __init__(self, vet: AddressVetter, field: str | None, *, deadline: float | None = None) -> None:
+    def __init__(self, vet: AddressVetter) -> None:
         self._vet = vet
-        self._field = field
-        self._deadline = deadline
         self._sockets = httpcore.SyncBackend()
 
     def connect_tcp(
@@ -77,7 +91,8 @@ class GuardedBackend(httpcore.NetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.NetworkStream:
-        addresses = self._vet(host, port)
+        field, _deadline = CALL.get()
+        addresses = self._vet(host, port, field)
         reason = "no address to try"
         tried = addresses[:MAX_ADDRESSES_TRIED]
         for address in tried:
@@ -85,7 +100,7 @@ class GuardedBackend(httpcore.NetworkBackend):
                 stream = self._sockets.connect_tcp(
                     address, port, timeout=timeout, local_address=local_address, socket_options=socket_options
                 )
-                return stream if self._deadline is None else _DeadlineStream(stream, self._deadline)
+                return _DeadlineStream(stream)
             except httpcore.ConnectTimeout:
                 reason = f"timed out after {timeout:g} s" if timeout is not None else "timed out"
             except httpcore.ConnectError as exc:
@@ -93,7 +108,7 @@ class GuardedBackend(httpcore.NetworkBackend):
         # The addresses the name resolved to stay unsaid: a message must not map the resolver's view.
         via = "" if tried == [host] or len(tried) < 2 else f" ({len(tried)} addresses tried)"
         message = f"could not connect to {host_and_port(host, port)}{via}: {reason}"
-        raise OutboundFetchError(message, field=self._field, details={"host": host, "port": port})
+        raise OutboundFetchError(message, field=field, details={"host": host, "port": port})
 
     def connect_unix_socket(
         self,
@@ -101,19 +116,22 @@ class GuardedBackend(httpcore.NetworkBackend):
         timeout: float | None = None,
         socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.NetworkStream:
-        raise OutboundFetchError("Unix sockets are never used toward identity providers", field=self._field)
+        raise OutboundFetchError("Unix sockets are never used toward identity providers", field=CALL.get()[0])
 
 
 class _DeadlineStream(httpcore.NetworkStream):
-    """Every read and write waits at most until the request's overall deadline: an IdP that drips
-    its status line or headers byte by byte cannot hold a worker past it."""
+    """Every read and write waits at most until the overall deadline of the request using the
+    connection (:data:`CALL`): an IdP that drips its status line or headers byte by byte cannot hold
+    a worker past it."""
 
-    def __init__(self, stream: httpcore.NetworkStream, deadline: float) -> None:
+    def __init__(self, stream: httpcore.NetworkStream) -> None:
         self._stream = stream
-        self._deadline = deadline
 
-    def _remaining(self, timeout: float | None) -> float:
-        left = self._deadline - time.monotonic()
+    def _remaining(self, timeout: float | None) -> float | None:
+        deadline = CALL.get()[1]
+        if deadline is None:
+            return timeout
+        left = deadline - time.monotonic()
         if left <= 0:
             raise httpcore.ReadTimeout("the overall deadline toward the identity provider has passed")
         return left if timeout is None else min(timeout, left)
@@ -131,7 +149,7 @@ class _DeadlineStream(httpcore.NetworkStream):
                   timeout: float | None = None) -> httpcore.NetworkStream:
         upgraded = self._stream.start_tls(ssl_context, server_hostname=server_hostname,
                                           timeout=self._remaining(timeout))
-        return _DeadlineStream(upgraded, self._deadline)
+        return _DeadlineStream(upgraded)
 
     def get_extra_info(self, info: str) -> Any:
         return self._stream.get_extra_info(info)
@@ -164,10 +182,14 @@ class GuardedTransport(httpx.BaseTransport):
     they are; ``outbound`` turns them into OutboundFetchError.
     """
 
-    def __init__(self, backend: GuardedBackend) -> None:
+    def __init__(self, backend: GuardedBackend, trust_store: tuple[str | None, str | None] | None = None) -> None:
+        """``trust_store``: ``(SSL_CERT_FILE, SSL_CERT_DIR)``, by default as the environment says now."""
+        cert_file, cert_dir = trust_store or (os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
         self._pool = httpcore.ConnectionPool(
-            ssl_context=_tls_context(os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR")),
-            max_connections=2,
+            ssl_context=_tls_context(cert_file, cert_dir),
+            max_connections=MAX_CONNECTIONS,
+            max_keepalive_connections=MAX_IDLE_CONNECTIONS,
+            keepalive_expiry=IDLE_SECONDS,
             http1=True,
             http2=False,
             retries=0,

@@ -26,10 +26,14 @@ refused once it grows past ``policy.max_bytes``. Failures raise ``UnsafeURL`` or
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
+import os
 import socket
+import threading
 import time
-from collections.abc import Iterable, Mapping
+import weakref
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,7 +42,13 @@ import httpx
 
 from keyhall.errors import OutboundFetchError, UnsafeURL
 from keyhall.security.bulkhead import Bulkhead
-from keyhall.security.guarded_transport import GuardedBackend, GuardedTransport, describe_os_error, host_and_port
+from keyhall.security.guarded_transport import (
+    CALL,
+    GuardedBackend,
+    GuardedTransport,
+    describe_os_error,
+    host_and_port,
+)
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 _Headers = Mapping[str, str] | None
@@ -64,6 +74,9 @@ class OutboundPolicy:
     max_redirects: int = 3
     max_concurrent_calls: int = 10  # KEYHALL_IDP_MAX_CONCURRENT_CALLS: in flight per IdP origin
     calls: Bulkhead = field(init=False, compare=False, repr=False)  # shared by every copy's fetches
+    # The pooled clients (keep-alive connections), one per trust store, made on first use: _pooled().
+    pool: dict[tuple[str | None, str | None], httpx.Client] = field(
+        init=False, compare=False, repr=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "calls", Bulkhead(self.max_concurrent_calls))
@@ -102,11 +115,13 @@ def fetch(
     Holds one of the URL's origin's places in ``policy.calls`` throughout (IdPBusy when none is free).
     """
     deadline = time.monotonic() + policy.timeout * _DEADLINE_FACTOR
-    with policy.calls.slot(url, field=field), _client(policy, accept, field) as client:
+    with policy.calls.slot(url, field=field), _call(field, deadline):
+        client = _pooled(policy)
         current = url
         for _hop in range(policy.max_redirects + 1):
             check_url(current, policy, field=field)
-            extra = headers if httpx.URL(current).join("/") == httpx.URL(url).join("/") else None  # same origin
+            same_origin = httpx.URL(current).join("/") == httpx.URL(url).join("/")
+            extra = {"Accept": accept, **(headers or {})} if same_origin else {"Accept": accept}
             outcome = _send_once(client, "GET", current, policy, deadline, field, headers=extra)
             if isinstance(outcome, FetchedDocument):
                 return outcome
@@ -135,8 +150,9 @@ def post_form(
     """
     deadline = time.monotonic() + policy.timeout * _DEADLINE_FACTOR
     check_url(url, policy, field=field)
-    with policy.calls.slot(url, field=field), _client(policy, "application/json", field) as client:
-        sent = _send_once(client, "POST", url, policy, deadline, field, headers, data, raise_for_status)
+    with policy.calls.slot(url, field=field), _call(field, deadline):
+        sent = _send_once(_pooled(policy), "POST", url, policy, deadline, field,
+                          {"Accept": "application/json", **(headers or {})}, data, raise_for_status)
     assert isinstance(sent, FetchedDocument)  # a POST's 3xx is an answer, not a hop
     return sent
 
@@ -155,9 +171,11 @@ def post_content(url: str, content: bytes, policy: OutboundPolicy, *, headers: M
     deadline = time.monotonic() + policy.timeout * _DEADLINE_FACTOR
     check_url(url, policy, field=field)
     timeout = httpx.Timeout(policy.timeout)
-    with policy.calls.slot(url, field=field), _client(policy, "*/*", field) as client:
+    with policy.calls.slot(url, field=field), _call(field, deadline):
+        client = _pooled(policy)
         try:
-            with client.stream("POST", url, content=content, headers=dict(headers), timeout=timeout) as response:
+            with client.stream("POST", url, content=content, headers={"Accept": "*/*", **headers},
+                               timeout=timeout) as response:
                 excerpt = bytearray()
                 for chunk in response.iter_raw():
                     excerpt += chunk
@@ -172,18 +190,47 @@ def post_content(url: str, content: bytes, policy: OutboundPolicy, *, headers: M
                            url=_display(url)) from exc
 
 
-def _client(policy: OutboundPolicy, accept: str, field: str | None) -> httpx.Client:
-    headers = {"Accept": accept, "Accept-Encoding": "identity", "User-Agent": _USER_AGENT}
+_POOL_LOCK = threading.Lock()
 
-    def vet(host: str, port: int) -> list[str]:  # at connect time, for every connection the client opens
-        addresses = _resolve(host, port, field)
-        if not policy.allow_insecure:
-            _refuse_non_public(host_and_port(host, port), host, addresses, field)
-        return addresses
 
-    deadline = time.monotonic() + policy.timeout * _DEADLINE_FACTOR
-    transport = GuardedTransport(GuardedBackend(vet, field, deadline=deadline))
-    return httpx.Client(transport=transport, trust_env=False, follow_redirects=False, headers=headers)
+def _close_clients(clients: dict[tuple[str | None, str | None], httpx.Client]) -> None:
+    for client in list(clients.values()):
+        client.close()
+
+
+@contextlib.contextmanager
+def _call(field: str | None, deadline: float) -> Iterator[None]:
+    """This request's ``field`` and overall deadline, for the pooled connections it opens and uses."""
+    token = CALL.set((field, deadline))
+    try:
+        yield
+    finally:
+        CALL.reset(token)
+
+
+def _pooled(policy: OutboundPolicy) -> httpx.Client:
+    """The policy's client for the current trust store (``SSL_CERT_FILE``/``SSL_CERT_DIR``): its
+    connections stay open between requests (keep-alive), so a sign-in's calls to an IdP do not each
+    build a client and a TCP (and TLS) connection. Every new connection is still vetted when it is
+    opened (``GuardedBackend``), by this policy's rules."""
+    store = (os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
+    client = policy.pool.get(store)
+    if client is not None:
+        return client
+    with _POOL_LOCK:
+        if not policy.pool:  # the connections close with the policy (not at some later collection)
+            weakref.finalize(policy, _close_clients, policy.pool)
+        if store not in policy.pool:
+            def vet(host: str, port: int, field: str | None) -> list[str]:  # at connect time, every connection
+                addresses = _resolve(host, port, field)
+                if not policy.allow_insecure:
+                    _refuse_non_public(host_and_port(host, port), host, addresses, field)
+                return addresses
+
+            headers = {"Accept-Encoding": "identity", "User-Agent": _USER_AGENT}
+            policy.pool[store] = httpx.Client(transport=GuardedTransport(GuardedBackend(vet), store),
+                                              trust_env=False, follow_redirects=False, headers=headers)
+        return policy.pool[store]
 
 
 def _send_once(

@@ -7,16 +7,32 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from keyhall.security.secrets import SecretBox
-from keyhall.storage import migrate
-from keyhall.storage.engine import DEFAULT_TIMEOUT_SECONDS, build_engine, session_factory
+from keyhall.storage.engine import DEFAULT_TIMEOUT_SECONDS, build_engine, reading_engine, session_factory
 from keyhall.storage.purge import purge_expired
 from keyhall.storage.unit_of_work import SqlUnitOfWork
+
+_READ_ONLY = "keyhall_read_only"
+
+
+class ReadOnlyViolation(RuntimeError):
+    """A write in a read-only unit of work: a programming error, never the caller's."""
+
+
+def _refuse_write_statement(state: Any) -> None:
+    if state.session.info.get(_READ_ONLY) and (state.is_insert or state.is_update or state.is_delete):
+        raise ReadOnlyViolation("a write statement in a read-only unit of work")
+
+
+def _refuse_flush(session: Any, _context: Any, _instances: Any) -> None:
+    if session.info.get(_READ_ONLY) and (session.new or session.dirty or session.deleted):
+        raise ReadOnlyViolation("a flush of changes in a read-only unit of work")
 
 
 class Database:
@@ -25,6 +41,9 @@ class Database:
         self.timeout = timeout
         self.engine = build_engine(url, timeout=timeout)
         self.sessions = session_factory(self.engine)
+        self.reading = reading_engine(self.engine)
+        event.listen(self.sessions, "do_orm_execute", _refuse_write_statement)
+        event.listen(self.sessions, "before_flush", _refuse_flush)
         self.box = box
         # Health checks run here, one at a time, so that a stalled database cannot pile up waiting
         # pings (nor take the request threads): callers share the ping in flight.
@@ -36,10 +55,28 @@ class Database:
     def backend(self) -> str:
         return self.engine.dialect.name
 
-    def unit_of_work(self) -> SqlUnitOfWork:
-        return SqlUnitOfWork(self.sessions(), self.box)
+    def unit_of_work(self, *, read_only: bool = False) -> SqlUnitOfWork:
+        """A unit of work: one session, one transaction. ``read_only`` ones (a GET of the API, say)
+        begin deferred on SQLite, so they neither take nor wait for the write lock; any write in
+        them fails loudly (:class:`ReadOnlyViolation`) instead of racing for the lock."""
+        if not read_only:
+            return SqlUnitOfWork(self.sessions(), self.box)
+        session = self.sessions(bind=self.reading)
+        session.info[_READ_ONLY] = True
+        return SqlUnitOfWork(session, self.box)
+
+    def ends_at_once(self, uow: SqlUnitOfWork) -> bool:
+        """Whether ending ``uow`` can neither block nor wait: it holds no transaction, or only a read
+        one on SQLite (ending a deferred read under WAL drops a snapshot: no lock, no file write).
+        Else its rollback is a round trip, for a thread."""
+        session = uow.session
+        return not session.in_transaction() or (self.backend == "sqlite" and bool(session.info.get(_READ_ONLY)))
 
     def migrate(self) -> None:
+        # Imported here, as below: Alembic and the migration scripts (some 10 MB) stay out of the
+        # processes that do not migrate (the workers of ``keyhall serve --workers N``).
+        from keyhall.storage import migrate
+
         migrate.upgrade(self.engine)
 
     def purge_expired(self, now: datetime, *, audit_retention_days: int = 0, event_retention_days: int = 0,
@@ -49,6 +86,9 @@ class Database:
                              event_retention_days=event_retention_days, stop=stop)
 
     def is_up_to_date(self) -> bool:
+        # Imported here: see migrate().
+        from keyhall.storage import migrate
+
         return migrate.is_up_to_date(self.engine)
 
     def start_ping(self) -> Future[bool]:

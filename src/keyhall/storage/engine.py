@@ -10,7 +10,6 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from keyhall.security.private_files import create_private_file
-from keyhall.storage import postgres
 
 DEFAULT_TIMEOUT_SECONDS = 5.0
 
@@ -28,29 +27,39 @@ def build_engine(url: str, *, timeout: float = DEFAULT_TIMEOUT_SECONDS) -> Engin
     PostgreSQL's statements, lock waits, pool checkout and silent servers (``storage.postgres``)."""
     url = normalize_url(url)
     parsed = make_url(url)
-    kwargs: dict[str, Any] = {"future": True}
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:" and not parsed.database.startswith("file:"):
             # 0600 before SQLite opens it (its -wal and -shm files take the same mode); the
             # directory 0700 when it is made here.
             create_private_file(Path(parsed.database))
-        kwargs["connect_args"] = {"check_same_thread": False, "timeout": timeout}  # the busy wait
-    else:
-        # A database that accepts connections but never answers must give 503s, not hung workers.
-        kwargs.update(pool_pre_ping=True, pool_size=10, max_overflow=20, pool_timeout=timeout,
-                      connect_args=postgres.connect_args(timeout))
-    engine = create_engine(url, **kwargs)
-    if parsed.get_backend_name() == "postgresql":
-        postgres.bound_waits(engine, timeout)
-    if parsed.get_backend_name() == "sqlite":
+        engine = create_engine(url, future=True,
+                               connect_args={"check_same_thread": False, "timeout": timeout})  # the busy wait
         event.listen(engine, "connect", _sqlite_pragmas)
-        event.listen(engine, "begin", _sqlite_begin_immediate)
+        event.listen(engine, "begin", _sqlite_begin)
+        return engine
+    # Imported here: psycopg (some 9 MB in every worker) is loaded only for PostgreSQL.
+    from keyhall.storage import postgres
+
+    # A database that accepts connections but never answers must give 503s, not hung workers.
+    engine = create_engine(url, future=True, pool_pre_ping=True, pool_size=10, max_overflow=20,
+                           pool_timeout=timeout, connect_args=postgres.connect_args(timeout))
+    postgres.bound_waits(engine, timeout)
     return engine
 
 
+#: An execution option: transactions begun on an engine carrying it are read-only (see
+#: :func:`reading_engine`); on SQLite they start deferred and take no write lock.
+READ_ONLY = "keyhall_read_only"
+
+
+def reading_engine(engine: Engine) -> Engine:
+    """The same engine and pool, for read-only units of work."""
+    return engine.execution_options(**{READ_ONLY: True})
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    # Let SQLAlchemy issue BEGIN itself so that every transaction takes the write lock up front:
-    # read-then-write transactions cannot then deadlock into "database is locked".
+    # Let SQLAlchemy issue BEGIN itself (see _sqlite_begin): read-then-write transactions take the
+    # write lock up front and cannot then deadlock into "database is locked".
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -59,8 +68,15 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def _sqlite_begin_immediate(connection: Any) -> None:
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+def _sqlite_begin(connection: Any) -> None:
+    # A read-only transaction (which :mod:`keyhall.storage.database` guards against writes) starts
+    # deferred: it reads a snapshot under WAL and never waits for, nor blocks, a writer. Every
+    # other one takes the write lock up front, since a deferred transaction that reads and then
+    # writes gets SQLITE_BUSY at once when another connection wrote in between, without waiting.
+    if connection.get_execution_options().get(READ_ONLY):
+        connection.exec_driver_sql("BEGIN")
+    else:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -10,8 +12,6 @@ from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, text
-
-from keyhall.storage.postgres import unbounded
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -23,6 +23,19 @@ def alembic_config(connection: Any | None = None) -> Config:
     if connection is not None:
         config.attributes["connection"] = connection
     return config
+
+
+@contextlib.contextmanager
+def unbounded(connection: Any) -> Iterator[None]:
+    """``keyhall.storage.postgres.unbounded`` on PostgreSQL; nothing to lift on SQLite."""
+    if connection.dialect.name != "postgresql":
+        yield
+        return
+    # Imported here: psycopg (some 9 MB) is loaded only for PostgreSQL.
+    from keyhall.storage import postgres
+
+    with postgres.unbounded(connection):
+        yield
 
 
 MIGRATION_LOCK = 7_114_229_001  # any constant: instances starting together migrate one at a time

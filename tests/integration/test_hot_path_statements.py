@@ -1,0 +1,109 @@
+"""How many SQL statements, in which transactions, the hot API paths run (SQLite or PostgreSQL).
+
+Counted with an engine event around one request each, so that a change that adds a round trip to a
+hot path, or makes a read take SQLite's write lock again, fails here. A read-only request (an
+API-key ``GET``) is one deferred transaction shared by the key's lookup and the handler; a write
+that slips into one is refused, not raced for the lock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import event, update
+
+from keyhall.runtime import Runtime
+from keyhall.storage.database import ReadOnlyViolation
+from keyhall.storage.models import ApiKeyRow
+from tests.support.api import Keyhall, Tenant, auth
+
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "saml"
+
+#: The most statements each path may run (transaction control not counted): key, organization,
+#: connection and its domains for a read; the same, the version-checked update, the domains and the
+#: audit record for a change, and the event that announces it with the webhook subscriptions it is
+#: queued for.
+GET_CONNECTION_MAX = 4
+PATCH_CONNECTION_MAX = 12
+
+
+@contextmanager
+def statements(runtime: Runtime) -> Iterator[list[str]]:
+    seen: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+        seen.append(" ".join(statement.split()))
+
+    engine = runtime.database.engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+
+def _control(statement: str) -> bool:
+    return statement.split(" ")[0].upper() in {"BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE"}
+
+
+def _counts(seen: list[str]) -> int:
+    """How many rate-limit counts the request wrote (each in a write transaction of its own)."""
+    return sum(1 for s in seen if s.upper().startswith("INSERT INTO RATE_COUNTERS"))
+
+
+def _work(seen: list[str]) -> list[str]:
+    """The statements that are not transaction control nor the rate-limit counter."""
+    return [s for s in seen if not _control(s) and "rate_counters" not in s]
+
+
+@pytest.fixture(scope="module")
+def connection(keyhall: Keyhall) -> tuple[Tenant, str]:
+    tenant = keyhall.tenant("Hot Path Statements")
+    body = {"protocol": "saml", "name": "hot-path", "domains": ["hot-path.example"],
+            "saml": {"metadata_xml": (FIXTURES / "metadata-valid.xml").read_text()}}
+    created = keyhall.client.post(f"/v1/organizations/{tenant.slug}/connections", json=body,
+                                  headers=auth(tenant.owner))
+    assert created.status_code == 201, created.text
+    return tenant, str(created.json()["id"])
+
+
+def test_get_of_a_connection_is_one_deferred_transaction_of_few_reads(
+        keyhall: Keyhall, connection: tuple[Tenant, str]) -> None:
+    tenant, connection_id = connection
+    url = f"/v1/organizations/{tenant.slug}/connections/{connection_id}"
+    keyhall.client.get(url, headers=auth(tenant.owner))  # warm: first-use work is not the hot path
+    with statements(keyhall.runtime) as seen:
+        response = keyhall.client.get(url, headers=auth(tenant.owner))
+    assert response.status_code == 200, response.text
+    work = _work(seen)
+    assert all(s.upper().startswith("SELECT") for s in work), work
+    assert len(work) <= GET_CONNECTION_MAX, work
+    if keyhall.runtime.database.backend == "sqlite":  # one deferred transaction, besides the counter's own
+        begins = sorted(s for s in seen if s.upper().startswith("BEGIN"))
+        assert begins == ["BEGIN"] + ["BEGIN IMMEDIATE"] * _counts(seen)
+
+
+def test_patch_of_a_connection_takes_the_write_lock_up_front(
+        keyhall: Keyhall, connection: tuple[Tenant, str]) -> None:
+    tenant, connection_id = connection
+    url = f"/v1/organizations/{tenant.slug}/connections/{connection_id}"
+    with statements(keyhall.runtime) as seen:
+        response = keyhall.client.patch(url, json={"display_name": "Hot path"}, headers=auth(tenant.owner))
+    assert response.status_code == 200, response.text
+    assert len(_work(seen)) <= PATCH_CONNECTION_MAX, _work(seen)
+    if keyhall.runtime.database.backend == "sqlite":
+        assert {s for s in seen if s.upper().startswith("BEGIN")} == {"BEGIN IMMEDIATE"}
+
+
+def test_a_write_in_a_read_only_unit_of_work_is_refused(runtime: Runtime) -> None:
+    with runtime.database.unit_of_work(read_only=True) as uow:
+        with pytest.raises(ReadOnlyViolation):
+            uow.session.execute(update(ApiKeyRow).where(ApiKeyRow.id == "none").values(name="x"))
+        uow.session.rollback()
+        uow.session.add(ApiKeyRow(id="read-only-test", organization_id=None, role=None, secret_hash="x", name="x"))
+        with pytest.raises(ReadOnlyViolation):
+            uow.session.flush()
