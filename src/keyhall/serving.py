@@ -7,6 +7,8 @@ public URL it announces, and the uvicorn set-up for one process or several worke
 - :func:`address_problem`: a one-line message when the port cannot be listened on (in use,
   privileged, no such address), said before any work is done, instead of the server's traceback
   or log line.
+
+``keyhall.cli`` imports this module only when it serves, so ``keyhall --help`` stays fast.
 """
 
 from __future__ import annotations
@@ -18,8 +20,13 @@ import socket
 import sys
 from typing import Any
 
+import uvicorn
 from fastapi import FastAPI
 
+from keyhall.api.observability import metrics_of, start_metrics_server
+from keyhall.app import create_app
+from keyhall.jobs import DomainChecker, Purger
+from keyhall.logs import configure_logging
 from keyhall.runtime import Runtime
 from keyhall.settings import Settings, load_settings
 
@@ -76,9 +83,6 @@ def address_problem(host: str, port: int) -> str | None:
 def worker_app() -> FastAPI:
     """The app of one ``keyhall serve --workers N`` worker process (a uvicorn factory): the parent
     has migrated the database and runs the background jobs, so a worker only serves."""
-    from keyhall.app import create_app
-    from keyhall.logs import configure_logging
-
     settings = load_settings()
     configure_logging(settings.log_level)
     return create_app(settings, Runtime.build(settings))
@@ -86,11 +90,6 @@ def worker_app() -> FastAPI:
 
 def serve(settings: Settings, host: str, port: int, workers: int) -> None:
     """Migrate the database, start the background jobs, then serve until stopped."""
-    import uvicorn
-
-    from keyhall.app import create_app
-    from keyhall.jobs import DomainChecker, Purger
-
     runtime = Runtime.build(settings)  # also creates the key file, if any, before workers start
     runtime.database.migrate()  # once, here, before any worker starts
     jobs = [DomainChecker(runtime, interval=settings.domain_check_interval_seconds),
@@ -112,7 +111,5 @@ def serve(settings: Settings, host: str, port: int, workers: int) -> None:
     for job in jobs:
         job.attach(app)
     if settings.metrics_port:
-        from keyhall.api.observability import metrics_of, start_metrics_server
-
         start_metrics_server(metrics_of(app), settings.metrics_port, settings.metrics_host)
     uvicorn.run(app, host=host, port=port, **server_options())
