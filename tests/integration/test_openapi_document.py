@@ -54,6 +54,8 @@ def test_bearer_security_on_the_operations_that_authenticate(document: dict[str,
             unauthenticated = op["responses"]["401"]["content"]["application/json"]["schema"]
             if path.startswith(("/v1/", "/api/")):  # the native error body (the others: their vendor's)
                 assert unauthenticated == {"$ref": "#/components/schemas/Error"}, (method, path)
+    luzmo = document["paths"]["/0.1.0/ssoconfig"]["post"]
+    assert luzmo["security"] == [{"apiKey": []}, {}]  # or the key and token in the envelope
     for open_path in ("/healthz", "/.well-known/openid-configuration", "/oauth2/jwks", "/oauth2/authorize"):
         assert ("GET", open_path) not in secured
 
