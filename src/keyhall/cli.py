@@ -45,8 +45,10 @@ def _settings() -> Settings:
     return settings
 
 
-def _runtime() -> Runtime:
-    runtime = Runtime.build(_settings())
+def _runtime(settings: Settings | None = None) -> Runtime:
+    """The runtime of this command, migrated; its connections close when the command ends."""
+    runtime = Runtime.build(settings or _settings())
+    click.get_current_context().call_on_close(runtime.database.dispose)
     runtime.database.migrate()
     return runtime
 
@@ -337,8 +339,7 @@ def keys_rotate() -> None:
         keys_now = [new_key(), *load_or_create_key_file(settings.secret_keys_file)]
         write_key_file(settings.secret_keys_file, keys_now)
     box = SecretBox(keys_now)
-    runtime = Runtime.build(settings)
-    runtime.database.migrate()
+    runtime = _runtime(settings)
     count = 0
     with runtime.database.unit_of_work() as uow:
         for connection_id, blob in uow.connections.all_sealed_secrets():
