@@ -25,7 +25,8 @@ install: $(VENV)/.installed
 
 install-test: $(VENV)/.installed-test
 
-## Serve Keyhall on http://$(HOST):$(PORT) with SQLite under ./data (migrates first).
+## Serve Keyhall on http://$(HOST):$(PORT) with SQLite under ./data (migrates first); `make run PORT=8001`
+## picks another port (the public URL follows it unless KEYHALL_PUBLIC_URL is set).
 run: install
 	$(BIN)/keyhall serve --host $(HOST) --port $(PORT)
 

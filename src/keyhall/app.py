@@ -8,6 +8,7 @@ from keyhall import __version__
 from keyhall.api import health, scim
 from keyhall.api.deps import LoginRateLimited, RateLimited
 from keyhall.api.dialects import DIALECTS
+from keyhall.api.docs import DOCS_PATH, install_docs
 from keyhall.api.http import (
     BodyLimitMiddleware,
     CorrelationMiddleware,
@@ -28,6 +29,7 @@ from keyhall.api.native import (
     webhooks,
 )
 from keyhall.api.observability import install_metrics
+from keyhall.api.openapi import install_openapi
 from keyhall.api.security_headers import install_security_headers
 from keyhall.runtime import Runtime
 from keyhall.settings import Settings, load_settings
@@ -43,6 +45,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         title="Keyhall",
         version=__version__,
         description="Self-hosted enterprise single sign-on: SSO connections per organization.",
+        docs_url=None, redoc_url=None,  # FastAPI's pages load from a CDN: api/docs.py serves /docs
     )
     app.state.runtime = runtime
     install_error_handlers(app)
@@ -62,10 +65,13 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         for public in dialect.public:
             app.include_router(public)
     oauth.register_error_styles()
+    install_openapi(app)
+    install_docs(app)
     app.add_middleware(UnexpectedErrorMiddleware)  # innermost
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, json_prefixes=JSON_PREFIXES)
     app.add_middleware(scim.ScimMediaType)  # outside the body limit: its 413s and 415s are SCIM's too
     app.add_middleware(CorrelationMiddleware, header_by_prefix={"/organisations/": "x-fapi-interaction-id"})
     install_metrics(app, token=settings.metrics_token)  # outside the body limit: 413s and 415s are counted
-    install_security_headers(app, public_url=settings.public_url, no_store_prefixes=JSON_PREFIXES)  # outermost
+    install_security_headers(app, public_url=settings.public_url, no_store_prefixes=JSON_PREFIXES,
+                             docs_paths=(DOCS_PATH,))  # outermost
     return app

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
-from typing import Any
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
 
 import click
-from fastapi import FastAPI
 
+from keyhall import __version__
 from keyhall.core import org_service
 from keyhall.core.access import SYSTEM
 from keyhall.core.connection_service import Context
+from keyhall.core.ports import Page
 from keyhall.core.vocabulary import Role
 from keyhall.errors import KeyhallError
 from keyhall.runtime import Runtime, utcnow
@@ -22,11 +26,29 @@ from keyhall.security.secrets import (
     parse_key_list,
     write_key_file,
 )
-from keyhall.settings import load_settings
+from keyhall.settings import Settings, load_settings
+
+T = TypeVar("T")
 
 
-def _runtime() -> Runtime:
-    runtime = Runtime.build(load_settings())
+def _settings() -> Settings:
+    """The settings, after a warning on stderr when this command is about to create a data
+    directory nobody named (the default ``./data`` under the current directory is missing): run
+    elsewhere than the server's directory, a command would otherwise quietly start a second,
+    empty installation."""
+    settings = load_settings()
+    uses_data_dir = settings.database_url is None or settings.secret_keys is None
+    if uses_data_dir and "data_dir" not in settings.model_fields_set and not settings.data_dir.exists():
+        click.echo(f"warning: no data directory at {settings.data_dir.resolve()}: creating a new one (a new "
+                   "database and key file). To use an existing installation, run from its directory or give "
+                   "--data-dir DIR (or KEYHALL_DATA_DIR).", err=True)
+    return settings
+
+
+def _runtime(settings: Settings | None = None) -> Runtime:
+    """The runtime of this command, migrated; its connections close when the command ends."""
+    runtime = Runtime.build(settings or _settings())
+    click.get_current_context().call_on_close(runtime.database.dispose)
     runtime.database.migrate()
     return runtime
 
@@ -44,77 +66,58 @@ def _fail(exc: KeyhallError) -> None:
     sys.exit(2)
 
 
+def _call(action: Callable[[], T]) -> T:
+    """``action()``, or exit 2 with its error's message."""
+    try:
+        return action()
+    except KeyhallError as exc:
+        _fail(exc)
+        raise  # pragma: no cover - _fail exits
+
+
+def _all_pages(fetch: Callable[[str | None], Page[T]]) -> Iterator[T]:
+    cursor: str | None = None
+    while True:
+        page = fetch(cursor)
+        yield from page.items
+        if page.next_cursor is None:
+            return
+        cursor = page.next_cursor
+
+
 @click.group()
-def main() -> None:
+@click.version_option(__version__, prog_name="keyhall")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="the installation's data directory (default: KEYHALL_DATA_DIR, else ./data)")
+def main(data_dir: Path | None) -> None:
     """Keyhall: self-hosted enterprise single sign-on."""
-
-
-# uvloop (the event loop) and httptools (the HTTP/1.1 parser) are dependencies: both cut the
-# server's CPU per request well below asyncio's loop and h11. uvloop has no Windows build.
-_LOOP = "asyncio" if sys.platform == "win32" else "uvloop"
-
-
-def _server_options() -> dict[str, Any]:
-    # Uvicorn's own proxy-header handling (on by default, trusting 127.0.0.1 or FORWARDED_ALLOW_IPS)
-    # would rewrite the client address from X-Forwarded-For before Keyhall sees it: off, so that
-    # KEYHALL_TRUSTED_PROXIES alone decides whose header is believed (keyhall.security.forwarded).
-    return {"log_config": None, "access_log": False, "proxy_headers": False, "loop": _LOOP, "http": "httptools"}
-
-
-def worker_app() -> FastAPI:
-    """The app of one ``keyhall serve --workers N`` worker process (a uvicorn factory): the parent
-    has migrated the database and runs the background jobs, so a worker only serves."""
-    from keyhall.app import create_app
-    from keyhall.logs import configure_logging
-
-    settings = load_settings()
-    configure_logging(settings.log_level)
-    return create_app(settings, Runtime.build(settings))
+    if data_dir is not None:
+        # Through the environment, so `serve --workers N`'s worker processes read the same one.
+        os.environ["KEYHALL_DATA_DIR"] = str(data_dir)
 
 
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1),
               help="server processes sharing the port (one per CPU core is a good start)")
 def serve(host: str, port: int, workers: int) -> None:
-    """Migrate the database if needed, then serve."""
-    import uvicorn
-
-    from keyhall.app import create_app
-    from keyhall.jobs import DomainChecker, Purger, WebhookDeliverer
+    """Migrate the database if needed, then serve. Without KEYHALL_PUBLIC_URL, the public URL is
+    http://HOST:PORT (127.0.0.1 for a wildcard host)."""
     from keyhall.logs import configure_logging
+    from keyhall.serving import address_problem, public_url_for
+    from keyhall.serving import serve as run_server
 
-    settings = load_settings()
-    configure_logging(settings.log_level)
+    settings = _settings()
     if workers > 1 and settings.metrics_port:
         raise click.UsageError("KEYHALL_METRICS_PORT serves the metrics of one process: with --workers, leave it "
                                "unset (GET /metrics with KEYHALL_METRICS_TOKEN answers for the worker it reaches)")
-    runtime = Runtime.build(settings)  # also creates the key file, if any, before workers start
-    runtime.database.migrate()  # once, here, before any worker starts
-    jobs = [DomainChecker(runtime, interval=settings.domain_check_interval_seconds),
-            Purger(runtime, interval=settings.purge_interval_seconds),
-            WebhookDeliverer(runtime, interval=settings.webhook_poll_interval_seconds)]
-    if workers > 1:
-        # The workers are new processes (uvicorn spawns them); the background jobs run once, in
-        # this supervising process, rather than once per worker.
-        for job in jobs:
-            job.start()
-        try:
-            uvicorn.run("keyhall.cli:worker_app", factory=True, workers=workers, host=host, port=port,
-                        **_server_options())
-        finally:
-            for job in jobs:
-                job.stop()
-        return
-    app = create_app(settings, runtime)
-    for job in jobs:
-        job.attach(app)
-    if settings.metrics_port:
-        from keyhall.api.observability import metrics_of, start_metrics_server
-
-        start_metrics_server(metrics_of(app), settings.metrics_port, settings.metrics_host)
-    uvicorn.run(app, host=host, port=port, **_server_options())
+    problem = address_problem(host, port)
+    if problem:
+        click.echo(f"error: {problem}", err=True)
+        sys.exit(2)
+    configure_logging(settings.log_level)
+    run_server(settings.model_copy(update={"public_url": public_url_for(settings, host, port)}), host, port, workers)
 
 
 @main.command()
@@ -144,6 +147,29 @@ def org_create(name: str, slug: str | None) -> None:
     _print(organization_out(created))
 
 
+@org.command("list")
+def org_list() -> None:
+    """Print every organization (oldest first) as JSON."""
+    from keyhall.api.native.schemas import organization_out
+
+    runtime = _runtime()
+    with runtime.database.unit_of_work() as uow:
+        orgs = list(_all_pages(lambda cursor: org_service.list_organizations(uow, _context(), limit=200,
+                                                                             cursor=cursor)))
+    _print({"data": [organization_out(o) for o in orgs]})
+
+
+@org.command("delete")
+@click.argument("org_ref", metavar="ORG")
+def org_delete(org_ref: str) -> None:
+    """Delete an organization (id or slug) with its connections, domains, users and keys."""
+    runtime = _runtime()
+    with runtime.database.unit_of_work() as uow:
+        found = _call(lambda: org_service.get_organization(uow, _context(), org_ref))
+        _call(lambda: org_service.delete_organization(uow, _context(), found.id))
+    _print({"deleted": True, "id": found.id, "slug": found.slug})
+
+
 @main.group()
 def key() -> None:
     """API keys."""
@@ -168,6 +194,32 @@ def key_create(org_ref: str | None, role: str | None, instance: bool, name: str 
             _fail(exc)
     _print({"key_id": created.id, "secret": issued.secret, "token": issued.token,
             "organization_id": created.organization_id, "role": role or "instance_admin"})
+
+
+@key.command("list")
+@click.option("--org", "org_ref", required=True, help="organization id or slug")
+def key_list(org_ref: str) -> None:
+    """Print an organization's keys (never their secrets), revoked ones included, as JSON."""
+    from keyhall.api.native.schemas import key_out
+
+    runtime = _runtime()
+    with runtime.database.unit_of_work() as uow:
+        keys = _call(lambda: list(_all_pages(lambda cursor: org_service.list_keys(
+            uow, _context(), org_ref, limit=200, cursor=cursor))))
+    _print({"data": [key_out(k) for k in keys]})
+
+
+@key.command("revoke")
+@click.argument("key_id")
+@click.option("--org", "org_ref", default=None, help="only if the key belongs to this organization (id or slug)")
+def key_revoke(key_id: str, org_ref: str | None) -> None:
+    """Revoke an API key (an organization's or an instance-admin key) at once; prints it."""
+    from keyhall.api.native.schemas import key_out
+
+    runtime = _runtime()
+    with runtime.database.unit_of_work() as uow:
+        revoked = _call(lambda: org_service.revoke_key(uow, _context(), org_ref, key_id))
+    _print(key_out(revoked))
 
 
 @main.group()
@@ -195,6 +247,30 @@ def app_create(name: str, redirect_uris: tuple[str, ...], public: bool, id_token
     _print({"client_id": created.id, "client_secret": secret, "name": created.name,
             "redirect_uris": created.redirect_uris, "public": created.public,
             "issuer": runtime.settings.public_url})
+
+
+@app.command("list")
+def app_list() -> None:
+    """Print every registered application (never its secret) as JSON."""
+    from keyhall.api.native.applications import application_out
+    from keyhall.core.application_service import list_applications
+
+    runtime = _runtime()
+    with runtime.database.unit_of_work() as uow:
+        apps = list_applications(uow.applications, _context())
+    _print({"data": [application_out(a) for a in apps]})
+
+
+@app.command("delete")
+@click.argument("client_id")
+def app_delete(client_id: str) -> None:
+    """Delete an application: its client can no longer sign anyone in."""
+    from keyhall.core.application_service import delete_application
+
+    runtime = _runtime()
+    with runtime.database.unit_of_work() as uow:
+        _call(lambda: delete_application(uow, uow.applications, _context(), client_id))
+    _print({"deleted": True, "client_id": client_id})
 
 
 @main.group()
@@ -254,7 +330,7 @@ def keys_rotate() -> None:
     rotate`` then re-encrypts under it); with the key file in the data directory, a new key is
     generated and written first in the file.
     """
-    settings = load_settings()
+    settings = _settings()
     if settings.secret_keys:
         click.echo("KEYHALL_SECRET_KEYS is set: re-encrypting under its first key", err=True)
         keys_now = parse_key_list(settings.secret_keys)
@@ -264,8 +340,7 @@ def keys_rotate() -> None:
         keys_now = [new_key(), *load_or_create_key_file(settings.secret_keys_file)]
         write_key_file(settings.secret_keys_file, keys_now)
     box = SecretBox(keys_now)
-    runtime = Runtime.build(settings)
-    runtime.database.migrate()
+    runtime = _runtime(settings)
     count = 0
     with runtime.database.unit_of_work() as uow:
         for connection_id, blob in uow.connections.all_sealed_secrets():

@@ -19,7 +19,8 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
-            "request_id": request_id_var.get(),
+            # A line written after the request's context ended (the access line) names its request.
+            "request_id": getattr(record, "request_id", None) or request_id_var.get(),
         }
         fields = getattr(record, "fields", None)
         if isinstance(fields, dict):

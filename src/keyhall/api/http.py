@@ -77,6 +77,11 @@ def register_error_style(style: ErrorStyle) -> None:
     _styles.sort(key=lambda s: len(s.prefix), reverse=True)
 
 
+def error_style_for(path: str) -> ErrorStyle | None:
+    """The error style registered for ``path`` (None: the native body)."""
+    return next((style for style in _styles if path.startswith(style.prefix)), None)
+
+
 def error_response(request: Request, exc: KeyhallError, status: int | None = None) -> JSONResponse:
     status = status or status_for(exc)
     render: Callable[[int, KeyhallError], dict[str, Any]] = native_error_body

@@ -39,6 +39,7 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, start_http_server
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from keyhall.api.access_log import log_request
 from keyhall.api.http import error_response
 from keyhall.errors import Unauthenticated
 from keyhall.metrics import OTHER, Metrics, enter_request, leave_request, set_process_default
@@ -52,7 +53,8 @@ def status_class(status: int) -> str:
 
 
 class MetricsMiddleware:
-    """Count and time every HTTP request by method, route template and status class."""
+    """Count and time every HTTP request by method, route template and status class, and write its
+    access-log line (:mod:`keyhall.api.access_log`)."""
 
     def __init__(self, app: ASGIApp, *, metrics: Metrics) -> None:
         self.app = app
@@ -77,9 +79,12 @@ class MetricsMiddleware:
         finally:
             leave_request(token)
             method = scope["method"] if scope["method"] in _METHODS else OTHER
-            labels = (method, route_template(scope), status_class(status))
+            route = route_template(scope)
+            seconds = time.perf_counter() - started
+            labels = (method, route, status_class(status))
             self.metrics.requests.labels(*labels).inc()
-            self.metrics.request_seconds.labels(*labels).observe(time.perf_counter() - started)
+            self.metrics.request_seconds.labels(*labels).observe(seconds)
+            log_request(scope, method=method, route=route, status=status, seconds=seconds)
 
 
 def route_template(scope: Scope) -> str:

@@ -11,16 +11,17 @@ hosted pages' own Content-Security-Policy, the JWKS's ``Cache-Control: max-age``
 - ``Cache-Control: no-store`` on ``/oauth2/token``, ``/oauth2/userinfo`` and the API prefixes
   (tokens, personal claims, tenants' configuration).
 
-The API docs (``/docs``, ``/redoc`` and Swagger UI's OAuth2 redirect page) are HTML that loads
-Swagger UI or ReDoc from a CDN and runs an inline script. Rather than leave them without a policy,
-they get one built from the page itself: ``script-src`` names exactly the external scripts the page
-includes plus the SHA-256 hash of each inline script (CSP Level 3 §8.3), so nothing else may run;
-styles may be inline (both UIs inject styles at run time) or the stylesheets the page names;
-images as on the hosted pages (``'self' data: https:``); ``connect-src 'self'`` lets them fetch
-``/openapi.json`` and try requests; ReDoc's search worker is a ``blob:``. The policy follows
-FastAPI's generated pages if their CDN URLs change, and stays as strict as those pages allow
-(checked in Chromium with Swagger UI 5.35 and ReDoc 2.5 served locally: both render, "Try it
-out" and search work, no violation reported).
+The API docs (Keyhall's ``/docs``, served from its own origin by ``keyhall.api.docs``; for any
+other app, FastAPI's ``/docs``, ``/redoc`` and OAuth2 redirect page, which load from a CDN) are HTML
+that loads Swagger UI or ReDoc and runs an inline script. Rather than leave them without a policy,
+they get one built from the page itself: ``script-src`` names exactly the scripts the page includes
+(``'self'`` for Keyhall's own) plus the SHA-256 hash of each inline script (CSP Level 3 §8.3), so
+nothing else may run; styles may be inline (both UIs inject styles at run time) or the stylesheets
+the page names; images from ``'self'`` and ``data:`` (and the origin of an icon the page names);
+``connect-src 'self'`` lets them fetch ``/openapi.json`` and try requests; ReDoc's search worker is
+a ``blob:``. The policy follows the page if its asset URLs change, and stays as strict as it
+allows (checked in Chromium: Keyhall's /docs renders and loads nothing from another origin,
+tests/integration/test_docs_offline.py).
 """
 
 from __future__ import annotations
@@ -114,7 +115,7 @@ def docs_page_csp(html: str) -> str:
         "default-src 'none'",
         " ".join(["script-src", *_sources(page.script_urls), *hashes]),
         " ".join(["style-src", *_sources(page.stylesheets), "'unsafe-inline'"]),
-        " ".join(["img-src 'self' data: https:", *icons]),  # as the hosted pages; ReDoc shows a CDN logo
+        " ".join(["img-src 'self' data:", *icons]),  # Swagger UI's own icons are data: URLs
         " ".join(["font-src 'self' data:", *fonts]),
         "connect-src 'self'",
         "worker-src blob:",
@@ -187,9 +188,11 @@ def _is_html(headers: list[tuple[bytes, bytes]]) -> bool:
     return False
 
 
-def install_security_headers(app: FastAPI, *, public_url: str, no_store_prefixes: Iterable[str] = ("/v1/",)) -> None:
-    """Add the middleware; HSTS when ``public_url`` is https; the app's own docs URLs get the
-    docs policy."""
-    docs = [p for p in (app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url) if p]
+def install_security_headers(app: FastAPI, *, public_url: str, no_store_prefixes: Iterable[str] = ("/v1/",),
+                             docs_paths: Iterable[str] | None = None) -> None:
+    """Add the middleware; HSTS when ``public_url`` is https; the docs pages (``docs_paths``, by
+    default FastAPI's own docs URLs of the app) get the docs policy."""
+    docs = list(docs_paths) if docs_paths is not None else [
+        p for p in (app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url) if p]
     app.add_middleware(SecurityHeadersMiddleware, https=public_url.lower().startswith("https://"),
                        docs_paths=docs, no_store_prefixes=no_store_prefixes)

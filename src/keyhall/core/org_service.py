@@ -136,17 +136,25 @@ def list_keys(uow: UnitOfWork, ctx: Context, org_ref: str, *, limit: int, cursor
     return uow.api_keys.list_page(org.id, limit=limit, cursor=cursor)
 
 
-def revoke_key(uow: UnitOfWork, ctx: Context, org_ref: str, key_id: str) -> ApiKey:
-    org = get_organization(uow, ctx, org_ref)
-    require_owner(ctx.principal, org)
-    key = uow.api_keys.get(key_id)
-    if key is None or key.organization_id != org.id:
-        raise NotFound("API key not found")
+def revoke_key(uow: UnitOfWork, ctx: Context, org_ref: str | None, key_id: str) -> ApiKey:
+    """Revoke a key of organization ``org_ref`` (its owners may); with ``org_ref`` None, any key by
+    its id, instance-admin keys included (instance admins only: the CLI's ``keyhall key revoke``)."""
+    if org_ref is None:
+        require_instance_admin(ctx.principal)
+        key = uow.api_keys.get(key_id)
+        if key is None:
+            raise NotFound("API key not found")
+    else:
+        org = get_organization(uow, ctx, org_ref)
+        require_owner(ctx.principal, org)
+        key = uow.api_keys.get(key_id)
+        if key is None or key.organization_id != org.id:
+            raise NotFound("API key not found")
     if key.revoked_at is None:
         key.revoked_at = ctx.now
         uow.api_keys.save(key)
         uow.audit.add(audit.event(
-            organization_id=org.id, actor=ctx.principal.actor, action="api_key.revoked",
+            organization_id=key.organization_id, actor=ctx.principal.actor, action="api_key.revoked",
             target_type="api_key", target_id=key.id, request_id=ctx.request_id, now=ctx.now,
         ))
         uow.commit()

@@ -20,6 +20,7 @@ from keyhall.errors import KeyhallError
 from keyhall.login import entry
 from keyhall.provider import grants, revocation, signing
 from keyhall.provider.userinfo import InvalidAccessToken, userinfo_claims
+from keyhall.web import oauth_docs
 from keyhall.web.rendering import LOGIN_COOKIE, answer, render, set_login_cookie
 
 router = APIRouter(tags=["openid provider"])
@@ -89,7 +90,7 @@ def jwks(uow: UowDep, runtime: RuntimeDep) -> JSONResponse:
     return JSONResponse(signing.jwks(uow.signing_keys, now), headers={"Cache-Control": "max-age=300"})
 
 
-@router.get("/oauth2/authorize")
+@router.get("/oauth2/authorize", openapi_extra=oauth_docs.AUTHORIZE)
 def authorize(request: Request, uow: UowDep, runtime: RuntimeDep) -> Response:
     outcome = entry.authorize(uow, runtime, dict(request.query_params))
     if not isinstance(outcome, entry.Authorizing):
@@ -147,12 +148,12 @@ async def _form_endpoint(request: Request, runtime: Any,
     return await run_in_threadpool(handler, request, runtime, form)
 
 
-@router.post("/oauth2/token")
+@router.post("/oauth2/token", openapi_extra=oauth_docs.TOKEN)
 async def token(request: Request, runtime: RuntimeDep) -> Response:
     return await _form_endpoint(request, runtime, _token_sync)
 
 
-@router.post("/oauth2/revoke")
+@router.post("/oauth2/revoke", openapi_extra=oauth_docs.REVOKE)
 async def revoke(request: Request, runtime: RuntimeDep) -> Response:
     """RFC 7009: the client authenticates as at the token endpoint; 200 with an empty body."""
     return await _form_endpoint(request, runtime, _revoke_sync)
@@ -214,12 +215,12 @@ def _token_sync(request: Request, runtime: Any, form: dict[str, str]) -> JSONRes
     return JSONResponse(body, headers=NO_STORE)
 
 
-@router.get("/oauth2/userinfo")
+@router.get("/oauth2/userinfo", openapi_extra=oauth_docs.USERINFO)
 def userinfo(request: Request, uow: UowDep, runtime: RuntimeDep) -> JSONResponse:
     return _userinfo(request, uow, runtime)
 
 
-@router.post("/oauth2/userinfo")
+@router.post("/oauth2/userinfo", openapi_extra=oauth_docs.USERINFO)
 def userinfo_post(request: Request, uow: UowDep, runtime: RuntimeDep) -> JSONResponse:
     return _userinfo(request, uow, runtime)
 

@@ -207,7 +207,9 @@ def _get(uow: UnitOfWork, ctx: Context, envelope: Envelope) -> dict[str, Any]:
     return {"count": found.total, "rows": [ssoconfig_out(c) for c in found.items]}
 
 
-@router.post(PATH, summary="Create, get, update or delete SSO configurations (Luzmo envelope)")
+# The key travels in the envelope (key, token) or, failing that, as a bearer token.
+@router.post(PATH, summary="Create, get, update or delete SSO configurations (Luzmo envelope)",
+             openapi_extra={"security": [{"apiKey": []}, {}]})
 def ssoconfig(envelope: Envelope, request: Request, uow: UowDep, runtime: RuntimeDep) -> dict[str, Any]:
     principal = body_principal(request, uow, runtime, envelope.key, envelope.token)
     _check_envelope_fields(envelope)
