@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from keyhall import __version__
-from keyhall.api import health, oauth, pages, saml_pages
+from keyhall.api import health, logout, oauth, pages, saml_pages
 from keyhall.api.deps import LoginRateLimited, RateLimited
 from keyhall.api.dialects import DIALECTS
 from keyhall.api.http import (
@@ -35,7 +35,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.state.runtime = runtime
     install_error_handlers(app)
     app.include_router(health.router)
-    for router in (oauth.router, pages.router, saml_pages.router):
+    for router in (oauth.router, logout.router, pages.router, saml_pages.router):
         app.include_router(router, dependencies=[LoginRateLimited])
     for router in (organizations.router, connections.router, domains.router, audit.router, users.router,
                    applications.router):

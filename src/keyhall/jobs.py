@@ -12,7 +12,14 @@ once: a check is idempotent, the worst case is a domain checked twice.
 ``purge`` deletes expired sign-in transactions, codes, refresh tokens, replay-cache rows, rate
 counters and audit events past ``KEYHALL_AUDIT_RETENTION_DAYS`` (``keyhall purge`` runs it once;
 ``Purger`` every ``KEYHALL_PURGE_INTERVAL_SECONDS``; the rules are in ``keyhall.storage.purge``).
-Both run on ``PeriodicJob``: a daemon thread started and stopped with the app's lifespan.
+``deliver_logout_notices`` sends the back-channel logout tokens owed to products (OIDC
+Back-Channel Logout 1.0; the rules are in ``keyhall.provider.backchannel``): due notices are
+claimed and committed first, each POST is made outside any transaction through the SSRF guard, and
+its outcome recorded in a unit of work of its own. ``LogoutNotifier`` runs it every
+``KEYHALL_BACKCHANNEL_LOGOUT_INTERVAL_SECONDS``; several instances may run it, a claim gives each
+attempt to one of them.
+
+All run on ``PeriodicJob``: a daemon thread started and stopped with the app's lifespan.
 """
 
 from __future__ import annotations
@@ -33,7 +40,9 @@ from keyhall.core.domain_service import TxtLookup
 from keyhall.core.vocabulary import DomainStatus
 from keyhall.errors import KeyhallError
 from keyhall.idp.dns import TxtResolver
+from keyhall.provider import backchannel
 from keyhall.runtime import Runtime
+from keyhall.security.outbound import post_form
 
 log = logging.getLogger("keyhall.jobs")
 
@@ -175,3 +184,40 @@ class Purger(PeriodicJob):
         counts = purge(self.runtime, stop=stop)
         if any(counts.values()):
             log.info("purge: %s", counts)
+
+
+def deliver_logout_notices(runtime: Runtime, *, limit: int = 50, stop: threading.Event | None = None) -> dict[str, int]:
+    """One pass: send the due back-channel logout tokens; counts ``delivered``, ``failed`` (to be
+    retried) and ``abandoned`` (the last retry failed)."""
+    counts: Counter[str] = Counter({"delivered": 0, "failed": 0, "abandoned": 0})
+    with runtime.database.unit_of_work() as uow:
+        due = backchannel.claim_due(uow, issuer=runtime.settings.public_url, now=runtime.clock(), limit=limit)
+    for delivery in due:
+        if stop is not None and stop.is_set():
+            break  # the claim lapses and another pass sends it
+        error = None
+        try:
+            post_form(delivery.uri, {"logout_token": delivery.logout_token}, runtime.inspector.policy,
+                      field="backchannel_logout_uri")
+        except KeyhallError as exc:  # refused by the guard, unreachable, or a non-2xx answer
+            error = exc.message
+        with runtime.database.unit_of_work() as uow:
+            done = backchannel.record_attempt(uow, delivery.notice, runtime.clock(), error)
+        if error is None:
+            counts["delivered"] += 1
+        else:
+            counts["abandoned" if done.abandoned_at else "failed"] += 1
+            log.warning("back-channel logout to %s for %s (attempt %d) failed: %s", delivery.notice.client_id,
+                        delivery.notice.id, done.attempts, error)
+    return dict(counts)
+
+
+class LogoutNotifier(PeriodicJob):
+    """``deliver_logout_notices`` every ``interval`` seconds (``KEYHALL_BACKCHANNEL_LOGOUT_INTERVAL_SECONDS``)."""
+
+    name = "logout notifier"
+
+    def run_pass(self, stop: threading.Event) -> None:
+        counts = deliver_logout_notices(self.runtime, stop=stop)
+        if any(counts.values()):
+            log.info("back-channel logout: %s", counts)

@@ -82,7 +82,7 @@ def _mint(uow: ProviderUnitOfWork, app: Application, user: User, org: Organizati
     iat, exp = int(now.timestamp()), int((now + TOKEN_TTL).timestamp())
     claims = user_claims(user, org, grant["scope"], grant.get("connection_id"))
     id_claims = {"iss": issuer, "sub": sub, "aud": app.id, "azp": app.id, "iat": iat, "exp": exp,
-                 "auth_time": grant["auth_time"], "amr": grant.get("amr") or [], **claims}
+                 "auth_time": grant["auth_time"], "amr": grant.get("amr") or [], "sid": family_id, **claims}
     if grant.get("acr"):
         id_claims["acr"] = grant["acr"]
     if with_nonce and grant.get("nonce"):

@@ -38,6 +38,7 @@ from keyhall.storage.models import (
     OrganizationRow,
 )
 from keyhall.storage.pagination import paginate
+from keyhall.storage.session_ends import SqlSessionEnds
 
 _paginate = paginate  # the name the repositories (here and in signin_repositories) page with
 
@@ -368,6 +369,7 @@ class SqlUnitOfWork:
         self.grants = SqlGrants(session)
         self.sessions = self.grants  # the core's view of them: what ends when a connection is switched off
         self.replays = SqlReplays(session)
+        self.session_ends = SqlSessionEnds(session)
 
     def commit(self) -> None:
         try:

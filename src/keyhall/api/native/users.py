@@ -11,14 +11,15 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
 from keyhall.api.deps import ContextDep, UowDep
 from keyhall.api.native.schemas import ListOut, iso
 from keyhall.core import user_service
-from keyhall.core.connection_service import parse_if_match
+from keyhall.core.connection_service import Context, parse_if_match
+from keyhall.core.sessions import EndingUserSessions
 from keyhall.core.users import User
 
 
-def _sessions(uow: Any) -> user_service.UserSessions:
-    """The provider's token families, which the unit of work also holds (see ``api.oauth._uow``)."""
-    sessions: user_service.UserSessions = uow.grants
-    return sessions
+def _sessions(uow: Any, ctx: Context) -> user_service.UserSessions:
+    """The provider's token families, which the unit of work also holds (see ``api.oauth._uow``),
+    ended through ``core.sessions`` so that products with a back-channel logout URI hear of it."""
+    return EndingUserSessions(uow, uow.grants, now=ctx.now, actor=ctx.principal.actor, request_id=ctx.request_id)
 
 
 router = APIRouter(prefix="/v1/organizations/{org}/users", tags=["users"])
@@ -110,7 +111,7 @@ def get_user(org: str, user_id: str, uow: UowDep, ctx: ContextDep, response: Res
 def update_user(org: str, user_id: str, body: UserUpdate, uow: UowDep, ctx: ContextDep, response: Response,
                 if_match: IfMatch = None) -> dict[str, Any]:
     changes = {name: getattr(body, name) for name in body.model_fields_set}
-    user = user_service.update_user(uow, uow.users, _sessions(uow), ctx, org, user_id, changes,
+    user = user_service.update_user(uow, uow.users, _sessions(uow, ctx), ctx, org, user_id, changes,
                                     expected_version=parse_if_match(if_match))
     response.headers["ETag"] = user_service.etag(user)
     return user_out(user)
@@ -118,6 +119,6 @@ def update_user(org: str, user_id: str, body: UserUpdate, uow: UowDep, ctx: Cont
 
 @router.delete("/{user_id}", status_code=204)
 def delete_user(org: str, user_id: str, uow: UowDep, ctx: ContextDep, if_match: IfMatch = None) -> Response:
-    user_service.delete_user(uow, uow.users, _sessions(uow), ctx, org, user_id,
+    user_service.delete_user(uow, uow.users, _sessions(uow, ctx), ctx, org, user_id,
                              expected_version=parse_if_match(if_match))
     return Response(status_code=204)

@@ -14,6 +14,7 @@ from keyhall.storage.models.grants import (
     TokenFamilyRow,
 )
 from keyhall.storage.models.login_transactions import LoginTransactionRow
+from keyhall.storage.models.logout_notices import LogoutNoticeRow
 from keyhall.storage.models.organizations import OrganizationRow
 from keyhall.storage.models.rate_counters import RateCounterRow
 from keyhall.storage.models.saml_replays import SamlReplayRow
@@ -30,6 +31,7 @@ __all__ = [
     "ConnectionRow",
     "DomainRow",
     "LoginTransactionRow",
+    "LogoutNoticeRow",
     "OrganizationRow",
     "RateCounterRow",
     "RefreshTokenRow",
