@@ -82,8 +82,9 @@ def serve(host: str, port: int, workers: int) -> None:
     import uvicorn
 
     from keyhall.app import create_app
-    from keyhall.jobs import DomainChecker, Purger
-    from keyhall.jobs import LogoutNotifier  # with the other jobs: only serve runs them
+
+    # The background jobs: only serve runs them.
+    from keyhall.jobs import DomainChecker, LogoutNotifier, Purger
     from keyhall.logs import configure_logging
 
     settings = load_settings()
