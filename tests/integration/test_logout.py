@@ -9,7 +9,8 @@ import dataclasses
 import json
 import uuid
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -17,13 +18,20 @@ import httpx
 import pytest
 from joserfc import jwt
 from joserfc.jwk import KeySet, RSAKey
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from keyhall.idp.inspector import NetworkInspector
 from keyhall.jobs import deliver_logout_notices
 from keyhall.runtime import Runtime
 from keyhall.security.outbound import OutboundPolicy
+from keyhall.storage import migrate
+from keyhall.storage.engine import build_engine
+from keyhall.storage.models import LogoutNoticeRow
+from keyhall.storage.purge import purge_expired
 from tests.integration.test_access_revocation import payload, refresh, the_user, tokens_for, userinfo
 from tests.support.api import auth
+from tests.support.database import fresh_database
 from tests.support.live import LiveKeyhall, SignInSetup, make_signin_setup
 from tests.support.logout_receiver import LogoutReceiver, logout_receiver
 from tests.support.oidc_idp import OidcIdp
@@ -239,3 +247,27 @@ def test_logout_uris_are_validated_like_redirect_uris(live_keyhall: LiveKeyhall)
                             json={"name": "Bad", "redirect_uris": ["https://app.example/cb"], **body})
             assert made.status_code == 400, made.text
             assert field in made.text
+
+
+def test_sent_and_abandoned_notices_are_purged_after_a_week(tmp_path: Path) -> None:
+    now = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
+
+    def notice(notice_id: str, **times: datetime) -> LogoutNoticeRow:
+        return LogoutNoticeRow(id=notice_id, session_id="s", client_id="app", user_id="u",
+                               created_at=now - timedelta(days=10), next_attempt_at=now, attempts=1,
+                               **{"delivered_at": None, "abandoned_at": None, **times})
+
+    with fresh_database(tmp_path) as url:
+        engine = build_engine(url)
+        try:
+            migrate.upgrade(engine)
+            with Session(engine) as session, session.begin():
+                session.add_all([notice("sent-old", delivered_at=now - timedelta(days=8)),
+                                 notice("sent-recent", delivered_at=now - timedelta(days=6)),
+                                 notice("abandoned-old", abandoned_at=now - timedelta(days=8)),
+                                 notice("waiting")])
+            assert purge_expired(engine, now)["logout_notices"] == 2
+            with Session(engine) as session:
+                assert set(session.scalars(select(LogoutNoticeRow.id))) == {"sent-recent", "waiting"}
+        finally:
+            engine.dispose()

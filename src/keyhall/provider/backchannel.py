@@ -11,7 +11,7 @@ the back-channel logout member, ``sub`` (the product's pairwise subject) and ``s
 never ``nonce`` (§2.4: it must not be there, so a logout token cannot pass as an ID token); typed
 ``logout+jwt`` in its header (§2.4 and RFC 8725 §3.11 explicit typing), signed with the product's
 ID token algorithm. A 2xx answer delivers it (§2.8); anything else is retried with a growing delay,
-and abandoned after the last one.
+and abandoned after the last one (about a day and a half after the first).
 """
 
 from __future__ import annotations
@@ -28,8 +28,9 @@ from keyhall.provider.model import ProviderUnitOfWork
 EVENT = "http://schemas.openid.net/event/backchannel-logout"
 TOKEN_TYP = "logout+jwt"
 TOKEN_LIFETIME = timedelta(minutes=2)
-#: Delay after each failed attempt; after the last, the notice is abandoned (about a day in all).
-RETRY_DELAYS = tuple(timedelta(seconds=s) for s in (10, 30, 120, 600, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600))
+#: Delay after each failed attempt; after the last, the notice is abandoned (over a day in all).
+RETRY_DELAYS = tuple(timedelta(seconds=s) for s in (10, 30, 120, 600, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600,
+                                                   12 * 3600))
 #: How long a claimed notice is reserved for the instance sending it (longer than one POST can take).
 CLAIM_LEASE = timedelta(minutes=2)
 
