@@ -16,11 +16,13 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+from click.testing import CliRunner
 from joserfc import jwt
 from joserfc.jwk import KeySet, RSAKey
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from keyhall import cli
 from keyhall.idp.inspector import NetworkInspector
 from keyhall.jobs import deliver_logout_notices
 from keyhall.runtime import Runtime
@@ -271,3 +273,26 @@ def test_sent_and_abandoned_notices_are_purged_after_a_week(tmp_path: Path) -> N
                 assert set(session.scalars(select(LogoutNoticeRow.id))) == {"sent-recent", "waiting"}
         finally:
             engine.dispose()
+
+
+def test_keyhall_app_create_registers_the_logout_uris(live_keyhall: LiveKeyhall) -> None:
+    settings = live_keyhall.runtime.settings
+    env = {"KEYHALL_DATABASE_URL": settings.resolved_database_url, "KEYHALL_DATA_DIR": str(settings.data_dir),
+           "KEYHALL_SECRET_KEYS": settings.secret_keys or ""}
+    result = CliRunner().invoke(cli.main, [
+        "app", "create", "--name", "CLI product", "--redirect-uri", "https://app.example/cb",
+        "--post-logout-redirect-uri", "https://app.example/out", "--post-logout-redirect-uri",
+        "https://app.example/bye", "--backchannel-logout-uri", "https://app.example/bcl"], env=env)
+    assert result.exit_code == 0, result.output
+    printed = json.loads(result.output)
+    assert printed["post_logout_redirect_uris"] == ["https://app.example/out", "https://app.example/bye"]
+    assert printed["backchannel_logout_uri"] == "https://app.example/bcl"
+    with live_keyhall.api() as api:
+        stored = api.get(f"/v1/applications/{printed['client_id']}", headers=auth(live_keyhall.instance_token))
+    assert stored.json()["post_logout_redirect_uris"] == printed["post_logout_redirect_uris"]
+
+    refused = CliRunner().invoke(cli.main, [
+        "app", "create", "--name", "Bad", "--redirect-uri", "https://app.example/cb",
+        "--backchannel-logout-uri", "https://app.example/bcl#x"], env=env)
+    assert refused.exit_code != 0
+    assert "backchannel_logout_uri" in refused.output
