@@ -17,7 +17,7 @@ from keyhall.api.http import request_id
 from keyhall.api.page_rendering import login_error_page, page
 from keyhall.provider import logout as rp_logout
 
-router = APIRouter(tags=["openid provider"])
+router = APIRouter(tags=["openid provider"], include_in_schema=False)  # a browser endpoint, as the pages
 
 _FORM = "application/x-www-form-urlencoded"
 
