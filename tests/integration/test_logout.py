@@ -275,14 +275,14 @@ def test_sent_and_abandoned_notices_are_purged_after_a_week(tmp_path: Path) -> N
             engine.dispose()
 
 
-def test_keyhall_app_create_registers_the_logout_uris(live_keyhall: LiveKeyhall) -> None:
-    settings = live_keyhall.runtime.settings
-    env = {"KEYHALL_DATABASE_URL": settings.resolved_database_url, "KEYHALL_DATA_DIR": str(settings.data_dir),
-           "KEYHALL_SECRET_KEYS": settings.secret_keys or ""}
+def test_keyhall_app_create_registers_the_logout_uris(live_keyhall: LiveKeyhall,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    # In process, on the live server's runtime (and its database pool, closed with the server).
+    monkeypatch.setattr(cli, "_runtime", lambda: live_keyhall.runtime)
     result = CliRunner().invoke(cli.main, [
         "app", "create", "--name", "CLI product", "--redirect-uri", "https://app.example/cb",
         "--post-logout-redirect-uri", "https://app.example/out", "--post-logout-redirect-uri",
-        "https://app.example/bye", "--backchannel-logout-uri", "https://app.example/bcl"], env=env)
+        "https://app.example/bye", "--backchannel-logout-uri", "https://app.example/bcl"])
     assert result.exit_code == 0, result.output
     printed = json.loads(result.output)
     assert printed["post_logout_redirect_uris"] == ["https://app.example/out", "https://app.example/bye"]
@@ -293,6 +293,6 @@ def test_keyhall_app_create_registers_the_logout_uris(live_keyhall: LiveKeyhall)
 
     refused = CliRunner().invoke(cli.main, [
         "app", "create", "--name", "Bad", "--redirect-uri", "https://app.example/cb",
-        "--backchannel-logout-uri", "https://app.example/bcl#x"], env=env)
+        "--backchannel-logout-uri", "https://app.example/bcl#x"])
     assert refused.exit_code != 0
     assert "backchannel_logout_uri" in refused.output
