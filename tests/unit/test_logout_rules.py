@@ -13,7 +13,9 @@ from keyhall.core.sessions import LogoutNotice
 from keyhall.errors import InvalidInput
 from keyhall.provider import backchannel
 from keyhall.provider.claims import subject_for
-from keyhall.provider.logout import LogoutRefused, _redirect
+from keyhall.provider.logout import LogoutRefused, _redirect, verify_id_token_hint
+from keyhall.provider.model import SigningKey
+from keyhall.provider.signing import generate_key, sign
 
 NOW = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
 
@@ -107,3 +109,51 @@ def test_a_backchannel_logout_uri_is_an_absolute_http_url(uri: str) -> None:
 def test_an_empty_backchannel_logout_uri_is_none() -> None:
     assert check_backchannel_logout_uri("") is None
     assert check_backchannel_logout_uri("https://app.example/bcl?x=1") == "https://app.example/bcl?x=1"
+
+
+class OneKey:
+    """The signing-key repository ``verify_id_token_hint`` reads: one published key."""
+
+    def __init__(self, key: SigningKey):
+        self.key = key
+
+    def published(self, now: datetime) -> list[SigningKey]:
+        return [self.key]
+
+
+class HintUow:
+    def __init__(self, key: SigningKey):
+        self.signing_keys = OneKey(key)
+
+
+KEY = generate_key("RS256", NOW)
+
+
+def id_token(**changes: object) -> dict[str, object]:
+    return {"iss": "https://sso.example", "sub": "s-1", "aud": "app_1", "sid": "sid-1",
+            "iat": int(NOW.timestamp()), "exp": int((NOW + timedelta(hours=1)).timestamp()), **changes}
+
+
+def test_an_expired_id_token_hint_is_accepted() -> None:
+    token = sign(KEY, id_token())
+    claims = verify_id_token_hint(HintUow(KEY), token, issuer="https://sso.example",  # type: ignore[arg-type]
+                                  now=NOW + timedelta(days=3))
+    assert claims["sid"] == "sid-1"
+
+
+@pytest.mark.parametrize(("claims", "typ"), [
+    (id_token(iss="https://other.example"), "JWT"),  # another issuer
+    (id_token(), "at+jwt"),  # an access token
+    (id_token(), "logout+jwt"),  # a logout token
+    (id_token(aud=["app_1", "app_2"]), "JWT"),
+])
+def test_what_is_not_keyhalls_id_token_is_refused(claims: dict[str, object], typ: str) -> None:
+    token = sign(KEY, claims, typ=typ)
+    with pytest.raises(LogoutRefused, match="not an ID token"):
+        verify_id_token_hint(HintUow(KEY), token, issuer="https://sso.example", now=NOW)  # type: ignore[arg-type]
+
+
+def test_a_hint_signed_by_another_key_is_refused() -> None:
+    token = sign(generate_key("RS256", NOW), id_token())
+    with pytest.raises(LogoutRefused):
+        verify_id_token_hint(HintUow(KEY), token, issuer="https://sso.example", now=NOW)  # type: ignore[arg-type]

@@ -2,8 +2,9 @@
 OIDC Core §3.1.3, §12; RFC 7636 §4.6; OAuth 2.0 Security BCP §4.14 refresh token rotation).
 
 A redeemed code starts a token family (``provider.sessions``): the refresh tokens rotated from it,
-and access tokens that carry its id as ``sid`` in place of any user id. Each refresh re-checks that
-the sign-in still stands and never extends it past the family's absolute lifetime."""
+and ID and access tokens that carry its id as ``sid`` (access tokens in place of any user id). Each
+refresh re-checks that the sign-in still stands and never extends it past the family's absolute
+lifetime."""
 
 from __future__ import annotations
 

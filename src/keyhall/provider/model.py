@@ -37,9 +37,10 @@ class AuthorizationCode:
 
 @dataclass
 class TokenFamily:
-    """One sign-in's lineage at one product: every refresh token rotated from one authorization code,
-    and every access token minted with them (they carry its id as ``sid``). Revoking the family ends
-    them all; ``created_at`` bounds its absolute lifetime."""
+    """One sign-in's lineage at one product — its Keyhall session (``core.sessions``): every refresh
+    token rotated from one authorization code, and every ID and access token minted with them (they
+    carry its id as ``sid``). Revoking the family ends them all; ``created_at`` bounds its absolute
+    lifetime."""
 
     id: str
     client_id: str
