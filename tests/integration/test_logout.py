@@ -296,3 +296,24 @@ def test_keyhall_app_create_registers_the_logout_uris(live_keyhall: LiveKeyhall,
         "--backchannel-logout-uri", "https://app.example/bcl#x"])
     assert refused.exit_code != 0
     assert "backchannel_logout_uri" in refused.output
+
+
+def test_patch_changes_and_removes_the_logout_uris(live_keyhall: LiveKeyhall) -> None:
+    admin = auth(live_keyhall.instance_token)
+    with live_keyhall.api() as api:
+        made = api.post("/v1/applications", headers=admin,
+                        json={"name": "Patched", "redirect_uris": ["https://app.example/cb"],
+                              "post_logout_redirect_uris": ["https://app.example/out"],
+                              "backchannel_logout_uri": "https://app.example/bcl"})
+        assert made.status_code == 201, made.text
+        path = f"/v1/applications/{made.json()['client_id']}"
+        untouched = api.patch(path, headers=admin, json={"name": "Renamed"})
+        assert untouched.json()["backchannel_logout_uri"] == "https://app.example/bcl"
+        refused = api.patch(path, headers=admin, json={"post_logout_redirect_uris": ["http://app.example/out"],
+                                                        "backchannel_logout_uri": None})
+        assert refused.status_code == 400, refused.text
+        assert api.get(path, headers=admin).json()["backchannel_logout_uri"] == "https://app.example/bcl"
+        cleared = api.patch(path, headers=admin, json={"post_logout_redirect_uris": [], "backchannel_logout_uri": None})
+    assert cleared.status_code == 200, cleared.text
+    assert cleared.json()["post_logout_redirect_uris"] == []
+    assert cleared.json()["backchannel_logout_uri"] is None
