@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from keyhall import cli
 from keyhall.idp.inspector import NetworkInspector
 from keyhall.jobs import deliver_logout_notices
+from keyhall.provider import backchannel
 from keyhall.runtime import Runtime
 from keyhall.security.outbound import OutboundPolicy
 from keyhall.storage import migrate
@@ -317,3 +318,18 @@ def test_patch_changes_and_removes_the_logout_uris(live_keyhall: LiveKeyhall) ->
     assert cleared.status_code == 200, cleared.text
     assert cleared.json()["post_logout_redirect_uris"] == []
     assert cleared.json()["backchannel_logout_uri"] is None
+
+
+def test_a_notice_is_claimed_by_one_sender_at_a_time(setup: SignInSetup, receiver: LogoutReceiver) -> None:
+    """Several instances run the notifier: a claim (committed before the POST) keeps the others off."""
+    s = setup
+    assert logout(s, id_token_hint=tokens_for(s)["id_token"]).status_code == 200
+    runtime = s.live.runtime
+    with runtime.database.unit_of_work() as first, runtime.database.unit_of_work() as second:
+        claimed = backchannel.claim_due(first, issuer=s.live.url, now=runtime.clock(), limit=10)
+        assert len(claimed) == 1
+        assert backchannel.claim_due(second, issuer=s.live.url, now=runtime.clock(), limit=10) == []
+    assert deliver(runtime) == {"delivered": 0, "failed": 0, "abandoned": 0}  # still reserved
+    # The claimer never answered (a crashed instance): once the claim lapses, another sends it.
+    assert deliver(runtime, later=backchannel.CLAIM_LEASE + timedelta(seconds=1))["delivered"] == 1
+    assert payload(receiver.take()[0])["jti"] == claimed[0].notice.id  # signed at a clock minutes ahead
