@@ -232,7 +232,11 @@ def app() -> None:
 @click.option("--redirect-uri", "redirect_uris", multiple=True, required=True, help="exact redirect URI (repeatable)")
 @click.option("--public", is_flag=True, help="a public client (no secret; PKCE required)")
 @click.option("--alg", "id_token_alg", type=click.Choice(["RS256", "ES256"]), default="RS256", show_default=True)
-def app_create(name: str, redirect_uris: tuple[str, ...], public: bool, id_token_alg: str) -> None:
+@click.option("--post-logout-redirect-uri", "post_logout_redirect_uris", multiple=True,
+              help="where /oauth2/logout may send the person back, exact (repeatable)")
+@click.option("--backchannel-logout-uri", default=None, help="where logout tokens are POSTed when a session ends")
+def app_create(name: str, redirect_uris: tuple[str, ...], public: bool, id_token_alg: str,
+               post_logout_redirect_uris: tuple[str, ...], backchannel_logout_uri: str | None) -> None:
     """Register an OIDC client; prints client_id and (for confidential clients) client_secret once."""
     from keyhall.core.application_service import create_application
 
@@ -241,12 +245,15 @@ def app_create(name: str, redirect_uris: tuple[str, ...], public: bool, id_token
         try:
             created, secret = create_application(uow, uow.applications, _context(), name=name,
                                                  redirect_uris=list(redirect_uris), public=public,
-                                                 id_token_alg="ES256" if id_token_alg == "ES256" else "RS256")
+                                                 id_token_alg="ES256" if id_token_alg == "ES256" else "RS256",
+                                                 post_logout_redirect_uris=list(post_logout_redirect_uris),
+                                                 backchannel_logout_uri=backchannel_logout_uri)
         except KeyhallError as exc:
             _fail(exc)
     _print({"client_id": created.id, "client_secret": secret, "name": created.name,
             "redirect_uris": created.redirect_uris, "public": created.public,
-            "issuer": runtime.settings.public_url})
+            "post_logout_redirect_uris": created.post_logout_redirect_uris,
+            "backchannel_logout_uri": created.backchannel_logout_uri, "issuer": runtime.settings.public_url})
 
 
 @app.command("list")

@@ -16,6 +16,12 @@ counters, audit events past ``KEYHALL_AUDIT_RETENTION_DAYS`` and events past
 ``WebhookDeliverer`` sends due webhook deliveries every ``KEYHALL_WEBHOOK_POLL_INTERVAL_SECONDS``
 (the rules are in ``keyhall.core.webhook_service``); every instance runs one, and each delivery is
 claimed by one of them at a time.
+``deliver_logout_notices`` sends the back-channel logout tokens owed to products (OIDC
+Back-Channel Logout 1.0; the rules are in ``keyhall.provider.backchannel``): due notices are
+claimed and committed first, each POST is made outside any transaction through the SSRF guard, and
+its outcome recorded in a unit of work of its own. ``LogoutNotifier`` runs it every
+``KEYHALL_BACKCHANNEL_LOGOUT_INTERVAL_SECONDS``; several instances may run it, a claim gives each
+attempt to one of them.
 
 All run on ``PeriodicJob``: a daemon thread started and stopped with the app's lifespan.
 """
@@ -40,8 +46,9 @@ from keyhall.core.vocabulary import DomainStatus
 from keyhall.core.webhooks import AttemptResult
 from keyhall.errors import KeyhallError
 from keyhall.idp.dns import TxtResolver
+from keyhall.provider import backchannel
 from keyhall.runtime import Runtime
-from keyhall.security.outbound import OutboundPolicy, post_content
+from keyhall.security.outbound import OutboundPolicy, post_content, post_form
 
 log = logging.getLogger("keyhall.jobs")
 
@@ -233,3 +240,38 @@ class WebhookDeliverer(PeriodicJob):
                 log.info("webhooks: %s", counts)
             if counts["attempted"] < delivery_policy(self.runtime).batch:
                 return
+def deliver_logout_notices(runtime: Runtime, *, limit: int = 50, stop: threading.Event | None = None) -> dict[str, int]:
+    """One pass: send the due back-channel logout tokens; counts ``delivered``, ``failed`` (to be
+    retried) and ``abandoned`` (the last retry failed)."""
+    counts: Counter[str] = Counter({"delivered": 0, "failed": 0, "abandoned": 0})
+    with runtime.database.unit_of_work() as uow:
+        due = backchannel.claim_due(uow, issuer=runtime.settings.public_url, now=runtime.clock(), limit=limit)
+    for delivery in due:
+        if stop is not None and stop.is_set():
+            break  # the claim lapses and another pass sends it
+        error = None
+        try:
+            post_form(delivery.uri, {"logout_token": delivery.logout_token}, runtime.inspector.policy,
+                      field="backchannel_logout_uri")
+        except KeyhallError as exc:  # refused by the guard, unreachable, or a non-2xx answer
+            error = exc.message
+        with runtime.database.unit_of_work() as uow:
+            done = backchannel.record_attempt(uow, delivery.notice, runtime.clock(), error)
+        if error is None:
+            counts["delivered"] += 1
+        else:
+            counts["abandoned" if done.abandoned_at else "failed"] += 1
+            log.warning("back-channel logout to %s for %s (attempt %d) failed: %s", delivery.notice.client_id,
+                        delivery.notice.id, done.attempts, error)
+    return dict(counts)
+
+
+class LogoutNotifier(PeriodicJob):
+    """``deliver_logout_notices`` every ``interval`` seconds (``KEYHALL_BACKCHANNEL_LOGOUT_INTERVAL_SECONDS``)."""
+
+    name = "logout notifier"
+
+    def run_pass(self, stop: threading.Event) -> None:
+        counts = deliver_logout_notices(self.runtime, stop=stop)
+        if any(counts.values()):
+            log.info("back-channel logout: %s", counts)

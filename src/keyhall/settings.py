@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     # Peers whose X-Forwarded-For is believed (comma-separated IPs/CIDRs); parsed once, here.
     trusted_proxies: Annotated[tuple[IPNetwork, ...], NoDecode] = ()
     purge_interval_seconds: float = 3600  # background purge of expired sign-in state; 0 turns it off
+    # Back-channel logout tokens waiting for delivery are sent (and failed ones retried) this often; 0 turns it off.
+    backchannel_logout_interval_seconds: float = 5
     audit_retention_days: int = Field(default=365, ge=0)  # audit events older than this are purged; 0 keeps all
     # The event log (GET /v1/events) is replayable this long; older events (and their deliveries) are
     # purged. At least 30; 0 keeps them all.

@@ -139,8 +139,8 @@ def test_past_expiry_goes_and_what_can_still_serve_stays(engine: Engine) -> None
     assert remaining(engine, RateCounterRow.expires_at) == {str(int(NOW.timestamp()) + 60)}
     assert remaining(engine, AuditEventRow.id) == {"audit-recent"}
     assert counts == {"sign_in_transactions": 1, "authorization_codes": 3, "refresh_tokens": 4, "token_families": 3,
-                      "revoked_access_tokens": 1, "saml_replays": 1, "rate_counters": 1, "audit_events": 1,
-                      "events": 0}
+                      "revoked_access_tokens": 1, "saml_replays": 1, "rate_counters": 1, "logout_notices": 0,
+                      "audit_events": 1, "events": 0}
     # A second pass finds nothing more.
     assert set(purge_expired(engine, NOW, audit_retention_days=365).values()) == {0}
 

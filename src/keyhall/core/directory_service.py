@@ -27,6 +27,7 @@ from keyhall.core.directories import (
 )
 from keyhall.core.directory_sync import Stores
 from keyhall.core.ports import Slice, UnitOfWork
+from keyhall.core.sessions import end_user_sessions
 from keyhall.errors import Conflict, InvalidInput, NotFound
 
 
@@ -115,6 +116,8 @@ def delete_directory(uow: UnitOfWork, stores: Stores, ctx: Context, org_ref: str
     require_sso_writer(ctx.principal, organization_for(uow, ctx, org_ref))
     user_ids = stores.users.ids(directory.id)
     for user_id in user_ids:
+        end_user_sessions(uow, user_id, ctx.now, reason="directory_deleted", actor=ctx.principal.actor,
+                          request_id=ctx.request_id)
         stores.sessions.forget_user(user_id)
         stores.users.delete(user_id)
     stores.directories.delete(directory.id)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from keyhall.core import audit
+from keyhall.core import audit, events
 from keyhall.core.directories import (
     Directory,
     DirectoryGroupStore,
@@ -20,6 +20,7 @@ from keyhall.core.directories import (
     token_matches,
 )
 from keyhall.core.ports import GrantRepository, UnitOfWork
+from keyhall.core.sessions import end_user_sessions
 from keyhall.errors import InvalidInput, PreconditionFailed, Unauthenticated
 from keyhall.protocols.scim.discovery import MAX_RESULTS
 from keyhall.protocols.scim.filters import Predicate, parse_filter
@@ -49,10 +50,21 @@ class Sync:
     base_url: str  # the directory's SCIM base URL, for meta.location
 
     def audit(self, action: str, target_type: str, target_id: str, changes: dict[str, Any]) -> None:
+        """Audit the change under ``directory:<id>`` and announce it as ``directory.<action>``
+        (``directory.user.disabled``, ``directory.group.updated``, ...) in the event log."""
         self.uow.audit.add(audit.event(
             organization_id=self.directory.organization_id, actor=self.directory.actor, action=action,
             target_type=target_type, target_id=target_id, request_id=self.request_id, now=self.now,
             changes=changes))
+        events.emit(self.uow, "directory." + action.removeprefix("directory_"),
+                    organization_id=self.directory.organization_id, now=self.now,
+                    data={"directory_id": self.directory.id, "type": target_type, "id": target_id,
+                          "changes": audit.mask_secrets(changes)})
+
+    def end_sessions(self, user_id: str, *, reason: str) -> int:
+        """End the user's sessions (products with a back-channel logout URI hear of it); how many."""
+        return end_user_sessions(self.uow, user_id, self.now, reason=reason, actor=self.directory.actor,
+                          request_id=self.request_id)
 
     def commit(self) -> None:
         """Commit, recording the sync time (at most every ``SYNC_TIME_STEP``: an initial sync of

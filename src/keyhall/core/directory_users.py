@@ -144,7 +144,8 @@ def _write(sync: Sync, user: DirectoryUser, resource: Any, expected_version: int
     if "active" in changes:
         action = "user.enabled" if user.active else "user.disabled"
     if not user.active and before["active"]:
-        revoked = sync.stores.sessions.revoke_user(user.id, sync.now)
+        revoked = sync.end_sessions(user.id, reason="user_deprovisioned")
+        revoked += sync.stores.sessions.revoke_user(user.id, sync.now)
         if revoked:
             changes["sessions_revoked"] = revoked
     if not changes:
@@ -175,6 +176,7 @@ def delete_user(sync: Sync, user_id: str, *, expected_version: int | None) -> No
     """DELETE (RFC 7644 §3.6): the user, their memberships and every token family go."""
     user = _get(sync, user_id)
     check_version(user.version, expected_version)
+    sync.end_sessions(user.id, reason="user_deleted")
     sync.stores.sessions.forget_user(user.id)
     sync.stores.users.delete(user.id)
     sync.audit("user.deleted", "user", user.id, {"user_name": {"from": user.user_name, "to": None},

@@ -21,7 +21,7 @@ from keyhall.core.connections import Connection
 from keyhall.core.domains import Domain
 from keyhall.core.events import EventStore
 from keyhall.core.organizations import Organization
-from keyhall.core.tokens import AuthorizationCode, RefreshToken, SigningKey, TokenFamily
+from keyhall.core.tokens import AuthorizationCode, LiveSession, LogoutNotice, RefreshToken, SigningKey, TokenFamily
 from keyhall.core.transactions import LoginTransaction
 from keyhall.core.users import User
 from keyhall.core.webhooks import WebhookStore
@@ -131,6 +131,33 @@ class UserRepository(Protocol):
     def directory_group_names(self, user_id: str) -> list[str] | None: ...
 
 
+class SessionEndStore(Protocol):
+    """Storage of session ends: which sessions are live, revoking them, and the notice outbox."""
+
+    def live(self, *, user_id: str | None = None, session_ids: Sequence[str] = ()) -> list[LiveSession]:
+        """Sessions not yet revoked, of ``user_id`` or among ``session_ids``."""
+        ...
+
+    def revoke(self, session_ids: Sequence[str], now: datetime) -> None:
+        """Revoke the sessions and every refresh token in them."""
+        ...
+
+    def queue(self, notices: Sequence[LogoutNotice]) -> None: ...
+
+    def due(self, now: datetime, limit: int) -> list[LogoutNotice]:
+        """Undelivered, not abandoned notices whose next attempt is due, oldest first."""
+        ...
+
+    def claim(self, notice_id: str, now: datetime, until: datetime) -> bool:
+        """Push the notice's next attempt to ``until`` if it is still due at ``now``: True when this
+        caller won it (another instance's claim makes it False), so each attempt is made once."""
+        ...
+
+    def record_attempt(self, notice: LogoutNotice) -> None:
+        """Store ``attempts``, ``next_attempt_at``, ``delivered_at``, ``abandoned_at``, ``last_error``."""
+        ...
+
+
 class ApplicationRepository(Protocol):
     def get(self, client_id: str) -> Application | None: ...
     def add(self, app: Application) -> None: ...
@@ -221,6 +248,8 @@ class UnitOfWork(Protocol):
     def transactions(self) -> TransactionRepository: ...
     @property
     def replays(self) -> ReplayCache: ...
+    @property
+    def session_ends(self) -> SessionEndStore: ...
     @property
     def events(self) -> EventStore: ...
     @property

@@ -32,9 +32,10 @@ class AuthorizationCode:
 
 @dataclass
 class TokenFamily:
-    """One sign-in's lineage at one product: every refresh token rotated from one authorization code,
-    and every access token minted with them (they carry its id as ``sid``). Revoking the family ends
-    them all; ``created_at`` bounds its absolute lifetime."""
+    """One sign-in's lineage at one product — its Keyhall session (``core.sessions``): every refresh
+    token rotated from one authorization code, and every ID and access token minted with them (they
+    carry its id as ``sid``). Revoking the family ends them all; ``created_at`` bounds its absolute
+    lifetime."""
 
     id: str
     client_id: str
@@ -56,3 +57,28 @@ class RefreshToken:
     expires_at: datetime
     used_at: datetime | None = None
     revoked_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class LiveSession:
+    id: str  # the sid
+    client_id: str
+    user_id: str
+
+
+@dataclass
+class LogoutNotice:
+    """A back-channel logout owed to a product (Back-Channel Logout 1.0 §2.5). The logout token is
+    signed when it is sent, so a retry hours later still carries a fresh ``iat``/``exp``; its ``jti``
+    is the notice id, the same on every attempt."""
+
+    id: str
+    session_id: str
+    client_id: str
+    user_id: str
+    created_at: datetime
+    next_attempt_at: datetime
+    attempts: int = 0
+    delivered_at: datetime | None = None
+    abandoned_at: datetime | None = None
+    last_error: str | None = None

@@ -18,6 +18,7 @@ from keyhall.core.access import require_sso_writer
 from keyhall.core.connection_service import Context, organization_for
 from keyhall.core.organizations import Organization
 from keyhall.core.ports import GrantRepository, Page, UnitOfWork, UserRepository
+from keyhall.core.sessions import end_user_sessions
 from keyhall.core.users import User, new_user
 from keyhall.errors import Conflict, InvalidInput, NotFound, PreconditionFailed
 from keyhall.security.passwords import check_password_strength, hash_password
@@ -126,7 +127,10 @@ def update_user(uow: UnitOfWork, users: UserRepository, sessions: GrantRepositor
         if "disabled" in diff:
             action = "user.disabled" if user.disabled else "user.enabled"
         if user.disabled:
-            revoked = sessions.revoke_user(user.id, ctx.now)
+            # Products with a back-channel logout URI hear of it; what is left is revoked all the same.
+            revoked = end_user_sessions(uow, user.id, ctx.now, reason="user_disabled", actor=ctx.principal.actor,
+                                        request_id=ctx.request_id)
+            revoked += sessions.revoke_user(user.id, ctx.now)
             if revoked:
                 diff["sessions_revoked"] = revoked
         uow.audit.add(audit.event(organization_id=org.id, actor=ctx.principal.actor, action=action,
@@ -149,6 +153,8 @@ def delete_user(uow: UnitOfWork, users: UserRepository, sessions: GrantRepositor
     require_sso_writer(ctx.principal, org)
     user = _user_of(users, org, user_id)
     _check_version(user, expected_version)
+    end_user_sessions(uow, user.id, ctx.now, reason="user_deleted", actor=ctx.principal.actor,
+                      request_id=ctx.request_id)
     sessions.forget_user(user.id)
     users.delete(user.id)
     uow.audit.add(audit.event(

@@ -2,8 +2,9 @@
 OIDC Core §3.1.3, §12; RFC 7636 §4.6; OAuth 2.0 Security BCP §4.14 refresh token rotation).
 
 A redeemed code starts a token family (``provider.sessions``): the refresh tokens rotated from it,
-and access tokens that carry its id as ``sid`` in place of any user id. Each refresh re-checks that
-the sign-in still stands and never extends it past the family's absolute lifetime."""
+and ID and access tokens that carry its id as ``sid`` (access tokens in place of any user id). Each
+refresh re-checks that the sign-in still stands and never extends it past the family's absolute
+lifetime."""
 
 from __future__ import annotations
 
@@ -83,7 +84,7 @@ def _mint(uow: UnitOfWork, app: Application, user: User, org: Organization, gran
     iat, exp = int(now.timestamp()), int((now + TOKEN_TTL).timestamp())
     claims = user_claims(user, org, grant["scope"], grant.get("connection_id"))
     id_claims = {"iss": issuer, "sub": sub, "aud": app.id, "azp": app.id, "iat": iat, "exp": exp,
-                 "auth_time": grant["auth_time"], "amr": grant.get("amr") or [], **claims}
+                 "auth_time": grant["auth_time"], "amr": grant.get("amr") or [], "sid": family_id, **claims}
     if grant.get("acr"):
         id_claims["acr"] = grant["acr"]
     if with_nonce and grant.get("nonce"):

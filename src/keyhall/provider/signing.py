@@ -80,8 +80,9 @@ def sign(key: SigningKey, claims: dict[str, Any], *, typ: str = "JWT") -> str:
     return jwt.encode(header, claims, _private(key), algorithms=[key.alg])
 
 
-def verify(token: str, keys: SigningKeyRepository, now: datetime, *, typ: str | None = None) -> dict[str, Any] | None:
-    """Claims of a token Keyhall signed (signature, published key, ``exp``), or None."""
+def verify(token: str, keys: SigningKeyRepository, now: datetime, *, typ: str | None = None,
+           allow_expired: bool = False) -> dict[str, Any] | None:
+    """Claims of a token Keyhall signed (signature, published key, ``exp`` unless ``allow_expired``), or None."""
     published = keys.published(now)
     if not published:
         return None
@@ -94,6 +95,6 @@ def verify(token: str, keys: SigningKeyRepository, now: datetime, *, typ: str | 
         return None
     claims = dict(decoded.claims)
     exp = claims.get("exp")
-    if not isinstance(exp, int | float) or exp <= now.timestamp():
+    if not isinstance(exp, int | float) or (exp <= now.timestamp() and not allow_expired):
         return None
     return claims

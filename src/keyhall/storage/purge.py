@@ -17,6 +17,7 @@ What goes, and when:
 - individually revoked access tokens: once they would have expired anyway.
 - SAML replay-cache rows: once past their expiry, when the assertion would be refused as expired.
 - rate-limit counters: once their window has ended.
+- back-channel logout notices: a week after they were delivered or given up on.
 - audit events: older than ``KEYHALL_AUDIT_RETENTION_DAYS`` (0 keeps them all).
 - events (``GET /v1/events``): older than ``KEYHALL_EVENT_RETENTION_DAYS`` (0 keeps them all),
   with their webhook deliveries (the foreign key cascades).
@@ -40,6 +41,7 @@ from keyhall.storage.models import (
     AuthorizationCodeRow,
     EventRow,
     LoginTransactionRow,
+    LogoutNoticeRow,
     RateCounterRow,
     RefreshTokenRow,
     RevokedAccessTokenRow,
@@ -48,9 +50,11 @@ from keyhall.storage.models import (
 )
 
 DEFAULT_BATCH = 500
+#: How long a delivered or abandoned back-channel logout notice is kept (to look into a product's complaint).
+LOGOUT_NOTICE_RETENTION = timedelta(days=7)
 #: The counts ``purge_expired`` answers, in this order.
 KINDS = ("sign_in_transactions", "authorization_codes", "refresh_tokens", "token_families",
-         "revoked_access_tokens", "saml_replays", "rate_counters", "audit_events", "events")
+         "revoked_access_tokens", "saml_replays", "rate_counters", "logout_notices", "audit_events", "events")
 
 
 def _live_token_in_family(family: ColumnElement[Any] | InstrumentedAttribute[Any],
@@ -99,6 +103,9 @@ def purge_expired(engine: Engine, now: datetime, *, audit_retention_days: int = 
         "saml_replays": ([SamlReplayRow.connection_id, SamlReplayRow.assertion_id], SamlReplayRow.expires_at <= now),
         "rate_counters": ([RateCounterRow.key, RateCounterRow.window_start],
                           RateCounterRow.expires_at <= int(now.timestamp())),
+        "logout_notices": ([LogoutNoticeRow.id], or_(
+            LogoutNoticeRow.delivered_at < now - LOGOUT_NOTICE_RETENTION,
+            LogoutNoticeRow.abandoned_at < now - LOGOUT_NOTICE_RETENTION)),
     }
     if audit_retention_days > 0:
         cutoff = now - timedelta(days=audit_retention_days)

@@ -24,6 +24,8 @@ class ApplicationCreate(BaseModel):
     public: bool = False
     id_token_alg: Literal["RS256", "ES256"] = "RS256"
     allowed_scopes: list[str] | None = Field(default=None, max_length=20)
+    post_logout_redirect_uris: list[str] = Field(default_factory=list, max_length=20)
+    backchannel_logout_uri: str | None = Field(default=None, max_length=2048)
 
 
 class ApplicationUpdate(BaseModel):
@@ -31,6 +33,8 @@ class ApplicationUpdate(BaseModel):
 
     name: str | None = Field(default=None, min_length=1, max_length=128)
     redirect_uris: list[str] | None = Field(default=None, min_length=1, max_length=20)
+    post_logout_redirect_uris: list[str] | None = Field(default=None, max_length=20)
+    backchannel_logout_uri: str | None = Field(default=None, max_length=2048)  # null removes it
 
 
 class ApplicationOut(BaseModel):
@@ -40,6 +44,8 @@ class ApplicationOut(BaseModel):
     redirect_uris: list[str]
     allowed_scopes: list[str]
     id_token_alg: str
+    post_logout_redirect_uris: list[str]
+    backchannel_logout_uri: str | None
     client_secret_set: bool
     created_at: str
     updated_at: str
@@ -52,6 +58,8 @@ class ApplicationCreated(ApplicationOut):
 def application_out(app: Application) -> dict[str, Any]:
     return {"client_id": app.id, "name": app.name, "public": app.public, "redirect_uris": app.redirect_uris,
             "allowed_scopes": app.allowed_scopes, "id_token_alg": app.id_token_alg,
+            "post_logout_redirect_uris": app.post_logout_redirect_uris,
+            "backchannel_logout_uri": app.backchannel_logout_uri,
             "client_secret_set": app.secret_hash is not None, "created_at": iso(app.created_at),
             "updated_at": iso(app.updated_at)}
 
@@ -64,7 +72,9 @@ def _apps(uow: UnitOfWork) -> ApplicationRepository:
 def create_application(body: ApplicationCreate, uow: UowDep, ctx: ContextDep) -> dict[str, Any]:
     app, secret = service.create_application(uow, _apps(uow), ctx, name=body.name, redirect_uris=body.redirect_uris,
                                              public=body.public, id_token_alg=body.id_token_alg,
-                                             allowed_scopes=body.allowed_scopes)
+                                             allowed_scopes=body.allowed_scopes,
+                                             post_logout_redirect_uris=body.post_logout_redirect_uris,
+                                             backchannel_logout_uri=body.backchannel_logout_uri)
     return {**application_out(app), "client_secret": secret}
 
 
@@ -80,8 +90,11 @@ def get_application(client_id: str, uow: UowDep, ctx: ContextDep) -> dict[str, A
 
 @router.patch("/{client_id}", response_model=ApplicationOut)
 def update_application(client_id: str, body: ApplicationUpdate, uow: UowDep, ctx: ContextDep) -> dict[str, Any]:
-    return application_out(service.update_application(uow, _apps(uow), ctx, client_id, name=body.name,
-                                                      redirect_uris=body.redirect_uris))
+    sent = body.model_fields_set
+    return application_out(service.update_application(
+        uow, _apps(uow), ctx, client_id, name=body.name, redirect_uris=body.redirect_uris,
+        post_logout_redirect_uris=body.post_logout_redirect_uris, backchannel_logout_uri=body.backchannel_logout_uri,
+        clear_backchannel_logout_uri="backchannel_logout_uri" in sent and body.backchannel_logout_uri is None))
 
 
 @router.delete("/{client_id}", status_code=204)

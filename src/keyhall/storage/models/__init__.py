@@ -18,6 +18,7 @@ from keyhall.storage.models.grants import (
     TokenFamilyRow,
 )
 from keyhall.storage.models.login_transactions import LoginTransactionRow
+from keyhall.storage.models.logout_notices import LogoutNoticeRow
 from keyhall.storage.models.organizations import OrganizationRow
 from keyhall.storage.models.rate_counters import RateCounterRow
 from keyhall.storage.models.saml_replays import SamlReplayRow
@@ -39,6 +40,7 @@ __all__ = [
     "DomainRow",
     "EventRow",
     "LoginTransactionRow",
+    "LogoutNoticeRow",
     "OrganizationRow",
     "RateCounterRow",
     "RefreshTokenRow",

@@ -18,5 +18,7 @@ class ApplicationRow(Base):
     allowed_scopes: Mapped[list[str]] = mapped_column(JSONDocument)
     id_token_alg: Mapped[str] = mapped_column(String(8))
     secret_hash: Mapped[str | None] = mapped_column(String(64))
+    post_logout_redirect_uris: Mapped[list[str]] = mapped_column(JSONDocument)
+    backchannel_logout_uri: Mapped[str | None] = mapped_column(String(2048))
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]

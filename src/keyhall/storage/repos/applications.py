@@ -20,7 +20,9 @@ class SqlApplications:
     def _entity(row: ApplicationRow) -> Application:
         return Application(id=row.id, name=row.name, public=row.public, redirect_uris=list(row.redirect_uris),
                            allowed_scopes=list(row.allowed_scopes), id_token_alg=row.id_token_alg,  # type: ignore[arg-type]
-                           secret_hash=row.secret_hash, created_at=row.created_at, updated_at=row.updated_at)
+                           secret_hash=row.secret_hash, created_at=row.created_at, updated_at=row.updated_at,
+                           post_logout_redirect_uris=list(row.post_logout_redirect_uris or []),
+                           backchannel_logout_uri=row.backchannel_logout_uri)
 
     def get(self, client_id: str) -> Application | None:
         row = self.session.get(ApplicationRow, client_id)
