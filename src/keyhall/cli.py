@@ -83,6 +83,7 @@ def serve(host: str, port: int, workers: int) -> None:
 
     from keyhall.app import create_app
     from keyhall.jobs import DomainChecker, Purger, WebhookDeliverer
+    from keyhall.jobs import CertificateWatcher  # like the jobs above: loaded only when serving
     from keyhall.logs import configure_logging
 
     settings = load_settings()
@@ -95,6 +96,7 @@ def serve(host: str, port: int, workers: int) -> None:
     jobs = [DomainChecker(runtime, interval=settings.domain_check_interval_seconds),
             Purger(runtime, interval=settings.purge_interval_seconds),
             WebhookDeliverer(runtime, interval=settings.webhook_poll_interval_seconds)]
+    jobs.append(CertificateWatcher(runtime, interval=settings.metadata_refresh_seconds))
     if workers > 1:
         # The workers are new processes (uvicorn spawns them); the background jobs run once, in
         # this supervising process, rather than once per worker.

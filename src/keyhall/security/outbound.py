@@ -75,6 +75,7 @@ class FetchedDocument:
     status: int
     content_type: str
     body: bytes
+    validators: dict[str, str] = field(default_factory=dict)  # "etag", "last-modified" as sent
 
 
 def check_url(url: str, policy: OutboundPolicy, *, field: str | None = None) -> None:
@@ -92,7 +93,8 @@ def check_url(url: str, policy: OutboundPolicy, *, field: str | None = None) -> 
 
 
 def fetch(
-    url: str, policy: OutboundPolicy, *, accept: str = "*/*", field: str | None = None, headers: _Headers = None
+    url: str, policy: OutboundPolicy, *, accept: str = "*/*", field: str | None = None, headers: _Headers = None,
+    not_modified_ok: bool = False,
 ) -> FetchedDocument:
     """GET the URL under the policy; raise UnsafeURL or OutboundFetchError.
 
@@ -100,6 +102,7 @@ def fetch(
     final URL is in ``FetchedDocument.url``. A non-2xx answer raises OutboundFetchError.
     ``headers`` (e.g. ``Authorization``) go to the URL's own origin, never to another after a redirect.
     Holds one of the URL's origin's places in ``policy.calls`` throughout (IdPBusy when none is free).
+    ``not_modified_ok``: a 304 (for a conditional request, RFC 9110 §15.4.5) is answered, with an empty body.
     """
     deadline = time.monotonic() + policy.timeout * _DEADLINE_FACTOR
     with policy.calls.slot(url, field=field), _client(policy, accept, field) as client:
@@ -107,7 +110,8 @@ def fetch(
         for _hop in range(policy.max_redirects + 1):
             check_url(current, policy, field=field)
             extra = headers if httpx.URL(current).join("/") == httpx.URL(url).join("/") else None  # same origin
-            outcome = _send_once(client, "GET", current, policy, deadline, field, headers=extra)
+            outcome = _send_once(client, "GET", current, policy, deadline, field, headers=extra,
+                                 not_modified_ok=not_modified_ok)
             if isinstance(outcome, FetchedDocument):
                 return outcome
             current = outcome
@@ -196,6 +200,7 @@ def _send_once(
     headers: _Headers = None,
     form: Mapping[str, str] | None = None,
     strict: bool = True,
+    not_modified_ok: bool = False,
 ) -> FetchedDocument | str:
     """One request: the document, or (GET only) the URL a redirect points to; ``strict`` refuses non-2xx."""
     timeout = httpx.Timeout(max(0.001, min(policy.timeout, deadline - time.monotonic())))
@@ -203,11 +208,15 @@ def _send_once(
         with client.stream(method, url, headers=headers, data=form, timeout=timeout) as response:
             if method == "GET" and response.status_code in _REDIRECT_STATUSES:
                 return _redirect_target(url, response, field)
+            if not_modified_ok and response.status_code == 304:
+                return FetchedDocument(url, 304, response.headers.get("content-type", ""), b"",
+                                       validators=_validators(response))
             if strict and not 200 <= response.status_code < 300:
                 status, shown = response.status_code, f"HTTP {response.status_code} {response.reason_phrase}".rstrip()
                 raise _failure(f"{method} {_display(url)} answered {shown}", field, url=_display(url), status=status)
             body = _read_capped(url, response, policy, deadline, field, method)
-            return FetchedDocument(url, response.status_code, response.headers.get("content-type", ""), body)
+            return FetchedDocument(url, response.status_code, response.headers.get("content-type", ""), body,
+                                   validators=_validators(response))
     except (httpcore.TimeoutException, httpx.TimeoutException) as exc:
         if time.monotonic() >= deadline - 0.01:
             limit = policy.timeout * _DEADLINE_FACTOR
@@ -218,6 +227,11 @@ def _send_once(
     except (httpcore.NetworkError, httpcore.ProtocolError, httpx.HTTPError) as exc:
         message = f"{method} {_display(url)} failed: {_describe_exception(exc)}"
         raise _failure(message, field, url=_display(url)) from exc
+
+
+def _validators(response: httpx.Response) -> dict[str, str]:
+    """The response's cache validators (RFC 9110 §8.8): ``etag`` and ``last-modified`` when sent."""
+    return {name: response.headers[name][:512] for name in ("etag", "last-modified") if name in response.headers}
 
 
 # --- URL syntax --------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from keyhall.security.secrets import SecretBox
 from keyhall.storage.repos.api_keys import SqlApiKeys
 from keyhall.storage.repos.applications import SqlApplications
 from keyhall.storage.repos.audit import SqlAudit
+from keyhall.storage.repos.certificate_watch import SqlCertificateWatch
 from keyhall.storage.repos.connections import SqlConnections
 from keyhall.storage.repos.domains import SqlDomains
 from keyhall.storage.repos.events import SqlEvents, SqlWebhooks
@@ -44,6 +45,7 @@ class SqlUnitOfWork:
         self.replays = SqlReplays(session)
         self.events = SqlEvents(session)
         self.webhooks = SqlWebhooks(session, box)
+        self.certificate_watch = SqlCertificateWatch(session)
 
     def commit(self) -> None:
         try:
