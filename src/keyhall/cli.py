@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from fastapi import FastAPI
@@ -23,6 +23,9 @@ from keyhall.security.secrets import (
     write_key_file,
 )
 from keyhall.settings import load_settings
+
+if TYPE_CHECKING:  # the jobs load only when serving
+    from keyhall.jobs import PeriodicJob
 
 
 def _runtime() -> Runtime:
@@ -72,6 +75,13 @@ def worker_app() -> FastAPI:
     return create_app(settings, Runtime.build(settings))
 
 
+def _certificate_watcher(runtime: Runtime) -> PeriodicJob:
+    """The background SAML metadata refresh and certificate expiry notices (``keyhall.jobs``)."""
+    from keyhall.jobs import CertificateWatcher  # like serve's other jobs: loaded only when serving
+
+    return CertificateWatcher(runtime, interval=runtime.settings.metadata_refresh_seconds)
+
+
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
@@ -83,7 +93,6 @@ def serve(host: str, port: int, workers: int) -> None:
 
     from keyhall.app import create_app
     from keyhall.jobs import DomainChecker, Purger, WebhookDeliverer
-    from keyhall.jobs import CertificateWatcher  # like the jobs above: loaded only when serving
     from keyhall.logs import configure_logging
 
     settings = load_settings()
@@ -96,7 +105,7 @@ def serve(host: str, port: int, workers: int) -> None:
     jobs = [DomainChecker(runtime, interval=settings.domain_check_interval_seconds),
             Purger(runtime, interval=settings.purge_interval_seconds),
             WebhookDeliverer(runtime, interval=settings.webhook_poll_interval_seconds)]
-    jobs.append(CertificateWatcher(runtime, interval=settings.metadata_refresh_seconds))
+    jobs.append(_certificate_watcher(runtime))
     if workers > 1:
         # The workers are new processes (uvicorn spawns them); the background jobs run once, in
         # this supervising process, rather than once per worker.

@@ -30,7 +30,7 @@ import asyncio
 import logging
 import threading
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any
@@ -152,11 +152,13 @@ def watch_policy(runtime: Runtime) -> certificate_service.WatchPolicy:
 
 
 def watch_certificates(runtime: Runtime, *, stop: threading.Event | None = None,
-                       fetch: certificate_service.MetadataFetcher | None = None) -> dict[str, int]:
+                       fetch: certificate_service.MetadataFetcher | None = None,
+                       clock: Callable[[], datetime] | None = None) -> dict[str, int]:
     """One pass over the due SAML connections: metadata refreshed, certificates adopted or dropped,
-    expiry notices raised; counts summed."""
+    expiry notices raised; counts summed. ``clock`` defaults to the runtime's."""
     fetch = fetch or metadata_fetcher(runtime.inspector.policy)
-    return certificate_service.watch_pass(runtime.database.unit_of_work, fetch, watch_policy(runtime), runtime.clock,
+    return certificate_service.watch_pass(runtime.database.unit_of_work, fetch, watch_policy(runtime),
+                                          clock or runtime.clock,
                                           observe=observe_certificate_expiry,
                                           stop=stop.is_set if stop is not None else (lambda: False))
 

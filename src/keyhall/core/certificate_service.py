@@ -121,9 +121,11 @@ def _apply_refresh(uow: UnitOfWork, conn: Connection, watch: CertificateWatch, f
     known_entity = str(found.get("idp_entity_id") or conn.settings.get("idp_entity_id") or "")
     watch.etag, watch.last_modified = fetched.etag, fetched.last_modified
     if known_entity and fetched.entity_id != known_entity:
-        watch.last_error = f"metadata now names entity ID {fetched.entity_id!r}, not {known_entity!r}"
-        _audit(uow, conn, "connection.metadata.refresh_failed", now,
-               {"reason": "entity_id_changed", "idp_entity_id": known_entity, "metadata_entity_id": fetched.entity_id})
+        error = f"metadata now names entity ID {fetched.entity_id!r}, not {known_entity!r}"
+        if watch.last_error != error:  # audited once, not every pass while it lasts
+            _audit(uow, conn, "connection.metadata.refresh_failed", now, {
+                "reason": "entity_id_changed", "idp_entity_id": known_entity, "metadata_entity_id": fetched.entity_id})
+        watch.last_error = error
         return
     current = [entry for entry in found.get("certificates") or [] if isinstance(entry, dict)]
     result = reconcile(current, fetched.certificates, watch.missing_since, now=now, overlap=overlap)
@@ -165,6 +167,16 @@ def _notices(conn: Connection, watch: CertificateWatch, now: datetime) -> list[d
     return owed
 
 
+def _unchanged(conn: Connection, watch: CertificateWatch) -> FetchedMetadata:
+    """What a 304 Not Modified stands for: the metadata as last fetched (a certificate it stopped
+    listing is still on its overlap, so the overlap goes on counting)."""
+    found = conn.discovered or {}
+    listed = tuple(entry for entry in found.get("certificates") or []
+                   if isinstance(entry, dict) and fingerprint(entry) not in watch.missing_since)
+    return FetchedMetadata(entity_id=str(found.get("idp_entity_id") or conn.settings.get("idp_entity_id") or ""),
+                           certificates=listed, etag=watch.etag, last_modified=watch.last_modified)
+
+
 def watch_connection(unit_of_work: Callable[[], AbstractContextManager[WatchingUnitOfWork]], connection_id: str,
                      fetch: MetadataFetcher, policy: WatchPolicy, clock: Callable[[], datetime],
                      observe: Observe | None = None) -> dict[str, int] | None:
@@ -181,7 +193,7 @@ def watch_connection(unit_of_work: Callable[[], AbstractContextManager[WatchingU
     if _refreshes(conn):
         try:
             fetched = fetch(str(conn.settings["metadata_url"]), etag=watch.etag, last_modified=watch.last_modified,
-                            now=now)
+                            now=now) or _unchanged(conn, watch)
         except KeyhallError as exc:
             error = exc.message
     counts = {"refreshed": int(fetched is not None), "adopted": 0, "dropped": 0, "notices": 0, "errors": 0}
