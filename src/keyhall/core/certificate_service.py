@@ -11,7 +11,8 @@
    names another entity ID: then nothing is adopted and the failure is audited;
 2. raises ``connection.certificate.expiring`` for every trusted certificate (pinned or from
    metadata) that reached 90/30/7/1 days before notAfter, then daily while expired, each once;
-3. reports the soonest notAfter to ``observe`` (the Prometheus gauge).
+3. makes a staged SP key active when its time has come (``keyhall.core.sp_key_rollover``);
+4. reports the soonest notAfter to ``observe`` (the Prometheus gauge).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from keyhall.core import audit, events
+from keyhall.core import audit, events, sp_key_rollover
 from keyhall.core.certificates import (
     EXPIRED_PREFIX,
     REFRESH_ACTOR,
@@ -45,20 +46,7 @@ from keyhall.protocols.saml.certificates import isoformat_z, parse_certificate
 log = logging.getLogger("keyhall.certificates")
 
 
-class CertificateWatchStore(Protocol):
-    def due(self, now: datetime, *, limit: int) -> list[str]:
-        """Ids of SAML connections never watched or whose ``due_at`` has come."""
-        ...
-    def claim(self, connection_id: str, now: datetime, next_due: datetime) -> CertificateWatch | None:
-        """Move a due connection's ``due_at`` to ``next_due`` (creating its row); None when another
-        instance claimed it first or it is not due."""
-        ...
-    def save(self, watch: CertificateWatch) -> None: ...
-
-
-class WatchingUnitOfWork(UnitOfWork, Protocol):
-    @property
-    def certificate_watch(self) -> CertificateWatchStore: ...
+WatchingUnitOfWork = UnitOfWork
 
 
 class MetadataFetcher(Protocol):
@@ -211,6 +199,8 @@ def watch_connection(unit_of_work: Callable[[], AbstractContextManager[WatchingU
             after = {fingerprint(e) for e in (conn.discovered or {}).get("certificates") or [] if isinstance(e, dict)}
             counts["adopted"], counts["dropped"] = len(after - before), len(before - after)
             counts["errors"] += int(watch.last_error is not None)
+        counts["sp_keys"] = int(sp_key_rollover.activate_due(uow, conn, actor=REFRESH_ACTOR, now=now,
+                                                            overlap=policy.overlap))
         owed = _notices(conn, watch, now)
         uow.certificate_watch.save(watch)
         for data in owed:  # the event log is the transaction's last write (keyhall.core.events.emit)
@@ -229,7 +219,7 @@ def watch_pass(unit_of_work: Callable[[], AbstractContextManager[WatchingUnitOfW
     """One pass over the due SAML connections; counts summed over them."""
     with unit_of_work() as uow:
         due: Sequence[str] = uow.certificate_watch.due(clock(), limit=policy.batch)
-    totals = {"connections": 0, "refreshed": 0, "adopted": 0, "dropped": 0, "notices": 0, "errors": 0}
+    totals = {"connections": 0, "refreshed": 0, "adopted": 0, "dropped": 0, "notices": 0, "sp_keys": 0, "errors": 0}
     for connection_id in due:
         if stop():
             break

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 THRESHOLD_DAYS = (90, 30, 7, 1)
 EXPIRED_PREFIX = "expired:"
@@ -34,6 +34,47 @@ class CertificateWatch:
     missing_since: dict[str, str] = field(default_factory=dict)  # fingerprint → ISO time first missed
     fired: dict[str, list[str]] = field(default_factory=dict)  # fingerprint → notices already raised
     last_error: str | None = None
+
+
+@dataclass
+class SpKeyRollover:
+    """A SAML connection's SP key rollover: ``next_certificate`` is published in the SP metadata
+    from staging on and becomes the active one at ``next_activates_at``; until then both keys
+    decrypt. After activation the previous key still decrypts until ``previous_until``."""
+
+    next_certificate: str | None = None
+    next_private_key: str | None = None
+    next_activates_at: datetime | None = None
+    previous_private_key: str | None = None
+    previous_until: datetime | None = None
+
+    def decryption_keys(self, now: datetime) -> tuple[str, ...]:
+        """The keys besides the active one that decrypt assertions at ``now``."""
+        keys = [self.next_private_key] if self.next_private_key else []
+        if self.previous_private_key and self.previous_until is not None and now < self.previous_until:
+            keys.append(self.previous_private_key)
+        return tuple(keys)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.next_private_key or self.previous_private_key)
+
+
+class CertificateWatchStore(Protocol):
+    def due(self, now: datetime, *, limit: int) -> list[str]:
+        """Ids of SAML connections never watched or whose ``due_at`` has come."""
+        ...
+    def claim(self, connection_id: str, now: datetime, next_due: datetime) -> CertificateWatch | None:
+        """Move a due connection's ``due_at`` to ``next_due`` (creating its row); None when another
+        instance claimed it first or it is not due."""
+        ...
+    def save(self, watch: CertificateWatch) -> None: ...
+    def sp_rollover(self, connection_id: str) -> SpKeyRollover | None: ...
+    def save_sp_rollover(self, connection_id: str, rollover: SpKeyRollover, *, now: datetime) -> None:
+        """Store the rollover state (creating the connection's row, due at ``now``)."""
+        ...
+    def all_sealed_secrets(self) -> list[tuple[str, str]]: ...
+    def replace_sealed_secret(self, connection_id: str, blob: str) -> None: ...
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,7 @@ class SqlUnitOfWork:
         self.replays = SqlReplays(session)
         self.events = SqlEvents(session)
         self.webhooks = SqlWebhooks(session, box)
-        self.certificate_watch = SqlCertificateWatch(session)
+        self.certificate_watch = SqlCertificateWatch(session, box)
 
     def commit(self) -> None:
         try:

@@ -1,4 +1,4 @@
-"""certificates: per SAML connection, when its metadata is next refreshed and what was noticed
+"""certificates: per SAML connection, when its metadata is next refreshed, what was noticed, and its SP key rollover
 
 Revision ID: 20261207_0015
 Revises: 20261207_0013
@@ -28,6 +28,10 @@ def upgrade() -> None:
         sa.Column("missing_since", JSONDocument, nullable=False),
         sa.Column("fired", JSONDocument, nullable=False),
         sa.Column("last_error", sa.Text(), nullable=True),
+        sa.Column("sp_next_certificate", sa.Text(), nullable=True),
+        sa.Column("sp_next_activates_at", UTCDateTime(), nullable=True),
+        sa.Column("sp_previous_until", UTCDateTime(), nullable=True),
+        sa.Column("sealed_sp_keys", sa.Text(), nullable=True),
         sa.ForeignKeyConstraint(["connection_id"], ["connections.id"],
                                 name=op.f("fk_connection_certificate_watch_connection_id_connections"),
                                 ondelete="CASCADE"),
