@@ -1,4 +1,5 @@
-"""IdP certificates that roll over without a failed sign-in, and that announce their expiry.
+"""IdP certificates that roll over without a failed sign-in, that announce their expiry, and SP keys
+that roll over published first.
 
 A real Keyhall server and the real npm saml-idp; the IdP's metadata is served by a small HTTP server
 in the test (with ``ETag`` and ``304 Not Modified``) so that it can publish a rollover: first the
@@ -10,6 +11,10 @@ controllable clock; sign-ins go through saml-idp at every step and none fails.
 from __future__ import annotations
 
 import hashlib
+import json
+import os
+import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -29,12 +34,18 @@ from keyhall.jobs import watch_certificates
 from keyhall.metrics import current_metrics
 from tests.integration.test_saml_signin_e2e import (
     SamlSetup,
+    authn_request,
+    follow_completion,
     make_saml_setup,
     new_browser,
+    post_acs,
     product_client,
     redeem,
+    redirect_params,
     sign_in,
+    start,
 )
+from tests.support import saml_responses
 from tests.support.api import auth
 from tests.support.live import LiveKeyhall, serving_keyhall
 from tests.support.saml_idp import SamlIdp, _make_idp_certificate, _node
@@ -290,3 +301,83 @@ def test_expiring_certificates_are_announced_on_their_days(live: LiveKeyhall, me
     prefix = f'keyhall_idp_certificate_not_after_seconds{{connection="{s.cid}"}} '
     values = [line[len(prefix):] for line in metrics.exposition().decode().splitlines() if line.startswith(prefix)]
     assert [float(v) for v in values] == [not_after.timestamp()]
+
+
+# --- SP key rollover ---------------------------------------------------------------------------------
+
+
+def sp_metadata_certificates(live: LiveKeyhall, cid: str) -> dict[str, list[str]]:
+    with live.api() as api:
+        response = api.get(f"/sso/{cid}/saml/metadata")
+    assert response.status_code == 200, response.text
+    found: dict[str, list[str]] = {}
+    for descriptor in etree.fromstring(response.content).iter(f"{{{MD}}}KeyDescriptor"):
+        found.setdefault(descriptor.get("use") or "", []).append(descriptor.findtext(f".//{{{DS}}}X509Certificate")
+                                                                  or "")
+    return found
+
+
+def keyhall_command(live: LiveKeyhall, *args: str) -> dict[str, Any]:
+    """The real ``keyhall`` command against the live server's installation."""
+    settings = live.runtime.settings
+    env = {name: value for name, value in os.environ.items() if not name.startswith("KEYHALL_")}
+    env.update(KEYHALL_DATA_DIR=str(settings.data_dir), KEYHALL_DATABASE_URL=settings.resolved_database_url,
+               KEYHALL_SECRET_KEYS=str(settings.secret_keys))
+    result = subprocess.run([sys.executable, "-m", "keyhall", *args], env=env, cwd=settings.data_dir,
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    found: dict[str, Any] = json.loads(result.stdout)
+    return found
+
+
+def signs_in_encrypted(s: SamlSetup, encrypt_to: str) -> None:
+    """A sign-in whose assertion the IdP encrypts to ``encrypt_to`` (an SP certificate), signed with the
+    IdP's own key, answering Keyhall's AuthnRequest."""
+    with new_browser() as browser, product_client(s) as product:
+        started = start(s, browser, product)
+        request_id = authn_request(started.idp_url).get("ID")
+        email = f"alice@{s.domain}"
+        spec = saml_responses.ResponseSpec(
+            datetime.now(UTC), encrypt="aes256-gcm", sign="both", in_response_to=request_id,
+            destination=s.acs_url, recipient=s.acs_url, audience=s.idp.sp_entity_id, issuer=s.idp.entity_id,
+            response_issuer=s.idp.entity_id, name_id=email, name_id_format=saml_responses.EMAIL_FORMAT,
+            attributes={"email": [email], "firstName": ["Alice"], "lastName": ["Archer"]})
+        signer = saml_responses.Signer(s.idp.cert_pem, s.idp._key_pem)
+        xml = saml_responses.make_response(spec, signer, sp_cert_pem=encrypt_to)
+        relay = redirect_params(started.idp_url)["RelayState"]
+        done = follow_completion(s, browser, post_acs(s, browser, s.acs_url, saml_responses.encode(xml), relay))
+        assert done.status_code == 303, done.text
+        assert redeem(s, product, done.headers["location"], started)["email"] == email
+
+
+def test_sp_key_rollover_is_published_first_and_both_keys_decrypt(live: LiveKeyhall, metadata: MetadataServer,
+                                                                  rotating_idp: list[SamlIdp]) -> None:
+    idp = rotating_idp[0]
+    path = f"/sp-rollover-{uuid.uuid4().hex[:8]}.xml"
+    metadata.documents[path] = metadata_with(idp.metadata_xml(), [idp.cert_pem])
+    s = make_saml_setup(live, idp, "SpRollover", pin_certificate=False, metadata_url=metadata.url(path))
+    current = s.connection["saml"]["sp_certificate"]
+    signs_in_encrypted(s, current)
+    assert s.get_connection()["is_verified"] is True
+
+    staged = keyhall_command(live, "sp-keys", "rotate", s.cid, "--activate-after-days", "7")
+    upcoming = staged["next_certificate"]
+    published = sp_metadata_certificates(live, s.cid)
+    assert published == {"signing": [pem_body(current), pem_body(upcoming)],
+                         "encryption": [pem_body(current), pem_body(upcoming)]}
+    assert s.get_connection()["saml"]["sp_certificate"] == current  # published, not yet active
+    signs_in_encrypted(s, upcoming)  # an IdP that already took the next key from the metadata
+    signs_in_encrypted(s, current)  # and one that did not yet
+    assert len(s.audit("connection.sp_key.staged")) == 1
+
+    activation = datetime.fromisoformat(staged["activates_at"].replace("Z", "+00:00"))
+    watch_certificates(live.runtime, clock=lambda: activation + timedelta(seconds=1))
+    after = s.get_connection()
+    assert after["saml"]["sp_certificate"] == upcoming
+    assert after["is_verified"] is True
+    assert sp_metadata_certificates(live, s.cid) == {"signing": [pem_body(upcoming)],
+                                                     "encryption": [pem_body(upcoming)]}
+    assert len(s.audit("connection.sp_key.activated")) == 1
+    signs_in_encrypted(s, upcoming)
+    signs_in_encrypted(s, current)  # the previous key still decrypts through the overlap
+    assert s.audit("login.failed") == []
