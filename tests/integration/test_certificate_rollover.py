@@ -16,6 +16,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -32,6 +33,7 @@ from lxml import etree
 
 from keyhall.jobs import watch_certificates
 from keyhall.metrics import current_metrics
+from keyhall.runtime import Runtime
 from tests.integration.test_saml_signin_e2e import (
     SamlSetup,
     authn_request,
@@ -381,3 +383,44 @@ def test_sp_key_rollover_is_published_first_and_both_keys_decrypt(live: LiveKeyh
     signs_in_encrypted(s, upcoming)
     signs_in_encrypted(s, current)  # the previous key still decrypts through the overlap
     assert s.audit("login.failed") == []
+
+
+# --- several instances ---------------------------------------------------------------------------------
+
+
+def test_several_instances_refresh_each_connection_once(live: LiveKeyhall, metadata: MetadataServer,
+                                                        rotating_idp: list[SamlIdp]) -> None:
+    idp = rotating_idp[0]
+    urls = []
+    for n in range(3):
+        path = f"/shared-{n}-{uuid.uuid4().hex[:8]}.xml"
+        metadata.documents[path] = metadata_with(idp.metadata_xml(), [idp.cert_pem])
+        make_saml_setup(live, idp, f"Shared{n}", pin_certificate=False, metadata_url=metadata.url(path))
+        urls.append(metadata.url(path))
+    second = Runtime.build(live.runtime.settings)  # another Keyhall instance on the same database
+    fetched: list[str] = []
+    lock = threading.Lock()
+    go = threading.Barrier(2)
+
+    def fetch(url: str, *, etag: str | None, last_modified: str | None, now: datetime) -> None:
+        with lock:
+            fetched.append(url)
+        time.sleep(0.02)  # the other instance runs meanwhile
+        return None  # 304 Not Modified
+
+    moment = datetime.now(UTC) + timedelta(days=30)
+
+    def instance(runtime: Runtime) -> None:
+        go.wait(timeout=10)
+        watch_certificates(runtime, fetch=fetch, clock=lambda: moment)
+
+    try:
+        threads = [threading.Thread(target=instance, args=(rt,)) for rt in (live.runtime, second)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+    finally:
+        second.database.dispose()
+    assert set(urls) <= set(fetched)
+    assert len(fetched) == len(set(fetched))  # no connection refreshed twice
