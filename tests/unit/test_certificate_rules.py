@@ -92,3 +92,18 @@ def test_forgetting_and_soonest() -> None:
     assert forget_absent({"A": ["90"], "B": ["30"]}, ["B"]) == {"B": ["30"]}
     assert soonest_not_after([cert("A", 10), cert("B", 5)]) == NOW + timedelta(days=5)
     assert soonest_not_after([]) is None
+
+
+def test_the_background_refresh_goes_through_the_ssrf_guard() -> None:
+    """Metadata fetched again in the background is refused where the first fetch would be: plain
+    http, and addresses on loopback or private networks (the attack: a metadata URL changed to reach
+    an internal service)."""
+    from keyhall.errors import UnsafeURL
+    from keyhall.idp.saml import refetch_metadata
+    from keyhall.security.outbound import OutboundPolicy
+
+    strict = OutboundPolicy(allow_insecure=False)
+    for url in ("http://idp.example.com/metadata", "https://127.0.0.1/metadata", "https://10.0.0.8/metadata",
+                "https://[::1]/metadata"):
+        with pytest.raises(UnsafeURL):
+            refetch_metadata(url, strict, etag=None, last_modified=None, now=NOW)
