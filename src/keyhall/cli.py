@@ -30,7 +30,6 @@ from keyhall.settings import Settings, load_settings
 
 T = TypeVar("T")
 
-
 def _settings() -> Settings:
     """The settings, after a warning on stderr when this command is about to create a data
     directory nobody named (the default ``./data`` under the current directory is missing): run
@@ -324,6 +323,36 @@ def signing_keys_rotate(alg: str) -> None:
     _print({"kid": new.kid, "alg": new.alg})
 
 
+@main.group("sp-keys")
+def sp_keys() -> None:
+    """Keyhall's own keys as a SAML service provider (one per SAML connection)."""
+
+
+@sp_keys.command("rotate")
+@click.argument("connection_id")
+@click.option("--activate-after-days", type=click.FloatRange(min=0), default=7.0, show_default=True,
+              help="how long the next key is published in the SP metadata before it becomes active")
+def sp_keys_rotate(connection_id: str, activate_after_days: float) -> None:
+    """Stage the connection's next SP key: published in its SP metadata (signing and encryption) now,
+    decrypting beside the current key at once, active after the publication period."""
+    from datetime import timedelta  # like the other commands: loaded only when this one runs
+
+    from keyhall.core.sp_key_rollover import stage_next_sp_key  # only when this command runs
+    from keyhall.protocols.saml.certificates import isoformat_z  # only when this command runs
+
+    runtime = _runtime()
+    try:
+        with runtime.database.unit_of_work() as uow:
+            staged = stage_next_sp_key(uow, connection_id, actor=SYSTEM.actor, now=runtime.clock(),
+                                       activate_after=timedelta(days=activate_after_days))
+            uow.commit()
+    except KeyhallError as exc:
+        _fail(exc)
+    assert staged.next_activates_at is not None
+    _print({"connection_id": connection_id, "next_certificate": staged.next_certificate,
+            "activates_at": isoformat_z(staged.next_activates_at)})
+
+
 @main.group()
 def keys() -> None:
     """Encryption keys for stored secrets."""
@@ -358,6 +387,9 @@ def keys_rotate() -> None:
             count += 1
         for endpoint_id, blob in uow.webhooks.all_sealed_secrets():
             uow.webhooks.replace_sealed_secret(endpoint_id, box.reseal(blob))
+            count += 1
+        for connection_id, blob in uow.certificate_watch.all_sealed_secrets():  # staged and previous SP keys
+            uow.certificate_watch.replace_sealed_secret(connection_id, box.reseal(blob))
             count += 1
         uow.commit()
     _print({"reencrypted": count, "keys": len(keys_now)})

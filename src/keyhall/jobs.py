@@ -23,6 +23,10 @@ its outcome recorded in a unit of work of its own. ``LogoutNotifier`` runs it ev
 ``KEYHALL_BACKCHANNEL_LOGOUT_INTERVAL_SECONDS``; several instances may run it, a claim gives each
 attempt to one of them.
 
+``watch_certificates`` refreshes SAML metadata fetched by URL and raises certificate expiry
+notices (``keyhall.core.certificate_service``); ``CertificateWatcher`` runs it every
+``KEYHALL_METADATA_REFRESH_SECONDS``; each connection is claimed by one instance at a time.
+
 All run on ``PeriodicJob``: a daemon thread started and stopped with the app's lifespan.
 """
 
@@ -32,20 +36,23 @@ import asyncio
 import logging
 import threading
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from fastapi import FastAPI
 
-from keyhall.core import domain_service, webhook_service
+from keyhall.core import certificate_service, domain_service, webhook_service
 from keyhall.core.access import SYSTEM
+from keyhall.core.certificates import FetchedMetadata
 from keyhall.core.ports import TxtLookup
 from keyhall.core.vocabulary import DomainStatus
 from keyhall.core.webhooks import AttemptResult
 from keyhall.errors import KeyhallError
 from keyhall.idp.dns import TxtResolver
+from keyhall.idp.saml import refetch_metadata
+from keyhall.metrics import observe_certificate_expiry
 from keyhall.provider import backchannel
 from keyhall.runtime import Runtime
 from keyhall.security.outbound import OutboundPolicy, post_content, post_form
@@ -134,6 +141,33 @@ def deliver_webhooks(runtime: Runtime, *, stop: threading.Event | None = None,
     return webhook_service.deliver_due(runtime.database.unit_of_work, send or webhook_sender(runtime.webhook_policy),
                                        runtime.clock, delivery_policy(runtime),
                                        stop=stop.is_set if stop is not None else (lambda: False))
+
+
+def metadata_fetcher(policy: OutboundPolicy) -> certificate_service.MetadataFetcher:
+    """Fetches IdP metadata again through the SSRF guard, as every IdP call is."""
+
+    def fetch(url: str, *, etag: str | None, last_modified: str | None, now: datetime) -> FetchedMetadata | None:
+        return refetch_metadata(url, policy, etag=etag, last_modified=last_modified, now=now)
+
+    return fetch
+
+
+def watch_policy(runtime: Runtime) -> certificate_service.WatchPolicy:
+    settings = runtime.settings
+    return certificate_service.WatchPolicy(interval=timedelta(seconds=max(settings.metadata_refresh_seconds, 60.0)),
+                                           overlap=timedelta(days=settings.certificate_overlap_days))
+
+
+def watch_certificates(runtime: Runtime, *, stop: threading.Event | None = None,
+                       fetch: certificate_service.MetadataFetcher | None = None,
+                       clock: Callable[[], datetime] | None = None) -> dict[str, int]:
+    """One pass over the due SAML connections: metadata refreshed, certificates adopted or dropped,
+    expiry notices raised; counts summed. ``clock`` defaults to the runtime's."""
+    fetch = fetch or metadata_fetcher(runtime.inspector.policy)
+    return certificate_service.watch_pass(runtime.database.unit_of_work, fetch, watch_policy(runtime),
+                                          clock or runtime.clock,
+                                          observe=observe_certificate_expiry,
+                                          stop=stop.is_set if stop is not None else (lambda: False))
 
 
 class PeriodicJob:
@@ -275,3 +309,18 @@ class LogoutNotifier(PeriodicJob):
         counts = deliver_logout_notices(self.runtime, stop=stop)
         if any(counts.values()):
             log.info("back-channel logout: %s", counts)
+
+
+class CertificateWatcher(PeriodicJob):
+    """``watch_certificates`` every ``interval`` seconds (``KEYHALL_METADATA_REFRESH_SECONDS``), passes
+    back to back while a pass found a full batch; ``stop()`` ends a pass after the connection in hand."""
+
+    name = "certificate watcher"
+
+    def run_pass(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            counts = watch_certificates(self.runtime, stop=stop)
+            if counts["adopted"] or counts["dropped"] or counts["notices"] or counts["errors"]:
+                log.info("certificates: %s", counts)
+            if counts["connections"] < watch_policy(self.runtime).batch:
+                return

@@ -12,6 +12,7 @@ bounded one (see ``keyhall.api.observability`` for the label rules).
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import logging
 import re
@@ -19,11 +20,13 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Literal, get_args
 
 from prometheus_client import (
     CollectorRegistry,
     Counter,
+    Gauge,
     GCCollector,
     Histogram,
     PlatformCollector,
@@ -86,6 +89,10 @@ class Metrics:
         self.idp_call_errors = Counter(
             "keyhall_idp_call_errors", "Calls to an identity provider that failed, by kind.",
             ("kind",), registry=self.registry)
+        self.idp_certificate_not_after = Gauge(
+            "keyhall_idp_certificate_not_after_seconds",
+            "Unix time at which the soonest-expiring IdP signing certificate of a SAML connection expires.",
+            ("connection",), registry=self.registry)
         for kind in sorted(IDP_CALL_KINDS):  # present at zero from the start, so rate() alerts work
             self.idp_call_errors.labels(kind)
         self._connections: set[str] = set()
@@ -180,3 +187,16 @@ def idp_call(kind: IdpCallKind) -> Iterator[None]:
         ok = True
     finally:
         observe_idp_call(kind, time.perf_counter() - started, ok)
+
+
+def observe_certificate_expiry(connection_id: str, not_after: datetime | None) -> None:
+    """Set (or, without certificates, remove) the connection's ``keyhall_idp_certificate_not_after_seconds``."""
+    metrics = current_metrics()
+    if metrics is None:
+        return
+    label = metrics.connection_label(connection_id)
+    if not_after is None:
+        with contextlib.suppress(KeyError):
+            metrics.idp_certificate_not_after.remove(label)
+        return
+    metrics.idp_certificate_not_after.labels(label).set(not_after.timestamp())

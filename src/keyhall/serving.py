@@ -25,7 +25,7 @@ from fastapi import FastAPI
 
 from keyhall.api.observability import metrics_of, start_metrics_server
 from keyhall.app import create_app
-from keyhall.jobs import DomainChecker, LogoutNotifier, Purger, WebhookDeliverer
+from keyhall.jobs import CertificateWatcher, DomainChecker, LogoutNotifier, Purger, WebhookDeliverer
 from keyhall.logs import configure_logging
 from keyhall.runtime import Runtime
 from keyhall.settings import Settings, load_settings
@@ -95,7 +95,8 @@ def serve(settings: Settings, host: str, port: int, workers: int) -> None:
     jobs = [DomainChecker(runtime, interval=settings.domain_check_interval_seconds),
             Purger(runtime, interval=settings.purge_interval_seconds),
             WebhookDeliverer(runtime, interval=settings.webhook_poll_interval_seconds),
-            LogoutNotifier(runtime, interval=settings.backchannel_logout_interval_seconds)]
+            LogoutNotifier(runtime, interval=settings.backchannel_logout_interval_seconds),
+            CertificateWatcher(runtime, interval=settings.metadata_refresh_seconds)]
     if workers > 1:
         # The workers are new processes (uvicorn spawns them) that read their settings from the
         # environment; the background jobs run once, in this supervising process.

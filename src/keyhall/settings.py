@@ -53,6 +53,10 @@ class Settings(BaseSettings):
     # The event log (GET /v1/events) is replayable this long; older events (and their deliveries) are
     # purged. At least 30; 0 keeps them all.
     event_retention_days: int = Field(default=30, ge=0)
+    # Background refresh of SAML metadata fetched by URL and of certificate expiry notices; 0 turns it off.
+    metadata_refresh_seconds: float = Field(default=3600, ge=0)
+    # A signing certificate the IdP's metadata no longer lists stays trusted this long.
+    certificate_overlap_days: float = Field(default=7, ge=0)
     webhook_poll_interval_seconds: float = 1.0  # how often each instance looks for due deliveries; 0 turns it off
     webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=60)  # connect and read, per delivery attempt
     webhook_retry_base_seconds: float = Field(default=5.0, gt=0)  # the first retry's wait; doubled each time

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from keyhall.errors import IdPValidationError, OutboundFetchError, UnsafeURL
-from keyhall.security.outbound import OutboundPolicy, check_url, fetch, non_public_reason
+from keyhall.security.addresses import non_public_reason
+from keyhall.security.outbound import OutboundPolicy, check_url, fetch
 
 SECURE = OutboundPolicy()
 INSECURE = OutboundPolicy(allow_insecure=True)

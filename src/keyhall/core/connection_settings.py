@@ -143,6 +143,8 @@ class SamlSettings(_Strict):
     idp_initiated_client_id: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
     idp_initiated_redirect_uri: HttpURL | None = None
     allow_sha1: bool = False
+    # Signing certificates that appear in the metadata at metadata_url are trusted beside the others.
+    auto_update_certificates: bool = True
 
     @model_validator(mode="after")
     def _idp_initiated_needs_a_destination(self) -> SamlSettings:

@@ -17,6 +17,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from keyhall.core.api_keys import ApiKey
 from keyhall.core.applications import Application
 from keyhall.core.audit import AuditEvent
+from keyhall.core.certificates import CertificateWatchStore
 from keyhall.core.connections import Connection
 from keyhall.core.domains import Domain
 from keyhall.core.events import EventStore
@@ -254,6 +255,8 @@ class UnitOfWork(Protocol):
     def events(self) -> EventStore: ...
     @property
     def webhooks(self) -> WebhookStore: ...
+    @property
+    def certificate_watch(self) -> CertificateWatchStore: ...
 
     def commit(self) -> None: ...
     def rollback(self) -> None: ...

@@ -40,7 +40,8 @@ from keyhall.core.vocabulary import LdapSecurity
 from keyhall.errors import InvalidInput, KeyhallError, LdapError
 from keyhall.metrics import idp_call
 from keyhall.protocols.ldap.filters import group_filter, user_filter
-from keyhall.security.outbound import OutboundPolicy, non_public_reason
+from keyhall.security.addresses import non_public_reason
+from keyhall.security.outbound import OutboundPolicy
 
 # isort: split
 # ldap3 comes after keyhall.protocols.ldap, which imports it without pyasn1's DeprecationWarning.

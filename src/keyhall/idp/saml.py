@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
+from keyhall.core.certificates import FetchedMetadata
 from keyhall.errors import InvalidInput, SamlMetadataError
 from keyhall.metrics import idp_call
 from keyhall.protocols.saml.certificates import CertificateInfo, isoformat_z, parse_certificates
@@ -30,7 +31,7 @@ from keyhall.protocols.saml.metadata import (
 )
 from keyhall.security.outbound import OutboundPolicy, fetch
 
-__all__ = ["METADATA_ACCEPT", "SamlInspection", "SamlSource", "inspect_saml_idp"]
+__all__ = ["METADATA_ACCEPT", "SamlInspection", "SamlSource", "inspect_saml_idp", "refetch_metadata"]
 
 SamlSource = Literal["metadata_url", "metadata_xml", "manual"]
 
@@ -201,3 +202,25 @@ def inspect_saml_idp(
         metadata_valid_until=metadata.valid_until,
         source=source,
     )
+
+
+# --- background refresh (keyhall.core.certificate_service) -----------------------------------------
+
+
+@idp_call("saml_metadata")
+def refetch_metadata(url: str, policy: OutboundPolicy, *, etag: str | None, last_modified: str | None,
+                     now: datetime) -> FetchedMetadata | None:
+    """GET the metadata again through the SSRF guard, conditionally (RFC 9110 §13.1.1, §13.1.3):
+    None when it did not change (304), else its entity ID and signing certificates as
+    ``discovered`` entries. Raises what ``inspect_saml_idp`` raises for a bad document."""
+    field = "saml.metadata_url"
+    headers = {name: value for name, value in (("if-none-match", etag), ("if-modified-since", last_modified))
+               if value}
+    document = fetch(url, policy, accept=METADATA_ACCEPT, field=field, headers=headers or None, not_modified_ok=True)
+    if document.status == 304:
+        return None
+    metadata = parse_idp_metadata(document.body, field=field, entity_id=None, now=now, max_bytes=policy.max_bytes)
+    return FetchedMetadata(
+        entity_id=metadata.entity_id,
+        certificates=tuple({**info.as_dict(now), "pem": info.pem} for info in metadata.signing_certificates),
+        etag=document.validators.get("etag"), last_modified=document.validators.get("last-modified"))

@@ -69,14 +69,22 @@ def sp_metadata(uow: UnitOfWork, sp: ServiceProvider, connection_id: str, *, now
     if conn is None or conn.protocol is not Protocol.SAML:
         return None
     cert = conn.settings.get("sp_certificate")
+    rollover = uow.certificate_watch.sp_rollover(conn.id)
     xml = sp_metadata_xml(
         entity_id=sp_entity_id(sp.public_url, conn), acs_url=str(connection_urls(sp.public_url, conn)["acs_url"]),
         name_id_formats=[str(f) for f in [conn.settings.get("name_id_format")] if f],
         signing_cert_pem=cert, encryption_cert_pem=cert,
         authn_requests_signed=bool(conn.settings.get("sign_requests")),
         valid_until=now + timedelta(days=7),
+        next_cert_pem=rollover.next_certificate if rollover and rollover.next_private_key else None,
     )
     return SpMetadata(connection_id=conn.id, xml=xml)
+
+
+def _rollover_keys(uow: UnitOfWork, conn: Connection, now: datetime) -> tuple[str, ...]:
+    """During an SP key rollover, the next and previous SP keys decrypt too."""
+    rollover = uow.certificate_watch.sp_rollover(conn.id)
+    return rollover.decryption_keys(now) if rollover else ()
 
 
 def begin(uow: UnitOfWork, sp: ServiceProvider, conn: Connection, parent: LoginTransaction, *,
@@ -129,7 +137,7 @@ def receive(uow: UnitOfWork, sp: ServiceProvider, connection_id: str, form: dict
         idp_entity_id=entity, certificates=certs, request_id=record.request_id if record else None,
         allow_idp_initiated=bool(conn.settings.get("allow_idp_initiated")),
         allow_sha1=bool(conn.settings.get("allow_sha1")), now=now, skew_seconds=sp.clock_skew_seconds,
-        sp_private_key=conn.secrets.get("sp_private_key"),
+        sp_private_key=conn.secrets.get("sp_private_key"), sp_other_private_keys=_rollover_keys(uow, conn, now),
     )
     try:
         assertion = parse_saml_response(form.get("SAMLResponse", ""), expect)

@@ -41,6 +41,7 @@ import httpcore
 import httpx
 
 from keyhall.errors import OutboundFetchError, UnsafeURL
+from keyhall.security.addresses import is_literal_address, non_public_reason
 from keyhall.security.bulkhead import Bulkhead
 from keyhall.security.guarded_transport import (
     CALL,
@@ -50,7 +51,6 @@ from keyhall.security.guarded_transport import (
     host_and_port,
 )
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 _Headers = Mapping[str, str] | None
 
 #: The whole fetch, redirects included, must end within this many times ``policy.timeout``.
@@ -60,8 +60,6 @@ _USER_AGENT = "Keyhall (identity provider check)"
 _INSECURE_HINT = "KEYHALL_ALLOW_INSECURE_IDP_URLS allows it for development"
 
 # Ranges that the ``is_*`` properties of ``ipaddress`` do not all flag on every Python version.
-_SHARED_ADDRESS_SPACE = ipaddress.IPv4Network("100.64.0.0/10")  # RFC 6598 (carrier-grade NAT)
-_NAT64_PREFIX = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052 well-known prefix
 
 
 @dataclass(frozen=True)
@@ -88,6 +86,7 @@ class FetchedDocument:
     status: int
     content_type: str
     body: bytes
+    validators: dict[str, str] = field(default_factory=dict)  # "etag", "last-modified" as sent
 
 
 def check_url(url: str, policy: OutboundPolicy, *, field: str | None = None) -> None:
@@ -105,7 +104,8 @@ def check_url(url: str, policy: OutboundPolicy, *, field: str | None = None) -> 
 
 
 def fetch(
-    url: str, policy: OutboundPolicy, *, accept: str = "*/*", field: str | None = None, headers: _Headers = None
+    url: str, policy: OutboundPolicy, *, accept: str = "*/*", field: str | None = None, headers: _Headers = None,
+    not_modified_ok: bool = False,
 ) -> FetchedDocument:
     """GET the URL under the policy; raise UnsafeURL or OutboundFetchError.
 
@@ -113,6 +113,7 @@ def fetch(
     final URL is in ``FetchedDocument.url``. A non-2xx answer raises OutboundFetchError.
     ``headers`` (e.g. ``Authorization``) go to the URL's own origin, never to another after a redirect.
     Holds one of the URL's origin's places in ``policy.calls`` throughout (IdPBusy when none is free).
+    ``not_modified_ok``: a 304 (for a conditional request, RFC 9110 §15.4.5) is answered, with an empty body.
     """
     deadline = time.monotonic() + policy.timeout * _DEADLINE_FACTOR
     with policy.calls.slot(url, field=field), _call(field, deadline):
@@ -122,7 +123,8 @@ def fetch(
             check_url(current, policy, field=field)
             same_origin = httpx.URL(current).join("/") == httpx.URL(url).join("/")
             extra = {"Accept": accept, **(headers or {})} if same_origin else {"Accept": accept}
-            outcome = _send_once(client, "GET", current, policy, deadline, field, headers=extra)
+            outcome = _send_once(client, "GET", current, policy, deadline, field, headers=extra,
+                                 not_modified_ok=not_modified_ok)
             if isinstance(outcome, FetchedDocument):
                 return outcome
             current = outcome
@@ -243,6 +245,7 @@ def _send_once(
     headers: _Headers = None,
     form: Mapping[str, str] | None = None,
     strict: bool = True,
+    not_modified_ok: bool = False,
 ) -> FetchedDocument | str:
     """One request: the document, or (GET only) the URL a redirect points to; ``strict`` refuses non-2xx."""
     timeout = httpx.Timeout(max(0.001, min(policy.timeout, deadline - time.monotonic())))
@@ -250,11 +253,15 @@ def _send_once(
         with client.stream(method, url, headers=headers, data=form, timeout=timeout) as response:
             if method == "GET" and response.status_code in _REDIRECT_STATUSES:
                 return _redirect_target(url, response, field)
+            if not_modified_ok and response.status_code == 304:
+                return FetchedDocument(url, 304, response.headers.get("content-type", ""), b"",
+                                       validators=_validators(response))
             if strict and not 200 <= response.status_code < 300:
                 status, shown = response.status_code, f"HTTP {response.status_code} {response.reason_phrase}".rstrip()
                 raise _failure(f"{method} {_display(url)} answered {shown}", field, url=_display(url), status=status)
             body = _read_capped(url, response, policy, deadline, field, method)
-            return FetchedDocument(url, response.status_code, response.headers.get("content-type", ""), body)
+            return FetchedDocument(url, response.status_code, response.headers.get("content-type", ""), body,
+                                   validators=_validators(response))
     except (httpcore.TimeoutException, httpx.TimeoutException) as exc:
         if time.monotonic() >= deadline - 0.01:
             limit = policy.timeout * _DEADLINE_FACTOR
@@ -265,6 +272,11 @@ def _send_once(
     except (httpcore.NetworkError, httpcore.ProtocolError, httpx.HTTPError) as exc:
         message = f"{method} {_display(url)} failed: {_describe_exception(exc)}"
         raise _failure(message, field, url=_display(url)) from exc
+
+
+def _validators(response: httpx.Response) -> dict[str, str]:
+    """The response's cache validators (RFC 9110 §8.8): ``etag`` and ``last-modified`` when sent."""
+    return {name: response.headers[name][:512] for name in ("etag", "last-modified") if name in response.headers}
 
 
 # --- URL syntax --------------------------------------------------------------------------------
@@ -353,7 +365,7 @@ def _refuse_non_public(subject: str, host: str, addresses: Iterable[str], field:
         reason = non_public_reason(ipaddress.ip_address(address))
         if reason is None:
             continue
-        if _is_literal(host):
+        if is_literal_address(host):
             message = f"{subject} is refused: host {host} is {reason} address;"
             details: dict[str, Any] = {"target": subject, "address": address, "reason": reason}
         else:
@@ -361,53 +373,6 @@ def _refuse_non_public(subject: str, host: str, addresses: Iterable[str], field:
             details = {"target": subject, "reason": "non_public"}
         message += f" Keyhall only contacts identity providers on public addresses ({_INSECURE_HINT})"
         raise _refusal(message, field, **details)
-
-
-def _is_literal(host: str) -> bool:
-    """The host is an address itself (``127.0.0.1``, ``::1``, or IPv4 as ``2130706433`` / ``0x7f.1``,
-    which the C resolver reads without asking DNS): saying what it is reveals nothing."""
-    try:
-        ipaddress.ip_address(host)
-        return True
-    except ValueError:
-        pass
-    try:
-        socket.inet_aton(host)
-    except (OSError, UnicodeError, ValueError):
-        return False
-    return True
-
-
-def non_public_reason(address: IPAddress) -> str | None:
-    """Why the address is not a public unicast address (e.g. "a loopback"), or None if it is.
-
-    IPv4 addresses embedded in IPv6 (IPv4-mapped ``::ffff:0:0/96``, NAT64 ``64:ff9b::/96``,
-    6to4 ``2002::/16``) are judged by the IPv4 address they lead to.
-    """
-    if isinstance(address, ipaddress.IPv6Address):
-        embedded = address.ipv4_mapped or address.sixtofour
-        if embedded is None and address in _NAT64_PREFIX:
-            embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
-        if embedded is not None:
-            inner = non_public_reason(embedded)
-            return None if inner is None else f"{inner} (embedded IPv4)"
-    if address.is_unspecified:
-        return "an unspecified"
-    if address.is_loopback:
-        return "a loopback"
-    if address.is_link_local:
-        return "a link-local"
-    if address.is_multicast:
-        return "a multicast"
-    if isinstance(address, ipaddress.IPv4Address) and address in _SHARED_ADDRESS_SPACE:
-        return "a shared (carrier-grade NAT)"
-    if address.is_private:
-        return "a private"
-    if address.is_reserved:
-        return "a reserved"
-    if not address.is_global:
-        return "a non-global"
-    return None
 
 
 def _describe_exception(exc: BaseException) -> str:

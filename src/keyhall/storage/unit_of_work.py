@@ -13,6 +13,7 @@ from keyhall.security.secrets import SecretBox
 from keyhall.storage.repos.api_keys import SqlApiKeys
 from keyhall.storage.repos.applications import SqlApplications
 from keyhall.storage.repos.audit import SqlAudit
+from keyhall.storage.repos.certificate_watch import SqlCertificateWatch
 from keyhall.storage.repos.connections import SqlConnections
 from keyhall.storage.repos.directories import (
     SqlDirectories,
@@ -54,6 +55,7 @@ class SqlUnitOfWork:
         self.session_ends = SqlSessionEnds(session)
         self.events = SqlEvents(session)
         self.webhooks = SqlWebhooks(session, box)
+        self.certificate_watch = SqlCertificateWatch(session, box)
 
     def commit(self) -> None:
         try:

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import copy
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NoReturn, TypeVar
 
@@ -169,23 +169,29 @@ def _sp_key(pem: str) -> xmlsec.Key:
         raise ValueError("the service provider's private key is not a PEM private key") from None
 
 
-def _content_key(shape: EncryptionShape, sp_private_key: str) -> bytes:
-    """Unwrap the content key from the first EncryptedKey the SP key opens (xmlenc-core1 §3.5.1)."""
+def _keys(sp_private_key: str | Sequence[str]) -> tuple[str, ...]:
+    return (sp_private_key,) if isinstance(sp_private_key, str) else tuple(sp_private_key)
+
+
+def _content_key(shape: EncryptionShape, sp_private_key: str | Sequence[str]) -> bytes:
+    """Unwrap the content key from the first EncryptedKey an SP key opens (xmlenc-core1 §3.5.1);
+    several SP keys are tried in order during an SP key rollover."""
     wanted = DATA_ALGORITHMS[shape.data_algorithm]
-    for encrypted_key in shape.encrypted_keys:
-        context = xmlsec.EncryptionContext()
-        context.key = _sp_key(sp_private_key)
-        try:
-            # A copy, so that decrypting can never put anything into the document itself.
-            unwrapped: object = context.decrypt(copy.deepcopy(encrypted_key))
-        except xmlsec.Error:
-            continue
-        if isinstance(unwrapped, bytes) and len(unwrapped) == wanted:
-            return unwrapped
+    for pem in _keys(sp_private_key):
+        for encrypted_key in shape.encrypted_keys:
+            context = xmlsec.EncryptionContext()
+            context.key = _sp_key(pem)
+            try:
+                # A copy, so that decrypting can never put anything into the document itself.
+                unwrapped: object = context.decrypt(copy.deepcopy(encrypted_key))
+            except xmlsec.Error:
+                continue
+            if isinstance(unwrapped, bytes) and len(unwrapped) == wanted:
+                return unwrapped
     _fail(_DECRYPTION_FAILED, "decryption_failed")
 
 
-def decrypt_assertion(shape: EncryptionShape, sp_private_key: str) -> etree._Element:
+def decrypt_assertion(shape: EncryptionShape, sp_private_key: str | Sequence[str]) -> etree._Element:
     """Decrypt an inspected EncryptedAssertion in place and return the ``<saml:Assertion>`` it held.
 
     The plaintext replaces the EncryptedData inside the EncryptedAssertion, so it is parsed in
@@ -213,7 +219,7 @@ def decrypt_assertion(shape: EncryptionShape, sp_private_key: str) -> etree._Ele
 
 def open_encrypted_assertion(
     encrypted_assertion: etree._Element,
-    sp_private_key: str | None,
+    sp_private_key: str | Sequence[str] | None,
     *,
     ciphertext_signed: bool,
     then: Callable[[etree._Element], _T],
@@ -225,7 +231,7 @@ def open_encrypted_assertion(
     ``then`` becomes one uniform ``decryption_failed`` (see the module doc).
     """
     shape = inspect_encrypted_assertion(encrypted_assertion)
-    if sp_private_key is None:
+    if not sp_private_key:
         _fail("the assertion is encrypted but no service provider private key is configured", "decryption_failed")
     try:
         assertion = decrypt_assertion(shape, sp_private_key)

@@ -85,6 +85,8 @@ class SamlExpectations:
     allow_sha1: bool = False
     skew_seconds: int = 60
     sp_private_key: str | None = None  # PEM, to decrypt an EncryptedAssertion
+    # During an SP key rollover: the next (published, not yet active) and previous keys also decrypt.
+    sp_other_private_keys: Sequence[str] = ()
     max_bytes: int = DEFAULT_MAX_BYTES  # of the decoded XML
 
 
@@ -145,7 +147,8 @@ def parse_saml_response(saml_response: str | bytes, expect: SamlExpectations) ->
             return _verify_if_signed(assertion, expect, required=not response_signed)
 
         assertion, assertion_signed = open_encrypted_assertion(
-            child, expect.sp_private_key, ciphertext_signed=response_signed, then=check_decrypted
+            child, [key for key in (expect.sp_private_key, *expect.sp_other_private_keys) if key],
+            ciphertext_signed=response_signed, then=check_decrypted
         )
     else:
         assertion, assertion_signed = child, _verify_if_signed(child, expect, required=not response_signed)

@@ -72,12 +72,15 @@ def sp_metadata_xml(
     authn_requests_signed: bool,
     want_assertions_signed: bool = True,
     valid_until: datetime,
+    next_cert_pem: str | None = None,
 ) -> bytes:
     """The SP's metadata document (saml-metadata-2.0-os §2.3.2, §2.4.4) as UTF-8 XML bytes.
 
     ``name_id_formats`` are URIs (saml-core-2.0-os §8.3), written once each in the given order.
     ``authn_requests_signed=True`` needs ``signing_cert_pem``: an IdP told to expect signed
     requests must be given the key that checks them. ``valid_until`` must be timezone-aware.
+    ``next_cert_pem`` (an SP key rollover) is published beside the current one, for signing and
+    encryption, before it becomes active (saml-metadata-2.0-os §2.4.1.1 allows several KeyDescriptors).
     Raises ``ValueError`` for bad arguments and
     :class:`~keyhall.errors.CertificateError` for an unusable certificate.
     """
@@ -108,6 +111,10 @@ def sp_metadata_xml(
         _key_descriptor(descriptor, "signing", signing)
     if encryption is not None:
         _key_descriptor(descriptor, "encryption", encryption)
+    if next_cert_pem is not None:
+        upcoming = _certificate_body(next_cert_pem, "next_cert_pem")
+        _key_descriptor(descriptor, "signing", upcoming)
+        _key_descriptor(descriptor, "encryption", upcoming)
     for name_id_format in formats:
         etree.SubElement(descriptor, _md("NameIDFormat")).text = name_id_format
     acs = etree.SubElement(descriptor, _md("AssertionConsumerService"))

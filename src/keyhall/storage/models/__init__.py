@@ -4,6 +4,7 @@ from keyhall.storage.models.api_keys import ApiKeyRow
 from keyhall.storage.models.applications import ApplicationRow
 from keyhall.storage.models.audit_events import AuditEventRow
 from keyhall.storage.models.base import Base
+from keyhall.storage.models.certificate_watch import CertificateWatchRow
 from keyhall.storage.models.connection_domains import ConnectionDomainRow
 from keyhall.storage.models.connections import ConnectionRow
 from keyhall.storage.models.directories import DirectoryRow
@@ -32,6 +33,7 @@ __all__ = [
     "AuditEventRow",
     "AuthorizationCodeRow",
     "Base",
+    "CertificateWatchRow",
     "ConnectionDomainRow",
     "ConnectionRow",
     "DirectoryGroupRow",
