@@ -102,6 +102,7 @@ def test_users_and_groups_round_trip_and_deleting_the_directory_deprovisions(key
         == "Eng"
     org_users = client.get(f"/v1/organizations/{tenant.slug}/users", headers=auth(tenant.owner)).json()["data"]
     assert {u["email"] for u in org_users} == {"ann@crud.example", "bob@crud.example"}
+    assert {(u["kind"], u["directory_id"]) for u in org_users} == {("directory", directory.id)}
 
     assert client.delete(directory.native, headers=auth(tenant.owner)).status_code == 204
     assert client.get(f"/v1/organizations/{tenant.slug}/users", headers=auth(tenant.owner)).json()["data"] == []

@@ -53,6 +53,7 @@ class User:
     updated_at: datetime = field(default_factory=lambda: datetime.min)
     last_login_at: datetime | None = None
     version: int = 1  # bumped by every stored change
+    directory_id: str | None = None  # the SCIM directory that provisioned the user, if one did
 
     def apply(self, profile: Profile, *, groups: list[str] | None) -> None:
         for name in PROFILE_ATTRIBUTES:

@@ -53,6 +53,7 @@ class UserOut(BaseModel):
     id: str
     organization_id: str
     connection_id: str | None
+    directory_id: str | None
     email: str | None
     email_verified: bool
     name: str | None
@@ -67,11 +68,18 @@ class UserOut(BaseModel):
     last_login_at: str | None
 
 
+def _kind(user: User) -> str:
+    if user.directory_id is not None:
+        return "directory"
+    return "local" if user.connection_id is None else ("sso" if user.subject else "precreated")
+
+
 def user_out(user: User) -> dict[str, Any]:
     return {"id": user.id, "organization_id": user.organization_id, "connection_id": user.connection_id,
+            "directory_id": user.directory_id,
             "email": user.email, "email_verified": user.email_verified, "name": user.name,
             "given_name": user.given_name, "family_name": user.family_name, "groups": user.groups,
-            "kind": "local" if user.connection_id is None else ("sso" if user.subject else "precreated"),
+            "kind": _kind(user),
             "disabled": user.disabled, "version": user.version, "created_at": iso(user.created_at),
             "updated_at": iso(user.updated_at), "last_login_at": iso(user.last_login_at)}
 

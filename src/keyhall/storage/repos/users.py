@@ -17,7 +17,7 @@ from keyhall.storage.repos._query import flush, paginate
 
 _USER_FIELDS = ("id", "organization_id", "connection_id", "subject", "email", "email_verified", "name",
                 "given_name", "family_name", "username", "picture", "locale", "phone_number", "groups",
-                "password_hash", "disabled", "created_at", "updated_at", "last_login_at", "version")
+                "password_hash", "disabled", "created_at", "updated_at", "last_login_at", "version", "directory_id")
 
 
 class SqlUsers:
