@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from keyhall.core.connections import Connection
@@ -65,16 +65,6 @@ def check_reauthentication(asked: Reauthentication, auth_time: datetime | None, 
         raise LoginFailed("Your application asked you to sign in again, but your organization's sign-in "
                           "service did not. Go back to your application and try again.",
                           reason="reauthentication_skipped", connection=conn, status=403)
-
-
-def timestamp(value: Any) -> datetime | None:
-    """A JWT NumericDate (``auth_time``) as a datetime; None when absent or not a number."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    try:
-        return datetime.fromtimestamp(value, UTC)
-    except (OverflowError, OSError, ValueError):
-        return None
 
 
 def idp_amr(value: Any) -> list[str]:

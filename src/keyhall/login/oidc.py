@@ -20,8 +20,8 @@ from keyhall.core.vocabulary import ConnectionStatus
 from keyhall.errors import IdPLoginError, KeyhallError, ServiceUnavailable
 from keyhall.idp.oidc_rp import JwksCache, choose_token_auth_method, exchange_code, fetch_userinfo
 from keyhall.login.flow import Authentication, LoginFailed, check_browser, check_trip_pinned, complete
-from keyhall.login.identity import check_reauthentication, check_tenant, idp_acr, idp_amr, timestamp, vouch_email
-from keyhall.login.records import Kind, OidcTrip, Reauthentication, new_record_transaction
+from keyhall.login.identity import check_reauthentication, check_tenant, idp_acr, idp_amr, vouch_email
+from keyhall.login.records import Kind, OidcTrip, Reauthentication, new_record_transaction, timestamp
 from keyhall.login.steps import Redirect
 from keyhall.protocols.oidc.id_token import unverified_kid, validate_id_token
 from keyhall.protocols.oidc.pkce import new_code_verifier, s256_challenge

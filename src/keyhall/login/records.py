@@ -204,7 +204,7 @@ class SamlHandoff(_Record):
         acr = authn.get("acr")
         return cls(connection_id=str(data["connection_id"]), user_id=str(data["user_id"]),
                    amr=tuple(str(v) for v in authn.get("amr") or ["ext"]),
-                   acr=acr if isinstance(acr, str) else None, auth_time=_from_timestamp(authn.get("auth_time")))
+                   acr=acr if isinstance(acr, str) else None, auth_time=timestamp(authn.get("auth_time")))
 
     def to_dict(self) -> dict[str, Any]:
         return {"connection_id": self.connection_id, "user_id": self.user_id, "authn": {
@@ -212,7 +212,8 @@ class SamlHandoff(_Record):
             "auth_time": self.auth_time.timestamp() if self.auth_time else None}}
 
 
-def _from_timestamp(value: Any) -> datetime | None:
+def timestamp(value: Any) -> datetime | None:
+    """A JWT NumericDate (``auth_time``) as a datetime; None when absent or not a number."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     try:
