@@ -26,9 +26,10 @@ install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
 
 ## Serve Keyhall on http://$(HOST):$(PORT) with SQLite under ./data (migrates first); `make run PORT=8001`
-## picks another port (the public URL follows it unless KEYHALL_PUBLIC_URL is set).
+## picks another port (the public URL follows it unless KEYHALL_PUBLIC_URL is set). Development mode
+## (KEYHALL_DEV=1): a test IdP and an example product, and a seeded demo organization (no internet needed).
 run: install
-	$(BIN)/keyhall serve --host $(HOST) --port $(PORT)
+	KEYHALL_DEV=1 $(BIN)/keyhall serve --host $(HOST) --port $(PORT)
 
 ## System packages the real peers need (Node.js, Chromium, ...); installs only what is missing.
 system-deps:

@@ -64,6 +64,10 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         app.include_router(dialect.router, dependencies=[RateLimited] if dialect.charged else [])
         for public in dialect.public:
             app.include_router(public)
+    if settings.dev:
+        from keyhall import dev  # development mode only: outside it /_dev/ does not exist
+
+        dev.install(app, runtime)
     oauth.register_error_styles()
     install_openapi(app)
     install_docs(app)

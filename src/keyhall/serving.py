@@ -92,6 +92,8 @@ def serve(settings: Settings, host: str, port: int, workers: int) -> None:
     """Migrate the database, start the background jobs, then serve until stopped."""
     runtime = Runtime.build(settings)  # also creates the key file, if any, before workers start
     runtime.database.migrate()  # once, here, before any worker starts
+    if settings.dev:
+        print(f"Development mode: open {settings.public_url}/_dev/app to watch a sign-in", flush=True)
     jobs = [DomainChecker(runtime, interval=settings.domain_check_interval_seconds),
             Purger(runtime, interval=settings.purge_interval_seconds),
             WebhookDeliverer(runtime, interval=settings.webhook_poll_interval_seconds),

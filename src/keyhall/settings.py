@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from keyhall.protocols.dns import parse_server
@@ -25,6 +25,9 @@ class Settings(BaseSettings):
     secret_keys: str | None = Field(default=None, repr=False)
     redis_url: str | None = None
     allow_insecure_idp_urls: bool = False
+    # Development mode: the test IdP (/_dev/idp/) and example product (/_dev/app), a seeded demo
+    # tenant; implies allow_insecure_idp_urls (the test IdP is this server, on http and loopback).
+    dev: bool = False
     max_body_bytes: int = 1_048_576
     idp_timeout_seconds: float = 5.0
     idp_max_document_bytes: int = 1_048_576
@@ -91,6 +94,12 @@ class Settings(BaseSettings):
         if value:
             parse_server(value)  # ValueError: host must be an IP address, port 1-65535
         return value
+
+    @model_validator(mode="after")
+    def _development_mode_reaches_its_own_idp(self) -> Settings:
+        if self.dev:
+            self.allow_insecure_idp_urls = True
+        return self
 
     @property
     def resolved_database_url(self) -> str:

@@ -1,0 +1,24 @@
+"""Development mode (``KEYHALL_DEV=1``, set by ``make run``): a test identity provider under
+``/_dev/idp/`` (``keyhall.dev.idp``), an example product under ``/_dev/app`` (``keyhall.dev.app``)
+and the demo organization, application and connection that join them (``keyhall.dev.seed``).
+
+Only ``keyhall.app`` imports this package, and only when ``settings.dev`` is true: outside
+development mode none of these paths exist (they answer 404).
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from keyhall.dev import app as example_app
+from keyhall.dev import idp
+from keyhall.dev.seed import seed
+from keyhall.runtime import Runtime
+
+
+def install(app: FastAPI, runtime: Runtime) -> None:
+    """Serve the test IdP and the example product, and seed the demo tenant (idempotent)."""
+    app.state.dev_idp = idp.TestIdp.for_settings(runtime.settings)
+    app.include_router(idp.router)
+    app.include_router(example_app.router)
+    app.state.dev_demo = seed(runtime, app.state.dev_idp)
