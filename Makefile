@@ -5,6 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
+DEV    ?= 1
 POSTGRES_TEST_URL ?= postgresql://postgres@127.0.0.1:5432/test
 
 .PHONY: run install install-test peers system-deps test test-sqlite test-postgres lint bench bench-login clean
@@ -27,9 +28,9 @@ install-test: $(VENV)/.installed-test
 
 ## Serve Keyhall on http://$(HOST):$(PORT) with SQLite under ./data (migrates first); `make run PORT=8001`
 ## picks another port (the public URL follows it unless KEYHALL_PUBLIC_URL is set). Development mode
-## (KEYHALL_DEV=1): a test IdP and an example product, and a seeded demo organization (no internet needed).
+## (KEYHALL_DEV=1; `make run DEV=0` turns it off): a test IdP, an example product and a seeded demo organization.
 run: install
-	KEYHALL_DEV=1 $(BIN)/keyhall serve --host $(HOST) --port $(PORT)
+	KEYHALL_DEV=$(DEV) $(BIN)/keyhall serve --host $(HOST) --port $(PORT)
 
 ## System packages the real peers need (Node.js, Chromium, ...); installs only what is missing.
 system-deps:

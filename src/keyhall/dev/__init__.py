@@ -18,7 +18,7 @@ from keyhall.runtime import Runtime
 
 def install(app: FastAPI, runtime: Runtime) -> None:
     """Serve the test IdP and the example product, and seed the demo tenant (idempotent)."""
-    app.state.dev_idp = idp.TestIdp.for_settings(runtime.settings)
+    app.state.dev_idp = idp.DevIdp.for_settings(runtime.settings)
     app.include_router(idp.router)
     app.include_router(example_app.router)
     app.state.dev_demo = seed(runtime, app.state.dev_idp)

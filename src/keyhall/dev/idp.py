@@ -84,14 +84,14 @@ def s256(verifier: str) -> str:
 
 
 @dataclass(frozen=True)
-class TestIdp:
+class DevIdp:
     """The IdP's issuer (``{public_url}/_dev/idp``), key and the Keyhall it sends people back to."""
 
     public_url: str
     key: RSAKey
 
     @classmethod
-    def for_settings(cls, settings: Settings) -> TestIdp:
+    def for_settings(cls, settings: Settings) -> DevIdp:
         return cls(public_url=settings.public_url, key=load_key(settings.data_dir))
 
     @property
@@ -188,8 +188,8 @@ AUTHORIZE_FIELDS = ("client_id", "redirect_uri", "response_type", "scope", "stat
                     "code_challenge_method", "login_hint")
 
 
-def _idp(request: Request) -> TestIdp:
-    found: TestIdp = request.app.state.dev_idp
+def _idp(request: Request) -> DevIdp:
+    found: DevIdp = request.app.state.dev_idp
     return found
 
 

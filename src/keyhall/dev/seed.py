@@ -15,7 +15,7 @@ from keyhall.core.connection_service import Context
 from keyhall.core.connections import ConnectionInput
 from keyhall.core.ports import ConnectionFilter, UnitOfWork
 from keyhall.dev.app import Demo
-from keyhall.dev.idp import TestIdp
+from keyhall.dev.idp import DevIdp
 from keyhall.errors import Conflict
 from keyhall.runtime import Runtime
 
@@ -30,7 +30,7 @@ class KnownIdp:
     """The inspector for the seeded connection: the test IdP's metadata is known without a request
     (the server that answers it is not listening yet)."""
 
-    def __init__(self, idp: TestIdp) -> None:
+    def __init__(self, idp: DevIdp) -> None:
         self.idp = idp
 
     def inspect_oidc(self, settings: dict[str, Any]) -> dict[str, Any]:
@@ -43,7 +43,7 @@ class KnownIdp:
         raise NotImplementedError("the seeded connection is OIDC")
 
 
-def seed(runtime: Runtime, idp: TestIdp) -> Demo:
+def seed(runtime: Runtime, idp: DevIdp) -> Demo:
     """Make (or bring up to date) the demo tenant; returns what the example product needs."""
     try:
         return _seed(runtime, idp)
@@ -51,7 +51,7 @@ def seed(runtime: Runtime, idp: TestIdp) -> Demo:
         return _seed(runtime, idp)  # another worker seeded meanwhile: read what it made
 
 
-def _seed(runtime: Runtime, idp: TestIdp) -> Demo:
+def _seed(runtime: Runtime, idp: DevIdp) -> Demo:
     public_url = runtime.settings.public_url
     redirect_uri = Demo(public_url, "", ORGANIZATION).redirect_uri
     with runtime.database.unit_of_work() as uow:
@@ -75,7 +75,7 @@ def _application(uow: UnitOfWork, ctx: Context, redirect_uri: str) -> str:
     return found[0].id
 
 
-def _connection(uow: UnitOfWork, ctx: Context, idp: TestIdp) -> None:
+def _connection(uow: UnitOfWork, ctx: Context, idp: DevIdp) -> None:
     inspector = KnownIdp(idp)
     oidc = {"issuer": idp.issuer, "client_id": IDP_CLIENT_ID, "scope": "openid email profile"}
     found = connection_service.find_connections(uow, ctx, ORGANIZATION, ConnectionFilter(name=CONNECTION), limit=1)
