@@ -14,13 +14,15 @@ import httpx
 import pytest
 from playwright.sync_api import BrowserContext, ConsoleMessage, Error, Request, expect
 
+from keyhall.core import application_service
 from keyhall.core.connection_service import Context
 from keyhall.dev.idp import DevIdp
 from keyhall.dev.seed import APPLICATION, ORGANIZATION, SEEDER, seed
 from tests.support.live import LiveKeyhall, serving_keyhall
 
-DEV_PATHS = ("/_dev/app", "/_dev/app/login", "/_dev/app/callback?code=x&state=y", "/_dev/idp/.well-known/openid-configuration",
-             "/_dev/idp/jwks", "/_dev/idp/authorize", "/_dev/idp/userinfo")
+DEV_PATHS = ("/_dev/app", "/_dev/app/login", "/_dev/app/callback?code=x&state=y",
+             "/_dev/idp/.well-known/openid-configuration", "/_dev/idp/jwks", "/_dev/idp/authorize",
+             "/_dev/idp/userinfo")
 
 
 @pytest.fixture(scope="module")
@@ -83,14 +85,13 @@ def test_seeding_again_keeps_the_demo_tenant(dev_keyhall: LiveKeyhall) -> None:
     assert first == second
     with runtime.database.unit_of_work(read_only=True) as uow:
         ctx = Context(principal=SEEDER, request_id=None, now=runtime.clock())
-        from keyhall.core import application_service  # read through the service, as the API does
-
         named = [a for a in application_service.list_applications(uow.applications, ctx) if a.name == APPLICATION]
         assert [a.id for a in named] == [first.client_id]
         assert named[0].public
         assert named[0].redirect_uris == [f"{dev_keyhall.url}/_dev/app/callback"]
         org = uow.organizations.get(ORGANIZATION)
-        assert org is not None and org.default_connection_id is not None
+        assert org is not None
+        assert org.default_connection_id is not None
 
 
 def test_the_test_idp_publishes_its_discovery_document(dev_keyhall: LiveKeyhall) -> None:

@@ -4,7 +4,7 @@ A few sample people, chosen on a page instead of a password; the authorization c
 PKCE; ID tokens signed RS256 by a key kept in the data directory (``dev-idp-key.json``), so a
 restart (or another worker) signs with the same key. Codes and access tokens are short-lived JWTs
 signed by that key (no server-side state): this IdP is for trying Keyhall out, never for production.
-It redirects only to Keyhall's own callbacks (``{public_url}/sso/...``). JOSE is joserfc's.
+It redirects only to Keyhall's own OIDC callbacks (``{public_url}/sso/{id}/oidc/callback``). JOSE is joserfc's.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 import secrets
 import time
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from keyhall.settings import Settings
 PREFIX = "/_dev/idp"
 KEY_FILE = "dev-idp-key.json"
 CODE_SECONDS = 120
+_CALLBACK = re.compile(r"/sso/[A-Za-z0-9-]{1,64}/oidc/callback")  # Keyhall's own OIDC callbacks only
 TOKEN_SECONDS = 600
 
 
@@ -131,7 +133,8 @@ class DevIdp:
     def check_request(self, params: dict[str, str]) -> None:
         """Refuse an authorization request this IdP will not answer."""
         redirect_uri = params.get("redirect_uri", "")
-        if not redirect_uri.startswith(self.public_url + "/sso/"):
+        if not _CALLBACK.fullmatch(redirect_uri.removeprefix(self.public_url)) or \
+                not redirect_uri.startswith(self.public_url):
             raise Refused("invalid_request", "redirect_uri: this test IdP answers only Keyhall's own callbacks")
         if not params.get("client_id"):
             raise Refused("invalid_request", "client_id: missing")
