@@ -102,6 +102,7 @@ def test_the_key_is_kept_in_the_data_directory(tmp_path: Path) -> None:
     first = load_key(tmp_path)
     assert load_key(tmp_path).thumbprint() == first.thumbprint()
     assert (tmp_path / "dev-idp-key.json").stat().st_mode & 0o077 == 0
+    assert [p.name for p in tmp_path.iterdir()] == ["dev-idp-key.json"]  # no draft left behind
 
 
 def test_development_mode_reaches_its_own_idp_on_loopback() -> None:

@@ -8,6 +8,8 @@ development mode none of these paths exist (they answer 404).
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import FastAPI
 
 from keyhall.dev import app as example_app
@@ -15,9 +17,13 @@ from keyhall.dev import idp
 from keyhall.dev.seed import seed
 from keyhall.runtime import Runtime
 
+log = logging.getLogger(__name__)
+
 
 def install(app: FastAPI, runtime: Runtime) -> None:
     """Serve the test IdP and the example product, and seed the demo tenant (idempotent)."""
+    log.warning("development mode (KEYHALL_DEV): anyone who reaches this server can sign in to the demo "
+                "organization as a sample person at /_dev/idp/; never use it in a deployment")
     app.state.dev_idp = idp.DevIdp.for_settings(runtime.settings)
     app.include_router(idp.router)
     app.include_router(example_app.router)

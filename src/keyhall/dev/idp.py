@@ -13,6 +13,7 @@ import base64
 import hashlib
 import hmac
 import json
+import os
 import re
 import secrets
 import time
@@ -73,12 +74,18 @@ class Refused(Exception):
 def load_key(data_dir: Path) -> RSAKey:
     """The IdP's signing key, created on first use (0600) in the data directory."""
     path = data_dir / KEY_FILE
-    if path.exists() and path.stat().st_size:
-        return RSAKey.import_key(json.loads(path.read_text()))
-    key = RSAKey.generate_key(2048, parameters={"use": "sig", "alg": "RS256"}, auto_kid=True)
-    create_private_file(path)
-    path.write_text(json.dumps(key.as_dict(private=True)))
-    return key
+    if not path.exists():
+        key = RSAKey.generate_key(2048, parameters={"use": "sig", "alg": "RS256"}, auto_kid=True)
+        draft = data_dir / f".{KEY_FILE}.{secrets.token_hex(8)}"
+        create_private_file(draft)
+        draft.write_text(json.dumps(key.as_dict(private=True)))
+        try:
+            os.link(draft, path)  # whole or not at all; a key another worker placed first wins
+        except FileExistsError:
+            pass
+        finally:
+            draft.unlink()
+    return RSAKey.import_key(json.loads(path.read_text()))
 
 
 def s256(verifier: str) -> str:
