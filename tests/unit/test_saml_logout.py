@@ -94,14 +94,16 @@ def test_post_binding_request_signed_by_the_idp_is_accepted(idp: Signer) -> None
 
 def test_redirect_binding_request_with_query_signature_is_accepted(idp: Signer) -> None:
     seen = read_redirect_query(redirect_signed(idp_request(), idp), "SAMLRequest", expect(idp))
-    assert seen.signed and seen.relay_state == "rs-1"
+    assert seen.signed
+    assert seen.relay_state == "rs-1"
     assert parse_logout_request(seen.xml, expect(idp), query_signed=True).name_id == NAME
 
 
 def test_redirect_signature_without_relay_state_and_ec_key() -> None:
     ec_idp = Signer.make("ec-idp.test", key_type="ec256")
     seen = read_redirect_query(redirect_signed(idp_request(), ec_idp, relay=None), "SAMLRequest", expect(ec_idp))
-    assert seen.signed and seen.relay_state is None
+    assert seen.signed
+    assert seen.relay_state is None
 
 
 # -- refused ---------------------------------------------------------------------------------------------
@@ -175,7 +177,8 @@ def test_logout_response_round_trip_and_in_response_to(idp: Signer) -> None:
     query = query_of(redirect_binding_url(IDP_SLO, "SAMLResponse", xml, "t-1", signing_key_pem=idp.key_pem))
     seen = read_redirect_query(query, "SAMLResponse", expect(idp))
     answer = parse_logout_response(seen.xml, expect(idp), request_id="_req-1", query_signed=seen.signed)
-    assert answer.status == STATUS_SUCCESS and answer.in_response_to == "_req-1"
+    assert answer.status == STATUS_SUCCESS
+    assert answer.in_response_to == "_req-1"
     refused("in_response_to_mismatch", parse_logout_response, seen.xml, expect(idp), request_id="_req-2",
             query_signed=True)
 
