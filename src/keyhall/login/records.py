@@ -214,7 +214,7 @@ class SamlHandoff(_Record):
         return {"connection_id": self.connection_id, "user_id": self.user_id, "authn": {
             "amr": list(self.amr), "acr": self.acr,
             "auth_time": self.auth_time.timestamp() if self.auth_time else None},
-            "subject": self.subject.to_dict() if self.subject else None}
+            **({"subject": self.subject.to_dict()} if self.subject else {})}
 
 
 @dataclass(frozen=True)
