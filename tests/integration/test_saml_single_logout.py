@@ -3,8 +3,9 @@ saml-idp (its samlp SLO at ``/saml/slo``), over real HTTP.
 
 - IdP-initiated: the person signs out at the IdP, which posts a signed LogoutRequest through the
   browser to Keyhall; Keyhall ends the session (the product's refresh token stops working) and
-  sends the browser back with a LogoutResponse whose query signature verifies with the SP
-  certificate of Keyhall's metadata and whose InResponseTo names the request.
+  posts the browser back with a LogoutResponse whose signature verifies with the SP certificate of
+  Keyhall's metadata and whose InResponseTo names the request (by HTTP-Redirect, the answer comes
+  by HTTP-Redirect with a query signature: the forged-request test checks that one).
 - SP-initiated: the product logs the person out at ``/oauth2/logout``; Keyhall ends the session and
   sends the browser to the IdP with a LogoutRequest naming the assertion's NameID and SessionIndex;
   the IdP's signed LogoutResponse comes back and the browser continues to the product.
@@ -27,11 +28,12 @@ import httpx
 import pytest
 from authlib.integrations.httpx_client import OAuth2Client
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from lxml import etree
 
 from keyhall.protocols.saml.logout import build_logout_request, redirect_binding_url
+from keyhall.protocols.saml.xmldsig import verify_enveloped_signature
 from tests.integration.test_access_revocation import refresh
 from tests.integration.test_saml_signin_e2e import (
     SamlSetup,
@@ -131,10 +133,15 @@ def still_signed_in(s: SamlSetup, who: SignedIn) -> bool:
 
 
 def sp_certificate(s: SamlSetup) -> x509.Certificate:
+    """The SP signing certificate Keyhall's metadata publishes (what the IdP verifies with)."""
     metadata = etree.fromstring(httpx.get(f"{s.live.url}/sso/{s.cid}/saml/metadata", trust_env=False).content)
     body = metadata.findtext(f".//{{{MD}}}KeyDescriptor[@use='signing']//{{{DS}}}X509Certificate")
     assert body
     return x509.load_der_x509_certificate(base64.b64decode("".join(body.split())))
+
+
+def sp_certificate_pem(s: SamlSetup) -> str:
+    return sp_certificate(s).public_bytes(serialization.Encoding.PEM).decode()
 
 
 def verified_redirect(url: str, field: str, certificate: x509.Certificate) -> tuple[etree._Element, dict[str, str]]:
@@ -172,19 +179,24 @@ def test_idp_initiated_logout_ends_the_session_and_answers_signed(s: SamlSetup) 
     assert request.tag == f"{{{SAMLP}}}LogoutRequest"
     assert request.find(f"{{{DS}}}Signature") is not None  # samlp signs the XML (HTTP-POST binding)
     answer = who.browser.post(form.actions[0], data=form.inputs)
-    assert answer.status_code == 303, answer.text
-    location = answer.headers["location"]
-    assert location.startswith(f"{s.idp.base_url}/saml/slo?"), location
-    response, params = verified_redirect(location, "SAMLResponse", sp_certificate(s))
+    # Answered by the same binding (HTTP-POST): a page auto-posting the signed LogoutResponse to the IdP.
+    assert answer.status_code == 200, answer.text
+    assert "form-action " + s.idp.base_url in answer.headers["content-security-policy"]
+    reply = read_forms(answer.text)
+    assert reply.actions == [f"{s.idp.base_url}/saml/slo"]
+    assert reply.inputs["RelayState"] == form.inputs["RelayState"]
+    response = etree.fromstring(base64.b64decode(reply.inputs["SAMLResponse"]))
+    signature = response.find(f"{{{DS}}}Signature")
+    assert signature is not None
+    verify_enveloped_signature(response, signature, certificates=[sp_certificate_pem(s)])  # raises if it fails
     assert response.tag == f"{{{SAMLP}}}LogoutResponse"
     assert response.get("InResponseTo") == request.get("ID")
     assert response.get("Destination") == f"{s.idp.base_url}/saml/slo"
     assert response.find(f"{{{SAMLP}}}Status/{{{SAMLP}}}StatusCode").get("Value") == SUCCESS  # type: ignore[union-attr]
-    assert params["RelayState"] == form.inputs["RelayState"]
     assert not still_signed_in(s, who)
     assert still_signed_in(s, bystander)  # another person's session stands
     # The IdP takes Keyhall's answer and finishes its logout.
-    done = who.idp_browser.get(location)
+    done = who.idp_browser.post(reply.actions[0], data=reply.inputs)
     assert done.status_code < 500, done.text
     # The same LogoutRequest again is a replay.
     assert REFUSED in who.browser.post(slo_url(s), data=form.inputs).text

@@ -19,6 +19,7 @@ from keyhall.protocols.saml.logout import (
     build_logout_response,
     parse_logout_request,
     parse_logout_response,
+    post_binding_page,
     post_message_xml,
     read_redirect_query,
     redirect_binding_url,
@@ -203,3 +204,18 @@ def test_sp_metadata_lists_single_logout_for_both_bindings(idp: Signer) -> None:
         ("urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect", SLO),
         ("urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST", SLO),
     ]
+
+
+def test_post_binding_page_posts_the_signed_xml_only_to_the_idp(idp: Signer) -> None:
+    _id, xml = build_logout_response(in_response_to="_req-1", issuer=SP, destination=IDP_SLO, now=NOW,
+                                     signing_key_pem=idp.key_pem)
+    page, policy = post_binding_page(IDP_SLO, "SAMLResponse", xml, '"><script>x</script>')
+    assert f'action="{IDP_SLO}"' in page
+    assert base64.b64encode(xml).decode() in page
+    assert "<script>x</script>" not in page  # RelayState is escaped
+    assert "form-action https://idp.test;" in policy
+    assert "script-src 'sha256-" in policy
+    root = etree.fromstring(xml)
+    assert root.find("{http://www.w3.org/2000/09/xmldsig#}Signature") is not None
+    expected = expect(idp, idp_entity_id=SP, slo_url=IDP_SLO)
+    assert parse_logout_response(xml, expected, request_id="_req-1").in_response_to == "_req-1"

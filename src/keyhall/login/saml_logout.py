@@ -8,8 +8,9 @@ Both directions:
   destination, time) and its ID is new to the replay cache, the sessions whose SAML sign-in carried
   its NameID (and one of its SessionIndex values, when it names any) end through
   ``core.sessions.end_sessions`` (refresh tokens revoked, back-channel logout queued, audited), and
-  the browser goes back to the IdP's SLO URL with a signed ``LogoutResponse`` (HTTP-Redirect,
-  bindings §3.4, whichever binding the request came by). A refused request ends nothing.
+  the browser goes back to the IdP's SLO URL with a signed ``LogoutResponse`` by the binding the
+  request came by (HTTP-Redirect, bindings §3.4, the query signed; HTTP-POST, §3.5, the XML
+  signed). A refused request ends nothing.
 - **SP-initiated**: when a person signs out at Keyhall (``/oauth2/logout``) and the session that
   ended began with a SAML sign-in whose connection knows the IdP's SLO URL, the browser is sent
   there with Keyhall's ``LogoutRequest`` (its query signed when the connection signs requests);
@@ -39,6 +40,7 @@ from keyhall.protocols.saml.logout import (
     build_logout_response,
     parse_logout_request,
     parse_logout_response,
+    post_binding_page,
     post_message_xml,
     read_redirect_query,
     redirect_binding_url,
@@ -68,6 +70,7 @@ class SloAnswer:
     redirect_to: str | None
     application: str | None = None
     ended: int = 0
+    post_page: tuple[str, str] | None = None  # (HTML, its CSP): an auto-posted form to the IdP (HTTP-POST)
 
 
 def slo_url(public_url: str, conn: Connection) -> str:
@@ -150,11 +153,16 @@ def _logout_request(uow: UnitOfWork, sp: ServiceProvider, conn: Connection, expe
     target = idp_slo_url(conn)
     if target is None:
         return SloAnswer(redirect_to=None, ended=ended)
+    key = conn.secrets.get("sp_private_key")
+    relay_back = relay if relay is not None and len(relay.encode("utf-8")) <= MAX_RELAY_STATE else None
+    if raw_query is None:  # answered by the binding the request came by: HTTP-POST, the XML signed
+        _id, answer = build_logout_response(in_response_to=request.id, issuer=sp_entity_id(sp.public_url, conn),
+                                            destination=target, now=now, signing_key_pem=key)
+        return SloAnswer(redirect_to=None, ended=ended,
+                         post_page=post_binding_page(target, "SAMLResponse", answer, relay_back))
     _id, answer = build_logout_response(in_response_to=request.id, issuer=sp_entity_id(sp.public_url, conn),
                                         destination=target, now=now)
-    relay_back = relay if relay is not None and len(relay.encode("utf-8")) <= MAX_RELAY_STATE else None
-    url = redirect_binding_url(target, "SAMLResponse", answer, relay_back,
-                               signing_key_pem=conn.secrets.get("sp_private_key"))
+    url = redirect_binding_url(target, "SAMLResponse", answer, relay_back, signing_key_pem=key)
     return SloAnswer(redirect_to=url, ended=ended)
 
 

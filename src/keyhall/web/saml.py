@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from keyhall.api.deps import RuntimeDep, UowDep
 from keyhall.api.http import request_id
@@ -54,6 +54,10 @@ def _single_logout(connection_id: str, request: Request, uow: UnitOfWork, runtim
                                       request_id=request_id(request))
     except saml_logout.SloRefused as exc:
         return login_error_page("This sign-out request cannot be completed", exc.description, status=exc.status)
+    if outcome.post_page is not None:
+        html, policy = outcome.post_page
+        return HTMLResponse(html, headers={"Content-Security-Policy": policy, "Cache-Control": "no-store",
+                                           "X-Frame-Options": "DENY"})
     if outcome.redirect_to is not None:
         return RedirectResponse(outcome.redirect_to, status_code=303, headers={"Cache-Control": "no-store"})
     return page("signed_out.html", title="Signed out", application=outcome.application)

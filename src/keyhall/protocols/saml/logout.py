@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import html
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -42,6 +43,9 @@ from lxml import etree
 
 from keyhall.errors import KeyhallError, SamlReason, SamlResponseError
 from keyhall.protocols.saml.authn_request import (
+    POST_FORM_ID,
+    POST_FORM_SCRIPT,
+    POST_FORM_SCRIPT_CSP_SOURCE,
     SAML_NS,
     SAMLP_NS,
     SIG_ALG_ECDSA_SHA256,
@@ -70,6 +74,7 @@ __all__ = [
     "build_logout_response",
     "parse_logout_request",
     "parse_logout_response",
+    "post_binding_page",
     "post_message_xml",
     "read_redirect_query",
     "redirect_binding_url",
@@ -240,6 +245,30 @@ def redirect_binding_url(url: str, field: str, xml: bytes, relay_state: str | No
         parts.append("Signature=" + _url_encode(base64.b64encode(_sign_octets(key, "&".join(parts).encode())).decode()))
     base = url.rstrip("?&")
     return base + ("&" if urlsplit(base).query else "?") + "&".join(parts)
+
+
+def post_binding_page(url: str, field: str, xml: bytes, relay_state: str | None) -> tuple[str, str]:
+    """(HTML page, its Content-Security-Policy) that posts ``xml`` as ``field`` to ``url`` by HTTP-POST
+    (bindings §3.5.4: base64 of the XML, which carries its own signature; RelayState §3.5.3). The
+    policy allows only the page's one inline script (by hash) and a form sent to ``url``'s origin."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"url must be an absolute http(s) URL, got {url[:200]!r}")
+    fields = [f'<input type="hidden" name="{field}" value="{base64.b64encode(xml).decode("ascii")}">']
+    if relay_state is not None:
+        fields.append(f'<input type="hidden" name="RelayState" value="{html.escape(relay_state, quote=True)}">')
+    hidden = "\n".join(fields)
+    page = (
+        '<!DOCTYPE html>\n<html lang="en">\n<head><meta charset="utf-8"><meta name="robots" content="noindex">'
+        "<title>Signing out…</title></head>\n<body>\n"
+        f'<form id="{POST_FORM_ID}" method="post" action="{html.escape(url, quote=True)}">\n{hidden}\n'
+        "<noscript><p>JavaScript is off in this browser. Press Continue to finish signing out.</p>"
+        '<button type="submit">Continue</button></noscript>\n</form>\n'
+        f"<script>{POST_FORM_SCRIPT}</script>\n</body>\n</html>\n"
+    )
+    policy = (f"default-src 'none'; script-src {POST_FORM_SCRIPT_CSP_SOURCE}; "
+              f"form-action {parts.scheme}://{parts.netloc}; frame-ancestors 'none'; base-uri 'none'")
+    return page, policy
 
 
 def post_message_xml(encoded: str, field: str) -> bytes:
