@@ -250,7 +250,9 @@ def refused(s: SamlSetup, who: SignedIn, answer: httpx.Response) -> None:
 
 
 def test_forged_logout_requests_are_refused_and_end_nothing(s: SamlSetup) -> None:
-    who = sign_in(s)
+    other, who = sign_in(s), sign_in(s)  # the same person, signed in twice at the IdP: two SessionIndex values
+    assert other.name_id == who.name_id
+    assert other.session_index != who.session_index
     idp_key = Signer(s.idp.cert_pem, s.idp.key_pem)
     stranger = Signer.make("stranger.test", slot=3)
     post = who.browser.post
@@ -263,7 +265,7 @@ def test_forged_logout_requests_are_refused_and_end_nothing(s: SamlSetup) -> Non
                                                  issued=datetime.now(UTC) - timedelta(hours=1))))
     # By HTTP-Redirect: unsigned, then signed by another key.
     _id, xml = build_logout_request(issuer=IDP_ENTITY_ID, destination=slo_url(s), name_id=who.name_id,
-                                    name_id_format=None, now=datetime.now(UTC))
+                                    name_id_format=None, session_index=who.session_index, now=datetime.now(UTC))
     refused(s, who, who.browser.get(redirect_binding_url(slo_url(s), "SAMLRequest", xml, "r")))
     refused(s, who, who.browser.get(redirect_binding_url(slo_url(s), "SAMLRequest", xml, "r",
                                                          signing_key_pem=stranger.key_pem)))
@@ -274,6 +276,7 @@ def test_forged_logout_requests_are_refused_and_end_nothing(s: SamlSetup) -> Non
     response, _params = verified_redirect(accepted.headers["location"], "SAMLResponse", sp_certificate(s))
     assert response.get("InResponseTo") == _id
     assert not still_signed_in(s, who)
+    assert still_signed_in(s, other)  # the SessionIndex named one of the two sessions
     replayed = who.browser.get(redirect_binding_url(slo_url(s), "SAMLRequest", xml, "r",
                                                     signing_key_pem=idp_key.key_pem))
     assert replayed.status_code == 400
