@@ -71,6 +71,8 @@ SETTINGS_AT_START: dict[str, SettingValue] = {
     "lifetimeInSeconds": 3600,
     "issuer": IDP_ENTITY_ID,
     "authnContextClassRef": "urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport",
+    # The SP's Single Logout URL; when set, /signout and /saml/slo run samlp's SLO (blank: off).
+    "sloUrl": "",
 }
 
 #: Every attribute the IdP knows; ``groups`` is multi-valued (comma-separated on the wire).
@@ -307,16 +309,25 @@ class SamlIdp:
             )
         return self._sign_in(client, user, authn_request)
 
-    def scripted_login(self, sso_redirect_url: str, *, user: UserAttributes) -> tuple[str, str, str | None]:
+    @property
+    def key_pem(self) -> str:
+        """The IdP's signing key, for tests that sign messages as this IdP would."""
+        return self._key_pem
+
+    def scripted_login(self, sso_redirect_url: str, *, user: UserAttributes,
+                       client: httpx.Client | None = None) -> tuple[str, str, str | None]:
         """Play the browser through an SP-initiated login by HTTP-Redirect.
 
         GET the SSO URL (the IdP parses the AuthnRequest and shows its login page), read the
         page's hidden ``_authnRequest`` field, POST ``/signin`` with every user attribute and
         that field, and read the auto-post page: returns (form action = the ACS URL,
-        SAMLResponse as posted (base64), RelayState or None).
+        SAMLResponse as posted (base64), RelayState or None). With ``client``, that browser (and
+        its IdP session cookie) is used.
         """
         if not sso_redirect_url.startswith(self.sso_url + "?"):
             raise ValueError(f"not a redirect to this IdP's SSO endpoint {self.sso_url}: {sso_redirect_url[:200]}")
+        if client is not None:  # the caller's browser keeps the IdP's session cookie (single logout needs it)
+            return self._login_page(client, client.get(sso_redirect_url), user)
         with httpx.Client(timeout=10.0, trust_env=False, follow_redirects=False) as client:
             response = client.get(sso_redirect_url)
             return self._login_page(client, response, user)

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from keyhall.core.tokens import SamlSubject
 from keyhall.core.transactions import new_transaction
 from keyhall.login.records import (
     AuthorizeRecord,
@@ -15,6 +16,7 @@ from keyhall.login.records import (
     OidcTrip,
     Reauthentication,
     SamlHandoff,
+    SamlLogoutTrip,
     SamlTrip,
     new_record_transaction,
 )
@@ -30,18 +32,23 @@ RECORDS = [
              reauth=Reauthentication(force=True, max_age=30)),
     SamlTrip(connection_id="conn_2", request_id="_abc", reauth=Reauthentication()),
     SamlHandoff(connection_id="conn_2", user_id="user_1", amr=("ext", "mfa"), acr="urn:acr", auth_time=NOW),
+    SamlHandoff(connection_id="conn_2", user_id="user_1", subject=SamlSubject(
+        connection_id="conn_2", name_id="alice@example.com", name_id_format=None, session_index="idx-1")),
+    SamlLogoutTrip(connection_id="conn_2", request_id="_req", continue_to="https://app.test/out?state=s",
+                   application="App"),
 ]
 
 
 @pytest.mark.parametrize("record", RECORDS, ids=lambda r: type(r).__name__)
-def test_a_record_reads_back_what_it_stored(record: AuthorizeRecord | OidcTrip | SamlTrip | SamlHandoff) -> None:
+def test_a_record_reads_back_what_it_stored(record: AuthorizeRecord | OidcTrip | SamlTrip | SamlHandoff
+                                            | SamlLogoutTrip) -> None:
     tx = new_record_transaction(record, NOW, parent_id="parent")
     assert tx.kind == record.KIND.value
     assert type(record).of(tx) == record
 
 
 def test_the_stored_keys_are_those_of_transactions_in_flight() -> None:
-    oidc, saml, handoff = (new_record_transaction(r, NOW).data for r in RECORDS[1:])
+    oidc, saml, handoff = (new_record_transaction(r, NOW).data for r in RECORDS[1:4])
     assert oidc == {"connection_id": "conn_1", "nonce": "nonce", "verifier": "v" * 43,
                     "redirect_uri": "https://kh.test/cb", "reauth": {"force": True, "max_age": 30}}
     assert saml == {"connection_id": "conn_2", "request_id": "_abc", "reauth": {"force": False, "max_age": None}}

@@ -22,7 +22,15 @@ from keyhall.core.connections import Connection
 from keyhall.core.domains import Domain
 from keyhall.core.events import EventStore
 from keyhall.core.organizations import Organization
-from keyhall.core.tokens import AuthorizationCode, LiveSession, LogoutNotice, RefreshToken, SigningKey, TokenFamily
+from keyhall.core.tokens import (
+    AuthorizationCode,
+    LiveSession,
+    LogoutNotice,
+    RefreshToken,
+    SamlSubject,
+    SigningKey,
+    TokenFamily,
+)
 from keyhall.core.transactions import LoginTransaction
 from keyhall.core.users import User
 from keyhall.core.webhooks import WebhookStore
@@ -223,6 +231,17 @@ class ReplayCache(Protocol):
     def remember(self, connection_id: str, assertion_id: str, expires_at: datetime, now: datetime) -> bool: ...
 
 
+class SamlSessionStore(Protocol):
+    """Per session begun by a SAML sign-in, the NameID and SessionIndex its assertion carried."""
+
+    def add(self, session_id: str, subject: SamlSubject, now: datetime) -> None: ...
+    def subject(self, session_id: str) -> SamlSubject | None: ...
+    def live(self, connection_id: str, name_id: str, session_indexes: Sequence[str] = ()) -> list[LiveSession]:
+        """Live sessions of the connection whose assertion named ``name_id`` (and, when given, one
+        of ``session_indexes``)."""
+        ...
+
+
 class UnitOfWork(Protocol):
     """One transaction over every repository: everything written through it lands together or not
     at all."""
@@ -251,6 +270,8 @@ class UnitOfWork(Protocol):
     def replays(self) -> ReplayCache: ...
     @property
     def session_ends(self) -> SessionEndStore: ...
+    @property
+    def saml_sessions(self) -> SamlSessionStore: ...
     @property
     def events(self) -> EventStore: ...
     @property

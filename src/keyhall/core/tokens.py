@@ -60,6 +60,30 @@ class RefreshToken:
 
 
 @dataclass(frozen=True)
+class SamlSubject:
+    """Who a SAML sign-in's assertion named (saml-core-2.0-os §2.2.3 NameID, §2.7.2 SessionIndex):
+    kept per session so an IdP's LogoutRequest (§3.7.1) can find the sessions it ends."""
+
+    connection_id: str
+    name_id: str
+    name_id_format: str | None = None
+    session_index: str | None = None
+
+    def to_dict(self) -> dict[str, str | None]:
+        return {"connection_id": self.connection_id, "name_id": self.name_id,
+                "name_id_format": self.name_id_format, "session_index": self.session_index}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> SamlSubject | None:
+        if not isinstance(data, dict) or not data.get("connection_id") or not data.get("name_id"):
+            return None
+        fmt, index = data.get("name_id_format"), data.get("session_index")
+        return cls(connection_id=str(data["connection_id"]), name_id=str(data["name_id"]),
+                   name_id_format=fmt if isinstance(fmt, str) else None,
+                   session_index=index if isinstance(index, str) else None)
+
+
+@dataclass(frozen=True)
 class LiveSession:
     id: str  # the sid
     client_id: str

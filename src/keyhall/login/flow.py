@@ -28,6 +28,7 @@ from keyhall.core.connections import Connection
 from keyhall.core.organizations import Organization
 from keyhall.core.policy import active_connections, connections_for_domain, email_domain
 from keyhall.core.ports import UnitOfWork
+from keyhall.core.tokens import SamlSubject
 from keyhall.core.transactions import LoginTransaction
 from keyhall.core.users import User
 from keyhall.core.vocabulary import ConnectionStatus, Protocol
@@ -278,6 +279,7 @@ class Authentication:
     amr: list[str]
     auth_time: datetime | None = None
     acr: str | None = None
+    saml_subject: SamlSubject | None = None  # a SAML sign-in's NameID/SessionIndex, for single logout
 
 
 def complete(uow: UnitOfWork, parent_id: str, user: User, *, connection: Connection | None,
@@ -290,7 +292,7 @@ def complete(uow: UnitOfWork, parent_id: str, user: User, *, connection: Connect
     _check_pinned(parent, user, connection)
     request = request_of(parent)
     code = issue_code(uow, request, user, connection_id=connection.id if connection else None, amr=authn.amr,
-                      now=now, auth_time=authn.auth_time, acr=authn.acr)
+                      now=now, auth_time=authn.auth_time, acr=authn.acr, saml_subject=authn.saml_subject)
     audit_login(uow, ok=True, reason="ok", now=now, request_id=request_id, connection=connection,
                 organization_id=user.organization_id, user=user, extra={"client_id": request.client_id})
     uow.commit()

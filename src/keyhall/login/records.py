@@ -25,6 +25,7 @@ from enum import StrEnum
 from typing import Any, ClassVar, Self, TypeVar
 
 from keyhall.core.ports import TransactionRepository
+from keyhall.core.tokens import SamlSubject
 from keyhall.core.transactions import LOGIN_TTL, LoginTransaction, new_transaction
 from keyhall.provider.authorize import AuthorizeRequest
 
@@ -36,6 +37,7 @@ class Kind(StrEnum):
     OIDC = "oidc"
     SAML = "saml"
     SAML_HANDOFF = "saml_done"
+    SAML_LOGOUT = "saml_logout"
 
 
 @dataclass(frozen=True)
@@ -197,6 +199,7 @@ class SamlHandoff(_Record):
     amr: tuple[str, ...] = ("ext",)
     acr: str | None = None
     auth_time: datetime | None = None
+    subject: SamlSubject | None = None  # the assertion's NameID/SessionIndex, kept with the session
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Self:
@@ -204,12 +207,38 @@ class SamlHandoff(_Record):
         acr = authn.get("acr")
         return cls(connection_id=str(data["connection_id"]), user_id=str(data["user_id"]),
                    amr=tuple(str(v) for v in authn.get("amr") or ["ext"]),
-                   acr=acr if isinstance(acr, str) else None, auth_time=timestamp(authn.get("auth_time")))
+                   acr=acr if isinstance(acr, str) else None, auth_time=timestamp(authn.get("auth_time")),
+                   subject=SamlSubject.from_dict(data.get("subject")))
 
     def to_dict(self) -> dict[str, Any]:
         return {"connection_id": self.connection_id, "user_id": self.user_id, "authn": {
             "amr": list(self.amr), "acr": self.acr,
-            "auth_time": self.auth_time.timestamp() if self.auth_time else None}}
+            "auth_time": self.auth_time.timestamp() if self.auth_time else None},
+            **({"subject": self.subject.to_dict()} if self.subject else {})}
+
+
+@dataclass(frozen=True)
+class SamlLogoutTrip(_Record):
+    """Keyhall's LogoutRequest on its way to the IdP (the transaction's id is the RelayState):
+    ``request_id`` the ID its LogoutResponse must answer, ``continue_to`` where the browser goes
+    afterwards (the product's registered post-logout redirect URI, or None: the signed-out page)."""
+
+    KIND: ClassVar[Kind] = Kind.SAML_LOGOUT
+
+    connection_id: str
+    request_id: str
+    continue_to: str | None = None
+    application: str | None = None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
+        return cls(connection_id=str(data["connection_id"]), request_id=str(data["request_id"]),
+                   continue_to=data.get("continue_to") if isinstance(data.get("continue_to"), str) else None,
+                   application=data.get("application") if isinstance(data.get("application"), str) else None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"connection_id": self.connection_id, "request_id": self.request_id,
+                "continue_to": self.continue_to, "application": self.application}
 
 
 def timestamp(value: Any) -> datetime | None:
@@ -222,8 +251,8 @@ def timestamp(value: Any) -> datetime | None:
         return None
 
 
-Record = AuthorizeRecord | OidcTrip | SamlTrip | SamlHandoff
-R = TypeVar("R", AuthorizeRecord, OidcTrip, SamlTrip, SamlHandoff)
+Record = AuthorizeRecord | OidcTrip | SamlTrip | SamlHandoff | SamlLogoutTrip
+R = TypeVar("R", AuthorizeRecord, OidcTrip, SamlTrip, SamlHandoff, SamlLogoutTrip)
 
 
 def new_record_transaction(record: Record, now: datetime, *, parent_id: str | None = None,

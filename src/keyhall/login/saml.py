@@ -16,6 +16,7 @@ from keyhall.core.connections import Connection, connection_urls, sp_entity_id
 from keyhall.core.ports import UnitOfWork
 from keyhall.core.profiles import map_profile
 from keyhall.core.provisioning import LoginRefused, announce_user_created, provision
+from keyhall.core.tokens import SamlSubject
 from keyhall.core.transactions import LoginTransaction
 from keyhall.core.users import User
 from keyhall.core.vocabulary import ConnectionStatus, Protocol
@@ -77,6 +78,7 @@ def sp_metadata(uow: UnitOfWork, sp: ServiceProvider, connection_id: str, *, now
         authn_requests_signed=bool(conn.settings.get("sign_requests")),
         valid_until=now + timedelta(days=7),
         next_cert_pem=rollover.next_certificate if rollover and rollover.next_private_key else None,
+        slo_url=f"{sp.public_url.rstrip('/')}/sso/{conn.id}/saml/slo",
     )
     return SpMetadata(connection_id=conn.id, xml=xml)
 
@@ -163,7 +165,10 @@ def receive(uow: UnitOfWork, sp: ServiceProvider, connection_id: str, form: dict
     except KeyhallError as exc:
         raise LoginFailed("Keyhall could not finish your sign-in.", reason=exc.code, connection=conn) from exc
     authn = Authentication(amr=["ext"], auth_time=assertion.authn_instant,
-                           acr=idp_acr(assertion.authn_context_class_ref))
+                           acr=idp_acr(assertion.authn_context_class_ref),
+                           saml_subject=SamlSubject(connection_id=conn.id, name_id=assertion.name_id,
+                                                    name_id_format=assertion.name_id_format,
+                                                    session_index=assertion.session_index))
     return conn, user, trip, authn
 
 
@@ -182,7 +187,7 @@ def handoff(uow: UnitOfWork, conn: Connection, user: User, parent_id: str, now: 
             authn: Authentication) -> str:
     """A short-lived, single-use step from the ACS to the completion page; returns its id."""
     step = new_record_transaction(SamlHandoff(connection_id=conn.id, user_id=user.id, amr=tuple(authn.amr),
-                                              acr=authn.acr, auth_time=authn.auth_time),
+                                              acr=authn.acr, auth_time=authn.auth_time, subject=authn.saml_subject),
                                   now, parent_id=parent_id, ttl=HANDOFF_TTL)
     uow.transactions.add(step)
     return step.id
@@ -212,7 +217,8 @@ def _handoff_gone(uow: UnitOfWork, connection_id: str) -> LoginFailed:
 
 def handed_authentication(handed: SamlHandoff) -> Authentication:
     """How the IdP authenticated the person, as the ACS handed it to the completion step."""
-    return Authentication(amr=list(handed.amr), acr=idp_acr(handed.acr), auth_time=handed.auth_time)
+    return Authentication(amr=list(handed.amr), acr=idp_acr(handed.acr), auth_time=handed.auth_time,
+                          saml_subject=handed.subject)
 
 
 def idp_initiated_request(conn: Connection) -> AuthorizeRequest:

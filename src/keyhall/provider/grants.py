@@ -18,7 +18,7 @@ from typing import Any
 from keyhall.core.applications import Application
 from keyhall.core.organizations import Organization
 from keyhall.core.ports import UnitOfWork
-from keyhall.core.tokens import AuthorizationCode, RefreshToken, TokenFamily
+from keyhall.core.tokens import AuthorizationCode, RefreshToken, SamlSubject, TokenFamily
 from keyhall.core.users import User
 from keyhall.protocols.oidc.pkce import verify_s256
 from keyhall.provider.authorize import AuthorizeRequest
@@ -58,15 +58,18 @@ def authenticate_client(app: Application | None, secret: str | None, *, method_u
 
 
 def issue_code(uow: UnitOfWork, request: AuthorizeRequest, user: User, *, connection_id: str | None,
-               amr: list[str], now: datetime, auth_time: datetime | None = None, acr: str | None = None) -> str:
-    """``auth_time``: when the IdP authenticated the person (default: now); ``acr``: its context class."""
+               amr: list[str], now: datetime, auth_time: datetime | None = None, acr: str | None = None,
+               saml_subject: SamlSubject | None = None) -> str:
+    """``auth_time``: when the IdP authenticated the person (default: now); ``acr``: its context class;
+    ``saml_subject``: the NameID/SessionIndex of a SAML sign-in, kept with the session it begins."""
     code = secrets.token_urlsafe(32)
     uow.grants.add_code(AuthorizationCode(
         code_hash=_hash(code), client_id=request.client_id, user_id=user.id, created_at=now,
         expires_at=now + CODE_TTL,
         grant={"scope": request.scope, "nonce": request.nonce, "redirect_uri": request.redirect_uri,
                "code_challenge": request.code_challenge, "connection_id": connection_id,
-               "auth_time": int((auth_time or now).timestamp()), "amr": amr, "acr": acr},
+               "auth_time": int((auth_time or now).timestamp()), "amr": amr, "acr": acr,
+               **({"saml_subject": saml_subject.to_dict()} if saml_subject else {})},
     ))
     return code
 
@@ -152,6 +155,8 @@ def _redeem_code(uow: UnitOfWork, app: Application, stored: AuthorizationCode, *
                          created_at=now)
     user, org = _session(uow, family, now, max_lifetime)
     uow.grants.add_family(family)
+    if (saml_subject := SamlSubject.from_dict(stored.grant.get("saml_subject"))) is not None:
+        uow.saml_sessions.add(family.id, saml_subject, now)
     response = _mint(uow, app, user, org, stored.grant, issuer, now, family_id=family.id,
                      refresh_until=family_end(family, max_lifetime), with_nonce=True)
     uow.grants.note_code_family(stored.code_hash, family.id)

@@ -24,7 +24,7 @@ from datetime import datetime
 
 from keyhall.core.applications import Application
 from keyhall.core.ports import UnitOfWork
-from keyhall.core.sessions import end_sessions
+from keyhall.core.sessions import LiveSession, end_sessions
 from keyhall.provider import signing
 from keyhall.provider.authorize import add_query
 from keyhall.provider.claims import subject_for
@@ -47,6 +47,7 @@ class LogoutOutcome:
     redirect_to: str | None  # the registered post-logout redirect URI with ``state``, or None: show the page
     ended: int  # sessions ended
     application: str | None  # the product's name, for the page
+    sessions: tuple[LiveSession, ...] = ()  # the sessions ended (a SAML sign-in's may be logged out at its IdP)
 
 
 def _check_size(params: Mapping[str, str]) -> None:
@@ -100,6 +101,7 @@ def logout(uow: UnitOfWork, params: Mapping[str, str], *, issuer: str, now: date
     app = _application(uow, hint, params.get("client_id") or None)
     redirect_to = _redirect(app, params.get("post_logout_redirect_uri") or None, params.get("state") or None)
     ended = 0
+    sessions: list[LiveSession] = []
     sid = hint.get("sid") if hint is not None else None
     if hint is not None and app is not None and isinstance(sid, str):
         sessions = [s for s in uow.session_ends.live(session_ids=[sid])
@@ -108,4 +110,5 @@ def logout(uow: UnitOfWork, params: Mapping[str, str], *, issuer: str, now: date
             ended += end_sessions(uow, [session], now, reason="logout", actor=f"user:{session.user_id}",
                                   request_id=request_id)
         uow.commit()
-    return LogoutOutcome(redirect_to=redirect_to, ended=ended, application=app.name if app else None)
+    return LogoutOutcome(redirect_to=redirect_to, ended=ended, application=app.name if app else None,
+                         sessions=tuple(sessions) if ended else ())

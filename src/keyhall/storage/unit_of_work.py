@@ -26,6 +26,7 @@ from keyhall.storage.repos.events import SqlEvents, SqlWebhooks
 from keyhall.storage.repos.grants import SqlGrants
 from keyhall.storage.repos.organizations import SqlOrganizations
 from keyhall.storage.repos.replays import SqlReplays
+from keyhall.storage.repos.saml_sessions import SqlSamlSessions
 from keyhall.storage.repos.session_ends import SqlSessionEnds
 from keyhall.storage.repos.signing_keys import SqlSigningKeys
 from keyhall.storage.repos.transactions import SqlTransactions
@@ -53,6 +54,7 @@ class SqlUnitOfWork:
         self.grants = SqlGrants(session)
         self.replays = SqlReplays(session)
         self.session_ends = SqlSessionEnds(session)
+        self.saml_sessions = SqlSamlSessions(session)
         self.events = SqlEvents(session)
         self.webhooks = SqlWebhooks(session, box)
         self.certificate_watch = SqlCertificateWatch(session, box)

@@ -14,6 +14,8 @@ from starlette.concurrency import run_in_threadpool
 
 from keyhall.api.deps import RuntimeDep
 from keyhall.api.http import request_id
+from keyhall.login import saml_logout
+from keyhall.login.saml import service_provider
 from keyhall.provider import logout as rp_logout
 from keyhall.web.rendering import login_error_page, page
 
@@ -39,6 +41,13 @@ def _logout_sync(request: Request, runtime: Any, params: dict[str, str]) -> Resp
                                        request_id=request_id(request))
         except rp_logout.LogoutRefused as exc:
             return _refused(exc.description)
+        # A session begun by a SAML sign-in is also logged out at its IdP when the connection knows
+        # the IdP's SLO URL; the IdP's answer comes back to /sso/{cid}/saml/slo, which continues here.
+        to_idp = saml_logout.send_logout_request(
+            uow, service_provider(runtime.settings), outcome.sessions, continue_to=outcome.redirect_to,
+            application=outcome.application, now=runtime.clock()) if outcome.sessions else None
+    if to_idp is not None:
+        return RedirectResponse(to_idp, status_code=303, headers={"Cache-Control": "no-store"})
     if outcome.redirect_to is not None:
         return RedirectResponse(outcome.redirect_to, status_code=303, headers={"Cache-Control": "no-store"})
     return page("signed_out.html", title="Signed out", application=outcome.application)

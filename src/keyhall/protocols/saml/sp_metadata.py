@@ -7,8 +7,10 @@ The document is an ``<md:EntityDescriptor>`` (saml-metadata-2.0-os §2.3.2) hold
 1. ``<md:KeyDescriptor use="signing">`` with the certificate whose key signs AuthnRequests, and
    ``<md:KeyDescriptor use="encryption">`` with the one the IdP may encrypt assertions to
    (§2.4.1.1; ``<ds:KeyInfo><ds:X509Data><ds:X509Certificate>``, XML-DSig §4.4.4);
-2. ``<md:NameIDFormat>`` for each accepted NameID format (§2.4.2);
-3. one ``<md:AssertionConsumerService>`` (§2.4.4, an IndexedEndpointType §2.2.3) with the
+2. ``<md:SingleLogoutService>`` (§2.4.2) at the SLO URL, HTTP-Redirect and HTTP-POST (saml-bindings-2.0-os
+   §3.4, §3.5), when one is given;
+3. ``<md:NameIDFormat>`` for each accepted NameID format (§2.4.2);
+4. one ``<md:AssertionConsumerService>`` (§2.4.4, an IndexedEndpointType §2.2.3) with the
    HTTP-POST binding (saml-bindings-2.0-os §3.5), ``index="0"`` and ``isDefault="true"``.
 
 ``AuthnRequestsSigned`` and ``WantAssertionsSigned`` (§2.4.4) are always written, and
@@ -24,7 +26,14 @@ from datetime import datetime
 from lxml import etree
 
 from keyhall.protocols.saml.certificates import isoformat_z, parse_certificate
-from keyhall.protocols.saml.metadata import BINDING_HTTP_POST, MAX_ENTITY_ID_CHARS, MD_NS, SAML2_PROTOCOL, is_http_url
+from keyhall.protocols.saml.metadata import (
+    BINDING_HTTP_POST,
+    BINDING_HTTP_REDIRECT,
+    MAX_ENTITY_ID_CHARS,
+    MD_NS,
+    SAML2_PROTOCOL,
+    is_http_url,
+)
 
 __all__ = ["DS_NS", "sp_metadata_xml"]
 
@@ -73,6 +82,7 @@ def sp_metadata_xml(
     want_assertions_signed: bool = True,
     valid_until: datetime,
     next_cert_pem: str | None = None,
+    slo_url: str | None = None,
 ) -> bytes:
     """The SP's metadata document (saml-metadata-2.0-os §2.3.2, §2.4.4) as UTF-8 XML bytes.
 
@@ -115,6 +125,13 @@ def sp_metadata_xml(
         upcoming = _certificate_body(next_cert_pem, "next_cert_pem")
         _key_descriptor(descriptor, "signing", upcoming)
         _key_descriptor(descriptor, "encryption", upcoming)
+    if slo_url is not None:
+        if not is_http_url(slo_url):
+            raise ValueError(f"slo_url must be an absolute http(s) URL, got {slo_url[:200]!r}")
+        for binding in (BINDING_HTTP_REDIRECT, BINDING_HTTP_POST):
+            slo = etree.SubElement(descriptor, _md("SingleLogoutService"))
+            slo.set("Binding", binding)
+            slo.set("Location", slo_url)
     for name_id_format in formats:
         etree.SubElement(descriptor, _md("NameIDFormat")).text = name_id_format
     acs = etree.SubElement(descriptor, _md("AssertionConsumerService"))

@@ -23,6 +23,7 @@ from keyhall.storage.models.logout_notices import LogoutNoticeRow
 from keyhall.storage.models.organizations import OrganizationRow
 from keyhall.storage.models.rate_counters import RateCounterRow
 from keyhall.storage.models.saml_replays import SamlReplayRow
+from keyhall.storage.models.saml_sessions import SamlSessionRow
 from keyhall.storage.models.signing_keys import SigningKeyRow
 from keyhall.storage.models.users import UserRow
 from keyhall.storage.models.webhooks import WebhookDeliveryRow, WebhookEndpointRow
@@ -48,6 +49,7 @@ __all__ = [
     "RefreshTokenRow",
     "RevokedAccessTokenRow",
     "SamlReplayRow",
+    "SamlSessionRow",
     "SigningKeyRow",
     "TokenFamilyRow",
     "UserRow",
