@@ -10,7 +10,7 @@ is checked where it is used.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Unpack
+from typing import Any
 
 from sqlalchemy import Select, select
 
@@ -49,7 +49,7 @@ def connection_version_in_organization(organization_id: str, connection_id: str)
                                                ConnectionRow.organization_id == organization_id)
 
 
-def connection_versions_by_domain(domain: str, status: str) -> Select[Unpack[tuple[Any, ...]]]:
+def connection_versions_by_domain(domain: str, status: str) -> Select[*tuple[Any, ...]]:
     """Home-realm discovery's probe: the connections with ``status`` routing ``domain``, and their versions."""
     return (select(ConnectionRow.id, ConnectionRow.version)
             .join(ConnectionDomainRow, ConnectionDomainRow.connection_id == ConnectionRow.id)
@@ -92,7 +92,7 @@ def user_by_subject(connection_id: str, subject: str) -> Select[UserRow]:
 _ID = "0b9d7c7e-3f1c-4c55-9f0e-2f6f5f0d8c11"
 
 #: Every hot query with sample arguments: name -> the statement.
-HOT_QUERIES: dict[str, Callable[[], Select[Unpack[tuple[Any, ...]]]]] = {
+HOT_QUERIES: dict[str, Callable[[], Select[*tuple[Any, ...]]]] = {
     "API key by id": lambda: by_primary_key(ApiKeyRow, "k" * 22),
     "connection by id": lambda: by_primary_key(ConnectionRow, _ID),
     "connection by id in its organization": lambda: connection_in_organization(_ID, _ID),
