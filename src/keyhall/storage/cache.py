@@ -13,6 +13,11 @@ What is cached, and how each read stays current:
   request; only the decrypted private key of a kid is cached (a kid is the thumbprint of its key,
   so the key material under one kid never changes).
 
+Outside this module, two parse caches are keyed by content and so can never be stale: the JWK Set
+that verifies Keyhall's own tokens (``provider.signing``, by the published kids, read per call) and
+each IdP JWK parsed for ID-token checks (``protocols.oidc.id_token``); the IdP's JWKS document is
+cached by ``idp.oidc_rp.JwksCache`` (a TTL, and re-read at once when a token names an unknown kid).
+
 So a change made through any instance (another process, another machine) is seen by every other
 instance **at its next request that reads the entity** — the bound is "next request", never a
 time to live. What the caches save is the work after the probe: fetching the whole row and its
