@@ -24,10 +24,11 @@ from tests.support.api import Keyhall, Tenant, auth
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "saml"
 
 #: The most statements each path may run (transaction control not counted): key, organization,
-#: connection and its domains for a read; the same, the version-checked update, the domains and the
+#: and the connection's version probe for a read (the connection itself comes from the cache, see
+#: keyhall.storage.cache); the same, the version-checked update, the domains and the
 #: audit record for a change, and the event that announces it with the webhook subscriptions it is
 #: queued for.
-GET_CONNECTION_MAX = 4
+GET_CONNECTION_MAX = 3
 PATCH_CONNECTION_MAX = 12
 
 

@@ -8,6 +8,7 @@ a valid token they cannot check.
 from __future__ import annotations
 
 import functools
+import json
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -80,6 +81,13 @@ def sign(key: SigningKey, claims: dict[str, Any], *, typ: str = "JWT") -> str:
     return jwt.encode(header, claims, _private(key), algorithms=[key.alg])
 
 
+@functools.lru_cache(maxsize=16)
+def _public_key_set(published: tuple[tuple[str, str], ...]) -> KeySet:
+    """The JWK Set of these keys, parsed once per process (a kid is its key's thumbprint, so the
+    same kids are the same keys; which kids are published is read from the database per call)."""
+    return KeySet.import_key_set({"keys": [json.loads(jwk) for _, jwk in published]})
+
+
 def verify(token: str, keys: SigningKeyRepository, now: datetime, *, typ: str | None = None,
            allow_expired: bool = False) -> dict[str, Any] | None:
     """Claims of a token Keyhall signed (signature, published key, ``exp`` unless ``allow_expired``), or None."""
@@ -87,7 +95,7 @@ def verify(token: str, keys: SigningKeyRepository, now: datetime, *, typ: str | 
     if not published:
         return None
     try:
-        keyset = KeySet.import_key_set({"keys": [k.public_jwk for k in published]})
+        keyset = _public_key_set(tuple((k.kid, json.dumps(k.public_jwk, sort_keys=True)) for k in published))
         decoded = jwt.decode(token, keyset, algorithms=list(SUPPORTED_ALGS))
     except (JoseError, ValueError):
         return None

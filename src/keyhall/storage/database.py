@@ -14,6 +14,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from keyhall.security.secrets import SecretBox
+from keyhall.storage.cache import StorageCaches
 from keyhall.storage.engine import DEFAULT_TIMEOUT_SECONDS, build_engine, reading_engine, session_factory
 from keyhall.storage.purge import purge_expired
 from keyhall.storage.unit_of_work import SqlUnitOfWork
@@ -45,6 +46,7 @@ class Database:
         event.listen(self.sessions, "do_orm_execute", _refuse_write_statement)
         event.listen(self.sessions, "before_flush", _refuse_flush)
         self.box = box
+        self.caches = StorageCaches()  # this process's; each read checks the database (storage/cache.py)
         # Health checks run here, one at a time, so that a stalled database cannot pile up waiting
         # pings (nor take the request threads): callers share the ping in flight.
         self._pinger = ThreadPoolExecutor(max_workers=1, thread_name_prefix="keyhall-db-ping")
@@ -60,10 +62,10 @@ class Database:
         begin deferred on SQLite, so they neither take nor wait for the write lock; any write in
         them fails loudly (:class:`ReadOnlyViolation`) instead of racing for the lock."""
         if not read_only:
-            return SqlUnitOfWork(self.sessions(), self.box)
+            return SqlUnitOfWork(self.sessions(), self.box, self.caches)
         session = self.sessions(bind=self.reading)
         session.info[_READ_ONLY] = True
-        return SqlUnitOfWork(session, self.box)
+        return SqlUnitOfWork(session, self.box, self.caches)
 
     def ends_at_once(self, uow: SqlUnitOfWork) -> bool:
         """Whether ending ``uow`` can neither block nor wait: it holds no transaction, or only a read

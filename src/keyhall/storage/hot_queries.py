@@ -16,6 +16,7 @@ from sqlalchemy import Select, select
 
 from keyhall.storage.models import (
     ApiKeyRow,
+    ApplicationRow,
     AuthorizationCodeRow,
     ConnectionDomainRow,
     ConnectionRow,
@@ -36,6 +37,28 @@ def by_primary_key(model: Any, *key: Any) -> Select[Any]:
 def connection_in_organization(organization_id: str, connection_id: str) -> Select[ConnectionRow]:
     return select(ConnectionRow).where(ConnectionRow.id == connection_id,
                                        ConnectionRow.organization_id == organization_id)
+
+
+def connection_version(connection_id: str) -> Select[int]:
+    """The probe before a cached connection is served (``keyhall.storage.cache``)."""
+    return select(ConnectionRow.version).where(ConnectionRow.id == connection_id)
+
+
+def connection_version_in_organization(organization_id: str, connection_id: str) -> Select[int]:
+    return select(ConnectionRow.version).where(ConnectionRow.id == connection_id,
+                                               ConnectionRow.organization_id == organization_id)
+
+
+def connection_versions_by_domain(domain: str, status: str) -> Select[*tuple[Any, ...]]:
+    """Home-realm discovery's probe: the connections with ``status`` routing ``domain``, and their versions."""
+    return (select(ConnectionRow.id, ConnectionRow.version)
+            .join(ConnectionDomainRow, ConnectionDomainRow.connection_id == ConnectionRow.id)
+            .where(ConnectionDomainRow.domain == domain, ConnectionRow.status == status)
+            .order_by(ConnectionRow.created_at, ConnectionRow.id))
+
+
+def application_version(client_id: str) -> Select[int]:
+    return select(ApplicationRow.version).where(ApplicationRow.id == client_id)
 
 
 def domains_of_connections(connection_ids: Sequence[str]) -> Select[ConnectionDomainRow]:
@@ -69,10 +92,14 @@ def user_by_subject(connection_id: str, subject: str) -> Select[UserRow]:
 _ID = "0b9d7c7e-3f1c-4c55-9f0e-2f6f5f0d8c11"
 
 #: Every hot query with sample arguments: name -> the statement.
-HOT_QUERIES: dict[str, Callable[[], Select[Any]]] = {
+HOT_QUERIES: dict[str, Callable[[], Select[*tuple[Any, ...]]]] = {
     "API key by id": lambda: by_primary_key(ApiKeyRow, "k" * 22),
     "connection by id": lambda: by_primary_key(ConnectionRow, _ID),
     "connection by id in its organization": lambda: connection_in_organization(_ID, _ID),
+    "connection version by id": lambda: connection_version(_ID),
+    "connection version by id in its organization": lambda: connection_version_in_organization(_ID, _ID),
+    "active connection versions by domain": lambda: connection_versions_by_domain("example.com", "active"),
+    "application version by client_id": lambda: application_version("client"),
     "domains of connections": lambda: domains_of_connections([_ID, _ID]),
     "connections by domain": lambda: connection_ids_by_domain("example.com"),
     "active connections by ids": lambda: connections_with_status([_ID, _ID], "active"),

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from keyhall.errors import Conflict, InvalidInput, ServiceUnavailable
 from keyhall.security.secrets import SecretBox
+from keyhall.storage.cache import StorageCaches
 from keyhall.storage.repos.api_keys import SqlApiKeys
 from keyhall.storage.repos.applications import SqlApplications
 from keyhall.storage.repos.audit import SqlAudit
@@ -35,21 +36,22 @@ from keyhall.storage.repos.transactions import SqlTransactions
 class SqlUnitOfWork:
     """One session, one transaction; used as a context manager that rolls back what is not committed."""
 
-    def __init__(self, session: Session, box: SecretBox):
+    def __init__(self, session: Session, box: SecretBox, caches: StorageCaches | None = None):
         # One plain attribute per repository of ``core.ports.UnitOfWork``: a new repository module
         # adds its import above and one line here.
         self.session = session
+        caches = caches if caches is not None else StorageCaches()
         self.organizations = SqlOrganizations(session)
         self.api_keys = SqlApiKeys(session)
-        self.connections = SqlConnections(session, box)
+        self.connections = SqlConnections(session, box, caches.connections)
         self.domains = SqlDomains(session)
         self.audit = SqlAudit(session)
         self.users = SqlUsersWithDirectories(session)  # sign-in also finds the users directories provisioned
         self.directories = SqlDirectories(session)
         self.directory_users = SqlDirectoryUsers(session)
         self.directory_groups = SqlDirectoryGroups(session)
-        self.applications = SqlApplications(session)
-        self.signing_keys = SqlSigningKeys(session, box)
+        self.applications = SqlApplications(session, caches.applications)
+        self.signing_keys = SqlSigningKeys(session, box, caches.private_keys)
         self.transactions = SqlTransactions(session)
         self.grants = SqlGrants(session)
         self.replays = SqlReplays(session)

@@ -28,6 +28,7 @@ Messages are plain English and never carry the token or the nonce.
 
 from __future__ import annotations
 
+import functools
 import hmac
 import json
 import math
@@ -200,10 +201,23 @@ def _verification_keys(jwks: Mapping[str, Any]) -> list[Key]:
         if key_ops is not None and (not isinstance(key_ops, list) or "verify" not in key_ops):
             continue
         try:
-            usable.append(JWKRegistry.import_key(member))
-        except (JoseError, ValueError, TypeError, KeyError):
-            continue  # §5: keys that are not understood are ignored
+            canonical = json.dumps(member, sort_keys=True)
+        except (TypeError, ValueError):
+            continue
+        key = _imported_key(canonical)
+        if key is not None:
+            usable.append(key)
     return usable
+
+
+@functools.lru_cache(maxsize=256)
+def _imported_key(canonical_jwk: str) -> Key | None:
+    """One JWK parsed into a key object, once per process per distinct JWK (the JWKS document itself
+    is fetched and cached by the relying party; a key is its content, so this never goes stale)."""
+    try:
+        return JWKRegistry.import_key(json.loads(canonical_jwk))
+    except (JoseError, ValueError, TypeError, KeyError):
+        return None  # §5: keys that are not understood are ignored
 
 
 def _fits(key: Key, alg: JWSAlgModel) -> bool:

@@ -22,3 +22,5 @@ class ApplicationRow(Base):
     backchannel_logout_uri: Mapped[str | None] = mapped_column(String(2048))
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+    # Bumped by every update: the caches serve a cached registration only at the current version.
+    version: Mapped[int] = mapped_column(default=1, server_default="1")

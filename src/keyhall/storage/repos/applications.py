@@ -6,6 +6,8 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from keyhall.core.applications import Application
+from keyhall.storage import hot_queries
+from keyhall.storage.cache import VersionedCache
 from keyhall.storage.models import (
     ApplicationRow,
 )
@@ -13,8 +15,12 @@ from keyhall.storage.repos._query import flush
 
 
 class SqlApplications:
-    def __init__(self, session: Session):
+    """``get`` goes through ``cache`` (see ``keyhall.storage.cache``): a version probe, then the cached
+    registration when its version is the current one."""
+
+    def __init__(self, session: Session, cache: VersionedCache[str, Application] | None = None):
         self.session = session
+        self.cache: VersionedCache[str, Application] = cache if cache is not None else VersionedCache(1)
 
     @staticmethod
     def _entity(row: ApplicationRow) -> Application:
@@ -25,8 +31,17 @@ class SqlApplications:
                            backchannel_logout_uri=row.backchannel_logout_uri)
 
     def get(self, client_id: str) -> Application | None:
+        version = self.session.scalar(hot_queries.application_version(client_id))
+        if version is None:
+            return None
+        if (hit := self.cache.get(client_id, version)) is not None:
+            return hit
         row = self.session.get(ApplicationRow, client_id)
-        return self._entity(row) if row else None
+        if row is None:
+            return None
+        app = self._entity(row)
+        self.cache.put(client_id, row.version, app)
+        return app
 
     def add(self, app: Application) -> None:
         self.session.add(ApplicationRow(**vars(app)))
@@ -34,9 +49,11 @@ class SqlApplications:
 
     def save(self, app: Application) -> None:
         values = {k: v for k, v in vars(app).items() if k != "id"}
-        self.session.execute(update(ApplicationRow).where(ApplicationRow.id == app.id).values(**values))
+        self.session.execute(update(ApplicationRow).where(ApplicationRow.id == app.id)
+                             .values(**values, version=ApplicationRow.version + 1))
 
     def delete(self, client_id: str) -> None:
+        self.cache.discard(client_id)
         row = self.session.get(ApplicationRow, client_id)
         if row is not None:
             self.session.delete(row)

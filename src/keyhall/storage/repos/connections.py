@@ -20,6 +20,7 @@ from keyhall.core.vocabulary import (
 )
 from keyhall.security.secrets import SecretBox
 from keyhall.storage import hot_queries
+from keyhall.storage.cache import VersionedCache
 from keyhall.storage.models import (
     ConnectionDomainRow,
     ConnectionRow,
@@ -28,9 +29,13 @@ from keyhall.storage.repos._query import flush, paginate
 
 
 class SqlConnections:
-    def __init__(self, session: Session, box: SecretBox):
+    """Reads by id and by domain go through ``cache`` (see ``keyhall.storage.cache``): a version probe,
+    then the cached entity when its version is the current one."""
+
+    def __init__(self, session: Session, box: SecretBox, cache: VersionedCache[str, Connection] | None = None):
         self.session = session
         self.box = box
+        self.cache: VersionedCache[str, Connection] = cache if cache is not None else VersionedCache(1)
 
     def _entity(self, row: ConnectionRow, domains: list[str]) -> Connection:
         return Connection(
@@ -79,18 +84,41 @@ class SqlConnections:
             for index, name in enumerate(conn.domains)
         )
 
+    def _load(self, row: ConnectionRow) -> Connection:
+        conn = self._entity(row, self._domains_of([row.id])[row.id])
+        self.cache.put(conn.id, conn.version, conn)
+        return conn
+
+    def _cached(self, connection_id: str, version: int | None) -> Connection | None:
+        """The cached connection at ``version`` (just probed); None when absent or not current."""
+        return None if version is None else self.cache.get(connection_id, version)
+
     def get(self, organization_id: str, connection_id: str, *, for_update: bool = False) -> Connection | None:
         if not is_uuid(connection_id):
             return None
-        query = hot_queries.connection_in_organization(organization_id, connection_id.lower())
+        connection_id = connection_id.lower()
+        if not for_update:  # a write locks and reads the row itself
+            version = self.session.scalar(hot_queries.connection_version_in_organization(organization_id,
+                                                                                         connection_id))
+            if version is None:
+                return None
+            if (hit := self._cached(connection_id, version)) is not None:
+                return hit
+        query = hot_queries.connection_in_organization(organization_id, connection_id)
         row = self.session.scalar(query.with_for_update() if for_update else query)
-        return self._entity(row, self._domains_of([row.id])[row.id]) if row else None
+        return self._load(row) if row else None
 
     def get_any(self, connection_id: str) -> Connection | None:
         if not is_uuid(connection_id):
             return None
-        row = self.session.get(ConnectionRow, connection_id.lower())
-        return self._entity(row, self._domains_of([row.id])[row.id]) if row else None
+        connection_id = connection_id.lower()
+        version = self.session.scalar(hot_queries.connection_version(connection_id))
+        if version is None:
+            return None
+        if (hit := self._cached(connection_id, version)) is not None:
+            return hit
+        row = self.session.get(ConnectionRow, connection_id)
+        return self._load(row) if row else None
 
     def _matching(self, organization_id: str, where: ConnectionFilter) -> Select[ConnectionRow]:
         query = select(ConnectionRow).where(ConnectionRow.organization_id == organization_id)
@@ -126,12 +154,17 @@ class SqlConnections:
 
     def by_domain(self, domain: str) -> list[Connection]:
         """Active connections, of any organization, that route this email domain."""
-        ids = list(self.session.scalars(hot_queries.connection_ids_by_domain(domain.lower())))
-        if not ids:
-            return []
-        rows = list(self.session.scalars(hot_queries.connections_with_status(ids, str(ConnectionStatus.ACTIVE))))
-        domains = self._domains_of([r.id for r in rows])
-        return [self._entity(r, domains[r.id]) for r in rows]
+        current = list(self.session.execute(
+            hot_queries.connection_versions_by_domain(domain.lower(), str(ConnectionStatus.ACTIVE))))
+        found = {row_id: self._cached(row_id, version) for row_id, version in current}
+        missing = [row_id for row_id, conn in found.items() if conn is None]
+        if missing:
+            rows = list(self.session.scalars(hot_queries.connections_with_status(missing,
+                                                                                 str(ConnectionStatus.ACTIVE))))
+            for conn in self._with_domains(rows):
+                self.cache.put(conn.id, conn.version, conn)
+                found[conn.id] = conn
+        return [found_conn for row_id, _ in current if (found_conn := found.get(row_id)) is not None]
 
     def name_taken(self, organization_id: str, name: str, *, exclude_id: str | None) -> bool:
         cond: list[ColumnElement[bool]] = [ConnectionRow.organization_id == organization_id,
@@ -155,6 +188,8 @@ class SqlConnections:
         flush(self.session)
 
     def save(self, connection: Connection, *, expected_version: int) -> bool:
+        if connection.version <= expected_version:  # the caches trust the version to change with the row
+            raise ValueError("a saved connection needs a version above the one it replaces")
         result = self.session.execute(
             update(ConnectionRow)
             .where(ConnectionRow.id == connection.id, ConnectionRow.version == expected_version)
@@ -167,6 +202,7 @@ class SqlConnections:
         return True
 
     def delete(self, connection_id: str) -> None:
+        self.cache.discard(connection_id)
         self.session.execute(delete(ConnectionDomainRow).where(ConnectionDomainRow.connection_id == connection_id))
         self.session.execute(delete(ConnectionRow).where(ConnectionRow.id == connection_id))
 

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from keyhall.core.tokens import SigningKey
 from keyhall.security.secrets import SecretBox
+from keyhall.storage.cache import VersionedCache
 from keyhall.storage.models import (
     SigningKeyRow,
 )
@@ -17,12 +18,23 @@ from keyhall.storage.repos._query import flush
 
 
 class SqlSigningKeys:
-    def __init__(self, session: Session, box: SecretBox):
+    """Which keys are active and published is read on every call; only a kid's decrypted private key
+    is cached (``private_pems``): the key material under one kid never changes."""
+
+    def __init__(self, session: Session, box: SecretBox, private_pems: VersionedCache[str, str] | None = None):
         self.session = session
         self.box = box
+        self.private_pems: VersionedCache[str, str] = private_pems if private_pems is not None else VersionedCache(1)
+
+    def _pem(self, row: SigningKeyRow) -> str:
+        pem = self.private_pems.get(row.kid, row.kid)
+        if pem is None:
+            pem = str(self.box.open(row.sealed_private_key)["pem"])
+            self.private_pems.put(row.kid, row.kid, pem)
+        return pem
 
     def _entity(self, row: SigningKeyRow) -> SigningKey:
-        return SigningKey(kid=row.kid, alg=row.alg, private_pem=self.box.open(row.sealed_private_key)["pem"],
+        return SigningKey(kid=row.kid, alg=row.alg, private_pem=self._pem(row),
                           public_jwk=dict(row.public_jwk), created_at=row.created_at, retired_at=row.retired_at,
                           published_until=row.published_until)
 

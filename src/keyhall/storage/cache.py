@@ -1,0 +1,101 @@
+"""Per-process caches of what the request path reads most, each entry checked against the database.
+
+What is cached, and how each read stays current:
+
+- **connections** (by id, and the connections that route an email domain): every read first runs
+  one cheap probe (``SELECT version`` by primary key; for a domain, the ids and versions of the
+  active connections that route it) in the request's own transaction, and serves the cached entity
+  only when its ``version`` is the one just read. Every change of a connection (status, settings,
+  secrets, certificates, domains) bumps ``version``; its deletion makes the probe find nothing.
+- **applications** (by client_id): the same, with the ``applications.version`` counter bumped by
+  every update (secret rotation, redirect URIs, anything).
+- **signing keys**: which keys are active and published is read from the database on every
+  request; only the decrypted private key of a kid is cached (a kid is the thumbprint of its key,
+  so the key material under one kid never changes).
+
+Outside this module, two parse caches are keyed by content and so can never be stale: the JWK Set
+that verifies Keyhall's own tokens (``provider.signing``, by the published kids, read per call) and
+each IdP JWK parsed for ID-token checks (``protocols.oidc.id_token``); the IdP's JWKS document is
+cached by ``idp.oidc_rp.JwksCache`` (a TTL, and re-read at once when a token names an unknown kid).
+
+So a change made through any instance (another process, another machine) is seen by every other
+instance **at its next request that reads the entity** — the bound is "next request", never a
+time to live. What the caches save is the work after the probe: fetching the whole row and its
+domains, decrypting the sealed secrets and building the entity.
+
+Each cache is an LRU bounded in entries and guarded by a lock (requests run on several threads).
+Entities are copied in and out, so a caller changing what it got cannot change the cache.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections import OrderedDict
+from collections.abc import Hashable
+from typing import Generic, TypeVar
+
+from keyhall.core.applications import Application
+from keyhall.core.connections import Connection
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+CONNECTIONS_MAX = 2048
+APPLICATIONS_MAX = 1024
+SIGNING_KEYS_MAX = 64
+
+
+class VersionedCache(Generic[K, V]):
+    """An LRU of ``key -> (version, value)``; a read names the version it requires."""
+
+    def __init__(self, maxsize: int):
+        if maxsize < 1:
+            raise ValueError("maxsize must be at least 1")
+        self.maxsize = maxsize
+        self._entries: OrderedDict[K, tuple[Hashable, V]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: K, version: Hashable) -> V | None:
+        """The value cached for ``key`` at exactly ``version`` (a copy), else None."""
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None or entry[0] != version:
+                return None
+            self._entries.move_to_end(key)
+            value = entry[1]
+        return copy.deepcopy(value)
+
+    def put(self, key: K, version: Hashable, value: V) -> None:
+        stored = copy.deepcopy(value)
+        with self._lock:
+            self._entries[key] = (version, stored)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.maxsize:
+                self._entries.popitem(last=False)
+
+    def discard(self, key: K) -> None:
+        with self._lock:
+            self._entries.pop(key, None)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._entries)
+
+
+class StorageCaches:
+    """The caches of one database handle (one per process: instances never share them)."""
+
+    def __init__(self) -> None:
+        self.connections: VersionedCache[str, Connection] = VersionedCache(CONNECTIONS_MAX)
+        self.applications: VersionedCache[str, Application] = VersionedCache(APPLICATIONS_MAX)
+        # kid -> the private key's PEM (the version is the kid itself: its material never changes)
+        self.private_keys: VersionedCache[str, str] = VersionedCache(SIGNING_KEYS_MAX)
+
+    def clear(self) -> None:
+        for cache in (self.connections, self.applications, self.private_keys):
+            cache.clear()
