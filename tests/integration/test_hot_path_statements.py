@@ -95,7 +95,10 @@ def test_patch_of_a_connection_takes_the_write_lock_up_front(
     with statements(keyhall.runtime) as seen:
         response = keyhall.client.patch(url, json={"display_name": "Hot path"}, headers=auth(tenant.owner))
     assert response.status_code == 200, response.text
-    assert len(_work(seen)) <= PATCH_CONNECTION_MAX, _work(seen)
+    # PostgreSQL: one more, the event log's ordering lock (core.events: a reader following ``after``
+    # never skips an event committed late).
+    bound = PATCH_CONNECTION_MAX + (1 if keyhall.runtime.database.backend == "postgresql" else 0)
+    assert len(_work(seen)) <= bound, _work(seen)
     if keyhall.runtime.database.backend == "sqlite":
         assert {s for s in seen if s.upper().startswith("BEGIN")} == {"BEGIN IMMEDIATE"}
 

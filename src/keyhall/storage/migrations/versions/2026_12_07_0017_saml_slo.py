@@ -1,7 +1,7 @@
 """saml slo: the NameID and SessionIndex of each session begun by a SAML sign-in
 
 Revision ID: 20261207_0017
-Revises: 20261207_0015
+Revises: 20261207_0016
 Create Date: 2026-12-07 04:00:00
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 from keyhall.storage.models.base import UTCDateTime
 
 revision = "20261207_0017"
-down_revision = "20261207_0015"
+down_revision = "20261207_0016"
 branch_labels = None
 depends_on = None
 
