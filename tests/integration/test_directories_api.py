@@ -103,6 +103,14 @@ def test_users_and_groups_round_trip_and_deleting_the_directory_deprovisions(key
     org_users = client.get(f"/v1/organizations/{tenant.slug}/users", headers=auth(tenant.owner)).json()["data"]
     assert {u["email"] for u in org_users} == {"ann@crud.example", "bob@crud.example"}
     assert {(u["kind"], u["directory_id"]) for u in org_users} == {("directory", directory.id)}
+    logged = client.get("/v1/events", params={"types": "directory.*", "limit": 200},
+                        headers=auth(keyhall.instance_token)).json()["data"]
+    mine = [(e["type"], e["data"]["id"]) for e in logged if e["data"]["directory_id"] == directory.id]
+    assert ("directory.user.created", ann["id"]) in mine
+    assert ("directory.user.created", bob["id"]) in mine
+    assert ("directory.group.created", gid) in mine
+    assert ("directory.group.updated", gid) in mine
+    assert all(e["organization_id"] == tenant.id for e in logged if e["data"]["directory_id"] == directory.id)
 
     assert client.delete(directory.native, headers=auth(tenant.owner)).status_code == 204
     assert client.get(f"/v1/organizations/{tenant.slug}/users", headers=auth(tenant.owner)).json()["data"] == []

@@ -238,6 +238,13 @@ def test_disabling_and_deleting_the_user_send_back_channel_logout(
         ended = api.get(f"/v1/organizations/{s.org['id']}/audit-events", params={"action": "session.ended"},
                         headers=auth(s.owner)).json()["data"]
     assert sorted(e["changes"]["reason"] for e in ended) == ["user_deleted", "user_disabled", "user_disabled"]
+    with s.live.api() as api:  # announced in the event log too, one event per session
+        logged = api.get("/v1/events", params={"types": "session.ended", "limit": 200},
+                         headers=auth(s.live.instance_token)).json()["data"]
+    mine = [e for e in logged if e["organization_id"] == s.org["id"]]
+    assert sorted((e["data"]["reason"], e["data"]["user_id"]) for e in mine) == [
+        ("user_deleted", user["id"]), ("user_disabled", user["id"]), ("user_disabled", user["id"])]
+    assert {e["data"]["session_id"] for e in mine} == sids | {claims["sid"]}
 
 
 def test_logout_uris_are_validated_like_redirect_uris(live_keyhall: LiveKeyhall) -> None:
