@@ -18,6 +18,8 @@ from tests.support.settings import make_settings
 def client(tmp_path: Path, database_url: str) -> Iterator[TestClient]:
     runtime = Runtime.build(make_settings(tmp_path, database_url, login_rate_limit_per_minute=3))
     runtime.database.migrate()
+    stopped = runtime.clock()
+    runtime.clock = lambda: stopped  # every call below falls in one window: a minute's end cannot reset it
     # An address of its own: the session's database holds every other test's counters too.
     address = f"198.51.100.{secrets.randbelow(254) + 1}"
     with TestClient(create_app(runtime.settings, runtime), raise_server_exceptions=False,

@@ -11,7 +11,7 @@ import redis
 from fastapi.testclient import TestClient
 
 from keyhall.app import create_app
-from keyhall.runtime import Runtime
+from keyhall.runtime import Runtime, utcnow
 from keyhall.security.redis_counters import RedisCounterStore
 from tests.support.api import Keyhall, auth
 from tests.support.peers import peer_unavailable
@@ -46,10 +46,12 @@ def test_counts_are_shared_and_expire(redis_url: str) -> None:
 def two_apps(tmp_path: Path, database_url: str, redis_url: str) -> Iterator[tuple[Keyhall, Keyhall]]:
     apps = []
     clients = []
+    stopped = utcnow()  # both instances count in one window: a minute's end cannot reset it
     for name in ("a", "b"):
         settings = make_settings(tmp_path / name, database_url, redis_url=redis_url, api_rate_limit_per_minute=4)
         runtime = Runtime.build(settings)
         runtime.database.migrate()
+        runtime.clock = lambda: stopped
         client = TestClient(create_app(settings, runtime), raise_server_exceptions=False)
         clients.append(client.__enter__())
         apps.append(Keyhall(client, runtime))

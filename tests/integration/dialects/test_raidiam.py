@@ -209,6 +209,8 @@ def test_unverifiable_issuer_is_422(keyhall: Keyhall) -> None:
 def throttled(tmp_path: Path, database_url: str) -> Iterator[Keyhall]:
     runtime = Runtime.build(make_settings(tmp_path, database_url, api_rate_limit_per_minute=3))
     runtime.database.migrate()
+    stopped = runtime.clock()
+    runtime.clock = lambda: stopped  # every call falls in one window: a minute's end cannot reset it
     with TestClient(create_app(runtime.settings, runtime), raise_server_exceptions=False) as client:
         yield Keyhall(client, runtime)
     runtime.database.dispose()
