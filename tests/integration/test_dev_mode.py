@@ -107,7 +107,7 @@ def test_the_test_idp_publishes_its_discovery_document(dev_keyhall: LiveKeyhall)
         refused = api.get("/_dev/idp/authorize", params={
             "response_type": "code", "client_id": "keyhall-demo", "redirect_uri": "https://attacker.example/cb"})
         assert refused.status_code == 400
-        assert "redirect_uri" in refused.text
+        assert "Redirect URI https://attacker.example/cb is not supported" in refused.text
 
 
 def test_outside_development_mode_nothing_answers_under_dev(live_keyhall: LiveKeyhall) -> None:

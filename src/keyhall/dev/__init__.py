@@ -25,6 +25,7 @@ def install(app: FastAPI, runtime: Runtime) -> None:
     log.warning("development mode (KEYHALL_DEV): anyone who reaches this server can sign in to the demo "
                 "organization as a sample person at /_dev/idp/; never use it in a deployment")
     app.state.dev_idp = idp.DevIdp.for_settings(runtime.settings)
+    app.state.dev_oidc = app.state.dev_idp.server()
     app.include_router(idp.router)
     app.include_router(example_app.router)
     app.state.dev_demo = seed(runtime, app.state.dev_idp)

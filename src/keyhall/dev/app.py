@@ -22,8 +22,8 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
-from keyhall.dev.idp import s256
 from keyhall.dev.pages import dev_page
+from keyhall.protocols.oidc.pkce import s256_challenge
 
 PREFIX = "/_dev/app"
 COOKIE = "keyhall_dev_app"
@@ -61,7 +61,7 @@ def login(request: Request) -> Response:
     demo = _demo(request)
     state, nonce, verifier = secrets.token_urlsafe(16), secrets.token_urlsafe(16), secrets.token_urlsafe(48)
     query = urlencode({"response_type": "code", "client_id": demo.client_id, "redirect_uri": demo.redirect_uri,
-                       "scope": SCOPE, "state": state, "nonce": nonce, "code_challenge": s256(verifier),
+                       "scope": SCOPE, "state": state, "nonce": nonce, "code_challenge": s256_challenge(verifier),
                        "code_challenge_method": "S256", "organization": demo.organization})
     response = RedirectResponse(f"{demo.public_url}/oauth2/authorize?{query}", status_code=303)
     response.set_cookie(COOKIE, f"{state}.{nonce}.{verifier}", max_age=900, httponly=True, samesite="lax",
