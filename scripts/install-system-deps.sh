@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Keyhall's test peers need, only when they are missing:
-# Node.js and npm (the OIDC and SAML IdPs), OpenLDAP's slapd and ldap-utils (the directory), and Chromium (the browser tests drive /usr/bin/chromium with
-# Playwright; never `playwright install`, which downloads a browser of its own).
+# Node.js and npm (the OIDC and SAML IdPs), OpenLDAP's slapd and ldap-utils (the directory), xmlsec1
+# (pysaml2 signs the development-mode test IdP's SAML responses with it), and Chromium (the browser
+# tests drive /usr/bin/chromium with Playwright; never `playwright install`, which downloads a
+# browser of its own).
 set -euo pipefail
 
 need=()
@@ -10,6 +12,7 @@ command -v npm >/dev/null 2>&1 || need+=(npm)
 [ -x /usr/bin/chromium ] || need+=(chromium)
 [ -x /usr/sbin/slapd ] || need+=(slapd)
 command -v ldapadd >/dev/null 2>&1 || need+=(ldap-utils)
+command -v xmlsec1 >/dev/null 2>&1 || need+=(xmlsec1)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

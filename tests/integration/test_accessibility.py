@@ -18,11 +18,13 @@ from urllib.parse import urlencode, urlsplit
 import pytest
 
 from keyhall.dev.idp import DevIdp
+from keyhall.dev.saml_idp import DevSamlIdp, xmlsec_available
 from keyhall.dev.seed import seed
 from keyhall.login.steps import Choice, ChooseConnection, LdapForm, PasswordForm, Step
 from keyhall.web.rendering import render
 from tests.support.accessibility import assert_accessible
 from tests.support.live import LiveKeyhall, serving_keyhall
+from tests.support.peers import peer_unavailable
 
 if TYPE_CHECKING:
     from playwright.sync_api import BrowserContext, Page, Route
@@ -40,6 +42,8 @@ RENDERED: dict[str, Step] = {
 
 @pytest.fixture(scope="module")
 def dev_keyhall(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveKeyhall]:
+    if not xmlsec_available():
+        peer_unavailable("the xmlsec1 program is missing (Debian package xmlsec1; run `make system-deps`)")
     with serving_keyhall(Path(tmp_path_factory.mktemp("a11y-data")), tmp_path_factory.mktemp("a11y-db"),
                          dev=True) as server:
         yield server
@@ -68,7 +72,10 @@ def test_every_sign_in_page_is_accessible_and_stays_on_keyhalls_origin(
     from playwright.sync_api import expect
 
     base = dev_keyhall.url
-    demo = seed(dev_keyhall.runtime, DevIdp.for_settings(dev_keyhall.runtime.settings))
+    runtime = dev_keyhall.runtime
+    idp = DevIdp.for_settings(runtime.settings)
+    demo = seed(runtime, idp, DevSamlIdp(runtime.settings.public_url, idp.issuer, runtime.settings.data_dir))
+    assert demo.saml_connection is not None
     requested: list[str] = []
     browser_context.on("request", lambda request: requested.append(request.url))
     page = browser_context.new_page()
@@ -94,20 +101,29 @@ def test_every_sign_in_page_is_accessible_and_stays_on_keyhalls_origin(
     _check(page, f"{base}/oauth2/authorize?client_id=unknown&response_type=code", status=400)
     _check(page, f"{base}/oauth2/logout?id_token_hint=not-a-token", status=400)
     _check(page, f"{base}/sso/unknown/saml/slo?SAMLRequest=bm90", status=404)
+    _check(page, f"{base}/sso/{demo.saml_connection}/saml/slo?SAMLRequest=bm90", status=400)
     # The signed-out page (RP-initiated logout with nothing to end).
     _check(page, f"{base}/oauth2/logout", status=200)
 
     # Development mode: the example product, the test IdP's pages, and the claims after a sign-in.
     _check(page, f"{base}/_dev/app", status=200)
-    page.get_by_role("link", name="Sign in").first.click()
-    page.wait_for_url(f"{base}/_dev/idp/**")
+    page.get_by_role("link", name="Sign in with OpenID Connect").click()
+    page.wait_for_url(f"{base}/_dev/idp/authorize?**")
     assert_accessible(page)
     page.get_by_role("button").first.click()
     page.wait_for_url(f"{base}/_dev/app/callback?**")
     expect(page.locator("#claims")).to_be_visible()
     assert_accessible(page)
+    page.goto(f"{base}/_dev/app")
+    page.get_by_role("link", name="Sign in with SAML").click()
+    page.wait_for_url(f"{base}/_dev/idp/saml/sso?**")
+    assert_accessible(page)
+    page.get_by_role("button").first.click()
+    expect(page.get_by_role("button", name="Continue to Keyhall")).to_be_visible()
+    assert_accessible(page)  # the page that posts the SAML response on
     _check(page, f"{base}/_dev/app/callback?code=x&state=y", status=400)
     _check(page, f"{base}/_dev/idp/authorize?redirect_uri=https://elsewhere.test/", status=400)
+    _check(page, f"{base}/_dev/idp/saml/sso?SAMLRequest=bm90", status=400)
 
     left = [u for u in requested if urlsplit(u).scheme in ("http", "https") and not u.startswith(base + "/")]
     assert left == []

@@ -1,6 +1,6 @@
 """Development mode in a real Chromium: a Keyhall started with ``dev`` (``KEYHALL_DEV=1``) seeds
 its demo tenant, and a person opens the example product at ``/_dev/app``, signs in, picks a
-sample person at the test IdP (``/_dev/idp/``) and lands back on the product showing the ID
+sample person at the test IdP (``/_dev/idp/``, by OpenID Connect or SAML) and lands back on the product showing the ID
 token's claims, without a request leaving Keyhall's origin. Without development mode, none of
 those paths exist."""
 
@@ -17,12 +17,14 @@ from playwright.sync_api import BrowserContext, ConsoleMessage, Error, Request, 
 from keyhall.core import application_service
 from keyhall.core.connection_service import Context
 from keyhall.dev.idp import DevIdp
+from keyhall.dev.saml_idp import xmlsec_available
 from keyhall.dev.seed import APPLICATION, ORGANIZATION, SEEDER, seed
 from tests.support.live import LiveKeyhall, serving_keyhall
+from tests.support.peers import peer_unavailable
 
 DEV_PATHS = ("/_dev/app", "/_dev/app/login", "/_dev/app/callback?code=x&state=y",
              "/_dev/idp/.well-known/openid-configuration", "/_dev/idp/jwks", "/_dev/idp/authorize",
-             "/_dev/idp/userinfo")
+             "/_dev/idp/userinfo", "/_dev/idp/saml/metadata", "/_dev/idp/saml/sso?SAMLRequest=x")
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +58,7 @@ def test_a_sign_in_through_the_test_idp_reaches_the_example_product(
 
     page.goto(f"{dev_keyhall.url}/_dev/app")
     expect(page.get_by_role("heading", name="Example product")).to_be_visible()
-    page.get_by_role("link", name="Sign in").click()
+    page.get_by_role("link", name="Sign in with OpenID Connect").click()
 
     # Keyhall routed the organization named in the request to its default connection: the test IdP.
     page.wait_for_url(f"{dev_keyhall.url}/_dev/idp/authorize?**")
@@ -108,6 +110,16 @@ def test_the_test_idp_publishes_its_discovery_document(dev_keyhall: LiveKeyhall)
             "response_type": "code", "client_id": "keyhall-demo", "redirect_uri": "https://attacker.example/cb"})
         assert refused.status_code == 400
         assert "Redirect URI https://attacker.example/cb is not supported" in refused.text
+        # The SAML side: metadata with the IdP's certificate; a request that is not one is refused on a page.
+        metadata = api.get("/_dev/idp/saml/metadata")
+        assert metadata.status_code == 200
+        assert metadata.headers["content-type"].startswith("application/samlmetadata+xml")
+        assert f'entityID="{dev_keyhall.url}/_dev/idp/saml/metadata"' in metadata.text
+        assert "X509Certificate" in metadata.text
+        assert "PRIVATE KEY" not in metadata.text
+        garbage = api.get("/_dev/idp/saml/sso", params={"SAMLRequest": "bm90IHhtbA=="})
+        assert garbage.status_code == 400
+        assert "SAMLRequest" in garbage.text
 
 
 def test_outside_development_mode_nothing_answers_under_dev(live_keyhall: LiveKeyhall) -> None:
@@ -116,3 +128,37 @@ def test_outside_development_mode_nothing_answers_under_dev(live_keyhall: LiveKe
             assert client.get(path).status_code == 404, path
         assert client.post("/_dev/idp/token", data={"grant_type": "authorization_code"}).status_code == 404
         assert client.post("/_dev/idp/authorize", data={"person": "dev-alice"}).status_code == 404
+        assert client.post("/_dev/idp/saml/sso", data={"SAMLRequest": "x"}).status_code == 404
+        assert client.post("/_dev/idp/saml/login", data={"person": "dev-alice"}).status_code == 404
+
+
+def test_a_saml_sign_in_through_the_test_idp_reaches_the_example_product(
+    dev_keyhall: LiveKeyhall, browser_context: BrowserContext
+) -> None:
+    if not xmlsec_available():
+        peer_unavailable("the xmlsec1 program is missing (Debian package xmlsec1; run `make system-deps`)")
+    origin = urlsplit(dev_keyhall.url).netloc
+    requested: list[str] = []
+    browser_context.on("request", lambda request: requested.append(request.url))
+    page = browser_context.new_page()
+
+    page.goto(f"{dev_keyhall.url}/_dev/app")
+    page.get_by_role("link", name="Sign in with SAML").click()
+
+    # Keyhall sent an AuthnRequest (HTTP-Redirect) to the test IdP's SAML side.
+    page.wait_for_url(f"{dev_keyhall.url}/_dev/idp/saml/sso?**")
+    expect(page.get_by_text("Development mode, SAML")).to_be_visible()
+    page.get_by_role("button", name="Sign in as Carol Carter (carol@example.com)").click()
+    # The signed response, posted on to Keyhall's ACS by the person (the pages run no script).
+    page.get_by_role("button", name="Continue to Keyhall").click()
+
+    page.wait_for_url(f"{dev_keyhall.url}/_dev/app/callback?**")
+    expect(page.locator("#signed-in-email")).to_have_text("carol@example.com")
+    claims = page.locator("#claims")
+    expect(claims).to_contain_text('"name": "Carol Carter"')
+    expect(claims).to_contain_text('"given_name": "Carol"')
+    expect(claims).to_contain_text('"org_slug": "demo"')
+
+    visited = [u for u in requested if urlsplit(u).scheme in ("http", "https")]
+    assert any(u.endswith("/saml/acs") for u in visited), visited
+    assert [u for u in visited if urlsplit(u).netloc != origin] == []

@@ -39,6 +39,8 @@ class Demo:
     public_url: str
     client_id: str
     organization: str
+    oidc_connection: str | None = None
+    saml_connection: str | None = None
 
     @property
     def redirect_uri(self) -> str:
@@ -53,16 +55,20 @@ def _demo(request: Request) -> Demo:
 @router.get("")
 def home(request: Request) -> Response:
     demo = _demo(request)
-    return dev_page("app.html", title="Example product", client_id=demo.client_id, organization=demo.organization)
+    return dev_page("app.html", title="Example product", client_id=demo.client_id, organization=demo.organization,
+                    saml=demo.saml_connection is not None)
 
 
 @router.get("/login")
-def login(request: Request) -> Response:
+def login(request: Request, via: str = "") -> Response:
+    """Start a sign-in: through the organization's default connection, or ``via`` its OIDC or SAML one."""
     demo = _demo(request)
     state, nonce, verifier = secrets.token_urlsafe(16), secrets.token_urlsafe(16), secrets.token_urlsafe(48)
+    pinned = {"oidc": demo.oidc_connection, "saml": demo.saml_connection}.get(via)
     query = urlencode({"response_type": "code", "client_id": demo.client_id, "redirect_uri": demo.redirect_uri,
                        "scope": SCOPE, "state": state, "nonce": nonce, "code_challenge": s256_challenge(verifier),
-                       "code_challenge_method": "S256", "organization": demo.organization})
+                       "code_challenge_method": "S256", "organization": demo.organization,
+                       **({"connection": pinned} if pinned else {})})
     response = RedirectResponse(f"{demo.public_url}/oauth2/authorize?{query}", status_code=303)
     response.set_cookie(COOKIE, f"{state}.{nonce}.{verifier}", max_age=900, httponly=True, samesite="lax",
                         secure=demo.public_url.startswith("https://"), path=PREFIX)
