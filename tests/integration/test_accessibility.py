@@ -127,3 +127,16 @@ def test_every_sign_in_page_is_accessible_and_stays_on_keyhalls_origin(
 
     left = [u for u in requested if urlsplit(u).scheme in ("http", "https") and not u.startswith(base + "/")]
     assert left == []
+
+
+def test_the_check_names_every_serious_violation(browser_context: BrowserContext) -> None:
+    page = browser_context.new_page()
+    page.set_content('<html><head><title>Broken</title></head><body><main><h1>Broken</h1>'
+                     '<p style="color:#bbb;background:#fff">faint text</p>'
+                     '<form><input id="unlabelled" type="text"></form></main></body></html>')
+    with pytest.raises(AssertionError) as failed:
+        assert_accessible(page)
+    report = str(failed.value)
+    assert "color-contrast (serious)" in report
+    assert "html-has-lang (serious)" in report
+    assert "#unlabelled" in report  # the label rule names the node it found
