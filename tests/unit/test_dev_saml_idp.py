@@ -84,3 +84,12 @@ def test_the_keys_stay_in_the_data_directory(idp: DevSamlIdp, tmp_path: Path) ->
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dev-idp-saml.crt", "dev-idp-saml.key"]
     assert (tmp_path / "dev-idp-saml.key").stat().st_mode & 0o077 == 0
     assert DevSamlIdp(PUBLIC, f"{PUBLIC}/_dev/idp", tmp_path).metadata_xml() == again.metadata_xml()
+
+
+def test_it_learns_a_bounded_number_of_service_providers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fresh = DevSamlIdp(PUBLIC, f"{PUBLIC}/_dev/idp", tmp_path)
+    monkeypatch.setattr("keyhall.dev.saml_idp.MAX_SERVICE_PROVIDERS", 1)
+    fresh.read(authn_request(fresh)[1], "redirect")
+    fresh.read(authn_request(fresh)[1], "redirect")  # the same one again: still answered
+    with pytest.raises(SamlRefused, match="at most 1 service providers"):
+        fresh.read(authn_request(fresh, f"{PUBLIC}/sso/c2/saml/acs")[1], "redirect")

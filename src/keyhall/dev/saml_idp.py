@@ -41,6 +41,7 @@ ATTRIBUTE_NAMES = {"email": "urn:mace:dir:attribute-def:mail", "given_name": "ur
 ASSERTION_MINUTES = 5
 _ACS = re.compile(r"/sso/[A-Za-z0-9-]{1,64}/saml/acs")  # Keyhall's own assertion consumer services only
 MAX_ENTITY_ID = 1024
+MAX_SERVICE_PROVIDERS = 200  # learnt per process; Keyhall has one per SAML connection pointed here
 
 
 class SamlRefused(Exception):
@@ -130,6 +131,9 @@ class DevSamlIdp:
         key = f"{entity_id} {acs}"
         if key in self._known_sps:
             return
+        if len(self._known_sps) >= MAX_SERVICE_PROVIDERS:
+            raise SamlRefused(f"Issuer: this test IdP answers at most {MAX_SERVICE_PROVIDERS} service providers; "
+                              "restart it to forget the others")
         self.server.metadata.load("inline", (
             '<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" '
             f'entityID={quoteattr(entity_id)}><md:SPSSODescriptor WantAssertionsSigned="true" '
