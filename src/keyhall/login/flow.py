@@ -28,12 +28,14 @@ from keyhall.core.connections import Connection
 from keyhall.core.organizations import Organization
 from keyhall.core.policy import active_connections, connections_for_domain, email_domain
 from keyhall.core.ports import UnitOfWork
+from keyhall.core.sign_in_traces import TraceKind, TraceNotes
 from keyhall.core.tokens import SamlSubject
 from keyhall.core.transactions import LoginTransaction
 from keyhall.core.users import User
 from keyhall.core.vocabulary import ConnectionStatus, Protocol
 from keyhall.errors import KeyhallError
-from keyhall.login.records import AuthorizeRecord, Kind, new_record_transaction, rewrite
+from keyhall.login import traces
+from keyhall.login.records import AuthorizeRecord, Kind, SignInTestRecord, new_record_transaction, rewrite
 from keyhall.metrics import observe_login
 from keyhall.provider.authorize import AuthorizeRequest, add_query
 from keyhall.provider.grants import issue_code
@@ -53,6 +55,7 @@ class LoginFailed(KeyhallError):
         self.connection = connection
         self.detail = detail
         self.organization_id = organization_id  # whose audit log records it, when no connection says
+        self.trace_notes: TraceNotes | None = None  # what the sign-in had checked when it failed
 
 
 @dataclass
@@ -99,6 +102,8 @@ def pin(uow: UnitOfWork, tx: LoginTransaction, found: Route) -> None:
 
 
 def _pinned(tx: LoginTransaction) -> tuple[list[str], list[str] | None]:
+    if tx.kind == Kind.TEST_SIGN_IN:  # a test sign-in goes through its one connection, never a password
+        return [SignInTestRecord.of(tx).connection_id], []
     record = AuthorizeRecord.of(tx)
     orgs = record.password_organizations
     return list(record.connections), (None if orgs is None else list(orgs))
@@ -263,10 +268,16 @@ def audit_login(uow: UnitOfWork, *, ok: bool, reason: str, now: datetime, reques
 
 
 def record_failure(uow: UnitOfWork, exc: LoginFailed, *, now: datetime, request_id: str | None) -> None:
-    """Audit a failed sign-in on its own (whatever the request had written is rolled back)."""
+    """Audit a failed sign-in on its own (whatever the request had written is rolled back), and keep
+    its trace when it failed through a connection (support's "why did this login fail")."""
     uow.rollback()
+    extra: dict[str, Any] = {"detail": exc.detail} if exc.detail else {}
+    if exc.connection is not None:
+        trace = traces.record(uow, exc.connection, kind=TraceKind.SIGN_IN, notes=exc.trace_notes, now=now,
+                              failure=(exc.reason, exc.message, exc.detail))
+        extra["trace_id"] = trace.id
     audit_login(uow, ok=False, reason=exc.reason, now=now, request_id=request_id, connection=exc.connection,
-                organization_id=exc.organization_id, extra={"detail": exc.detail} if exc.detail else None)
+                organization_id=exc.organization_id, extra=extra or None)
     uow.commit()
 
 
