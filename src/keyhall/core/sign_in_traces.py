@@ -249,7 +249,8 @@ def redact_attributes(attributes: Mapping[str, Any], mappings: Mapping[str, str]
         if _is_password_name(str(name)):
             continue
         values = raw if isinstance(raw, list | tuple) else [raw]
-        shown = [str(v)[:256] for v in values[:20] if v is not None and not isinstance(v, dict | list)]
+        shown = [(str(v).lower() if isinstance(v, bool) else str(v))[:256] for v in values[:20]
+                 if v is not None and not isinstance(v, dict | list)]
         kept.append(MappedAttribute(name=str(name)[:256], values=shown, mapped_to=sources.get(str(name), [])))
     return kept
 
