@@ -16,12 +16,14 @@ from sqlalchemy import func, select
 
 from keyhall.core.vocabulary import Role
 from keyhall.storage.models import AuthorizationCodeRow
+from tests.integration.test_ldap_signin_e2e import Form, make_ldap_setup, submit
 from tests.integration.test_saml_signin_e2e import ATTRIBUTE_MAPPINGS, SamlSetup, make_saml_setup
 from tests.support.api import auth
 from tests.support.live import LiveKeyhall, SignInSetup, make_signin_setup
 from tests.support.oidc_idp import OidcIdp
 from tests.support.saml_idp import SamlIdp
 from tests.support.saml_material import make_certificate
+from tests.support.slapd import Slapd, user_dn
 
 if TYPE_CHECKING:
     from playwright.sync_api import BrowserContext
@@ -300,3 +302,37 @@ def test_saml_test_sign_in_in_chromium_shows_each_check(
     expect(page.get_by_text(f"{s.domain} is a verified domain of this organization")).to_be_visible()
     expect(page.get_by_role("rowheader", name="firstName")).to_be_visible()
     assert s.get_connection()["is_verified"] is True
+
+
+def test_ldap_test_sign_in_binds_for_real_and_a_wrong_password_fails_the_bind_step(
+        live_keyhall: LiveKeyhall, slapd: Slapd) -> None:
+    s = make_ldap_setup(live_keyhall, slapd, "TraceLdap")
+    org_path = f"/v1/organizations/{s.org['id']}"
+
+    def run(password: str) -> dict[str, Any]:
+        started = start_test(live_keyhall, s.org["id"], s.cid, s.owner)
+        assert started.status_code == 201, started.text
+        with browser() as admin:
+            form_url = urljoin(live_keyhall.url, open_link(admin, started.json()["url"]))
+            assert form_url.startswith(f"{s.form_url}?tx=")
+            page = admin.get(form_url)
+            assert page.status_code == 200, page.text
+            done = submit(admin, Form.parse(page), "alice", password)
+            assert done.status_code == 303, done.text
+            location = done.headers["location"]
+            assert location.startswith(RESULTS)
+            assert admin.get(urljoin(live_keyhall.url, location)).status_code == 200
+        return trace_of(live_keyhall, s.org["id"], s.owner, location)
+
+    refused = run("not-the-password")
+    assert refused["failure"]["reason"] == "invalid_credentials"
+    assert steps_of(refused)["bind"][0] == "failed"
+    assert steps_of(refused)["search"][0] == "passed"
+    assert get_json(live_keyhall, f"{org_path}/connections/{s.cid}", s.owner).json()["is_verified"] is False
+
+    passed = run(slapd.passwords["alice"])
+    assert passed["outcome"] == "passed"
+    assert user_dn("alice") in steps_of(passed)["search"][1]
+    assert passed["profile"]["email"]
+    assert get_json(live_keyhall, f"{org_path}/connections/{s.cid}", s.owner).json()["is_verified"] is True
+    assert_redacted(json.dumps([refused, passed]), slapd.passwords["alice"], slapd.service_password)

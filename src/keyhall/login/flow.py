@@ -126,6 +126,8 @@ def pinned_connection(uow: UnitOfWork, tx: LoginTransaction, connection_id: str,
     allowed, _orgs = _pinned(tx)
     if conn.id not in allowed:
         raise _not_routed(conn)
+    if tx.kind == Kind.TEST_SIGN_IN:  # no product request to check it against
+        return conn
     return usable_connection(uow, request_of(tx), conn)
 
 
@@ -166,12 +168,14 @@ def check_browser(parent_id: str | None, browser: str | None, *, connection: Con
                           "start again.", reason="transaction_not_bound", connection=connection)
 
 
-def authorize_transaction(uow: UnitOfWork, tx_id: str | None, cookie: str | None,
-                          now: datetime) -> LoginTransaction:
-    """The browser's pending authorize transaction; it must match the browser's cookie."""
+def authorize_transaction(uow: UnitOfWork, tx_id: str | None, cookie: str | None, now: datetime, *,
+                          allow_test: bool = False) -> LoginTransaction:
+    """The browser's pending authorize transaction; it must match the browser's cookie. With
+    ``allow_test`` (the LDAP form), a test sign-in (``login.sign_in_test``) stands in for one."""
     check_browser(tx_id, cookie)
     tx = uow.transactions.get(str(tx_id))
-    if tx is None or tx.kind != Kind.AUTHORIZE or tx.consumed_at is not None:
+    kinds = (Kind.AUTHORIZE, Kind.TEST_SIGN_IN) if allow_test else (Kind.AUTHORIZE,)
+    if tx is None or tx.kind not in kinds or tx.consumed_at is not None:
         raise LoginFailed("This sign-in has already finished or never started. Go back to your application "
                           "and start again.", reason="transaction_unknown")
     if tx.expired(now):
@@ -181,9 +185,9 @@ def authorize_transaction(uow: UnitOfWork, tx_id: str | None, cookie: str | None
 
 
 def form_transaction(uow: UnitOfWork, tx_id: str | None, cookie: str | None, csrf: str,
-                     now: datetime) -> LoginTransaction:
+                     now: datetime, *, allow_test: bool = False) -> LoginTransaction:
     """``authorize_transaction`` for a posted form, whose CSRF token must be the transaction's."""
-    tx = authorize_transaction(uow, tx_id or cookie, cookie, now)
+    tx = authorize_transaction(uow, tx_id or cookie, cookie, now, allow_test=allow_test)
     if not same_token(csrf, csrf_of(tx)):
         raise LoginFailed("This form has expired. Go back to your application and start again.",
                           reason="csrf_invalid", status=403)
@@ -191,7 +195,9 @@ def form_transaction(uow: UnitOfWork, tx_id: str | None, cookie: str | None, csr
 
 
 def csrf_of(tx: LoginTransaction) -> str:
-    """The CSRF token of an authorize transaction's forms."""
+    """The CSRF token of an authorize transaction's (or a test sign-in's) forms."""
+    if tx.kind == Kind.TEST_SIGN_IN:
+        return SignInTestRecord.of(tx).csrf
     return AuthorizeRecord.of(tx).csrf
 
 

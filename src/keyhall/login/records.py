@@ -258,14 +258,21 @@ class SignInTestRecord(_Record):
     organization_id: str
     connection_id: str
     actor: str
+    csrf: str = ""  # the LDAP form's CSRF token
+
+    @classmethod
+    def new(cls, organization_id: str, connection_id: str, actor: str) -> SignInTestRecord:
+        return cls(organization_id=organization_id, connection_id=connection_id, actor=actor,
+                   csrf=secrets.token_urlsafe(24))
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Self:
         return cls(organization_id=str(data["organization_id"]), connection_id=str(data["connection_id"]),
-                   actor=str(data["actor"]))
+                   actor=str(data["actor"]), csrf=str(data.get("csrf", "")))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"organization_id": self.organization_id, "connection_id": self.connection_id, "actor": self.actor}
+        return {"organization_id": self.organization_id, "connection_id": self.connection_id, "actor": self.actor,
+                "csrf": self.csrf}
 
 
 @dataclass(frozen=True)

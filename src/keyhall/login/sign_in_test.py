@@ -6,8 +6,8 @@ to any application and ends on a page showing each step and check (``core.sign_i
    would) and a single-use ticket, and answers the URL to open: ``/test-sign-in/{ticket}``.
 2. ``open_ticket``: the browser opens it; the ticket is spent, the browser is bound to the test by
    the login cookie (the test's id, as for any sign-in), and sent on to the IdP: OIDC redirect,
-   SAML AuthnRequest, as a real sign-in would be.
-3. The IdP's answer comes back to the connection's usual callback or ACS, which validate it for
+   SAML AuthnRequest, or Keyhall's LDAP form, as a real sign-in would be.
+3. The IdP's answer comes back to the connection's usual callback, ACS or LDAP form, which validate it for
    real and then, seeing a test (``login.sign_in_test_outcome``), record the trace, mark the
    connection verified on success, and send the browser to ``/test-sign-in/results/{trace}``.
 4. ``result``: the trace, for the browser that ran the test only (anyone else: None → 404).
@@ -40,7 +40,7 @@ from keyhall.login.steps import Redirect
 TICKET_TTL = timedelta(minutes=10)
 TEST_TTL = timedelta(minutes=30)
 #: Protocols a test sign-in can run through from this module.
-TESTABLE = (Protocol.OIDC, Protocol.SAML)
+TESTABLE = (Protocol.OIDC, Protocol.SAML, Protocol.LDAP)
 
 
 @dataclass(frozen=True)
@@ -71,8 +71,7 @@ def begin(uow: UnitOfWork, services: SignInServices, organization: Organization,
     if conn.protocol not in TESTABLE:
         raise Conflict(f"test sign-in is not available for {conn.protocol.value} connections",
                        details={"field": "protocol"})
-    test = new_record_transaction(SignInTestRecord(organization_id=organization.id, connection_id=conn.id,
-                                                   actor=actor), now, ttl=TEST_TTL)
+    test = new_record_transaction(SignInTestRecord.new(organization.id, conn.id, actor), now, ttl=TEST_TTL)
     ticket = new_record_transaction(SignInTestTicket(connection_id=conn.id), now, parent_id=test.id, ttl=TICKET_TTL)
     uow.transactions.add(test)
     uow.transactions.add(ticket)
@@ -113,6 +112,8 @@ def open_ticket(uow: UnitOfWork, services: SignInServices, ticket_id: str, *,
         if conn is None or conn.status is not ConnectionStatus.ACTIVE:
             raise LoginFailed("This sign-in method is switched off by your organization.",
                               reason="connection_inactive", connection=conn)
+        if conn.protocol is Protocol.LDAP:  # Keyhall's own form, as in a real sign-in
+            return OpenedTest(parent.id, Redirect(f"/sso/{conn.id}/ldap?tx={parent.id}"))
         if conn.protocol is Protocol.OIDC:
             url = oidc_login.begin(uow, services.relying_party, conn, parent, login_hint=None, now=now)
         else:
