@@ -263,6 +263,17 @@ def test_traces_api_filters_pages_and_hides_other_organizations(
     assert start_test(live_keyhall, other["id"], s.cid, stranger).status_code == 404
     assert get_json(live_keyhall, f"/v1/organizations/{other['id']}/sign-in-traces", stranger).json()["data"] == []
 
+    # An inactive connection cannot be tested: 409 naming the field; the start of a test is audited.
+    with live_keyhall.api() as api:
+        patched = api.patch(s.connection_path, json={"status": "inactive"}, headers=auth(s.owner))
+        assert patched.status_code == 200, patched.text
+    refused = start_test(live_keyhall, s.org["id"], s.cid, s.owner)
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["error"]["details"]["field"] == "status"
+    audit = get_json(live_keyhall, f"{org_path}/audit-events", s.owner, action="connection.test_sign_in_started",
+                     target_id=s.cid).json()["data"]
+    assert len(audit) == 2
+
 
 def test_a_failed_real_sign_in_leaves_a_trace(saml_setup: SamlSetup) -> None:
     """A real sign-in (no test) that fails at the ACS is traced too, as kind ``sign_in``."""
