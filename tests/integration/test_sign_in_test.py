@@ -17,6 +17,8 @@ from sqlalchemy import func, select
 from keyhall.core.vocabulary import Role
 from keyhall.storage.models import AuthorizationCodeRow
 from tests.integration.test_ldap_signin_e2e import Form, make_ldap_setup, submit
+from tests.integration.test_ldap_signin_e2e import product_client as ldap_product
+from tests.integration.test_ldap_signin_e2e import start as start_ldap
 from tests.integration.test_saml_signin_e2e import ATTRIBUTE_MAPPINGS, SamlSetup, make_saml_setup
 from tests.support.api import auth
 from tests.support.live import LiveKeyhall, SignInSetup, make_signin_setup
@@ -347,3 +349,13 @@ def test_ldap_test_sign_in_binds_for_real_and_a_wrong_password_fails_the_bind_st
     assert passed["profile"]["email"]
     assert get_json(live_keyhall, f"{org_path}/connections/{s.cid}", s.owner).json()["is_verified"] is True
     assert_redacted(json.dumps([refused, passed]), slapd.passwords["alice"], slapd.service_password)
+
+    # A real sign-in (through a product) with a wrong password is traced too, without the password.
+    with browser() as person:
+        wrong = submit(person, start_ldap(s, person, ldap_product(s), "bob").form, "bob", "wrong-password-typed")
+        assert wrong.status_code == 401
+    real = get_json(live_keyhall, f"{org_path}/sign-in-traces", s.owner, connection_id=s.cid, outcome="failed")
+    sign_ins = [t for t in real.json()["data"] if t["kind"] == "sign_in"]
+    assert [t["failure"]["reason"] for t in sign_ins] == ["invalid_credentials"]
+    assert steps_of(sign_ins[0])["bind"][0] == "failed"
+    assert_redacted(json.dumps(sign_ins), "wrong-password-typed", slapd.passwords["bob"])

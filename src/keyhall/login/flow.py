@@ -11,9 +11,11 @@
    to another's connection by editing a URL.
 3. A protocol module (``login.oidc``, ...) takes the person to their IdP and back.
 4. ``complete``: the provisioned user gets an authorization code for the product; the
-   connection is marked verified on its first success; the sign-in is audited.
+   connection is marked verified on its first success; the sign-in is audited. (A test sign-in,
+   ``login.sign_in_test``, ends in ``login.sign_in_test_outcome`` instead: no code, a trace.)
 
-Failures raise ``LoginFailed`` with a typed reason; they are audited and shown as a plain page.
+Failures raise ``LoginFailed`` with a typed reason; they are audited, traced when a connection was
+involved (``login.traces``), and shown as a plain page.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from keyhall.core.connections import Connection
 from keyhall.core.ports import UnitOfWork
 from keyhall.core.profiles import map_profile
 from keyhall.core.provisioning import LoginRefused, announce_user_created, provision
-from keyhall.core.sign_in_traces import TraceNotes
+from keyhall.core.sign_in_traces import TraceKind, TraceNotes
 from keyhall.core.transactions import LoginTransaction
 from keyhall.core.users import User
 from keyhall.core.vocabulary import ConnectionStatus, Protocol
@@ -147,21 +147,24 @@ def submit(uow: UnitOfWork, connection_id: str, tx_id: str, cookie: str | None, 
         limiter.hit(f"ldap-address:{address}", address_limit, now)
     except RateLimited as exc:
         return TooManyAttempts(f"Too many sign-in attempts. Try again in {exc.retry_after} seconds.")
+    notes = TraceNotes()
     if test is not None:  # a test sign-in ends on its result page, whatever the directory said
-        notes = TraceNotes()
         try:
             user = sign_in(uow, conn, name, password, now=now, policy=policy, notes=notes)
         except LoginFailed as exc:
             return outcome.failed(uow, tx.id, test, exc, notes, now=now, request_id=request_id)
         return outcome.succeeded(uow, tx.id, test, conn, user, notes, now=now, request_id=request_id)
     try:
-        user = sign_in(uow, conn, name, password, now=now, policy=policy)
+        user = sign_in(uow, conn, name, password, now=now, policy=policy, notes=notes)
     except LoginFailed as exc:
         if exc.reason not in RETRY_REASONS:
+            exc.trace_notes = notes
             raise
         uow.rollback()
+        trace = traces.record(uow, conn, kind=TraceKind.SIGN_IN, notes=notes, now=now,
+                              failure=(exc.reason, exc.message, exc.detail))
         flow.audit_login(uow, ok=False, reason=exc.reason, now=now, request_id=request_id, connection=conn,
-                         extra={"method": "ldap"})
+                         extra={"method": "ldap", "trace_id": trace.id})
         uow.commit()
         return ldap_form(conn, tx, username=name, message=exc.message, status=exc.status)
     url = flow.complete(uow, tx.id, user, connection=conn, authn=flow.Authentication(amr=["pwd"]), issuer=issuer,
