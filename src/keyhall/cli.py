@@ -299,7 +299,8 @@ def purge() -> None:
     """Delete expired sign-in state now, as the background purge does: sign-in transactions,
     authorization codes, refresh tokens of dead families, SAML replay-cache rows, rate counters,
     audit events older than KEYHALL_AUDIT_RETENTION_DAYS (0 keeps them) and events (with their
-    webhook deliveries) older than KEYHALL_EVENT_RETENTION_DAYS. Prints the counts."""
+    webhook deliveries) older than KEYHALL_EVENT_RETENTION_DAYS, sign-in traces older than
+    KEYHALL_TRACE_RETENTION_DAYS. Prints the counts."""
     from keyhall.jobs import purge as purge_once
 
     _print(purge_once(_runtime()))

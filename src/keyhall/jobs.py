@@ -11,7 +11,7 @@ once: a check is idempotent, the worst case is a domain checked twice.
 
 ``purge`` deletes expired sign-in transactions, codes, refresh tokens, replay-cache rows, rate
 counters, audit events past ``KEYHALL_AUDIT_RETENTION_DAYS`` and events past
-``KEYHALL_EVENT_RETENTION_DAYS`` (``keyhall purge`` runs it once;
+``KEYHALL_EVENT_RETENTION_DAYS``, sign-in traces past ``KEYHALL_TRACE_RETENTION_DAYS`` (``keyhall purge`` runs it once;
 ``Purger`` every ``KEYHALL_PURGE_INTERVAL_SECONDS``; the rules are in ``keyhall.storage.purge``).
 ``WebhookDeliverer`` sends due webhook deliveries every ``KEYHALL_WEBHOOK_POLL_INTERVAL_SECONDS``
 (the rules are in ``keyhall.core.webhook_service``); every instance runs one, and each delivery is
@@ -106,6 +106,7 @@ def purge(runtime: Runtime, *, stop: threading.Event | None = None) -> dict[str,
     return runtime.database.purge_expired(runtime.clock(),
                                           audit_retention_days=runtime.settings.audit_retention_days,
                                           event_retention_days=runtime.settings.event_retention_days,
+                                          trace_retention_days=runtime.settings.trace_retention_days,
                                           stop=stop.is_set if stop is not None else None)
 
 

@@ -56,6 +56,8 @@ class Settings(BaseSettings):
     # The event log (GET /v1/events) is replayable this long; older events (and their deliveries) are
     # purged. At least 30; 0 keeps them all.
     event_retention_days: int = Field(default=30, ge=0)
+    # Sign-in traces (test sign-ins and failed sign-ins) older than this are purged; 0 keeps them all.
+    trace_retention_days: int = Field(default=7, ge=0)
     # Background refresh of SAML metadata fetched by URL and of certificate expiry notices; 0 turns it off.
     metadata_refresh_seconds: float = Field(default=3600, ge=0)
     # A signing certificate the IdP's metadata no longer lists stays trusted this long.

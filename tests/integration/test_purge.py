@@ -32,6 +32,7 @@ from keyhall.storage.models import (
     RefreshTokenRow,
     RevokedAccessTokenRow,
     SamlReplayRow,
+    SignInTraceRow,
     TokenFamilyRow,
     WebhookDeliveryRow,
     WebhookEndpointRow,
@@ -140,7 +141,7 @@ def test_past_expiry_goes_and_what_can_still_serve_stays(engine: Engine) -> None
     assert remaining(engine, AuditEventRow.id) == {"audit-recent"}
     assert counts == {"sign_in_transactions": 1, "authorization_codes": 3, "refresh_tokens": 4, "token_families": 3,
                       "revoked_access_tokens": 1, "saml_replays": 1, "rate_counters": 1, "logout_notices": 0,
-                      "audit_events": 1, "events": 0}
+                      "audit_events": 1, "events": 0, "sign_in_traces": 0}
     # A second pass finds nothing more.
     assert set(purge_expired(engine, NOW, audit_retention_days=365).values()) == {0}
 
@@ -181,6 +182,19 @@ def test_events_past_retention_go_with_their_deliveries(engine: Engine) -> None:
     assert counts["events"] == 1
     assert remaining(engine, EventRow.id) == {"ev-recent"}
     assert remaining(engine, WebhookDeliveryRow.id) == {"d-ev-recent"}
+
+
+def test_sign_in_traces_past_retention_go(engine: Engine) -> None:
+    def trace(trace_id: str, when: datetime) -> SignInTraceRow:
+        return SignInTraceRow(id=trace_id, organization_id="org", connection_id="conn", protocol="saml", kind="test",
+                              outcome="passed", steps=[], attributes=[], profile={}, failure=None, created_at=when)
+
+    with Session(engine) as session:
+        session.add_all([trace("trace-old", NOW - timedelta(days=8)), trace("trace-recent", NOW - timedelta(days=6))])
+        session.commit()
+    assert purge_expired(engine, NOW, trace_retention_days=0)["sign_in_traces"] == 0  # 0 keeps them all
+    assert purge_expired(engine, NOW, trace_retention_days=7)["sign_in_traces"] == 1
+    assert remaining(engine, SignInTraceRow.id) == {"trace-recent"}
 
 
 def test_large_backlogs_go_in_bounded_batches(engine: Engine) -> None:

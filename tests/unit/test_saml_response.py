@@ -127,6 +127,9 @@ def test_corpus_comment_injected_name_id_really_splits_the_text_node() -> None:
     assert "".join(str(text) for text in name_id.itertext()) == EVIL_NAME
 
 
+RSA_SHA256_METHOD = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"
+
+
 # --- what a good response yields -------------------------------------------------------------------
 
 
@@ -149,6 +152,7 @@ def test_signed_response_yields_the_assertion(signer: Signer, sign: Literal["res
         authn_instant=NOW + spec.issued_offset - timedelta(seconds=20),
         authn_context_class_ref="urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport",
         signed_element=sign,
+        signature_methods=(RSA_SHA256_METHOD,) * (2 if sign == "both" else 1),
     )
 
 

@@ -22,6 +22,7 @@ from keyhall.core.connections import Connection
 from keyhall.core.domains import Domain
 from keyhall.core.events import EventStore
 from keyhall.core.organizations import Organization
+from keyhall.core.sign_in_traces import SignInTrace
 from keyhall.core.tokens import (
     AuthorizationCode,
     LiveSession,
@@ -242,6 +243,16 @@ class SamlSessionStore(Protocol):
         ...
 
 
+class SignInTraceRepository(Protocol):
+    """Sign-in traces (``core.sign_in_traces``), oldest first; another organization's trace is None."""
+
+    def add(self, trace: SignInTrace) -> None: ...
+    def get(self, organization_id: str, trace_id: str) -> SignInTrace | None: ...
+    def get_any(self, trace_id: str) -> SignInTrace | None: ...
+    def list_page(self, organization_id: str, *, limit: int, cursor: str | None, connection_id: str | None = None,
+                  outcome: str | None = None) -> Page[SignInTrace]: ...
+
+
 class UnitOfWork(Protocol):
     """One transaction over every repository: everything written through it lands together or not
     at all."""
@@ -278,6 +289,8 @@ class UnitOfWork(Protocol):
     def webhooks(self) -> WebhookStore: ...
     @property
     def certificate_watch(self) -> CertificateWatchStore: ...
+    @property
+    def sign_in_traces(self) -> SignInTraceRepository: ...
 
     def commit(self) -> None: ...
     def rollback(self) -> None: ...

@@ -11,9 +11,11 @@
    to another's connection by editing a URL.
 3. A protocol module (``login.oidc``, ...) takes the person to their IdP and back.
 4. ``complete``: the provisioned user gets an authorization code for the product; the
-   connection is marked verified on its first success; the sign-in is audited.
+   connection is marked verified on its first success; the sign-in is audited. (A test sign-in,
+   ``login.sign_in_test``, ends in ``login.sign_in_test_outcome`` instead: no code, a trace.)
 
-Failures raise ``LoginFailed`` with a typed reason; they are audited and shown as a plain page.
+Failures raise ``LoginFailed`` with a typed reason; they are audited, traced when a connection was
+involved (``login.traces``), and shown as a plain page.
 """
 
 from __future__ import annotations
@@ -28,12 +30,14 @@ from keyhall.core.connections import Connection
 from keyhall.core.organizations import Organization
 from keyhall.core.policy import active_connections, connections_for_domain, email_domain
 from keyhall.core.ports import UnitOfWork
+from keyhall.core.sign_in_traces import TraceKind, TraceNotes
 from keyhall.core.tokens import SamlSubject
 from keyhall.core.transactions import LoginTransaction
 from keyhall.core.users import User
 from keyhall.core.vocabulary import ConnectionStatus, Protocol
 from keyhall.errors import KeyhallError
-from keyhall.login.records import AuthorizeRecord, Kind, new_record_transaction, rewrite
+from keyhall.login import traces
+from keyhall.login.records import AuthorizeRecord, Kind, SignInTestRecord, new_record_transaction, rewrite
 from keyhall.metrics import observe_login
 from keyhall.provider.authorize import AuthorizeRequest, add_query
 from keyhall.provider.grants import issue_code
@@ -53,6 +57,7 @@ class LoginFailed(KeyhallError):
         self.connection = connection
         self.detail = detail
         self.organization_id = organization_id  # whose audit log records it, when no connection says
+        self.trace_notes: TraceNotes | None = None  # what the sign-in had checked when it failed
 
 
 @dataclass
@@ -99,6 +104,8 @@ def pin(uow: UnitOfWork, tx: LoginTransaction, found: Route) -> None:
 
 
 def _pinned(tx: LoginTransaction) -> tuple[list[str], list[str] | None]:
+    if tx.kind == Kind.TEST_SIGN_IN:  # a test sign-in goes through its one connection, never a password
+        return [SignInTestRecord.of(tx).connection_id], []
     record = AuthorizeRecord.of(tx)
     orgs = record.password_organizations
     return list(record.connections), (None if orgs is None else list(orgs))
@@ -121,6 +128,8 @@ def pinned_connection(uow: UnitOfWork, tx: LoginTransaction, connection_id: str,
     allowed, _orgs = _pinned(tx)
     if conn.id not in allowed:
         raise _not_routed(conn)
+    if tx.kind == Kind.TEST_SIGN_IN:  # no product request to check it against
+        return conn
     return usable_connection(uow, request_of(tx), conn)
 
 
@@ -161,12 +170,14 @@ def check_browser(parent_id: str | None, browser: str | None, *, connection: Con
                           "start again.", reason="transaction_not_bound", connection=connection)
 
 
-def authorize_transaction(uow: UnitOfWork, tx_id: str | None, cookie: str | None,
-                          now: datetime) -> LoginTransaction:
-    """The browser's pending authorize transaction; it must match the browser's cookie."""
+def authorize_transaction(uow: UnitOfWork, tx_id: str | None, cookie: str | None, now: datetime, *,
+                          allow_test: bool = False) -> LoginTransaction:
+    """The browser's pending authorize transaction; it must match the browser's cookie. With
+    ``allow_test`` (the LDAP form), a test sign-in (``login.sign_in_test``) stands in for one."""
     check_browser(tx_id, cookie)
     tx = uow.transactions.get(str(tx_id))
-    if tx is None or tx.kind != Kind.AUTHORIZE or tx.consumed_at is not None:
+    kinds = (Kind.AUTHORIZE, Kind.TEST_SIGN_IN) if allow_test else (Kind.AUTHORIZE,)
+    if tx is None or tx.kind not in kinds or tx.consumed_at is not None:
         raise LoginFailed("This sign-in has already finished or never started. Go back to your application "
                           "and start again.", reason="transaction_unknown")
     if tx.expired(now):
@@ -176,9 +187,9 @@ def authorize_transaction(uow: UnitOfWork, tx_id: str | None, cookie: str | None
 
 
 def form_transaction(uow: UnitOfWork, tx_id: str | None, cookie: str | None, csrf: str,
-                     now: datetime) -> LoginTransaction:
+                     now: datetime, *, allow_test: bool = False) -> LoginTransaction:
     """``authorize_transaction`` for a posted form, whose CSRF token must be the transaction's."""
-    tx = authorize_transaction(uow, tx_id or cookie, cookie, now)
+    tx = authorize_transaction(uow, tx_id or cookie, cookie, now, allow_test=allow_test)
     if not same_token(csrf, csrf_of(tx)):
         raise LoginFailed("This form has expired. Go back to your application and start again.",
                           reason="csrf_invalid", status=403)
@@ -186,7 +197,9 @@ def form_transaction(uow: UnitOfWork, tx_id: str | None, cookie: str | None, csr
 
 
 def csrf_of(tx: LoginTransaction) -> str:
-    """The CSRF token of an authorize transaction's forms."""
+    """The CSRF token of an authorize transaction's (or a test sign-in's) forms."""
+    if tx.kind == Kind.TEST_SIGN_IN:
+        return SignInTestRecord.of(tx).csrf
     return AuthorizeRecord.of(tx).csrf
 
 
@@ -263,10 +276,16 @@ def audit_login(uow: UnitOfWork, *, ok: bool, reason: str, now: datetime, reques
 
 
 def record_failure(uow: UnitOfWork, exc: LoginFailed, *, now: datetime, request_id: str | None) -> None:
-    """Audit a failed sign-in on its own (whatever the request had written is rolled back)."""
+    """Audit a failed sign-in on its own (whatever the request had written is rolled back), and keep
+    its trace when it failed through a connection (support's "why did this login fail")."""
     uow.rollback()
+    extra: dict[str, Any] = {"detail": exc.detail} if exc.detail else {}
+    if exc.connection is not None:
+        trace = traces.record(uow, exc.connection, kind=TraceKind.SIGN_IN, notes=exc.trace_notes, now=now,
+                              failure=(exc.reason, exc.message, exc.detail))
+        extra["trace_id"] = trace.id
     audit_login(uow, ok=False, reason=exc.reason, now=now, request_id=request_id, connection=exc.connection,
-                organization_id=exc.organization_id, extra={"detail": exc.detail} if exc.detail else None)
+                organization_id=exc.organization_id, extra=extra or None)
     uow.commit()
 
 

@@ -30,13 +30,15 @@ _TOKEN = re.compile(r"^[\x21-\x7e]{1,255}$")  # printable ASCII, no spaces: amr 
 MAX_AMR_VALUES = 10
 
 
-def vouch_email(uow: UnitOfWork, conn: Connection, profile: Profile, *, idp_vouched: bool) -> None:
+def vouch_email(uow: UnitOfWork, conn: Connection, profile: Profile, *, idp_vouched: bool) -> bool:
     """Set ``profile.email_verified`` to Keyhall's verdict. ``idp_vouched``: the IdP's own word
-    (OIDC ``email_verified``; for SAML and LDAP, the organization's directory asserting it)."""
+    (OIDC ``email_verified``; for SAML and LDAP, the organization's directory asserting it).
+    Returns whether the address's domain is one the connection's organization verified."""
     domain = email_domain_name(profile.email.rpartition("@")[2]) if profile.email else None
     claim = uow.domains.find(conn.organization_id, domain) if domain else None
     verified = [claim.name] if claim is not None and claim.status is DomainStatus.VERIFIED else []
     profile.email_verified = email_verdict(profile, idp_vouched=idp_vouched, verified_domains=verified)
+    return bool(verified)
 
 
 def check_tenant(conn: Connection, claims: Mapping[str, Any]) -> None:

@@ -21,14 +21,17 @@ from keyhall.core.connections import Connection
 from keyhall.core.ports import UnitOfWork
 from keyhall.core.profiles import map_profile
 from keyhall.core.provisioning import LoginRefused, announce_user_created, provision
+from keyhall.core.sign_in_traces import TraceKind, TraceNotes
 from keyhall.core.transactions import LoginTransaction
 from keyhall.core.users import User
 from keyhall.core.vocabulary import ConnectionStatus, Protocol
 from keyhall.errors import InvalidInput, RateLimited
 from keyhall.idp.ldap_client import LdapLoginError, LdapLoginReason, authenticate
-from keyhall.login import flow
+from keyhall.login import flow, traces
+from keyhall.login import sign_in_test_outcome as outcome
 from keyhall.login.flow import LoginFailed
 from keyhall.login.identity import vouch_email
+from keyhall.login.records import Kind, SignInTestRecord
 from keyhall.login.steps import LdapForm, Redirect, Step, TooManyAttempts
 from keyhall.metrics import observe_idp_call
 from keyhall.security.outbound import OutboundPolicy
@@ -59,7 +62,7 @@ RETRY_REASONS = frozenset({"empty_password", "user_not_found", "invalid_credenti
 
 
 def sign_in(uow: UnitOfWork, conn: Connection, username: str, password: str, *, now: datetime,
-            policy: OutboundPolicy | None = None) -> User:
+            policy: OutboundPolicy | None = None, notes: TraceNotes | None = None) -> User:
     """The Keyhall user for a username and password the directory accepts; raises LoginFailed.
 
     ``policy`` says which directory addresses may be contacted (the service's outbound policy:
@@ -72,6 +75,8 @@ def sign_in(uow: UnitOfWork, conn: Connection, username: str, password: str, *, 
         raise LoginFailed("This sign-in method is switched off by your organization.",
                           reason="connection_inactive", connection=conn, status=403)
     mapping = conn.attribute_mappings
+    if notes is not None:
+        notes.passed("request_sent", f"search and bind at {conn.settings.get('server')}")
     started = time.perf_counter()
     try:
         identity = authenticate(conn.settings, conn.secrets, username.strip(), password,
@@ -87,16 +92,22 @@ def sign_in(uow: UnitOfWork, conn: Connection, username: str, password: str, *, 
     except InvalidInput as exc:  # a username no directory entry can have (control characters, too long)
         raise LoginFailed(BAD_CREDENTIALS, reason="invalid_username", status=401, connection=conn) from exc
     observe_idp_call("ldap", time.perf_counter() - started, ok=True)
+    if notes is not None:
+        notes.passed("search", f"found {identity.dn}")
+        notes.passed("bind", "the directory accepted the password (bound as the entry found)")
     subject_values = identity.attributes.get(mapping.get("subject") or "entryUUID") or []
     subject = subject_values[0] if subject_values else identity.dn
     # The groups the directory reports (member attribute or group search) are where the mapping reads them.
     attributes = {**identity.attributes, mapping.get("groups") or "groups": identity.groups}
+    traces.note_attributes(notes, attributes)
     profile = map_profile(conn, attributes, subject=subject)
     # The organization's own directory asserting an address is its word for it; Keyhall's
     # verdict also needs the domain verified by that organization.
-    vouch_email(uow, conn, profile, idp_vouched=True)
+    domain_verified = vouch_email(uow, conn, profile, idp_vouched=True)
+    traces.note_profile(notes, profile, domain_verified=domain_verified, idp_vouched=True)
     try:
         user, created = provision(uow.users, conn, profile, now)
+        traces.note_provisioned(notes, user, created=created)
         if created:
             announce_user_created(uow, user, now)
     except LoginRefused as exc:
@@ -113,7 +124,7 @@ def ldap_form(conn: Connection, tx: LoginTransaction, *, username: str | None = 
 def open_form(uow: UnitOfWork, connection_id: str, tx_id: str | None, cookie: str | None, *,
               now: datetime) -> Step:
     """``GET /sso/{cid}/ldap``: the form of an active LDAP connection this sign-in's routing allowed."""
-    tx = flow.authorize_transaction(uow, tx_id or cookie, cookie, now)
+    tx = flow.authorize_transaction(uow, tx_id or cookie, cookie, now, allow_test=True)
     return ldap_form(flow.pinned_connection(uow, tx, connection_id, protocol=Protocol.LDAP), tx)
 
 
@@ -123,8 +134,9 @@ def submit(uow: UnitOfWork, connection_id: str, tx_id: str, cookie: str | None, 
     """``POST /sso/{cid}/ldap``: the product's code on success, the form again (with the message) for a
     wrong username or password; raises LoginFailed for a sign-in that cannot go on."""
     name = username.strip()
-    tx = flow.form_transaction(uow, tx_id, cookie, csrf, now)
+    tx = flow.form_transaction(uow, tx_id, cookie, csrf, now, allow_test=True)
     conn = flow.pinned_connection(uow, tx, connection_id, protocol=Protocol.LDAP)
+    test = SignInTestRecord.maybe_of(tx) if tx.kind == Kind.TEST_SIGN_IN else None
     uow.rollback()  # no database lock held while counting or during the directory round trip
     if not name:
         return ldap_form(conn, tx, message="Enter your username.", status=400)
@@ -135,14 +147,24 @@ def submit(uow: UnitOfWork, connection_id: str, tx_id: str, cookie: str | None, 
         limiter.hit(f"ldap-address:{address}", address_limit, now)
     except RateLimited as exc:
         return TooManyAttempts(f"Too many sign-in attempts. Try again in {exc.retry_after} seconds.")
+    notes = TraceNotes()
+    if test is not None:  # a test sign-in ends on its result page, whatever the directory said
+        try:
+            user = sign_in(uow, conn, name, password, now=now, policy=policy, notes=notes)
+        except LoginFailed as exc:
+            return outcome.failed(uow, tx.id, test, exc, notes, now=now, request_id=request_id)
+        return outcome.succeeded(uow, tx.id, test, conn, user, notes, now=now, request_id=request_id)
     try:
-        user = sign_in(uow, conn, name, password, now=now, policy=policy)
+        user = sign_in(uow, conn, name, password, now=now, policy=policy, notes=notes)
     except LoginFailed as exc:
         if exc.reason not in RETRY_REASONS:
+            exc.trace_notes = notes
             raise
         uow.rollback()
+        trace = traces.record(uow, conn, kind=TraceKind.SIGN_IN, notes=notes, now=now,
+                              failure=(exc.reason, exc.message, exc.detail))
         flow.audit_login(uow, ok=False, reason=exc.reason, now=now, request_id=request_id, connection=conn,
-                         extra={"method": "ldap"})
+                         extra={"method": "ldap", "trace_id": trace.id})
         uow.commit()
         return ldap_form(conn, tx, username=name, message=exc.message, status=exc.status)
     url = flow.complete(uow, tx.id, user, connection=conn, authn=flow.Authentication(amr=["pwd"]), issuer=issuer,

@@ -14,16 +14,20 @@ from keyhall.core.connections import Connection, connection_urls
 from keyhall.core.ports import UnitOfWork
 from keyhall.core.profiles import map_profile
 from keyhall.core.provisioning import LoginRefused, announce_user_created, provision
+from keyhall.core.sign_in_traces import TraceNotes
 from keyhall.core.transactions import LoginTransaction
 from keyhall.core.users import User
 from keyhall.core.vocabulary import ConnectionStatus
 from keyhall.errors import IdPLoginError, KeyhallError, ServiceUnavailable
 from keyhall.idp.oidc_rp import JwksCache, choose_token_auth_method, exchange_code, fetch_userinfo
+from keyhall.login import sign_in_test_outcome as outcome
+from keyhall.login import traces
 from keyhall.login.flow import Authentication, LoginFailed, check_browser, check_trip_pinned, complete
 from keyhall.login.identity import check_reauthentication, check_tenant, idp_acr, idp_amr, vouch_email
 from keyhall.login.records import Kind, OidcTrip, Reauthentication, new_record_transaction, timestamp
+from keyhall.login.sign_in_test_outcome import running_test
 from keyhall.login.steps import Redirect
-from keyhall.protocols.oidc.id_token import unverified_kid, validate_id_token
+from keyhall.protocols.oidc.id_token import signing_alg, unverified_kid, validate_id_token
 from keyhall.protocols.oidc.pkce import new_code_verifier, s256_challenge
 from keyhall.security.outbound import OutboundPolicy
 
@@ -106,7 +110,17 @@ def callback(uow: UnitOfWork, rp: RelyingParty, connection_id: str, params: dict
     # (or with a garbled cookie) is refused without ending the sign-in it belongs to.
     trip = take_trip(uow, connection_id, params, now, browser=browser)
     uow.commit()  # the state is spent before any network call, whatever happens next
-    conn, user, authn = finish(uow, rp, trip, params, now)
+    notes = TraceNotes()
+    test = running_test(uow, trip.parent_id)
+    try:
+        conn, user, authn = finish(uow, rp, trip, params, now, notes=notes)
+    except LoginFailed as exc:
+        exc.trace_notes = notes
+        if test is None:
+            raise
+        return outcome.failed(uow, str(trip.parent_id), test, exc, notes, now=now, request_id=request_id)
+    if test is not None:
+        return outcome.succeeded(uow, str(trip.parent_id), test, conn, user, notes, now=now, request_id=request_id)
     url = complete(uow, str(trip.parent_id), user, connection=conn, authn=authn, issuer=issuer, now=now,
                    request_id=request_id)
     return Redirect(url, finished=True)
@@ -118,14 +132,17 @@ def _state_invalid() -> LoginFailed:
 
 
 def finish(uow: UnitOfWork, rp: RelyingParty, trip: LoginTransaction, params: dict[str, str],
-           now: datetime) -> tuple[Connection, User, Authentication]:
+           now: datetime, *, notes: TraceNotes | None = None) -> tuple[Connection, User, Authentication]:
     """Validate what the IdP sent back and provision the person. Network calls happen here, outside
-    any database transaction the caller holds open."""
+    any database transaction the caller holds open. ``notes`` records how each check passed."""
     record = OidcTrip.of(trip)
     conn = uow.connections.get_any(record.connection_id)
     if conn is None or conn.status is not ConnectionStatus.ACTIVE:
         raise LoginFailed("This sign-in method is switched off by your organization.",
                           reason="connection_inactive", connection=conn)
+    if notes is not None:
+        notes.passed("request_sent", f"OIDC authorization request (code flow, PKCE S256) to "
+                                     f"{_endpoint(conn, 'authorization_url', 'authorization_endpoint')}")
     check_trip_pinned(uow, trip, conn)
     if "error" in params:
         # Anyone can put anything in this query: it is shown to the person who sent it, but only a
@@ -141,18 +158,27 @@ def finish(uow: UnitOfWork, rp: RelyingParty, trip: LoginTransaction, params: di
     code = params.get("code")
     if not code:
         raise LoginFailed("The sign-in response carried no code.", reason="missing_code", connection=conn)
+    if notes is not None:
+        notes.passed("idp_response", "a code came back with the state sent" + (" and the expected iss"
+                                                                                 if params.get("iss") else ""))
     # End the read transaction before talking to the IdP: on SQLite it would hold the write lock
     # for the whole round trip.
     uow.rollback()
     try:
-        claims = _tokens_and_claims(rp, conn, record, code, issuer, now)
+        claims = _tokens_and_claims(rp, conn, record, code, issuer, now, notes)
+        traces.note_claims(notes, claims)
         check_tenant(conn, claims)
+        if notes is not None:
+            notes.passed("tenant", "the account's tenant is accepted")
         auth_time = timestamp(claims.get("auth_time"))
         check_reauthentication(record.reauth, auth_time, started=trip.created_at, now=now,
                                skew_seconds=rp.clock_skew_seconds, conn=conn)
         profile = map_profile(conn, claims, subject=str(claims["sub"]))
-        vouch_email(uow, conn, profile, idp_vouched=profile.email_verified)
+        idp_vouched = profile.email_verified
+        domain_verified = vouch_email(uow, conn, profile, idp_vouched=idp_vouched)
+        traces.note_profile(notes, profile, domain_verified=domain_verified, idp_vouched=idp_vouched)
         user, created = provision(uow.users, conn, profile, now)
+        traces.note_provisioned(notes, user, created=created)
         if created:
             announce_user_created(uow, user, now)
     except LoginFailed:
@@ -177,7 +203,7 @@ def finish(uow: UnitOfWork, rp: RelyingParty, trip: LoginTransaction, params: di
 
 
 def _tokens_and_claims(rp: RelyingParty, conn: Connection, trip: OidcTrip, code: str, issuer: str,
-                       now: datetime) -> dict[str, Any]:
+                       now: datetime, notes: TraceNotes | None = None) -> dict[str, Any]:
     discovered = conn.discovered or {}
     token_endpoint = _endpoint(conn, "token_url", "token_endpoint")
     jwks_uri = _endpoint(conn, "jwks_url", "jwks_uri")
@@ -191,9 +217,13 @@ def _tokens_and_claims(rp: RelyingParty, conn: Connection, trip: OidcTrip, code:
                            client_secret=secret, auth_method=method, policy=rp.policy)
     if not tokens.id_token:
         raise IdPLoginError("the token response had no id_token", reason="bad_token_response")
+    if notes is not None:
+        notes.passed("token_call", f"code exchanged at {token_endpoint} ({method})")
     jwks = rp.jwks_cache.get(jwks_uri, rp.policy, kid=unverified_kid(tokens.id_token))
     claims = validate_id_token(tokens.id_token, jwks=jwks, issuer=issuer, client_id=str(conn.settings["client_id"]),
                                nonce=trip.nonce, now=now, leeway_seconds=rp.clock_skew_seconds)
+    if notes is not None:
+        _note_id_token(notes, signing_alg(tokens.id_token), jwks_uri, claims, rp.clock_skew_seconds)
     userinfo_endpoint = _endpoint(conn, "userinfo_url", "userinfo_endpoint")
     if conn.settings.get("fetch_userinfo", True) and userinfo_endpoint and tokens.access_token:
         # OIDC Core §5.3.2: the userinfo subject must match the ID token's, or the response is not used.
@@ -202,3 +232,14 @@ def _tokens_and_claims(rp: RelyingParty, conn: Connection, trip: OidcTrip, code:
         protected = {"iss", "sub", "aud", "exp", "iat", "nbf", "nonce", "azp", "auth_time", "at_hash", "c_hash"}
         claims = {**claims, **{k: v for k, v in info.items() if k not in protected}}
     return claims
+
+
+def _note_id_token(notes: TraceNotes, alg: str | None, jwks_uri: str, claims: dict[str, Any], skew: int) -> None:
+    notes.passed("id_token_signature", f"{alg} signature verified with a key from {jwks_uri}")
+    notes.passed("issuer", f"iss is {claims.get('iss')}")
+    aud = claims.get("aud")
+    notes.passed("audience", f"aud {', '.join(aud) if isinstance(aud, list) else aud} includes this connection's "
+                             f"client id")
+    notes.passed("nonce", "the nonce matches the one sent")
+    exp = timestamp(claims.get("exp"))
+    notes.passed("expiry", f"valid until {exp.isoformat() if exp else '?'}; clock skew allowed {skew} s")

@@ -8,7 +8,9 @@ A login transaction (``core.transactions.LoginTransaction``) is stored as a ``ki
 - ``OidcTrip`` (``oidc``): a trip to an OpenID Connect IdP: nonce, PKCE verifier, redirect URI;
 - ``SamlTrip`` (``saml``): a trip to a SAML IdP: the AuthnRequest's id;
 - ``SamlHandoff`` (``saml_done``): the ACS's single-use step to the completion page: who signed
-  in and how.
+  in and how;
+- ``SignInTestRecord`` (``test_sign_in``) and ``SignInTestTicket`` (``test_ticket``): a test sign-in, and the
+  single-use ticket in its URL.
 
 ``to_dict``/``from_dict`` below are the only code that reads or writes a transaction's ``data``
 (the keys are the stored format, unchanged); everything else goes through ``Record.of(tx)``,
@@ -38,6 +40,8 @@ class Kind(StrEnum):
     SAML = "saml"
     SAML_HANDOFF = "saml_done"
     SAML_LOGOUT = "saml_logout"
+    TEST_SIGN_IN = "test_sign_in"
+    TEST_TICKET = "test_ticket"
 
 
 @dataclass(frozen=True)
@@ -50,7 +54,10 @@ class Reauthentication:
 
     @classmethod
     def of(cls, parent: LoginTransaction) -> Reauthentication:
-        """What the product asked of the authorize transaction ``parent`` (``prompt=login``, ``max_age``)."""
+        """What the product asked of the authorize transaction ``parent`` (``prompt=login``, ``max_age``);
+        a test sign-in (no product) asks nothing."""
+        if parent.kind == Kind.TEST_SIGN_IN:
+            return cls()
         record = AuthorizeRecord.of(parent)
         return cls(force=bool(record.request.prompt and "login" in record.request.prompt.split()),
                    max_age=record.max_age)
@@ -241,6 +248,49 @@ class SamlLogoutTrip(_Record):
                 "continue_to": self.continue_to, "application": self.application}
 
 
+@dataclass(frozen=True)
+class SignInTestRecord(_Record):
+    """A test sign-in through one connection (``login.sign_in_test``): it stands where a product's
+    authorize transaction would, but no code is issued; its id is the browser's secret (cookie)."""
+
+    KIND: ClassVar[Kind] = Kind.TEST_SIGN_IN
+
+    organization_id: str
+    connection_id: str
+    actor: str
+    csrf: str = ""  # the LDAP form's CSRF token
+
+    @classmethod
+    def new(cls, organization_id: str, connection_id: str, actor: str) -> SignInTestRecord:
+        return cls(organization_id=organization_id, connection_id=connection_id, actor=actor,
+                   csrf=secrets.token_urlsafe(24))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
+        return cls(organization_id=str(data["organization_id"]), connection_id=str(data["connection_id"]),
+                   actor=str(data["actor"]), csrf=str(data.get("csrf", "")))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"organization_id": self.organization_id, "connection_id": self.connection_id, "actor": self.actor,
+                "csrf": self.csrf}
+
+
+@dataclass(frozen=True)
+class SignInTestTicket(_Record):
+    """The single-use ticket in a test sign-in's URL; its parent is the ``SignInTestRecord``."""
+
+    KIND: ClassVar[Kind] = Kind.TEST_TICKET
+
+    connection_id: str
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
+        return cls(connection_id=str(data["connection_id"]))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"connection_id": self.connection_id}
+
+
 def timestamp(value: Any) -> datetime | None:
     """A JWT NumericDate (``auth_time``) as a datetime; None when absent or not a number."""
     if isinstance(value, bool) or not isinstance(value, int | float):
@@ -251,8 +301,8 @@ def timestamp(value: Any) -> datetime | None:
         return None
 
 
-Record = AuthorizeRecord | OidcTrip | SamlTrip | SamlHandoff | SamlLogoutTrip
-R = TypeVar("R", AuthorizeRecord, OidcTrip, SamlTrip, SamlHandoff, SamlLogoutTrip)
+Record = AuthorizeRecord | OidcTrip | SamlTrip | SamlHandoff | SamlLogoutTrip | SignInTestRecord | SignInTestTicket
+R = TypeVar("R", AuthorizeRecord, OidcTrip, SamlTrip, SamlHandoff, SamlLogoutTrip, SignInTestRecord, SignInTestTicket)
 
 
 def new_record_transaction(record: Record, now: datetime, *, parent_id: str | None = None,

@@ -16,14 +16,18 @@ from keyhall.core.connections import Connection, connection_urls, sp_entity_id
 from keyhall.core.ports import UnitOfWork
 from keyhall.core.profiles import map_profile
 from keyhall.core.provisioning import LoginRefused, announce_user_created, provision
+from keyhall.core.sign_in_traces import TraceNotes
 from keyhall.core.tokens import SamlSubject
 from keyhall.core.transactions import LoginTransaction
 from keyhall.core.users import User
 from keyhall.core.vocabulary import ConnectionStatus, Protocol
 from keyhall.errors import CertificateError, KeyhallError, SamlResponseError
+from keyhall.login import sign_in_test_outcome as outcome
+from keyhall.login import traces
 from keyhall.login.flow import Authentication, LoginFailed, check_browser, check_trip_pinned, complete, start
 from keyhall.login.identity import check_reauthentication, idp_acr, vouch_email
 from keyhall.login.records import Kind, Reauthentication, SamlHandoff, SamlTrip, new_record_transaction
+from keyhall.login.sign_in_test_outcome import running_test
 from keyhall.login.steps import Redirect
 from keyhall.protocols.saml.authn_request import build_authn_request, redirect_url
 from keyhall.protocols.saml.response import SamlAssertion, SamlExpectations, parse_saml_response
@@ -110,7 +114,8 @@ def begin(uow: UnitOfWork, sp: ServiceProvider, conn: Connection, parent: LoginT
 
 
 def receive(uow: UnitOfWork, sp: ServiceProvider, connection_id: str, form: dict[str, str],
-            now: datetime) -> tuple[Connection, User, LoginTransaction | None, Authentication]:
+            now: datetime, *, notes: TraceNotes | None = None,
+            ) -> tuple[Connection, User, LoginTransaction | None, Authentication]:
     """Validate a Response at the ACS and provision the person. Returns the trip (None when the
     sign-in was IdP-initiated) and how the IdP authenticated the person.
 
@@ -133,7 +138,10 @@ def receive(uow: UnitOfWork, sp: ServiceProvider, connection_id: str, form: dict
                           connection=conn)
     if trip is not None:
         check_trip_pinned(uow, trip, conn)
-    entity, _sso, certs = _idp(conn)
+    entity, sso, certs = _idp(conn)
+    if notes is not None:
+        notes.passed("request_sent", f"AuthnRequest (HTTP-Redirect) to {sso}" if record else
+                     "none: the sign-in was IdP-initiated")
     expect = SamlExpectations(
         acs_url=str(connection_urls(sp.public_url, conn)["acs_url"]), sp_entity_id=sp_entity_id(sp.public_url, conn),
         idp_entity_id=entity, certificates=certs, request_id=record.request_id if record else None,
@@ -144,6 +152,8 @@ def receive(uow: UnitOfWork, sp: ServiceProvider, connection_id: str, form: dict
     try:
         assertion = parse_saml_response(form.get("SAMLResponse", ""), expect)
     except SamlResponseError as exc:
+        if notes is not None:
+            notes.failure_detail = exc.message
         raise LoginFailed("Keyhall could not accept the sign-in your organization's identity provider sent.",
                           reason=str(exc.reason), connection=conn) from exc
     except (CertificateError, ValueError) as exc:  # an unusable pinned certificate: configuration, not login
@@ -153,11 +163,14 @@ def receive(uow: UnitOfWork, sp: ServiceProvider, connection_id: str, form: dict
     # most, protocols.saml.times): an assertion "valid until 9999" is not stored until 9999.
     if not uow.replays.remember(conn.id, assertion.assertion_id, assertion.not_on_or_after, now):
         raise LoginFailed("This sign-in response was already used.", reason="replayed", connection=conn)
+    if notes is not None:
+        _note_assertion(notes, assertion, expect)
     if trip is not None and record is not None:
         check_reauthentication(record.reauth, assertion.authn_instant, started=trip.created_at, now=now,
                                skew_seconds=sp.clock_skew_seconds, conn=conn)
     try:
-        user, created = provision(uow.users, conn, _profile(uow, conn, assertion), now)
+        user, created = provision(uow.users, conn, _profile(uow, conn, assertion, notes), now)
+        traces.note_provisioned(notes, user, created=created)
         if created:
             announce_user_created(uow, user, now)
     except LoginRefused as exc:
@@ -172,14 +185,31 @@ def receive(uow: UnitOfWork, sp: ServiceProvider, connection_id: str, form: dict
     return conn, user, trip, authn
 
 
-def _profile(uow: UnitOfWork, conn: Connection, assertion: SamlAssertion) -> Any:
+def _note_assertion(notes: TraceNotes, assertion: SamlAssertion, expect: SamlExpectations) -> None:
+    notes.passed("response", "status Success, one assertion")
+    notes.passed("signature", f"{assertion.signed_element} signed with {', '.join(assertion.signature_methods)}; "
+                              f"verified with a configured IdP certificate")
+    notes.passed("destination", f"addressed to {expect.acs_url}")
+    notes.passed("issuer", f"issued by {assertion.issuer}")
+    notes.passed("audience", f"meant for {expect.sp_entity_id}")
+    notes.passed("validity", f"usable until {assertion.not_on_or_after.isoformat()}; clock skew allowed "
+                             f"{expect.skew_seconds} s")
+    notes.passed("recipient", f"bearer confirmation for {expect.acs_url}")
+    notes.passed("in_response_to", f"answers AuthnRequest {assertion.in_response_to}" if assertion.in_response_to
+                 else "none: IdP-initiated sign-in, allowed on this connection")
+    notes.passed("replay", f"assertion {assertion.assertion_id} was not seen before")
+
+
+def _profile(uow: UnitOfWork, conn: Connection, assertion: SamlAssertion, notes: TraceNotes | None = None) -> Any:
     attributes: dict[str, Any] = dict(assertion.attributes)
     if assertion.name_id_format == EMAIL_FORMAT and not attributes.get(conn.attribute_mappings.get("email", "email")):
         attributes[conn.attribute_mappings.get("email", "email")] = [assertion.name_id]
+    traces.note_attributes(notes, {"NameID": [assertion.name_id], **attributes})
     profile = map_profile(conn, attributes, subject=assertion.name_id)
     # The organization's own IdP asserting an address is its word for it; Keyhall's verdict also
     # needs the domain verified by that organization.
-    vouch_email(uow, conn, profile, idp_vouched=True)
+    domain_verified = vouch_email(uow, conn, profile, idp_vouched=True)
+    traces.note_profile(notes, profile, domain_verified=domain_verified, idp_vouched=True)
     return profile
 
 
@@ -235,8 +265,22 @@ def idp_initiated_request(conn: Connection) -> AuthorizeRequest:
 def acs(uow: UnitOfWork, sp: ServiceProvider, connection_id: str, form: dict[str, str], *, issuer: str,
         now: datetime, request_id: str | None) -> Redirect:
     """The IdP's response at the ACS: on to the completion step (SP-initiated), or straight to the
-    configured application (IdP-initiated, opted in per connection). Raises LoginFailed."""
-    conn, user, trip, authn = receive(uow, sp, connection_id, form, now)
+    configured application (IdP-initiated, opted in per connection); for a test sign-in, on to its
+    result page. Raises LoginFailed."""
+    notes = TraceNotes()
+    relay = form.get("RelayState")
+    seen = uow.transactions.get(relay) if relay else None
+    test = running_test(uow, seen.parent_id) if seen is not None and seen.kind == Kind.SAML.value else None
+    try:
+        conn, user, trip, authn = receive(uow, sp, connection_id, form, now, notes=notes)
+    except LoginFailed as exc:
+        exc.trace_notes = notes
+        if test is None or seen is None:
+            raise
+        return outcome.failed(uow, str(seen.parent_id), test, exc, notes, now=now, request_id=request_id)
+    if test is not None and trip is not None and trip.parent_id:
+        # No handoff: the test ends here, and its result page checks the browser.
+        return outcome.succeeded(uow, trip.parent_id, test, conn, user, notes, now=now, request_id=request_id)
     if trip is not None and trip.parent_id:
         step = handoff(uow, conn, user, trip.parent_id, now, authn)
         uow.commit()

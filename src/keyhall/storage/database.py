@@ -82,10 +82,12 @@ class Database:
         migrate.upgrade(self.engine)
 
     def purge_expired(self, now: datetime, *, audit_retention_days: int = 0, event_retention_days: int = 0,
-                      stop: Callable[[], bool] | None = None) -> dict[str, int]:
-        """Delete expired sign-in state (and audit events and events past retention); counts per kind."""
+                      trace_retention_days: int = 0, stop: Callable[[], bool] | None = None) -> dict[str, int]:
+        """Delete expired sign-in state (and audit events, events and sign-in traces past retention);
+        counts per kind."""
         return purge_expired(self.engine, now, audit_retention_days=audit_retention_days,
-                             event_retention_days=event_retention_days, stop=stop)
+                             event_retention_days=event_retention_days, trace_retention_days=trace_retention_days,
+                             stop=stop)
 
     def is_up_to_date(self) -> bool:
         # Imported here: see migrate().

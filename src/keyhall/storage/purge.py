@@ -21,6 +21,7 @@ What goes, and when:
 - audit events: older than ``KEYHALL_AUDIT_RETENTION_DAYS`` (0 keeps them all).
 - events (``GET /v1/events``): older than ``KEYHALL_EVENT_RETENTION_DAYS`` (0 keeps them all),
   with their webhook deliveries (the foreign key cascades).
+- sign-in traces: older than ``KEYHALL_TRACE_RETENTION_DAYS`` (default 7; 0 keeps them all).
 
 Rows are deleted in batches of ``batch_size``, each in a transaction of its own, so no lock is held
 for long and the sign-in traffic interleaves; the scans use the expiry indexes. Several instances
@@ -46,6 +47,7 @@ from keyhall.storage.models import (
     RefreshTokenRow,
     RevokedAccessTokenRow,
     SamlReplayRow,
+    SignInTraceRow,
     TokenFamilyRow,
 )
 
@@ -54,7 +56,8 @@ DEFAULT_BATCH = 500
 LOGOUT_NOTICE_RETENTION = timedelta(days=7)
 #: The counts ``purge_expired`` answers, in this order.
 KINDS = ("sign_in_transactions", "authorization_codes", "refresh_tokens", "token_families",
-         "revoked_access_tokens", "saml_replays", "rate_counters", "logout_notices", "audit_events", "events")
+         "revoked_access_tokens", "saml_replays", "rate_counters", "logout_notices", "audit_events", "events",
+         "sign_in_traces")
 
 
 def _live_token_in_family(family: ColumnElement[Any] | InstrumentedAttribute[Any],
@@ -83,7 +86,8 @@ def _drain(engine: Engine, key: list[InstrumentedAttribute[Any]], condition: Col
 
 
 def purge_expired(engine: Engine, now: datetime, *, audit_retention_days: int = 0, event_retention_days: int = 0,
-                  batch_size: int = DEFAULT_BATCH, stop: Callable[[], bool] | None = None) -> dict[str, int]:
+                  trace_retention_days: int = 0, batch_size: int = DEFAULT_BATCH,
+                  stop: Callable[[], bool] | None = None) -> dict[str, int]:
     """Delete what has expired at ``now`` (see the module docstring); the number of rows per kind.
     ``stop()`` is asked between batches and ends the purge early when true."""
     halt = stop or (lambda: False)
@@ -112,6 +116,9 @@ def purge_expired(engine: Engine, now: datetime, *, audit_retention_days: int = 
         conditions["audit_events"] = ([AuditEventRow.id], AuditEventRow.created_at < cutoff)
     if event_retention_days > 0:
         conditions["events"] = ([EventRow.sequence], EventRow.created_at < now - timedelta(days=event_retention_days))
+    if trace_retention_days > 0:
+        conditions["sign_in_traces"] = ([SignInTraceRow.id],
+                                        SignInTraceRow.created_at < now - timedelta(days=trace_retention_days))
     counts = dict.fromkeys(KINDS, 0)
     for kind, (key, condition) in conditions.items():
         counts[kind] = _drain(engine, key, condition, batch_size=batch_size, stop=halt)

@@ -29,6 +29,7 @@ from keyhall.storage.repos.organizations import SqlOrganizations
 from keyhall.storage.repos.replays import SqlReplays
 from keyhall.storage.repos.saml_sessions import SqlSamlSessions
 from keyhall.storage.repos.session_ends import SqlSessionEnds
+from keyhall.storage.repos.sign_in_traces import SqlSignInTraces
 from keyhall.storage.repos.signing_keys import SqlSigningKeys
 from keyhall.storage.repos.transactions import SqlTransactions
 
@@ -60,6 +61,7 @@ class SqlUnitOfWork:
         self.events = SqlEvents(session)
         self.webhooks = SqlWebhooks(session, box)
         self.certificate_watch = SqlCertificateWatch(session, box)
+        self.sign_in_traces = SqlSignInTraces(session)
 
     def commit(self) -> None:
         try:

@@ -91,6 +91,17 @@ def unverified_kid(token: str) -> str | None:
     return kid if isinstance(kid, str) else None
 
 
+def signing_alg(token: str) -> str | None:
+    """The ``alg`` header of a JWS (RFC 7515 §4.1.1), read without verification: for describing a
+    token that ``validate_id_token`` accepted (which checks the algorithm), never for trusting one."""
+    try:
+        header = _extract(token, _IdTokenAlgorithms(strict_check_header=False)).headers()
+    except IdTokenError:
+        return None
+    alg = header.get("alg")
+    return alg if isinstance(alg, str) else None
+
+
 def validate_id_token(
     token: str,
     *,

@@ -38,7 +38,7 @@ import base64
 import binascii
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Literal, NoReturn
 
@@ -106,6 +106,7 @@ class SamlAssertion:
     authn_instant: datetime | None  # when the IdP authenticated the person (AuthnStatement, §2.7.2)
     authn_context_class_ref: str | None = None  # how it did (AuthnContext/AuthnContextClassRef, §2.7.2.2)
     signed_element: Signed
+    signature_methods: tuple[str, ...] = ()  # the SignatureMethod algorithm of each verified signature
 
 
 class _XmlRefused(KeyhallError):
@@ -135,36 +136,43 @@ def parse_saml_response(saml_response: str | bytes, expect: SamlExpectations) ->
         raise ValueError("expect.now must be a timezone-aware datetime")
     if not expect.certificates:
         raise ValueError("at least one pinned IdP certificate is required")
+    methods: list[str] = []  # the SignatureMethod of each verified signature, for the caller's record
     response = _parse(_decode(saml_response, expect.max_bytes), expect.max_bytes)
     _check_status(response)
     refuse_wrapping(response)
     child = _the_assertion(response)
-    response_signed = _verify_if_signed(response, expect)
+    response_signed = _verify_if_signed(response, expect, methods=methods)
     if child.tag == _ASSERTIONS[1]:
 
         def check_decrypted(assertion: etree._Element) -> bool:
             refuse_wrapping(response, assertion)
-            return _verify_if_signed(assertion, expect, required=not response_signed)
+            return _verify_if_signed(assertion, expect, required=not response_signed, methods=methods)
 
         assertion, assertion_signed = open_encrypted_assertion(
             child, [key for key in (expect.sp_private_key, *expect.sp_other_private_keys) if key],
             ciphertext_signed=response_signed, then=check_decrypted
         )
     else:
-        assertion, assertion_signed = child, _verify_if_signed(child, expect, required=not response_signed)
+        assertion_signed = _verify_if_signed(child, expect, required=not response_signed, methods=methods)
+        assertion = child
     signed: Signed = "both" if response_signed and assertion_signed else "response" if response_signed else "assertion"
     _check_response(response, expect, signed=response_signed, encrypted=child is not assertion)
-    return _read_assertion(assertion, response, expect, signed)
+    return replace(_read_assertion(assertion, response, expect, signed), signature_methods=tuple(methods))
 
 
-def _verify_if_signed(element: etree._Element, expect: SamlExpectations, *, required: bool = False) -> bool:
-    """Verify the element's enveloped signature, if it has one; ``required``: it must have one."""
+def _verify_if_signed(element: etree._Element, expect: SamlExpectations, *, required: bool = False,
+                      methods: list[str] | None = None) -> bool:
+    """Verify the element's enveloped signature, if it has one; ``required``: it must have one.
+    The verified signature's algorithm is added to ``methods``."""
     signature = enveloped_signature(element)
     if signature is None:
         if required:
             _fail("neither the Response nor the Assertion is signed", "unsigned")
         return False
-    verify_enveloped_signature(element, signature, certificates=expect.certificates, allow_sha1=expect.allow_sha1)
+    verified = verify_enveloped_signature(element, signature, certificates=expect.certificates,
+                                          allow_sha1=expect.allow_sha1)
+    if methods is not None:
+        methods.append(verified.shape.signature_method)
     return True
 
 

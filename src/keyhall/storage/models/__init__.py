@@ -24,6 +24,7 @@ from keyhall.storage.models.organizations import OrganizationRow
 from keyhall.storage.models.rate_counters import RateCounterRow
 from keyhall.storage.models.saml_replays import SamlReplayRow
 from keyhall.storage.models.saml_sessions import SamlSessionRow
+from keyhall.storage.models.sign_in_traces import SignInTraceRow
 from keyhall.storage.models.signing_keys import SigningKeyRow
 from keyhall.storage.models.users import UserRow
 from keyhall.storage.models.webhooks import WebhookDeliveryRow, WebhookEndpointRow
@@ -50,6 +51,7 @@ __all__ = [
     "RevokedAccessTokenRow",
     "SamlReplayRow",
     "SamlSessionRow",
+    "SignInTraceRow",
     "SigningKeyRow",
     "TokenFamilyRow",
     "UserRow",
