@@ -20,6 +20,7 @@ from tests.integration.test_ldap_signin_e2e import Form, make_ldap_setup, submit
 from tests.integration.test_ldap_signin_e2e import product_client as ldap_product
 from tests.integration.test_ldap_signin_e2e import start as start_ldap
 from tests.integration.test_saml_signin_e2e import ATTRIBUTE_MAPPINGS, SamlSetup, make_saml_setup
+from tests.support.accessibility import assert_accessible
 from tests.support.api import auth
 from tests.support.live import LiveKeyhall, SignInSetup, make_signin_setup
 from tests.support.oidc_idp import OidcIdp
@@ -314,6 +315,7 @@ def test_saml_test_sign_in_in_chromium_shows_each_check(
     expect(page.get_by_role("rowheader", name="Signature and algorithm")).to_be_visible()
     expect(page.get_by_text(f"{s.domain} is a verified domain of this organization")).to_be_visible()
     expect(page.get_by_role("rowheader", name="firstName")).to_be_visible()
+    assert_accessible(page)
     assert s.get_connection()["is_verified"] is True
 
 
