@@ -1,0 +1,229 @@
+"""The setup portal over HTTP: issuing links (roles, validation, tenancy, audit), a link that opens
+once and only while fresh, the session it starts (scoped, time-limited, CSRF-protected), and the
+portal's forms calling the same services as the native API."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from datetime import timedelta
+from urllib.parse import urlsplit
+
+import pytest
+from fastapi.testclient import TestClient
+
+from keyhall.app import create_app
+from keyhall.web.portal import COOKIE
+from tests.support.api import Keyhall, Tenant, auth
+
+
+@pytest.fixture(scope="module")
+def tenants(keyhall: Keyhall) -> tuple[Tenant, Tenant]:
+    return keyhall.tenant("Portal One"), keyhall.tenant("Portal Two")
+
+
+def make_link(keyhall: Keyhall, tenant: Tenant, intent: str = "sso", **extra: object) -> str:
+    response = keyhall.client.post(f"/v1/organizations/{tenant.id}/portal-links", json={"intent": intent, **extra},
+                                   headers=auth(tenant.owner))
+    assert response.status_code == 201, response.text
+    return urlsplit(response.json()["url"]).path
+
+
+@pytest.fixture
+def browser(keyhall: Keyhall) -> Iterator[TestClient]:
+    """A browser of its own (its own cookie jar) on the shared app."""
+    with TestClient(create_app(keyhall.runtime.settings, keyhall.runtime), raise_server_exceptions=False) as client:
+        yield client
+
+
+def open_portal(keyhall: Keyhall, tenant: Tenant, browser: TestClient, intent: str = "sso") -> str:
+    """Open a fresh link in ``browser``; the CSRF token of the page it lands on."""
+    opened = browser.get(make_link(keyhall, tenant, intent), follow_redirects=False)
+    assert opened.status_code == 303, opened.text
+    landing = browser.get(opened.headers["location"])
+    assert landing.status_code == 200, landing.text
+    if intent == "sso":
+        landing = browser.get("/portal/sso/new/saml")  # a page with a form
+    found = re.search(r'name="csrf" value="([^"]+)"', landing.text)
+    assert found is not None
+    return found.group(1)
+
+
+def test_creating_a_link_answers_a_url_and_expiry_and_is_audited(keyhall: Keyhall, tenants: tuple[Tenant, Tenant]) -> None:
+    one, _ = tenants
+    response = keyhall.client.post(f"/v1/organizations/{one.slug}/portal-links",
+                                   json={"intent": "domain_verification", "return_url": "https://app.example/settings"},
+                                   headers=auth(one.owner))
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert set(body) == {"url", "expires_at"}
+    assert body["url"].startswith("http://keyhall.test/portal/open/")
+    token = body["url"].rsplit("/", 1)[1]
+    assert len(token) >= 40
+    events = keyhall.client.get(f"/v1/organizations/{one.id}/audit-events", params={"action": "portal_link.created"},
+                                headers=auth(one.owner)).json()["data"]
+    assert events and events[0]["actor"].startswith("key:")
+    assert token not in str(events)  # only a hash of the token is kept anywhere
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({"intent": "everything"}, "intent"),
+    ({}, "intent"),
+    ({"intent": "sso", "return_url": "javascript:alert(1)"}, "return_url"),
+    ({"intent": "sso", "return_url": "/relative"}, "return_url"),
+    ({"intent": "sso", "return_url": "https://user:pw@app.example/"}, "return_url"),
+    ({"intent": "sso", "extra": 1}, "extra"),
+])
+def test_bad_link_requests_are_400_naming_the_field(keyhall: Keyhall, tenants: tuple[Tenant, Tenant],
+                                                    body: dict[str, object], field: str) -> None:
+    one, _ = tenants
+    response = keyhall.client.post(f"/v1/organizations/{one.id}/portal-links", json=body, headers=auth(one.owner))
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["code"] == "invalid_request"
+    assert field in error["message"]
+
+
+def test_only_sso_writers_create_links_and_other_orgs_are_404(keyhall: Keyhall,
+                                                               tenants: tuple[Tenant, Tenant]) -> None:
+    one, two = tenants
+    path = f"/v1/organizations/{one.id}/portal-links"
+    assert keyhall.client.post(path, json={"intent": "sso"}, headers=auth(one.viewer)).status_code == 403
+    assert keyhall.client.post(path, json={"intent": "sso"}, headers=auth(one.admin)).status_code == 403
+    assert keyhall.client.post(path, json={"intent": "sso"}, headers=auth(two.owner)).status_code == 404
+    assert keyhall.client.post(path, json={"intent": "sso"}).status_code == 401
+    allowed = keyhall.client.patch(f"/v1/organizations/{one.id}", json={"admins_may_configure_sso": True},
+                                   headers=auth(one.owner))
+    assert allowed.status_code == 200, allowed.text
+    try:
+        assert keyhall.client.post(path, json={"intent": "sso"}, headers=auth(one.admin)).status_code == 201
+    finally:
+        keyhall.client.patch(f"/v1/organizations/{one.id}", json={"admins_may_configure_sso": False},
+                             headers=auth(one.owner))
+
+
+def test_a_link_opens_once_and_sets_a_scoped_cookie(keyhall: Keyhall, tenants: tuple[Tenant, Tenant],
+                                                    browser: TestClient) -> None:
+    one, _ = tenants
+    path = make_link(keyhall, one, "directory_sync")
+    opened = browser.get(path, follow_redirects=False)
+    assert opened.status_code == 303
+    assert opened.headers["location"] == "/portal/directories"  # the token leaves the address bar
+    cookie = opened.headers["set-cookie"]
+    assert cookie.startswith(f"{COOKIE}=") and "HttpOnly" in cookie and "Path=/portal" in cookie
+    assert "samesite=lax" in cookie.lower() and "Secure" not in cookie  # the public URL is http here
+    again = browser.get(path, follow_redirects=False)
+    assert again.status_code == 410
+    assert "already used" in again.text
+    assert browser.get("/portal/open/" + "x" * 43).status_code == 404
+    events = keyhall.client.get(f"/v1/organizations/{one.id}/audit-events", params={"action": "portal_link.opened"},
+                                headers=auth(one.owner)).json()["data"]
+    assert any(e["actor"].startswith("portal-link:") for e in events)
+
+
+def test_a_link_expires_unopened_and_a_session_ends(keyhall: Keyhall, tenants: tuple[Tenant, Tenant],
+                                                    browser: TestClient) -> None:
+    one, _ = tenants
+    runtime = keyhall.runtime
+    real = runtime.clock
+    stale = make_link(keyhall, one)
+    runtime.clock = lambda: real() + timedelta(seconds=runtime.settings.portal_link_ttl_seconds + 1)
+    try:
+        refused = browser.get(stale, follow_redirects=False)
+    finally:
+        runtime.clock = real
+    assert refused.status_code == 410 and "expired" in refused.text
+    open_portal(keyhall, one, browser)
+    runtime.clock = lambda: real() + timedelta(seconds=runtime.settings.portal_session_ttl_seconds + 1)
+    try:
+        ended = browser.get("/portal/sso")
+    finally:
+        runtime.clock = real
+    assert ended.status_code == 403 and "ended" in ended.text
+    assert browser.get("/portal/sso").status_code == 200
+
+
+def test_without_a_session_the_portal_is_refused(browser: TestClient) -> None:
+    for path in ("/portal/sso", "/portal/domains", "/portal/directories", "/portal/certificates"):
+        response = browser.get(path)
+        assert response.status_code == 403, path
+    browser.cookies.set(COOKIE, "forged", path="/portal")
+    assert browser.get("/portal/sso").status_code == 403
+
+
+def test_the_session_sees_only_its_intent_and_its_organization(keyhall: Keyhall, tenants: tuple[Tenant, Tenant],
+                                                               browser: TestClient) -> None:
+    one, two = tenants
+    made = keyhall.client.post(f"/v1/organizations/{two.id}/connections", headers=auth(two.owner), json={
+        "protocol": "oidc", "name": "two-corp",
+        "oidc": {"client_id": "c", "authorization_url": "https://idp.example/auth",
+                 "token_url": "https://idp.example/token", "jwks_url": "https://idp.example/jwks",
+                 "issuer": "https://idp.example"}})
+    other_domain = keyhall.client.post(f"/v1/organizations/{two.id}/domains", json={"domain": "two-portal.test"},
+                                       headers=auth(two.owner))
+    open_portal(keyhall, one, browser, "domain_verification")
+    assert browser.get("/portal/sso").status_code == 404  # not what the link was made for
+    assert browser.get("/portal/directories").status_code == 404
+    page = browser.get("/portal/domains")
+    assert "two-portal.test" not in page.text
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+    if other_domain.status_code == 201:
+        foreign = browser.post(f"/portal/domains/{other_domain.json()['id']}/verify", data={"csrf": csrf})
+        assert foreign.status_code == 404
+    open_portal(keyhall, one, browser, "sso")
+    if made.status_code == 201:
+        assert browser.get(f"/portal/sso/connections/{made.json()['id']}").status_code == 404
+
+
+def test_forged_posts_are_refused_and_change_nothing(keyhall: Keyhall, tenants: tuple[Tenant, Tenant],
+                                                     browser: TestClient) -> None:
+    one, _ = tenants
+    csrf = open_portal(keyhall, one, browser, "domain_verification")
+    name = "forged-portal.test"
+    assert browser.post("/portal/domains", data={"domain": name}).status_code == 403
+    assert browser.post("/portal/domains", data={"domain": name, "csrf": "wrong"}).status_code == 403
+    cross = browser.post("/portal/domains", data={"domain": name, "csrf": csrf},
+                         headers={"Origin": "https://evil.example"})
+    assert cross.status_code == 403
+    listed = keyhall.client.get(f"/v1/organizations/{one.id}/domains", headers=auth(one.owner)).json()["data"]
+    assert name not in [d["domain"] for d in listed]
+    good = browser.post("/portal/domains", data={"domain": name, "csrf": csrf},
+                        headers={"Origin": "http://keyhall.test"}, follow_redirects=False)
+    assert good.status_code == 303, good.text
+    events = keyhall.client.get(f"/v1/organizations/{one.id}/audit-events", params={"action": "domain.claimed"},
+                                headers=auth(one.owner)).json()["data"]
+    assert any(e["actor"].startswith("portal-link:") for e in events)
+
+
+def test_portal_forms_show_the_api_s_field_messages(keyhall: Keyhall, tenants: tuple[Tenant, Tenant],
+                                                    browser: TestClient) -> None:
+    one, _ = tenants
+    csrf = open_portal(keyhall, one, browser, "sso")
+    bad = browser.post("/portal/sso/new/saml", data={"csrf": csrf, "name": "", "saml.metadata_url": "not a url"})
+    assert bad.status_code == 400
+    assert 'aria-invalid="true"' in bad.text
+    api = keyhall.client.post(f"/v1/organizations/{one.id}/connections", headers=auth(one.owner),
+                              json={"protocol": "saml", "name": "x", "saml": {"metadata_url": "not a url"}})
+    assert api.status_code == 400
+    assert api.json()["error"]["message"].split(":")[0] in bad.text  # the same field is named
+    oidc = browser.post("/portal/sso/new/oidc", data={"csrf": csrf, "name": "o", "oidc.client_secret": "s3cr3t-value"})
+    assert oidc.status_code == 400
+    assert "oidc.client_id" in oidc.text
+    assert "s3cr3t-value" not in oidc.text  # secrets are never written back into a page
+
+
+def test_directory_token_is_shown_once(keyhall: Keyhall, tenants: tuple[Tenant, Tenant], browser: TestClient) -> None:
+    one, _ = tenants
+    csrf = open_portal(keyhall, one, browser, "directory_sync")
+    made = browser.post("/portal/directories", data={"csrf": csrf, "name": "Okta people", "provider": "okta"})
+    assert made.status_code == 201, made.text
+    token = re.search(r'<code id="token-[^"]+">([^<]+)<', made.text)
+    assert token is not None
+    assert "/scim/v2/" in made.text and "shown only this once" in made.text
+    again = browser.get("/portal/directories")
+    assert token.group(1) not in again.text
+    bad = browser.post("/portal/directories", data={"csrf": csrf, "name": "x", "provider": "nope"})
+    assert bad.status_code == 400 and "provider" in bad.text
+    events = keyhall.client.get(f"/v1/organizations/{one.id}/audit-events", params={"action": "directory.created"},
+                                headers=auth(one.owner)).json()["data"]
+    assert any(e["actor"].startswith("portal-link:") for e in events)
