@@ -5,8 +5,10 @@ portal's forms calling the same services as the native API."""
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -15,6 +17,8 @@ from fastapi.testclient import TestClient
 from keyhall.app import create_app
 from keyhall.web.portal import COOKIE
 from tests.support.api import Keyhall, Tenant, auth
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "saml"
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +53,8 @@ def open_portal(keyhall: Keyhall, tenant: Tenant, browser: TestClient, intent: s
     return found.group(1)
 
 
-def test_creating_a_link_answers_a_url_and_expiry_and_is_audited(keyhall: Keyhall, tenants: tuple[Tenant, Tenant]) -> None:
+def test_creating_a_link_answers_a_url_and_expiry_and_is_audited(keyhall: Keyhall,
+                                                                 tenants: tuple[Tenant, Tenant]) -> None:
     one, _ = tenants
     response = keyhall.client.post(f"/v1/organizations/{one.slug}/portal-links",
                                    json={"intent": "domain_verification", "return_url": "https://app.example/settings"},
@@ -62,7 +67,8 @@ def test_creating_a_link_answers_a_url_and_expiry_and_is_audited(keyhall: Keyhal
     assert len(token) >= 40
     events = keyhall.client.get(f"/v1/organizations/{one.id}/audit-events", params={"action": "portal_link.created"},
                                 headers=auth(one.owner)).json()["data"]
-    assert events and events[0]["actor"].startswith("key:")
+    assert events
+    assert events[0]["actor"].startswith("key:")
     assert token not in str(events)  # only a hash of the token is kept anywhere
 
 
@@ -110,8 +116,11 @@ def test_a_link_opens_once_and_sets_a_scoped_cookie(keyhall: Keyhall, tenants: t
     assert opened.status_code == 303
     assert opened.headers["location"] == "/portal/directories"  # the token leaves the address bar
     cookie = opened.headers["set-cookie"]
-    assert cookie.startswith(f"{COOKIE}=") and "HttpOnly" in cookie and "Path=/portal" in cookie
-    assert "samesite=lax" in cookie.lower() and "Secure" not in cookie  # the public URL is http here
+    assert cookie.startswith(f"{COOKIE}=")
+    assert "HttpOnly" in cookie
+    assert "Path=/portal" in cookie
+    assert "samesite=lax" in cookie.lower()
+    assert "Secure" not in cookie
     again = browser.get(path, follow_redirects=False)
     assert again.status_code == 410
     assert "already used" in again.text
@@ -132,14 +141,16 @@ def test_a_link_expires_unopened_and_a_session_ends(keyhall: Keyhall, tenants: t
         refused = browser.get(stale, follow_redirects=False)
     finally:
         runtime.clock = real
-    assert refused.status_code == 410 and "expired" in refused.text
+    assert refused.status_code == 410
+    assert "expired" in refused.text
     open_portal(keyhall, one, browser)
     runtime.clock = lambda: real() + timedelta(seconds=runtime.settings.portal_session_ttl_seconds + 1)
     try:
         ended = browser.get("/portal/sso")
     finally:
         runtime.clock = real
-    assert ended.status_code == 403 and "ended" in ended.text
+    assert ended.status_code == 403
+    assert "ended" in ended.text
     assert browser.get("/portal/sso").status_code == 200
 
 
@@ -154,25 +165,29 @@ def test_without_a_session_the_portal_is_refused(browser: TestClient) -> None:
 def test_the_session_sees_only_its_intent_and_its_organization(keyhall: Keyhall, tenants: tuple[Tenant, Tenant],
                                                                browser: TestClient) -> None:
     one, two = tenants
-    made = keyhall.client.post(f"/v1/organizations/{two.id}/connections", headers=auth(two.owner), json={
-        "protocol": "oidc", "name": "two-corp",
-        "oidc": {"client_id": "c", "authorization_url": "https://idp.example/auth",
-                 "token_url": "https://idp.example/token", "jwks_url": "https://idp.example/jwks",
-                 "issuer": "https://idp.example"}})
-    other_domain = keyhall.client.post(f"/v1/organizations/{two.id}/domains", json={"domain": "two-portal.test"},
+    metadata = (FIXTURES / "metadata-google-workspace.xml").read_text()
+    made = keyhall.client.post(f"/v1/organizations/{two.id}/connections", headers=auth(two.owner),
+                               json={"protocol": "saml", "name": "two-corp", "saml": {"metadata_xml": metadata}})
+    assert made.status_code == 201, made.text
+    domain = f"two-{uuid.uuid4().hex[:8]}.test"
+    other_domain = keyhall.client.post(f"/v1/organizations/{two.id}/domains", json={"domain": domain},
                                        headers=auth(two.owner))
+    assert other_domain.status_code == 201, other_domain.text
     open_portal(keyhall, one, browser, "domain_verification")
     assert browser.get("/portal/sso").status_code == 404  # not what the link was made for
     assert browser.get("/portal/directories").status_code == 404
     page = browser.get("/portal/domains")
-    assert "two-portal.test" not in page.text
+    assert domain not in page.text
     csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
-    if other_domain.status_code == 201:
-        foreign = browser.post(f"/portal/domains/{other_domain.json()['id']}/verify", data={"csrf": csrf})
-        assert foreign.status_code == 404
-    open_portal(keyhall, one, browser, "sso")
-    if made.status_code == 201:
-        assert browser.get(f"/portal/sso/connections/{made.json()['id']}").status_code == 404
+    foreign = browser.post(f"/portal/domains/{other_domain.json()['id']}/verify", data={"csrf": csrf})
+    assert foreign.status_code == 404
+    csrf = open_portal(keyhall, one, browser, "sso")
+    foreign_id = made.json()["id"]
+    assert browser.get(f"/portal/sso/connections/{foreign_id}").status_code == 404
+    renamed = browser.post(f"/portal/sso/connections/{foreign_id}", data={"csrf": csrf, "name": "taken"})
+    assert renamed.status_code == 404
+    assert "two-corp" not in browser.get("/portal/sso").text
+    assert "two-corp" not in browser.get("/portal/certificates").text
 
 
 def test_forged_posts_are_refused_and_change_nothing(keyhall: Keyhall, tenants: tuple[Tenant, Tenant],
@@ -219,11 +234,42 @@ def test_directory_token_is_shown_once(keyhall: Keyhall, tenants: tuple[Tenant, 
     assert made.status_code == 201, made.text
     token = re.search(r'<code id="token-[^"]+">([^<]+)<', made.text)
     assert token is not None
-    assert "/scim/v2/" in made.text and "shown only this once" in made.text
+    assert "/scim/v2/" in made.text
+    assert "shown only this once" in made.text
     again = browser.get("/portal/directories")
     assert token.group(1) not in again.text
     bad = browser.post("/portal/directories", data={"csrf": csrf, "name": "x", "provider": "nope"})
-    assert bad.status_code == 400 and "provider" in bad.text
+    assert bad.status_code == 400
+    assert "provider" in bad.text
     events = keyhall.client.get(f"/v1/organizations/{one.id}/audit-events", params={"action": "directory.created"},
                                 headers=auth(one.owner)).json()["data"]
     assert any(e["actor"].startswith("portal-link:") for e in events)
+
+
+def test_a_saml_connection_set_up_in_the_portal_keeps_the_urls_shown_before(
+        keyhall: Keyhall, tenants: tuple[Tenant, Tenant], browser: TestClient) -> None:
+    one, _ = tenants
+    csrf = open_portal(keyhall, one, browser, "sso")
+    before = browser.get("/portal/sso/new/google").text
+    acs = re.search(r'<code id="acs-url">([^<]+)<', before)
+    assert acs is not None
+    assert "/saml/acs" in acs.group(1)
+    metadata = (FIXTURES / "metadata-google-workspace.xml").read_text()
+    made = browser.post("/portal/sso/new/google", follow_redirects=False,
+                        data={"csrf": csrf, "name": f"google-{uuid.uuid4().hex[:6]}", "saml.metadata_xml": metadata})
+    assert made.status_code == 303, made.text
+    page = browser.get(made.headers["location"])
+    assert page.status_code == 200
+    assert acs.group(1) in page.text
+    assert "Saved" in page.text
+    connection_id = made.headers["location"].split("/")[-1].split("?")[0]
+    stored = keyhall.client.get(f"/v1/organizations/{one.id}/connections/{connection_id}", headers=auth(one.owner))
+    assert stored.json()["acs_url"] == acs.group(1)
+    assert stored.json()["provider"] == "google_workspace"
+    events = keyhall.client.get(f"/v1/organizations/{one.id}/audit-events", params={"action": "connection.created"},
+                                headers=auth(one.owner)).json()["data"]
+    assert any(e["actor"].startswith("portal-link:") and e["target_id"] == connection_id for e in events)
+    assert acs.group(1) not in browser.get("/portal/sso/new/google").text  # the next one gets a new id
+    certificates = browser.get("/portal/certificates")
+    assert certificates.status_code == 200
+    assert connection_id in certificates.text

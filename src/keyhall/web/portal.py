@@ -54,8 +54,12 @@ def render(template: str, session: PortalSession, *, status: int = 200, **contex
     """A portal page: its navigation (the areas the link opens), the session's CSRF token, and the
     way back to the product when the link named one."""
     nav = [(AREA_TITLES[a], area_url(a)) for a in AREAS[session.intent]]
-    return page(template, status=status, csp=CSP, csrf=session.csrf_token, nav=nav,
-                return_url=session.return_url, **context)
+    response = page(template, status=status, csp=CSP, csrf=session.csrf_token, nav=nav,
+                    return_url=session.return_url, **context)
+    # Browsers send "Origin: null" from a no-referrer page; same-origin lets the form's real origin
+    # be checked, and still tells other sites nothing.
+    response.headers["Referrer-Policy"] = "same-origin"
+    return response
 
 
 def error_page(exc: KeyhallError) -> HTMLResponse:
