@@ -4,6 +4,7 @@ portal's forms calling the same services as the native API."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import uuid
 from collections.abc import Iterator
@@ -273,3 +274,31 @@ def test_a_saml_connection_set_up_in_the_portal_keeps_the_urls_shown_before(
     certificates = browser.get("/portal/certificates")
     assert certificates.status_code == 200
     assert connection_id in certificates.text
+
+
+def test_hostile_portal_input_is_a_clear_4xx(keyhall: Keyhall, tenants: tuple[Tenant, Tenant],
+                                            browser: TestClient) -> None:
+    one, _ = tenants
+    assert browser.get("/portal/open/" + "a" * 5000).status_code == 404
+    csrf = open_portal(keyhall, one, browser, "domain_verification")
+    many = {f"f{i}": "x" for i in range(200)} | {"csrf": csrf}
+    assert browser.post("/portal/domains", data=many).status_code == 400
+    upload = browser.post("/portal/domains", data={"csrf": csrf}, files={"domain": ("a.txt", b"example.com")})
+    assert upload.status_code == 400
+    odd = browser.post("/portal/domains", data={"csrf": csrf, "domain": "exa\x00mple.com"})
+    assert odd.status_code == 400
+    assert "domain" in odd.text
+
+
+def test_the_cookie_is_secure_when_keyhall_is_served_over_https(keyhall: Keyhall,
+                                                                tenants: tuple[Tenant, Tenant]) -> None:
+    one, _ = tenants
+    settings = keyhall.runtime.settings.model_copy(update={"public_url": "https://keyhall.test"})
+    runtime = dataclasses.replace(keyhall.runtime, settings=settings)
+    with TestClient(create_app(settings, runtime), base_url="https://keyhall.test") as client:
+        made = client.post(f"/v1/organizations/{one.id}/portal-links", json={"intent": "sso"}, headers=auth(one.owner))
+        assert made.status_code == 201, made.text
+        assert made.json()["url"].startswith("https://keyhall.test/portal/open/")
+        opened = client.get(urlsplit(made.json()["url"]).path, follow_redirects=False)
+    assert opened.status_code == 303
+    assert "Secure" in opened.headers["set-cookie"]
