@@ -77,6 +77,7 @@ def test_an_it_admin_sets_up_saml_and_a_domain_in_the_portal(
     page.get_by_label("IdP metadata URL").fill(saml_idp.metadata_url)
     page.get_by_role("button", name="Create the connection").click()
     expect(page.get_by_role("status")).to_contain_text("Saved")
+    expect(page.get_by_role("heading", name="1. At Another SAML 2.0 identity provider")).to_be_visible()
     assert page.locator("#acs-url").inner_text() == acs  # the URLs given to the IdP before saving still hold
     shot(page, tmp_path, "04-connection")
     connection_id = page.url.rsplit("/", 1)[1].split("?")[0]

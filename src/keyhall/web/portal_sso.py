@@ -38,10 +38,13 @@ SECRETS = frozenset({"client_secret", "bind_password"})
 
 
 def guide_for(conn: Connection) -> Guide:
-    for guide in GUIDES.values():
-        if guide.protocol is conn.protocol and guide.provider is conn.provider:
-            return guide
-    return next(g for g in GUIDES.values() if g.protocol is conn.protocol and g.provider is Provider.GENERIC)
+    """The guide of the connection's provider preset; a generic connection gets its protocol's
+    (the stored connection does not say whether AD FS or JumpCloud was picked)."""
+    if conn.provider is not Provider.GENERIC:
+        for guide in GUIDES.values():
+            if guide.protocol is conn.protocol and guide.provider is conn.provider:
+                return guide
+    return GUIDES[conn.protocol.value]
 
 
 def sp_values(public_url: str, conn: Connection) -> dict[str, str | None]:
