@@ -86,6 +86,11 @@ def test_an_it_admin_sets_up_saml_and_a_domain_in_the_portal(
     assert stored["discovered"]["idp_entity_id"] == "urn:test:idp"
     assert stored["acs_url"] == acs
 
+    for guide in ("oidc", "ldap", "entra"):  # every kind of guided form
+        page.goto(f"{live.url}/portal/sso/new/{guide}")
+        expect(page.get_by_role("button", name="Create the connection")).to_be_visible()
+        shot(page, tmp_path, f"04-guide-{guide}")
+
     page.get_by_role("link", name="Certificates").click()
     expect(page.get_by_role("heading", name="corp-saml")).to_be_visible()
     shot(page, tmp_path, "05-certificates")
@@ -126,3 +131,40 @@ def test_an_it_admin_sets_up_saml_and_a_domain_in_the_portal(
         events = api.get(f"/v1/organizations/{org_id}/audit-events", headers=auth(owner)).json()["data"]
     by_portal = {e["action"] for e in events if e["actor"].startswith("portal-link:")}
     assert {"portal_link.opened", "connection.created", "domain.claimed", "domain.checked"} <= by_portal, by_portal
+
+
+def test_an_it_admin_connects_a_directory_in_the_portal(
+    live_keyhall: LiveKeyhall, browser_context: BrowserContext, tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect  # the browser fixture reports a missing playwright first
+
+    live, suffix = live_keyhall, uuid.uuid4().hex[:8]
+    with live.api() as api:
+        org = api.post("/v1/organizations", json={"name": f"Directory {suffix}"}, headers=auth(live.instance_token))
+        assert org.status_code == 201, org.text
+        owner = live.issue_key(org.json()["id"], Role.OWNER)
+        made = api.post(f"/v1/organizations/{org.json()['id']}/portal-links", headers=auth(owner),
+                        json={"intent": "directory_sync"})
+    assert made.status_code == 201, made.text
+    requests: list[str] = []
+    page = browser_context.new_page()
+    page.on("request", lambda request: requests.append(request.url))
+    page.goto(made.json()["url"])
+    assert page.url == live.url + "/portal/directories"
+    shot(page, tmp_path, "01-directories")
+    page.get_by_label("Name").fill("Okta people")
+    page.get_by_label("Identity provider").select_option("okta")
+    page.get_by_role("button", name="Create the directory").click()
+    expect(page.get_by_role("status")).to_contain_text("shown only this once")
+    token = page.locator("code[id^=token-]").inner_text()
+    shot(page, tmp_path, "02-token")
+    with live.api() as api:  # the token shown is the SCIM bearer token
+        scim = page.locator("code[id^=scim-]").inner_text()
+        listed = api.get(f"{scim}/Users", headers=auth(token))
+    assert listed.status_code == 200, listed.text
+    page.goto(live.url + "/portal/directories")
+    expect(page.locator("code[id^=token-]")).to_have_count(0)
+    assert token not in page.content()
+    page.goto(live.url + "/portal/sso")
+    expect(page.get_by_role("heading")).to_contain_text("Not found")  # not part of this link
+    assert [url for url in requests if not url.startswith(live.url + "/")] == []
