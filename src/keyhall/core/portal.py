@@ -23,10 +23,11 @@ from enum import StrEnum
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from keyhall.core import audit
+from keyhall.core import audit, connection_service
 from keyhall.core.access import Principal, require_sso_writer
 from keyhall.core.connection_service import Context, organization_for
-from keyhall.core.ports import UnitOfWork
+from keyhall.core.connections import Connection, ConnectionInput
+from keyhall.core.ports import IdPInspector, UnitOfWork
 from keyhall.core.vocabulary import Role
 from keyhall.errors import InvalidInput, NotFound, PermissionDenied
 from keyhall.security.tokens import same_token
@@ -244,11 +245,16 @@ def context_for(session: PortalSession, *, request_id: str | None, now: datetime
     return Context(principal=principal_for(session), request_id=request_id, now=now)
 
 
-def next_draft(store: PortalStore, session: PortalSession) -> str:
-    """After a connection was created with the draft id, hand out a fresh one for the next."""
+def create_connection(uow: UnitOfWork, store: PortalStore, session: PortalSession, ctx: Context,
+                      data: ConnectionInput, inspector: IdPInspector) -> Connection:
+    """Create a connection (the native API's service and rules) with the id whose URLs the portal
+    already showed for the IdP, then hand out a fresh id for the next one."""
+    conn = connection_service.create_connection(uow, ctx, session.organization_id, data, inspector,
+                                                new_id=session.draft_connection_id)
     session.draft_connection_id = str(uuid.uuid4())
     store.set_draft_connection(session.id, session.draft_connection_id)
-    return session.draft_connection_id
+    uow.commit()
+    return conn
 
 
 def domain_problem(last_error: str | None) -> str | None:

@@ -156,16 +156,13 @@ def create_connection(guide_key: str, request: Request, uow: UowDep, runtime: Ru
         ctx = context_of(request, runtime, session)
         try:
             data = validate_model(ConnectionInput, connection_body(guide.protocol, fields, creating=True, guide=guide))
-            conn = service.create_connection(uow, ctx, session.organization_id, data, runtime.inspector,
-                                             new_id=session.draft_connection_id)
+            conn = portal.create_connection(uow, portal.store_of(uow), session, ctx, data, runtime.inspector)
         except KeyhallError as exc:
             uow.rollback()
             if exc.code == "not_found":
                 raise
             return connection_page(session, runtime.settings.public_url, draft(session, guide), guide, creating=True,
                                    fields=fields, errors=errors_of(exc), message=exc.message, status=status_for(exc))
-        portal.next_draft(portal.store_of(uow), session)
-        uow.commit()
         return RedirectResponse(f"{portal.PORTAL_PATH}/sso/connections/{conn.id}?saved=1", status_code=303)
     return guarded(request, uow, runtime, Area.CONNECTIONS, build, form=fields)
 
