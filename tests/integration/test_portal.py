@@ -47,7 +47,7 @@ def open_portal(keyhall: Keyhall, tenant: Tenant, browser: TestClient, intent: s
     assert opened.status_code == 303, opened.text
     landing = browser.get(opened.headers["location"])
     assert landing.status_code == 200, landing.text
-    if intent == "sso":
+    if intent in ("sso", "certificate_renewal"):
         landing = browser.get("/portal/sso/new/saml")  # a page with a form
     found = re.search(r'name="csrf" value="([^"]+)"', landing.text)
     assert found is not None
@@ -302,3 +302,30 @@ def test_the_cookie_is_secure_when_keyhall_is_served_over_https(keyhall: Keyhall
         opened = client.get(urlsplit(made.json()["url"]).path, follow_redirects=False)
     assert opened.status_code == 303
     assert "Secure" in opened.headers["set-cookie"]
+
+
+def test_a_connection_is_edited_in_the_portal_and_a_stale_field_is_named(
+        keyhall: Keyhall, tenants: tuple[Tenant, Tenant], browser: TestClient) -> None:
+    one, _ = tenants
+    csrf = open_portal(keyhall, one, browser, "certificate_renewal")  # renewal opens the connection's page too
+    metadata = (FIXTURES / "metadata-google-workspace.xml").read_text()
+    made = keyhall.client.post(f"/v1/organizations/{one.id}/connections", headers=auth(one.owner), json={
+        "protocol": "saml", "name": f"edit-{uuid.uuid4().hex[:6]}", "saml": {"metadata_xml": metadata}})
+    assert made.status_code == 201, made.text
+    path = f"/portal/sso/connections/{made.json()['id']}"
+    page = browser.get(path)
+    assert page.status_code == 200
+    assert 'value="' + made.json()["name"] + '"' in page.text  # the stored settings fill the form
+    renamed = browser.post(path, data={"csrf": csrf, "name": "renamed-in-portal"}, follow_redirects=False)
+    assert renamed.status_code == 303, renamed.text
+    bad = browser.post(path, data={"csrf": csrf, "saml.sso_url": "ftp://idp.example/sso"})
+    assert bad.status_code == 400
+    assert 'id="f-saml-sso_url-error"' in bad.text
+    stored = keyhall.client.get(f"/v1/organizations/{one.id}/connections/{made.json()['id']}",
+                                headers=auth(one.owner)).json()
+    assert stored["name"] == "renamed-in-portal"
+    assert stored["saml"].get("sso_url") != "ftp://idp.example/sso"  # nothing half written
+    events = keyhall.client.get(f"/v1/organizations/{one.id}/audit-events", headers=auth(one.owner),
+                                params={"action": "connection.updated", "target_id": made.json()["id"]}).json()["data"]
+    assert [e["actor"].split(":")[0] for e in events] == ["portal-link"]
+    assert browser.get("/portal/domains").status_code == 404  # renewal does not open domains
