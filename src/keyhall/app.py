@@ -25,6 +25,7 @@ from keyhall.api.native import (
     domains,
     events,
     organizations,
+    portal_links,
     sign_in_traces,
     users,
     webhooks,
@@ -34,7 +35,7 @@ from keyhall.api.openapi import install_openapi
 from keyhall.api.security_headers import install_security_headers
 from keyhall.runtime import Runtime
 from keyhall.settings import Settings, load_settings
-from keyhall.web import logout, oauth, pages, saml, sign_in_test
+from keyhall.web import logout, oauth, pages, portal, portal_setup, portal_sso, saml, sign_in_test
 
 JSON_PREFIXES = ("/v1/", "/0.1.0/", "/api/", "/organizations/", "/organisations/", "/scim/")
 
@@ -51,10 +52,12 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.state.runtime = runtime
     install_error_handlers(app)
     app.include_router(health.router)
-    for router in (oauth.router, logout.router, pages.router, saml.router, sign_in_test.router):
+    for router in (oauth.router, logout.router, pages.router, saml.router, sign_in_test.router, portal.router,
+                   portal_sso.router, portal_setup.router):
         app.include_router(router, dependencies=[LoginRateLimited])
     for router in (organizations.router, connections.router, domains.router, audit.router, users.router,
-                   applications.router, directories.router, events.router, webhooks.router, sign_in_traces.router):
+                   applications.router, directories.router, events.router, webhooks.router, sign_in_traces.router,
+                   portal_links.router):
         app.include_router(router, dependencies=[RateLimited])
     register_error_style(ErrorStyle(scim.PREFIX + "/", scim.scim_error_body))
     for router in scim.ROUTERS:  # the directory's token authenticates; failed attempts are rate-limited

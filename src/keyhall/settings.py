@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     api_rate_limit_per_minute: int = 1200  # per API key (or client IP without one); 0 turns it off
     dns_resolver: str | None = None  # host:port of the resolver used for domain checks
     domain_check_interval_seconds: float = 600  # background DNS re-check of claimed domains; 0 turns it off
+    # The setup portal: an unopened link works this long; the session it opens lasts portal_session_ttl_seconds.
+    portal_link_ttl_seconds: int = Field(default=900, ge=60, le=7 * 24 * 3600)
+    portal_session_ttl_seconds: int = Field(default=3600, ge=300, le=24 * 3600)
     metrics_token: str | None = Field(default=None, repr=False)  # GET /metrics answers this bearer token only
     metrics_port: int | None = None  # `keyhall serve` also serves /metrics on this port, without a token
     metrics_host: str = "127.0.0.1"  # the address of that metrics port

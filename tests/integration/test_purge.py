@@ -28,6 +28,9 @@ from keyhall.storage.models import (
     AuthorizationCodeRow,
     EventRow,
     LoginTransactionRow,
+    OrganizationRow,
+    PortalLinkRow,
+    PortalSessionRow,
     RateCounterRow,
     RefreshTokenRow,
     RevokedAccessTokenRow,
@@ -141,7 +144,8 @@ def test_past_expiry_goes_and_what_can_still_serve_stays(engine: Engine) -> None
     assert remaining(engine, AuditEventRow.id) == {"audit-recent"}
     assert counts == {"sign_in_transactions": 1, "authorization_codes": 3, "refresh_tokens": 4, "token_families": 3,
                       "revoked_access_tokens": 1, "saml_replays": 1, "rate_counters": 1, "logout_notices": 0,
-                      "audit_events": 1, "events": 0, "sign_in_traces": 0}
+                      "portal_sessions": 0, "portal_links": 0, "audit_events": 1, "events": 0,
+                      "sign_in_traces": 0}
     # A second pass finds nothing more.
     assert set(purge_expired(engine, NOW, audit_retention_days=365).values()) == {0}
 
@@ -295,3 +299,31 @@ def test_the_purger_job_runs_and_stops(tmp_path: Path) -> None:
         with runtime.database.engine.connect() as conn:
             assert conn.execute(select(func.count()).select_from(LoginTransactionRow)).scalar_one() == 0
         runtime.database.dispose()
+
+
+def test_ended_portal_sessions_and_spent_portal_links_go(engine: Engine) -> None:
+    def link(link_id: str, expires_at: datetime) -> PortalLinkRow:
+        return PortalLinkRow(id=link_id, organization_id="org-p", intent="sso", token_hash=link_id * 4,
+                             return_url=None, created_by="key:k", created_at=expires_at - timedelta(minutes=15),
+                             expires_at=expires_at, used_at=None)
+
+    def portal_session(session_id: str, link_id: str, expires_at: datetime) -> PortalSessionRow:
+        return PortalSessionRow(id=session_id, link_id=link_id, organization_id="org-p", intent="sso",
+                                secret_hash=session_id * 4, csrf_token="t", return_url=None, draft_connection_id="d",
+                                created_at=expires_at - timedelta(hours=1), expires_at=expires_at)
+
+    with Session(engine) as session:
+        session.add(OrganizationRow(id="org-p", slug="org-p", name="P", short_id="orgp", created_at=AGO,
+                                    updated_at=AGO))
+        session.flush()
+        session.add_all([link("link-expired", AGO), link("link-fresh", LATER), link("link-opened", AGO)])
+        session.flush()
+        session.add_all([portal_session("sess-live", "link-opened", LATER)])
+        session.add_all([link("link-ended", AGO)])
+        session.flush()
+        session.add_all([portal_session("sess-ended", "link-ended", AGO)])
+        session.commit()
+    counts = purge_expired(engine, NOW)
+    assert remaining(engine, PortalSessionRow.id) == {"sess-live"}
+    assert remaining(engine, PortalLinkRow.id) == {"link-fresh", "link-opened"}  # a live session keeps its link
+    assert (counts["portal_sessions"], counts["portal_links"]) == (1, 2)

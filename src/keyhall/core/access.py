@@ -20,10 +20,11 @@ class Principal:
     organization_id: str | None  # None for instance-admin keys
     role: Role | None
     instance_admin: bool = False
+    acting_as: str | None = None  # the audit actor when not an API key (a portal link: ``portal-link:<id>``)
 
     @property
     def actor(self) -> str:
-        return f"key:{self.key_id}"
+        return self.acting_as or f"key:{self.key_id}"
 
 
 SYSTEM = Principal(key_id="system", organization_id=None, role=None, instance_admin=True)

@@ -235,3 +235,9 @@ def watch_pass(unit_of_work: Callable[[], AbstractContextManager[WatchingUnitOfW
         for key, value in counts.items():
             totals[key] += value
     return totals
+
+
+def trusted_certificates(conn: Connection) -> list[dict[str, Any]]:
+    """Every certificate the connection's IdP may sign with (pinned or from its metadata), once each,
+    as ``sha256_fingerprint``, ``subject`` and ``not_after``: what an IT admin renewing one looks at."""
+    return [_brief(entry) for entry in _trusted(conn)]

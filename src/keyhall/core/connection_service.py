@@ -125,11 +125,13 @@ def _claim_domains(uow: UnitOfWork, conn: Connection, now: datetime) -> None:
 
 def create_connection(
     uow: UnitOfWork, ctx: Context, org_ref: str, data: ConnectionInput, inspector: IdPInspector,
-    *, make_default: bool = False,
+    *, make_default: bool = False, new_id: str | None = None,
 ) -> Connection:
     org = organization_for(uow, ctx, org_ref)
     require_sso_writer(ctx.principal, org)
-    outcome = apply_input(None, data, organization_id=org.id, now=ctx.now)
+    if new_id is not None and uow.connections.get_any(new_id) is not None:
+        raise Conflict("this connection was already created; open it from the list", details={"id": new_id})
+    outcome = apply_input(None, data, organization_id=org.id, now=ctx.now, new_id=new_id)
     conn = outcome.connection
     if conn.protocol is Protocol.SAML and "sp_private_key" not in conn.secrets:
         # Each SAML connection gets its own SP key: it signs AuthnRequests and decrypts assertions.

@@ -243,8 +243,10 @@ def apply_input(
     organization_id: str,
     now: datetime,
     replace_all: bool = False,
+    new_id: str | None = None,
 ) -> Outcome:
-    """Merge ``data`` into ``existing`` (or build a new connection) and check every field rule."""
+    """Merge ``data`` into ``existing`` (or build a new connection, with ``new_id`` when the id was
+    handed out before, as the setup portal does to show the IdP its URLs) and check every field rule."""
     if existing is None:
         protocol = data.protocol
         provider = data.provider or Provider.GENERIC
@@ -264,7 +266,7 @@ def apply_input(
             raise InvalidInput(f"{protocol}: the {protocol} settings are required", field=str(protocol))
         block = {**preset.settings.get(protocol, {}), **block}
         base = Connection(
-            id=str(uuid.uuid4()), organization_id=organization_id, protocol=protocol, provider=provider,
+            id=new_id or str(uuid.uuid4()), organization_id=organization_id, protocol=protocol, provider=provider,
             name="", attribute_mappings=dict(preset.attribute_mappings.get(protocol, {})),
             created_at=now, updated_at=now,
         )

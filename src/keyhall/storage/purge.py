@@ -18,6 +18,8 @@ What goes, and when:
 - SAML replay-cache rows: once past their expiry, when the assertion would be refused as expired.
 - rate-limit counters: once their window has ended.
 - back-channel logout notices: a week after they were delivered or given up on.
+- setup-portal sessions once ended, and portal links once expired with no session left (an
+  unopened link is refused after its expiry anyway; the audit trail keeps who made and opened it).
 - audit events: older than ``KEYHALL_AUDIT_RETENTION_DAYS`` (0 keeps them all).
 - events (``GET /v1/events``): older than ``KEYHALL_EVENT_RETENTION_DAYS`` (0 keeps them all),
   with their webhook deliveries (the foreign key cascades).
@@ -43,6 +45,8 @@ from keyhall.storage.models import (
     EventRow,
     LoginTransactionRow,
     LogoutNoticeRow,
+    PortalLinkRow,
+    PortalSessionRow,
     RateCounterRow,
     RefreshTokenRow,
     RevokedAccessTokenRow,
@@ -56,8 +60,8 @@ DEFAULT_BATCH = 500
 LOGOUT_NOTICE_RETENTION = timedelta(days=7)
 #: The counts ``purge_expired`` answers, in this order.
 KINDS = ("sign_in_transactions", "authorization_codes", "refresh_tokens", "token_families",
-         "revoked_access_tokens", "saml_replays", "rate_counters", "logout_notices", "audit_events", "events",
-         "sign_in_traces")
+         "revoked_access_tokens", "saml_replays", "rate_counters", "logout_notices", "portal_sessions", "portal_links",
+         "audit_events", "events", "sign_in_traces")
 
 
 def _live_token_in_family(family: ColumnElement[Any] | InstrumentedAttribute[Any],
@@ -110,6 +114,9 @@ def purge_expired(engine: Engine, now: datetime, *, audit_retention_days: int = 
         "logout_notices": ([LogoutNoticeRow.id], or_(
             LogoutNoticeRow.delivered_at < now - LOGOUT_NOTICE_RETENTION,
             LogoutNoticeRow.abandoned_at < now - LOGOUT_NOTICE_RETENTION)),
+        "portal_sessions": ([PortalSessionRow.id], PortalSessionRow.expires_at <= now),
+        "portal_links": ([PortalLinkRow.id], and_(
+            PortalLinkRow.expires_at <= now, ~exists().where(PortalSessionRow.link_id == PortalLinkRow.id))),
     }
     if audit_retention_days > 0:
         cutoff = now - timedelta(days=audit_retention_days)

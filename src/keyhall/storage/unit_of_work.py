@@ -26,6 +26,7 @@ from keyhall.storage.repos.domains import SqlDomains
 from keyhall.storage.repos.events import SqlEvents, SqlWebhooks
 from keyhall.storage.repos.grants import SqlGrants
 from keyhall.storage.repos.organizations import SqlOrganizations
+from keyhall.storage.repos.portal import SqlPortal
 from keyhall.storage.repos.replays import SqlReplays
 from keyhall.storage.repos.saml_sessions import SqlSamlSessions
 from keyhall.storage.repos.session_ends import SqlSessionEnds
@@ -62,6 +63,7 @@ class SqlUnitOfWork:
         self.webhooks = SqlWebhooks(session, box)
         self.certificate_watch = SqlCertificateWatch(session, box)
         self.sign_in_traces = SqlSignInTraces(session)
+        self.portal = SqlPortal(session)
 
     def commit(self) -> None:
         try:

@@ -37,10 +37,10 @@ CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data: http
 _templates = Environment(loader=PackageLoader("keyhall", "web/templates"), autoescape=select_autoescape(["html"]))
 
 
-def page(template: str, status: int = 200, **context: Any) -> HTMLResponse:
+def page(template: str, status: int = 200, *, csp: str = CSP, **context: Any) -> HTMLResponse:
     html = _templates.get_template(template).render(**context)
     return HTMLResponse(html, status_code=status, headers={
-        "Content-Security-Policy": CSP, "X-Frame-Options": "DENY", "Cache-Control": "no-store",
+        "Content-Security-Policy": csp, "X-Frame-Options": "DENY", "Cache-Control": "no-store",
         "Referrer-Policy": "no-referrer", "X-Content-Type-Options": "nosniff",
     })
 

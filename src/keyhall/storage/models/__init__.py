@@ -21,6 +21,7 @@ from keyhall.storage.models.grants import (
 from keyhall.storage.models.login_transactions import LoginTransactionRow
 from keyhall.storage.models.logout_notices import LogoutNoticeRow
 from keyhall.storage.models.organizations import OrganizationRow
+from keyhall.storage.models.portal import PortalLinkRow, PortalSessionRow
 from keyhall.storage.models.rate_counters import RateCounterRow
 from keyhall.storage.models.saml_replays import SamlReplayRow
 from keyhall.storage.models.saml_sessions import SamlSessionRow
@@ -46,6 +47,8 @@ __all__ = [
     "LoginTransactionRow",
     "LogoutNoticeRow",
     "OrganizationRow",
+    "PortalLinkRow",
+    "PortalSessionRow",
     "RateCounterRow",
     "RefreshTokenRow",
     "RevokedAccessTokenRow",

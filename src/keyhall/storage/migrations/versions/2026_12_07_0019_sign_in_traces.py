@@ -1,7 +1,7 @@
 """sign-in traces: the steps and checks of test sign-ins and failed sign-ins
 
 Revision ID: 20261207_0019
-Revises: 20261207_0017
+Revises: 20261207_0018
 Create Date: 2026-12-07 05:30:00
 """
 
@@ -14,7 +14,7 @@ from sqlalchemy.dialects import postgresql
 from keyhall.storage.models.base import UTCDateTime
 
 revision = "20261207_0019"
-down_revision = "20261207_0017"
+down_revision = "20261207_0018"
 branch_labels = None
 depends_on = None
 
