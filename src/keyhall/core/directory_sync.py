@@ -12,14 +12,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from keyhall.core import audit, events
-from keyhall.core.directories import (
-    Directory,
-    DirectoryGroupStore,
-    DirectoryStore,
-    DirectoryUserStore,
-    token_matches,
-)
-from keyhall.core.ports import GrantRepository, UnitOfWork
+from keyhall.core.directories import Directory, token_matches
+from keyhall.core.ports import UnitOfWork
 from keyhall.core.sessions import end_user_sessions
 from keyhall.errors import InvalidInput, PreconditionFailed, Unauthenticated
 from keyhall.protocols.scim.discovery import MAX_RESULTS
@@ -29,21 +23,10 @@ SYNC_TIME_STEP = timedelta(seconds=10)
 
 
 @dataclass(frozen=True)
-class Stores:
-    """The repositories directory sync works with; the unit of work holds them all."""
-
-    directories: DirectoryStore
-    users: DirectoryUserStore
-    groups: DirectoryGroupStore
-    sessions: GrantRepository
-
-
-@dataclass(frozen=True)
 class Sync:
     """One authenticated SCIM request of a directory: where it writes and as whom."""
 
     uow: UnitOfWork
-    stores: Stores
     directory: Directory
     request_id: str | None
     now: datetime
@@ -71,14 +54,14 @@ class Sync:
         thousands of users does not rewrite the directory's row thousands of times)."""
         last = self.directory.last_sync_at
         if last is None or self.now - last >= SYNC_TIME_STEP:
-            self.stores.directories.touch(self.directory.id, self.now)
+            self.uow.directories.touch(self.directory.id, self.now)
         self.uow.commit()
 
 
-def authenticate(uow: UnitOfWork, stores: Stores, directory_id: str, token: str | None) -> Directory:
+def authenticate(uow: UnitOfWork, directory_id: str, token: str | None) -> Directory:
     """The directory whose token this is. An unknown directory and a wrong (or rotated) token look
     the same: 401, so that a token cannot probe which directory ids exist."""
-    directory = stores.directories.get(directory_id) if directory_id else None
+    directory = uow.directories.get(directory_id) if directory_id else None
     if directory is None or not token_matches(directory, token):
         raise Unauthenticated("the bearer token is not this directory's current token")
     return directory
