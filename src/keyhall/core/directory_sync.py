@@ -12,12 +12,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from keyhall.core import audit, events
-from keyhall.core.directories import Directory, token_matches
+from keyhall.core.directories import MAX_TOKEN_LENGTH, Directory
 from keyhall.core.ports import UnitOfWork
 from keyhall.core.sessions import end_user_sessions
 from keyhall.errors import InvalidInput, PreconditionFailed, Unauthenticated
 from keyhall.protocols.scim.discovery import MAX_RESULTS
 from keyhall.protocols.scim.filters import Predicate, parse_filter
+from keyhall.security.api_keys import hash_secret
 
 SYNC_TIME_STEP = timedelta(seconds=10)
 
@@ -61,8 +62,9 @@ class Sync:
 def authenticate(uow: UnitOfWork, directory_id: str, token: str | None) -> Directory:
     """The directory whose token this is. An unknown directory and a wrong (or rotated) token look
     the same: 401, so that a token cannot probe which directory ids exist."""
-    directory = uow.directories.get(directory_id) if directory_id else None
-    if directory is None or not token_matches(directory, token):
+    directory = uow.directories.authenticated(directory_id, hash_secret(token)) \
+        if directory_id and token and len(token) <= MAX_TOKEN_LENGTH else None
+    if directory is None:
         raise Unauthenticated("the bearer token is not this directory's current token")
     return directory
 
