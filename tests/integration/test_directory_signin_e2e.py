@@ -15,6 +15,7 @@ from tests.integration.test_access_revocation import (
     assert_refused,
     audit,
     payload,
+    refresh,
     sign_in_page,
     tokens_for,
     userinfo,
@@ -47,6 +48,18 @@ def make_directory(s: SignInSetup) -> dict[str, Any]:
     return dict(made.json())
 
 
+def current_groups(s: SignInSetup, token: dict[str, Any], expected: list[str]) -> dict[str, Any]:
+    """Refresh ``token``: the new ID token and userinfo both carry ``expected`` as ``groups``."""
+    refreshed = refresh(s, token["refresh_token"])
+    assert refreshed.status_code == 200, refreshed.text
+    new = dict(refreshed.json())
+    assert verify_id_token(s, new["id_token"])["groups"] == expected
+    info = userinfo(s, new["access_token"])
+    assert info.status_code == 200, info.text
+    assert info.json()["groups"] == expected
+    return new
+
+
 def test_a_directory_person_signs_in_is_switched_off_at_once_and_back_on(setup: SignInSetup) -> None:
     s = setup
     assert sign_in_page(s).status_code == 403  # manual provisioning: nobody the directory has not sent
@@ -64,6 +77,20 @@ def test_a_directory_person_signs_in_is_switched_off_at_once_and_back_on(setup: 
     assert claims["email"] == "alice@example.com"
     assert claims["groups"] == ["Engineering"]
     assert userinfo(s, token["access_token"]).status_code == 200
+
+    # Membership changes through SCIM reach the next refresh-token exchange and userinfo, without a
+    # new sign-in: a new group with the person in it, a rename, a removal.
+    admins = scim(directory, "POST", "/Groups", {"schemas": [GROUP_URN], "displayName": "Admins",
+                                                 "members": [{"value": user_id}]})
+    assert admins.status_code == 201, admins.text
+    renamed = scim(directory, "PATCH", f"/Groups/{group.json()['id']}",
+                   patch_body({"op": "replace", "path": "displayName", "value": "Eng"}))
+    assert renamed.status_code == 200, renamed.text
+    token = current_groups(s, token, ["Admins", "Eng"])
+    removed = scim(directory, "PATCH", f"/Groups/{admins.json()['id']}",
+                   patch_body({"op": "remove", "path": f'members[value eq "{user_id}"]'}))
+    assert removed.status_code == 200, removed.text
+    token = current_groups(s, token, ["Eng"])
 
     off = scim(directory, "PATCH", f"/Users/{user_id}", patch_body({"op": "replace", "path": "active",
                                                                     "value": False}))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -130,8 +130,13 @@ def check_name(name: str) -> str:
     return name
 
 
-def groups_claim(group_names: Collection[str]) -> list[str]:
-    """The ``groups`` a directory user's sign-in carries: their directory groups' display names."""
+def groups_claim(group_names: Collection[str], group_mappings: Sequence[Mapping[str, str]]) -> list[str]:
+    """The ``groups`` a directory user's tokens carry: their directory groups' display names, renamed
+    and filtered by the sign-in connection's group mappings when it has some. Sign-in computes it,
+    and so does every SCIM change of the user's memberships (``directory_sync.Sync``)."""
+    if group_mappings:
+        wanted = set(group_names)
+        return sorted({m["group"] for m in group_mappings if m["idp_group"] in wanted})
     return sorted(set(group_names))
 
 

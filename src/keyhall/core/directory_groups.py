@@ -102,6 +102,7 @@ def create_group(sync: Sync, body: Any) -> DirectoryGroup:
                            attributes=scim.stored_attributes(resource), created_at=sync.now, updated_at=sync.now)
     sync.uow.directory_groups.add(group)
     sync.uow.directory_groups.add_members(group.id, members, _member_displays(resource))
+    sync.refresh_groups_claims(members)
     sync.audit("directory_group.created", "directory_group", group.id,
                {"display_name": {"from": None, "to": group.display_name}, "members_added": len(members)})
     sync.commit()
@@ -114,6 +115,7 @@ def _store(sync: Sync, group: DirectoryGroup, resource: Any | None, target: set[
     """Write the group's new attributes (``resource``) and members (``target``), as one change."""
     check_version(group.version, expected_version)
     changes: dict[str, Any] = {}
+    affected: set[str] = set()  # whose groups claim this change alters
     if resource is not None:
         name, external_id = _display_name(resource), resource.external_id
         if name != group.display_name:
@@ -129,16 +131,20 @@ def _store(sync: Sync, group: DirectoryGroup, resource: Any | None, target: set[
         _check_members(sync, added)
         sync.uow.directory_groups.remove_members(group.id, removed)
         sync.uow.directory_groups.add_members(group.id, added, displays or {})
+        affected |= added | removed
         if added:
             changes["members_added"] = len(added)
         if removed:
             changes["members_removed"] = len(removed)
     if not changes:
         return group
+    if "display_name" in changes:  # the claim carries the name: every member's changes
+        affected |= target if target is not None else sync.uow.directory_groups.member_ids(group.id)
     group.updated_at = sync.now
     if not sync.uow.directory_groups.save(group, expected_version=group.version):
         sync.uow.rollback()
         raise Conflict("the group changed while this request ran; read it again")
+    sync.refresh_groups_claims(affected)
     sync.audit("directory_group.updated", "directory_group", group.id, changes)
     sync.commit()
     return group
@@ -174,7 +180,9 @@ def patch_group(sync: Sync, group_id: str, body: Any, *, expected_version: int |
 def delete_group(sync: Sync, group_id: str, *, expected_version: int | None) -> None:
     group = _get(sync, group_id)
     check_version(group.version, expected_version)
+    members = sync.uow.directory_groups.member_ids(group.id)
     sync.uow.directory_groups.delete(group.id)
+    sync.refresh_groups_claims(members)
     sync.audit("directory_group.deleted", "directory_group", group.id,
                {"display_name": {"from": group.display_name, "to": None}})
     sync.commit()

@@ -7,12 +7,13 @@ surface (``api/scim``) authenticates with ``authenticate`` and makes one call pe
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from keyhall.core import audit, events
-from keyhall.core.directories import MAX_TOKEN_LENGTH, Directory
+from keyhall.core.directories import MAX_TOKEN_LENGTH, Directory, groups_claim
 from keyhall.core.ports import UnitOfWork
 from keyhall.core.sessions import end_user_sessions
 from keyhall.errors import InvalidInput, PreconditionFailed, Unauthenticated
@@ -49,6 +50,22 @@ class Sync:
         """End the user's sessions (products with a back-channel logout URI hear of it); how many."""
         return end_user_sessions(self.uow, user_id, self.now, reason=reason, actor=self.directory.actor,
                           request_id=self.request_id)
+
+    def refresh_groups_claims(self, user_ids: Collection[str]) -> None:
+        """Bring the ``groups`` claim of those of ``user_ids`` who have signed in up to date with
+        their directory groups, through their connection's group mappings, in this transaction: the
+        next refresh-token exchange and userinfo carry it (a sign-in computes it afresh anyway)."""
+        linked = self.uow.directory_users.linked_connections(user_ids) if user_ids else {}
+        if not linked:
+            return
+        names = self.uow.directory_users.groups_of(list(linked))
+        mappings: dict[str, list[dict[str, str]]] = {}
+        for connection_id in set(linked.values()):
+            connection = self.uow.connections.get_any(connection_id)
+            mappings[connection_id] = connection.group_mappings if connection is not None else []
+        self.uow.directory_users.set_groups_claims({
+            user_id: groups_claim([name for _, name in names.get(user_id, [])], mappings[connection_id])
+            for user_id, connection_id in linked.items()})
 
     def commit(self) -> None:
         """Commit, recording the sync time (at most every ``SYNC_TIME_STEP``: an initial sync of

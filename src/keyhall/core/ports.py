@@ -276,7 +276,12 @@ class DirectoryUserStore(Protocol):
     def groups_of(self, user_ids: Collection[str]) -> dict[str, list[tuple[str, str]]]:
         """Per user, the (group id, display name) of the groups they belong to."""
         ...
-    def set_groups_claim(self, user_id: str, groups: list[str]) -> None: ...
+    def linked_connections(self, user_ids: Collection[str]) -> dict[str, str]:
+        """Of ``user_ids``, those who have signed in, with the connection they are linked to."""
+        ...
+    def set_groups_claims(self, claims: Mapping[str, list[str]]) -> None:
+        """Store each user's ``groups`` claim (one statement)."""
+        ...
 
 
 class DirectoryGroupStore(Protocol):

@@ -40,6 +40,8 @@ _CHUNK = 5000
 _INSERT_USER = insert(cast(Table, UserRow.__table__))
 _PROBE = select(DirectoryRow.__table__.c.version, DirectoryRow.__table__.c.last_sync_at).where(
     DirectoryRow.__table__.c.id == bindparam("directory_id"))
+_SET_GROUPS = update(cast(Table, UserRow.__table__)).where(USERS.id == bindparam("user_id")).values(
+    groups=bindparam("claim"))
 _MEMBERSHIPS, _GROUPS = DirectoryMembershipRow.__table__.c, DirectoryGroupRow.__table__.c
 _GROUPS_OF = (select(_MEMBERSHIPS.user_id, _GROUPS.id, _GROUPS.display_name)
               .join_from(DirectoryMembershipRow.__table__, DirectoryGroupRow.__table__,
@@ -250,8 +252,17 @@ class SqlDirectoryUsers:
                 found.setdefault(user_id, []).append((group_id, display))
         return found
 
-    def set_groups_claim(self, user_id: str, groups: list[str]) -> None:
-        self.session.execute(update(UserRow).where(UserRow.id == user_id).values(groups=groups))
+    def linked_connections(self, user_ids: Collection[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for chunk in _chunks(sorted(set(user_ids))):
+            rows = self.session.execute(select(USERS.id, USERS.connection_id).where(
+                USERS.id.in_(chunk), USERS.connection_id.is_not(None)))
+            found.update({user_id: connection_id for user_id, connection_id in rows})
+        return found
+
+    def set_groups_claims(self, claims: Mapping[str, list[str]]) -> None:
+        if claims:
+            self.session.execute(_SET_GROUPS, [{"user_id": u, "claim": g} for u, g in claims.items()])
 
 
 class SqlDirectoryGroups:
