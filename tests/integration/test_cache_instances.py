@@ -25,6 +25,7 @@ from keyhall.provider import signing
 from keyhall.runtime import Runtime
 from keyhall.security.api_keys import hash_secret
 from tests.support.api import Keyhall, Tenant, auth
+from tests.support.scim import make_directory
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "saml"
 
@@ -178,3 +179,25 @@ def test_a_signing_key_rotated_on_one_instance_signs_and_verifies_on_the_other(
         later = now + signing.MAX_TOKEN_LIFETIME + timedelta(minutes=6)
         assert signing.verify(old_token, uow.signing_keys, later, allow_expired=True) is None  # unpublished
         assert signing.verify(new_token, uow.signing_keys, later, allow_expired=True) is not None
+
+
+def test_a_directory_token_rotated_or_deleted_on_one_instance_is_refused_by_the_other(
+        keyhall: Keyhall, other: Keyhall) -> None:
+    """The SCIM authentication is cached by (directory, token hash) and probed by version: the other
+    instance, which has the old token cached, refuses it at its next request after a rotation, takes
+    the new one, and refuses both once the directory is deleted."""
+    tenant = keyhall.tenant("Cache Directories")
+    directory = make_directory(keyhall, tenant)
+    users = f"{directory.path}/Users"
+    assert other.client.get(users, headers=directory.headers()).status_code == 200
+    with statements(other.runtime) as seen:
+        assert other.client.get(users, headers=directory.headers()).status_code == 200
+    assert not any("FROM directories" in s and "token_hash" in s for s in seen), seen  # served from the cache
+    rotated = keyhall.client.post(f"{directory.native}/token", headers=auth(tenant.owner))
+    assert rotated.status_code == 200, rotated.text
+    new_token = rotated.json()["token"]
+    assert other.client.get(users, headers=directory.headers()).status_code == 401
+    new_headers = {"Authorization": f"Bearer {new_token}"}
+    assert other.client.get(users, headers=new_headers).status_code == 200
+    assert keyhall.client.delete(directory.native, headers=auth(tenant.owner)).status_code == 204
+    assert other.client.get(users, headers=new_headers).status_code == 401

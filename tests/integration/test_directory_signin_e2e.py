@@ -11,10 +11,20 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.test_access_revocation import assert_refused, audit, sign_in_page, tokens_for, userinfo
+from tests.integration.test_access_revocation import (
+    assert_refused,
+    audit,
+    payload,
+    refresh,
+    sign_in_page,
+    tokens_for,
+    userinfo,
+)
+from tests.integration.test_logout import deliver, verified_logout_token, with_logout
 from tests.integration.test_oidc_signin_e2e import verify_id_token
 from tests.support.api import auth
 from tests.support.live import LiveKeyhall, SignInSetup, make_signin_setup
+from tests.support.logout_receiver import logout_receiver
 from tests.support.oidc_idp import OidcIdp
 from tests.support.scim import GROUP_URN, SCIM_JSON, patch_body, user_body
 
@@ -30,14 +40,30 @@ def scim(directory: dict[str, Any], method: str, path: str, body: dict[str, Any]
                          headers={"Authorization": f"Bearer {directory['token']}", "Content-Type": SCIM_JSON})
 
 
-def test_a_directory_person_signs_in_is_switched_off_at_once_and_back_on(setup: SignInSetup) -> None:
-    s = setup
-    assert sign_in_page(s).status_code == 403  # manual provisioning: nobody the directory has not sent
+def make_directory(s: SignInSetup) -> dict[str, Any]:
     with s.live.api() as api:
         made = api.post(f"/v1/organizations/{s.org['id']}/directories", json={"name": "Okta", "provider": "okta"},
                         headers=auth(s.owner))
     assert made.status_code == 201, made.text
-    directory = made.json()
+    return dict(made.json())
+
+
+def current_groups(s: SignInSetup, token: dict[str, Any], expected: list[str]) -> dict[str, Any]:
+    """Refresh ``token``: the new ID token and userinfo both carry ``expected`` as ``groups``."""
+    refreshed = refresh(s, token["refresh_token"])
+    assert refreshed.status_code == 200, refreshed.text
+    new = dict(refreshed.json())
+    assert verify_id_token(s, new["id_token"])["groups"] == expected
+    info = userinfo(s, new["access_token"])
+    assert info.status_code == 200, info.text
+    assert info.json()["groups"] == expected
+    return new
+
+
+def test_a_directory_person_signs_in_is_switched_off_at_once_and_back_on(setup: SignInSetup) -> None:
+    s = setup
+    assert sign_in_page(s).status_code == 403  # manual provisioning: nobody the directory has not sent
+    directory = make_directory(s)
     # Okta's externalId is its user id, which is also the OIDC subject the IdP asserts.
     created = scim(directory, "POST", "/Users", user_body("alice@example.com", externalId="alice"))
     assert created.status_code == 201, created.text
@@ -51,6 +77,20 @@ def test_a_directory_person_signs_in_is_switched_off_at_once_and_back_on(setup: 
     assert claims["email"] == "alice@example.com"
     assert claims["groups"] == ["Engineering"]
     assert userinfo(s, token["access_token"]).status_code == 200
+
+    # Membership changes through SCIM reach the next refresh-token exchange and userinfo, without a
+    # new sign-in: a new group with the person in it, a rename, a removal.
+    admins = scim(directory, "POST", "/Groups", {"schemas": [GROUP_URN], "displayName": "Admins",
+                                                 "members": [{"value": user_id}]})
+    assert admins.status_code == 201, admins.text
+    renamed = scim(directory, "PATCH", f"/Groups/{group.json()['id']}",
+                   patch_body({"op": "replace", "path": "displayName", "value": "Eng"}))
+    assert renamed.status_code == 200, renamed.text
+    token = current_groups(s, token, ["Admins", "Eng"])
+    removed = scim(directory, "PATCH", f"/Groups/{admins.json()['id']}",
+                   patch_body({"op": "remove", "path": f'members[value eq "{user_id}"]'}))
+    assert removed.status_code == 200, removed.text
+    token = current_groups(s, token, ["Eng"])
 
     off = scim(directory, "PATCH", f"/Users/{user_id}", patch_body({"op": "replace", "path": "active",
                                                                     "value": False}))
@@ -76,3 +116,40 @@ def test_a_directory_person_signs_in_is_switched_off_at_once_and_back_on(setup: 
     assert gone.status_code == 204
     assert_refused(s, again)
     assert sign_in_page(s).status_code == 403
+
+
+def test_scim_deprovisioning_tells_the_product_by_back_channel_logout(setup: SignInSetup) -> None:
+    """``active: false`` and DELETE through SCIM end the person's sessions as the native API does: the
+    product's back-channel logout endpoint (a real HTTP server) receives a signed logout token for
+    the session it holds, and refresh and userinfo refuse at once."""
+    with logout_receiver() as receiver:
+        s = with_logout(setup, receiver)
+        directory = make_directory(s)
+        created = scim(directory, "POST", "/Users", user_body("alice@example.com", externalId="alice"))
+        assert created.status_code == 201, created.text
+        user_id = created.json()["id"]
+        deliver(s.live.runtime)
+        receiver.take()
+
+        first = tokens_for(s)
+        off = scim(directory, "PATCH", f"/Users/{user_id}", patch_body({"op": "replace", "path": "active",
+                                                                        "value": False}))
+        assert off.status_code == 200, off.text
+        assert_refused(s, first)
+        assert deliver(s.live.runtime)["delivered"] == 1
+        [disabled] = receiver.take()
+        claims = verified_logout_token(s, disabled)
+        assert claims["sid"] == payload(first["id_token"])["sid"]
+        assert claims["sub"] == payload(first["id_token"])["sub"]
+
+        on = scim(directory, "PATCH", f"/Users/{user_id}", patch_body({"op": "replace", "path": "active",
+                                                                       "value": True}))
+        assert on.status_code == 200, on.text
+        second = tokens_for(s)
+        assert userinfo(s, second["access_token"]).status_code == 200
+        assert scim(directory, "DELETE", f"/Users/{user_id}").status_code == 204
+        assert_refused(s, second)
+        assert deliver(s.live.runtime)["delivered"] == 1
+        [deleted] = receiver.take()
+        assert verified_logout_token(s, deleted)["sid"] == payload(second["id_token"])["sid"]
+        assert receiver.refused == []

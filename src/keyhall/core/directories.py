@@ -5,8 +5,8 @@ into. Its users are the organization's users (rows of ``users`` with ``directory
 groups feed those users' ``groups`` claim. The directory authenticates with a bearer token of 256
 random bits, shown once and kept only as a SHA-256 (``security.api_keys.hash_secret``).
 
-This module holds the entities, the pure rules and the storage ports; the storage-bound services
-are ``directory_service`` (the native API) and ``directory_sync`` (what the SCIM surface calls).
+This module holds the entities and the pure rules (the storage ports are in ``core.ports``); the
+storage-bound services are ``directory_service`` (the native API) and ``directory_sync`` (what the SCIM surface calls).
 """
 
 from __future__ import annotations
@@ -17,15 +17,14 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any
 
-from keyhall.core.ports import Slice
 from keyhall.errors import InvalidInput
-from keyhall.protocols.scim.filters import Predicate
-from keyhall.security.api_keys import hash_secret, secret_matches
+from keyhall.security.api_keys import hash_secret
 
 TOKEN_PREFIX = "khd_"
 MAX_DIRECTORIES_PER_ORG = 20
+MAX_TOKEN_LENGTH = 200  # longer is not a token Keyhall issued: refused before hashing
 
 
 class DirectoryProvider(StrEnum):
@@ -117,13 +116,6 @@ def issue_token() -> IssuedToken:
     return IssuedToken(token=token, token_hash=hash_secret(token))
 
 
-def token_matches(directory: Directory, token: str | None) -> bool:
-    """Constant-time check of a presented bearer token against the stored hash."""
-    if not token or len(token) > 200:
-        return False
-    return secret_matches(token, directory.token_hash)
-
-
 def new_directory(organization_id: str, name: str, provider: DirectoryProvider, token: IssuedToken,
                   now: datetime) -> Directory:
     return Directory(id=str(uuid.uuid4()), organization_id=organization_id, name=name, provider=provider,
@@ -138,8 +130,13 @@ def check_name(name: str) -> str:
     return name
 
 
-def groups_claim(group_names: Collection[str]) -> list[str]:
-    """The ``groups`` a directory user's sign-in carries: their directory groups' display names."""
+def groups_claim(group_names: Collection[str], group_mappings: Sequence[Mapping[str, str]]) -> list[str]:
+    """The ``groups`` a directory user's tokens carry: their directory groups' display names, renamed
+    and filtered by the sign-in connection's group mappings when it has some. Sign-in computes it,
+    and so does every SCIM change of the user's memberships (``directory_sync.Sync``)."""
+    if group_mappings:
+        wanted = set(group_names)
+        return sorted({m["group"] for m in group_mappings if m["idp_group"] in wanted})
     return sorted(set(group_names))
 
 
@@ -147,48 +144,3 @@ def groups_claim(group_names: Collection[str]) -> list[str]:
 class Counts:
     users: int
     groups: int
-
-
-class DirectoryStore(Protocol):
-    def get(self, directory_id: str) -> Directory | None: ...
-    def for_organization(self, organization_id: str) -> list[Directory]: ...
-    def counts(self, directory_ids: Sequence[str]) -> dict[str, Counts]: ...
-    def add(self, directory: Directory) -> None: ...
-    def save(self, directory: Directory) -> None: ...
-    def touch(self, directory_id: str, now: datetime) -> None:
-        """Record a sync (``last_sync_at``) without bumping the directory's version."""
-        ...
-    def delete(self, directory_id: str) -> None: ...
-
-
-class DirectoryUserStore(Protocol):
-    def get(self, directory_id: str, user_id: str) -> DirectoryUser | None: ...
-    def user_name_taken(self, directory_id: str, user_name: str, *, exclude_id: str | None) -> bool: ...
-    def add(self, user: DirectoryUser) -> None: ...
-    def save(self, user: DirectoryUser, *, expected_version: int) -> bool: ...
-    def delete(self, user_id: str) -> None: ...
-    def ids(self, directory_id: str) -> list[str]: ...
-    def existing(self, directory_id: str, user_ids: Collection[str]) -> dict[str, str | None]:
-        """Of ``user_ids``, those of the directory's users, with their display names."""
-        ...
-    def list_slice(self, directory_id: str, where: Predicate | None, *, offset: int,
-                   limit: int) -> Slice[DirectoryUser]: ...
-    def groups_of(self, user_ids: Collection[str]) -> dict[str, list[tuple[str, str]]]:
-        """Per user, the (group id, display name) of the groups they belong to."""
-        ...
-    def set_groups_claim(self, user_id: str, groups: list[str]) -> None: ...
-
-
-class DirectoryGroupStore(Protocol):
-    def get(self, directory_id: str, group_id: str) -> DirectoryGroup | None: ...
-    def add(self, group: DirectoryGroup) -> None: ...
-    def save(self, group: DirectoryGroup, *, expected_version: int) -> bool: ...
-    def delete(self, group_id: str) -> None: ...
-    def list_slice(self, directory_id: str, where: Predicate | None, *, offset: int,
-                   limit: int) -> Slice[DirectoryGroup]: ...
-    def members(self, group_ids: Collection[str]) -> dict[str, list[Member]]: ...
-    def member_ids(self, group_id: str) -> set[str]: ...
-    def add_members(self, group_id: str, user_ids: Collection[str], displays: Mapping[str, str]) -> None:
-        """Insert the memberships in one statement (``displays``: what the directory called them)."""
-        ...
-    def remove_members(self, group_id: str, user_ids: Collection[str]) -> None: ...

@@ -24,7 +24,7 @@ RESOURCE = "Group"
 
 
 def _get(sync: Sync, group_id: str) -> DirectoryGroup:
-    group = sync.stores.groups.get(sync.directory.id, group_id)
+    group = sync.uow.directory_groups.get(sync.directory.id, group_id)
     if group is None:
         raise NotFound(f"group {group_id} not found")
     return group
@@ -49,7 +49,7 @@ def _member_displays(resource: Any) -> dict[str, str]:
 def _check_members(sync: Sync, user_ids: Collection[str]) -> None:
     if not user_ids:
         return
-    known = sync.stores.users.existing(sync.directory.id, user_ids)
+    known = sync.uow.directory_users.existing(sync.directory.id, user_ids)
     unknown = sorted(set(user_ids) - set(known))
     if unknown:
         raise scim.scim_invalid(f"members: {unknown[0]} is not a user of this directory"
@@ -79,14 +79,15 @@ def wants_members(attributes: list[str] | None, excluded: list[str] | None) -> b
 
 def get_group(sync: Sync, group_id: str, *, with_members: bool = True) -> tuple[DirectoryGroup, list[Member]]:
     group = _get(sync, group_id)
-    members = sync.stores.groups.members([group.id]).get(group.id, []) if with_members else []
+    members = sync.uow.directory_groups.members([group.id]).get(group.id, []) if with_members else []
     return group, members
 
 
 def list_groups(sync: Sync, window: Window, *, with_members: bool) -> tuple[Slice[DirectoryGroup],
                                                                             dict[str, list[Member]]]:
-    found = sync.stores.groups.list_slice(sync.directory.id, window.where, offset=window.offset, limit=window.limit)
-    members = sync.stores.groups.members([g.id for g in found.items]) if with_members and found.items else {}
+    found = sync.uow.directory_groups.list_slice(sync.directory.id, window.where, offset=window.offset,
+                                                limit=window.limit)
+    members = sync.uow.directory_groups.members([g.id for g in found.items]) if with_members and found.items else {}
     return found, members
 
 
@@ -99,8 +100,9 @@ def create_group(sync: Sync, body: Any) -> DirectoryGroup:
                            directory_id=sync.directory.id, display_name=_display_name(resource),
                            external_id=str(external_id) if external_id is not None else None,
                            attributes=scim.stored_attributes(resource), created_at=sync.now, updated_at=sync.now)
-    sync.stores.groups.add(group)
-    sync.stores.groups.add_members(group.id, members, _member_displays(resource))
+    sync.uow.directory_groups.add(group)
+    sync.uow.directory_groups.add_members(group.id, members, _member_displays(resource))
+    sync.refresh_groups_claims(members)
     sync.audit("directory_group.created", "directory_group", group.id,
                {"display_name": {"from": None, "to": group.display_name}, "members_added": len(members)})
     sync.commit()
@@ -113,6 +115,7 @@ def _store(sync: Sync, group: DirectoryGroup, resource: Any | None, target: set[
     """Write the group's new attributes (``resource``) and members (``target``), as one change."""
     check_version(group.version, expected_version)
     changes: dict[str, Any] = {}
+    affected: set[str] = set()  # whose groups claim this change alters
     if resource is not None:
         name, external_id = _display_name(resource), resource.external_id
         if name != group.display_name:
@@ -123,21 +126,25 @@ def _store(sync: Sync, group: DirectoryGroup, resource: Any | None, target: set[
         group.display_name, group.attributes = name, attributes
         group.external_id = str(external_id) if external_id is not None else None
     if target is not None:
-        current = current if current is not None else sync.stores.groups.member_ids(group.id)
+        current = current if current is not None else sync.uow.directory_groups.member_ids(group.id)
         added, removed = target - current, current - target
         _check_members(sync, added)
-        sync.stores.groups.remove_members(group.id, removed)
-        sync.stores.groups.add_members(group.id, added, displays or {})
+        sync.uow.directory_groups.remove_members(group.id, removed)
+        sync.uow.directory_groups.add_members(group.id, added, displays or {})
+        affected |= added | removed
         if added:
             changes["members_added"] = len(added)
         if removed:
             changes["members_removed"] = len(removed)
     if not changes:
         return group
+    if "display_name" in changes:  # the claim carries the name: every member's changes
+        affected |= target if target is not None else sync.uow.directory_groups.member_ids(group.id)
     group.updated_at = sync.now
-    if not sync.stores.groups.save(group, expected_version=group.version):
+    if not sync.uow.directory_groups.save(group, expected_version=group.version):
         sync.uow.rollback()
         raise Conflict("the group changed while this request ran; read it again")
+    sync.refresh_groups_claims(affected)
     sync.audit("directory_group.updated", "directory_group", group.id, changes)
     sync.commit()
     return group
@@ -165,7 +172,7 @@ def patch_group(sync: Sync, group_id: str, body: Any, *, expected_version: int |
         scim.apply_patch(patch, resource)
     target = current = None
     if split.members:
-        current = sync.stores.groups.member_ids(group.id)
+        current = sync.uow.directory_groups.member_ids(group.id)
         target = final_members(current, split.members)
     return _store(sync, group, resource, target, expected_version, current, displays=displays_of(split.members))
 
@@ -173,7 +180,9 @@ def patch_group(sync: Sync, group_id: str, body: Any, *, expected_version: int |
 def delete_group(sync: Sync, group_id: str, *, expected_version: int | None) -> None:
     group = _get(sync, group_id)
     check_version(group.version, expected_version)
-    sync.stores.groups.delete(group.id)
+    members = sync.uow.directory_groups.member_ids(group.id)
+    sync.uow.directory_groups.delete(group.id)
+    sync.refresh_groups_claims(members)
     sync.audit("directory_group.deleted", "directory_group", group.id,
                {"display_name": {"from": group.display_name, "to": None}})
     sync.commit()

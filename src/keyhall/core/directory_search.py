@@ -60,7 +60,7 @@ def search_all(sync: Sync, params: SearchParams) -> Listed:
     total = 0
     offset, limit = page.offset, page.limit
     if users_page is not None:
-        counted = sync.stores.users.list_slice(sync.directory.id, users_page.where, offset=0, limit=0).total
+        counted = sync.uow.directory_users.list_slice(sync.directory.id, users_page.where, offset=0, limit=0).total
         total += counted
         if offset < counted and limit > 0:
             listed = list_users(sync, SearchParams(params.filter, str(offset + 1), str(limit), params.attributes,
@@ -69,7 +69,7 @@ def search_all(sync: Sync, params: SearchParams) -> Listed:
         offset = max(offset - counted, 0)
         limit -= len(resources)
     if groups_page is not None:
-        counted = sync.stores.groups.list_slice(sync.directory.id, groups_page.where, offset=0, limit=0).total
+        counted = sync.uow.directory_groups.list_slice(sync.directory.id, groups_page.where, offset=0, limit=0).total
         total += counted
         if offset < counted and limit > 0:
             listed = list_groups(sync, SearchParams(params.filter, str(offset + 1), str(limit), params.attributes,

@@ -25,7 +25,6 @@ from keyhall.core.directories import (
     issue_token,
     new_directory,
 )
-from keyhall.core.directory_sync import Stores
 from keyhall.core.ports import Slice, UnitOfWork
 from keyhall.core.sessions import end_user_sessions
 from keyhall.errors import Conflict, InvalidInput, NotFound
@@ -43,15 +42,15 @@ def _event(ctx: Context, directory: Directory, action: str, changes: dict[str, A
                        changes=changes)
 
 
-def _directory(uow: UnitOfWork, stores: Stores, ctx: Context, org_ref: str, directory_id: str) -> Directory:
+def _directory(uow: UnitOfWork, ctx: Context, org_ref: str, directory_id: str) -> Directory:
     org = organization_for(uow, ctx, org_ref)
-    directory = stores.directories.get(directory_id)
+    directory = uow.directories.get(directory_id)
     if directory is None or directory.organization_id != org.id:
         raise NotFound("directory not found", details={"id": directory_id})
     return directory
 
 
-def create_directory(uow: UnitOfWork, stores: Stores, ctx: Context, org_ref: str, *, name: str,
+def create_directory(uow: UnitOfWork, ctx: Context, org_ref: str, *, name: str,
                      provider: str) -> WithToken:
     org = organization_for(uow, ctx, org_ref)
     require_sso_writer(ctx.principal, org)
@@ -60,67 +59,67 @@ def create_directory(uow: UnitOfWork, stores: Stores, ctx: Context, org_ref: str
     except ValueError:
         raise InvalidInput(f"provider: must be one of {', '.join(p.value for p in DirectoryProvider)}",
                            field="provider") from None
-    if len(stores.directories.for_organization(org.id)) >= MAX_DIRECTORIES_PER_ORG:
+    if len(uow.directories.for_organization(org.id)) >= MAX_DIRECTORIES_PER_ORG:
         raise Conflict(f"an organization has at most {MAX_DIRECTORIES_PER_ORG} directories")
     token = issue_token()
     directory = new_directory(org.id, check_name(name), kind, token, ctx.now)
-    stores.directories.add(directory)
+    uow.directories.add(directory)
     uow.audit.add(_event(ctx, directory, "directory.created", {"name": {"from": None, "to": directory.name},
                                                                "provider": {"from": None, "to": kind.value}}))
     uow.commit()
     return WithToken(directory, token.token)
 
 
-def list_directories(uow: UnitOfWork, stores: Stores, ctx: Context, org_ref: str) -> tuple[list[Directory],
+def list_directories(uow: UnitOfWork, ctx: Context, org_ref: str) -> tuple[list[Directory],
                                                                                           dict[str, Counts]]:
     org = organization_for(uow, ctx, org_ref)
-    found = stores.directories.for_organization(org.id)
-    return found, stores.directories.counts([d.id for d in found])
+    found = uow.directories.for_organization(org.id)
+    return found, uow.directories.counts([d.id for d in found])
 
 
-def get_directory(uow: UnitOfWork, stores: Stores, ctx: Context, org_ref: str,
+def get_directory(uow: UnitOfWork, ctx: Context, org_ref: str,
                   directory_id: str) -> tuple[Directory, Counts]:
-    directory = _directory(uow, stores, ctx, org_ref, directory_id)
-    return directory, stores.directories.counts([directory.id])[directory.id]
+    directory = _directory(uow, ctx, org_ref, directory_id)
+    return directory, uow.directories.counts([directory.id])[directory.id]
 
 
-def rename_directory(uow: UnitOfWork, stores: Stores, ctx: Context, org_ref: str, directory_id: str, *,
+def rename_directory(uow: UnitOfWork, ctx: Context, org_ref: str, directory_id: str, *,
                      name: str) -> Directory:
-    directory = _directory(uow, stores, ctx, org_ref, directory_id)
+    directory = _directory(uow, ctx, org_ref, directory_id)
     require_sso_writer(ctx.principal, organization_for(uow, ctx, org_ref))
     new_name = check_name(name)
     if new_name != directory.name:
         changes = {"name": {"from": directory.name, "to": new_name}}
         directory.name, directory.updated_at = new_name, ctx.now
-        stores.directories.save(directory)
+        uow.directories.save(directory)
         uow.audit.add(_event(ctx, directory, "directory.updated", changes))
         uow.commit()
     return directory
 
 
-def rotate_token(uow: UnitOfWork, stores: Stores, ctx: Context, org_ref: str, directory_id: str) -> WithToken:
-    directory = _directory(uow, stores, ctx, org_ref, directory_id)
+def rotate_token(uow: UnitOfWork, ctx: Context, org_ref: str, directory_id: str) -> WithToken:
+    directory = _directory(uow, ctx, org_ref, directory_id)
     require_sso_writer(ctx.principal, organization_for(uow, ctx, org_ref))
     token = issue_token()
     directory.token_hash, directory.token_hint = token.token_hash, token.hint
     directory.token_rotated_at = directory.updated_at = ctx.now
-    stores.directories.save(directory)
+    uow.directories.save(directory)
     uow.audit.add(_event(ctx, directory, "directory.token_rotated", {"token": "rotated"}))
     uow.commit()
     return WithToken(directory, token.token)
 
 
-def delete_directory(uow: UnitOfWork, stores: Stores, ctx: Context, org_ref: str, directory_id: str) -> int:
+def delete_directory(uow: UnitOfWork, ctx: Context, org_ref: str, directory_id: str) -> int:
     """Delete the directory and deprovision its users; how many users were deprovisioned."""
-    directory = _directory(uow, stores, ctx, org_ref, directory_id)
+    directory = _directory(uow, ctx, org_ref, directory_id)
     require_sso_writer(ctx.principal, organization_for(uow, ctx, org_ref))
-    user_ids = stores.users.ids(directory.id)
+    user_ids = uow.directory_users.ids(directory.id)
     for user_id in user_ids:
         end_user_sessions(uow, user_id, ctx.now, reason="directory_deleted", actor=ctx.principal.actor,
                           request_id=ctx.request_id)
-        stores.sessions.forget_user(user_id)
-        stores.users.delete(user_id)
-    stores.directories.delete(directory.id)
+        uow.grants.forget_user(user_id)
+        uow.directory_users.delete(user_id)
+    uow.directories.delete(directory.id)
     uow.audit.add(_event(ctx, directory, "directory.deleted", {"name": {"from": directory.name, "to": None},
                                                                "users_deprovisioned": len(user_ids)}))
     uow.commit()
@@ -135,19 +134,19 @@ def _offset(cursor: str | None) -> int:
     return int(cursor)
 
 
-def list_directory_users(uow: UnitOfWork, stores: Stores, ctx: Context, org_ref: str, directory_id: str, *,
+def list_directory_users(uow: UnitOfWork, ctx: Context, org_ref: str, directory_id: str, *,
                          limit: int, cursor: str | None) -> tuple[Slice[DirectoryUser], str | None]:
-    directory = _directory(uow, stores, ctx, org_ref, directory_id)
+    directory = _directory(uow, ctx, org_ref, directory_id)
     offset = _offset(cursor)
-    found = stores.users.list_slice(directory.id, None, offset=offset, limit=limit)
+    found = uow.directory_users.list_slice(directory.id, None, offset=offset, limit=limit)
     after = offset + len(found.items)
     return found, (str(after) if after < found.total else None)
 
 
-def list_directory_groups(uow: UnitOfWork, stores: Stores, ctx: Context, org_ref: str, directory_id: str, *,
+def list_directory_groups(uow: UnitOfWork, ctx: Context, org_ref: str, directory_id: str, *,
                           limit: int, cursor: str | None) -> tuple[Slice[DirectoryGroup], str | None]:
-    directory = _directory(uow, stores, ctx, org_ref, directory_id)
+    directory = _directory(uow, ctx, org_ref, directory_id)
     offset = _offset(cursor)
-    found = stores.groups.list_slice(directory.id, None, offset=offset, limit=limit)
+    found = uow.directory_groups.list_slice(directory.id, None, offset=offset, limit=limit)
     after = offset + len(found.items)
     return found, (str(after) if after < found.total else None)

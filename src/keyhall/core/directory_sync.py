@@ -7,35 +7,21 @@ surface (``api/scim``) authenticates with ``authenticate`` and makes one call pe
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from keyhall.core import audit, events
-from keyhall.core.directories import (
-    Directory,
-    DirectoryGroupStore,
-    DirectoryStore,
-    DirectoryUserStore,
-    token_matches,
-)
-from keyhall.core.ports import GrantRepository, UnitOfWork
+from keyhall.core.directories import MAX_TOKEN_LENGTH, Directory, groups_claim
+from keyhall.core.ports import UnitOfWork
 from keyhall.core.sessions import end_user_sessions
 from keyhall.errors import InvalidInput, PreconditionFailed, Unauthenticated
 from keyhall.protocols.scim.discovery import MAX_RESULTS
 from keyhall.protocols.scim.filters import Predicate, parse_filter
+from keyhall.security.api_keys import hash_secret
 
 SYNC_TIME_STEP = timedelta(seconds=10)
-
-
-@dataclass(frozen=True)
-class Stores:
-    """The repositories directory sync works with; the unit of work holds them all."""
-
-    directories: DirectoryStore
-    users: DirectoryUserStore
-    groups: DirectoryGroupStore
-    sessions: GrantRepository
 
 
 @dataclass(frozen=True)
@@ -43,7 +29,6 @@ class Sync:
     """One authenticated SCIM request of a directory: where it writes and as whom."""
 
     uow: UnitOfWork
-    stores: Stores
     directory: Directory
     request_id: str | None
     now: datetime
@@ -66,20 +51,37 @@ class Sync:
         return end_user_sessions(self.uow, user_id, self.now, reason=reason, actor=self.directory.actor,
                           request_id=self.request_id)
 
+    def refresh_groups_claims(self, user_ids: Collection[str]) -> None:
+        """Bring the ``groups`` claim of those of ``user_ids`` who have signed in up to date with
+        their directory groups, through their connection's group mappings, in this transaction: the
+        next refresh-token exchange and userinfo carry it (a sign-in computes it afresh anyway)."""
+        linked = self.uow.directory_users.linked_connections(user_ids) if user_ids else {}
+        if not linked:
+            return
+        names = self.uow.directory_users.groups_of(list(linked))
+        mappings: dict[str, list[dict[str, str]]] = {}
+        for connection_id in set(linked.values()):
+            connection = self.uow.connections.get_any(connection_id)
+            mappings[connection_id] = connection.group_mappings if connection is not None else []
+        self.uow.directory_users.set_groups_claims({
+            user_id: groups_claim([name for _, name in names.get(user_id, [])], mappings[connection_id])
+            for user_id, connection_id in linked.items()})
+
     def commit(self) -> None:
         """Commit, recording the sync time (at most every ``SYNC_TIME_STEP``: an initial sync of
         thousands of users does not rewrite the directory's row thousands of times)."""
         last = self.directory.last_sync_at
         if last is None or self.now - last >= SYNC_TIME_STEP:
-            self.stores.directories.touch(self.directory.id, self.now)
+            self.uow.directories.touch(self.directory.id, self.now)
         self.uow.commit()
 
 
-def authenticate(uow: UnitOfWork, stores: Stores, directory_id: str, token: str | None) -> Directory:
+def authenticate(uow: UnitOfWork, directory_id: str, token: str | None) -> Directory:
     """The directory whose token this is. An unknown directory and a wrong (or rotated) token look
     the same: 401, so that a token cannot probe which directory ids exist."""
-    directory = stores.directories.get(directory_id) if directory_id else None
-    if directory is None or not token_matches(directory, token):
+    directory = uow.directories.authenticated(directory_id, hash_secret(token)) \
+        if directory_id and token and len(token) <= MAX_TOKEN_LENGTH else None
+    if directory is None:
         raise Unauthenticated("the bearer token is not this directory's current token")
     return directory
 

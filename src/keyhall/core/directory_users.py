@@ -44,7 +44,7 @@ def _user_name(resource: Any) -> str:
 
 
 def _check_unique(sync: Sync, user_name: str, exclude_id: str | None) -> None:
-    if sync.stores.users.user_name_taken(sync.directory.id, user_name, exclude_id=exclude_id):
+    if sync.uow.directory_users.user_name_taken(sync.directory.id, user_name, exclude_id=exclude_id):
         raise Conflict(f"userName: {user_name!r} is already taken in this directory", field="userName",
                        details={"scim_type": "uniqueness"})
 
@@ -78,7 +78,7 @@ def etag(user: DirectoryUser) -> str:
 
 
 def _get(sync: Sync, user_id: str) -> DirectoryUser:
-    user = sync.stores.users.get(sync.directory.id, user_id)
+    user = sync.uow.directory_users.get(sync.directory.id, user_id)
     if user is None:
         raise _not_found(user_id)
     return user
@@ -86,12 +86,13 @@ def _get(sync: Sync, user_id: str) -> DirectoryUser:
 
 def get_user(sync: Sync, user_id: str) -> tuple[DirectoryUser, list[tuple[str, str]]]:
     user = _get(sync, user_id)
-    return user, sync.stores.users.groups_of([user.id]).get(user.id, [])
+    return user, sync.uow.directory_users.groups_of([user.id]).get(user.id, [])
 
 
 def list_users(sync: Sync, window: Window) -> tuple[Slice[DirectoryUser], dict[str, list[tuple[str, str]]]]:
-    found = sync.stores.users.list_slice(sync.directory.id, window.where, offset=window.offset, limit=window.limit)
-    groups = sync.stores.users.groups_of([u.id for u in found.items]) if found.items else {}
+    found = sync.uow.directory_users.list_slice(sync.directory.id, window.where, offset=window.offset,
+                                               limit=window.limit)
+    groups = sync.uow.directory_users.groups_of([u.id for u in found.items]) if found.items else {}
     return found, groups
 
 
@@ -102,7 +103,7 @@ def create_user(sync: Sync, body: Any) -> DirectoryUser:
                          directory_id=sync.directory.id, user_name=user_name, external_id=_external_id(resource),
                          active=resource.active is not False, attributes=scim.stored_attributes(resource),
                          created_at=sync.now, updated_at=sync.now, **_profile(resource))
-    sync.stores.users.add(user)
+    sync.uow.directory_users.add(user)
     sync.audit("user.created", "user", user.id, {"user_name": {"from": None, "to": user_name},
                                                  "active": {"from": None, "to": user.active}})
     sync.commit()
@@ -137,7 +138,7 @@ def _write(sync: Sync, user: DirectoryUser, resource: Any, expected_version: int
         return user
     user.updated_at = sync.now
     version = user.version
-    if not sync.stores.users.save(user, expected_version=version):
+    if not sync.uow.directory_users.save(user, expected_version=version):
         sync.uow.rollback()
         raise Conflict("the user changed while this request ran; read it again")
     action = "user.updated"
@@ -145,7 +146,7 @@ def _write(sync: Sync, user: DirectoryUser, resource: Any, expected_version: int
         action = "user.enabled" if user.active else "user.disabled"
     if not user.active and before["active"]:
         revoked = sync.end_sessions(user.id, reason="user_deprovisioned")
-        revoked += sync.stores.sessions.revoke_user(user.id, sync.now)
+        revoked += sync.uow.grants.revoke_user(user.id, sync.now)
         if revoked:
             changes["sessions_revoked"] = revoked
     if not changes:
@@ -177,8 +178,8 @@ def delete_user(sync: Sync, user_id: str, *, expected_version: int | None) -> No
     user = _get(sync, user_id)
     check_version(user.version, expected_version)
     sync.end_sessions(user.id, reason="user_deleted")
-    sync.stores.sessions.forget_user(user.id)
-    sync.stores.users.delete(user.id)
+    sync.uow.grants.forget_user(user.id)
+    sync.uow.directory_users.delete(user.id)
     sync.audit("user.deleted", "user", user.id, {"user_name": {"from": user.user_name, "to": None},
                                                  "email": {"from": user.email, "to": None}})
     sync.commit()

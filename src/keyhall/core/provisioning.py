@@ -21,19 +21,13 @@ from datetime import datetime
 
 from keyhall.core import events
 from keyhall.core.connections import Connection
+from keyhall.core.directories import groups_claim
 from keyhall.core.ports import UserRepository
 from keyhall.core.profiles import map_groups
 from keyhall.core.users import LoginRefused, Profile, User, new_user
 from keyhall.core.vocabulary import UserProvisioning
 
 __all__ = ["LoginRefused", "announce_user_created", "provision"]
-
-
-def _directory_groups(connection: Connection, names: list[str]) -> list[str]:
-    if connection.group_mappings:
-        wanted = set(names)
-        return sorted({m["group"] for m in connection.group_mappings if m["idp_group"] in wanted})
-    return sorted(set(names))
 
 
 def _sign_in_directory_user(users: UserRepository, connection: Connection, profile: Profile, user: User,
@@ -44,7 +38,7 @@ def _sign_in_directory_user(users: UserRepository, connection: Connection, profi
     user.connection_id, user.subject = connection.id, profile.subject
     user.email_verified = bool(profile.email_verified and user.email and profile.email
                                and user.email == profile.email.lower())
-    user.groups = _directory_groups(connection, directory_groups)
+    user.groups = groups_claim(directory_groups, connection.group_mappings)
     user.last_login_at = user.updated_at = now
     users.save(user)
     return user

@@ -9,6 +9,11 @@ What is cached, and how each read stays current:
   secrets, certificates, domains) bumps ``version``; its deletion makes the probe find nothing.
 - **applications** (by client_id): the same, with the ``applications.version`` counter bumped by
   every update (secret rotation, redirect URIs, anything).
+- **directories** (by id and the SHA-256 of the bearer token presented): the SCIM authentication of
+  every request of a sync. The probe reads the directory's ``version`` and ``last_sync_at``; a hit
+  needs the same token hash already checked against the stored one at that version. Rotating the
+  token, renaming and deleting bump ``version`` or remove the row; recording a sync (``touch``)
+  changes only ``last_sync_at``, which the probe returns.
 - **signing keys**: which keys are active and published is read from the database on every
   request; only the decrypted private key of a kid is cached (a kid is the thumbprint of its key,
   so the key material under one kid never changes).
@@ -37,6 +42,7 @@ from typing import Generic, TypeVar
 
 from keyhall.core.applications import Application
 from keyhall.core.connections import Connection
+from keyhall.core.directories import Directory
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -44,6 +50,7 @@ V = TypeVar("V")
 CONNECTIONS_MAX = 2048
 APPLICATIONS_MAX = 1024
 SIGNING_KEYS_MAX = 64
+DIRECTORIES_MAX = 1024
 
 
 class VersionedCache(Generic[K, V]):
@@ -95,7 +102,9 @@ class StorageCaches:
         self.applications: VersionedCache[str, Application] = VersionedCache(APPLICATIONS_MAX)
         # kid -> the private key's PEM (the version is the kid itself: its material never changes)
         self.private_keys: VersionedCache[str, str] = VersionedCache(SIGNING_KEYS_MAX)
+        # (directory id, SHA-256 of the token presented) -> the directory, at its version
+        self.directories: VersionedCache[tuple[str, str], Directory] = VersionedCache(DIRECTORIES_MAX)
 
     def clear(self) -> None:
-        for cache in (self.connections, self.applications, self.private_keys):
+        for cache in (self.connections, self.applications, self.private_keys, self.directories):
             cache.clear()

@@ -49,7 +49,7 @@ class SqlUnitOfWork:
         self.domains = SqlDomains(session)
         self.audit = SqlAudit(session)
         self.users = SqlUsersWithDirectories(session)  # sign-in also finds the users directories provisioned
-        self.directories = SqlDirectories(session)
+        self.directories = SqlDirectories(session, caches.directories)
         self.directory_users = SqlDirectoryUsers(session)
         self.directory_groups = SqlDirectoryGroups(session)
         self.applications = SqlApplications(session, caches.applications)

@@ -16,7 +16,6 @@ from keyhall.core import certificate_service, directory_service, domain_service,
 from keyhall.core import connection_service as service
 from keyhall.core.connections import sp_entity_id
 from keyhall.core.directories import Directory, DirectoryProvider
-from keyhall.core.directory_sync import Stores
 from keyhall.core.portal import AREAS, Area, PortalSession
 from keyhall.errors import KeyhallError
 from keyhall.idp.dns import TxtResolver
@@ -80,12 +79,6 @@ def verify_domain(domain_id: str, request: Request, uow: UowDep, runtime: Runtim
 # --- directories ------------------------------------------------------------------------------
 
 
-def stores_of(uow: Any) -> Stores:
-    """The directory repositories the unit of work holds (``storage.unit_of_work``)."""
-    return Stores(directories=uow.directories, users=uow.directory_users, groups=uow.directory_groups,
-                  sessions=uow.grants)
-
-
 def scim_base_url(public_url: str, directory: Directory) -> str:
     return f"{public_url.rstrip('/')}/scim/v2/{directory.id}"
 
@@ -94,7 +87,7 @@ def directories_page(request: Request, uow: Any, runtime: Runtime, session: Port
                      errors: dict[str, str] | None = None, message: str | None = None,
                      token: str | None = None, token_for: str | None = None) -> Response:
     ctx = context_of(request, runtime, session)
-    found, counts = directory_service.list_directories(uow, stores_of(uow), ctx, session.organization_id)
+    found, counts = directory_service.list_directories(uow, ctx, session.organization_id)
     public_url = runtime.settings.public_url
     rows = [{"directory": d, "counts": counts[d.id], "scim_base_url": scim_base_url(public_url, d),
              "steps": DIRECTORY_STEPS.get(d.provider.value, DIRECTORY_STEPS["generic"])} for d in found]
@@ -114,7 +107,7 @@ def create_directory(request: Request, uow: UowDep, runtime: RuntimeDep, fields:
     def build(session: PortalSession) -> Response:
         try:
             made = directory_service.create_directory(
-                uow, stores_of(uow), context_of(request, runtime, session), session.organization_id,
+                uow, context_of(request, runtime, session), session.organization_id,
                 name=fields.get("name", "").strip(), provider=fields.get("provider", "generic").strip())
         except KeyhallError as exc:
             uow.rollback()
@@ -129,7 +122,7 @@ def create_directory(request: Request, uow: UowDep, runtime: RuntimeDep, fields:
 @router.post("/directories/{directory_id}/token")
 def rotate_token(directory_id: str, request: Request, uow: UowDep, runtime: RuntimeDep, fields: FormDep) -> Response:
     def build(session: PortalSession) -> Response:
-        made = directory_service.rotate_token(uow, stores_of(uow), context_of(request, runtime, session),
+        made = directory_service.rotate_token(uow, context_of(request, runtime, session),
                                               session.organization_id, directory_id)
         return directories_page(request, uow, runtime, session, token=made.token, token_for=made.directory.id)
     return guarded(request, uow, runtime, Area.DIRECTORIES, build, form=fields)

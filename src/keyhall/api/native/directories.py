@@ -13,15 +13,8 @@ from keyhall.api.deps import ContextDep, RuntimeDep, UowDep
 from keyhall.api.native.schemas import iso
 from keyhall.core import directory_service
 from keyhall.core.directories import Counts, Directory, DirectoryGroup, DirectoryUser
-from keyhall.core.directory_sync import Stores
 
 router = APIRouter(prefix="/v1/organizations/{org}/directories", tags=["directories"])
-
-
-def stores_of(uow: Any) -> Stores:
-    """The directory repositories the unit of work holds (see ``storage.unit_of_work``)."""
-    return Stores(directories=uow.directories, users=uow.directory_users, groups=uow.directory_groups,
-                  sessions=uow.grants)
 
 
 class DirectoryCreate(BaseModel):
@@ -71,7 +64,7 @@ Limit = Annotated[int, Query(ge=1, le=200)]
 @router.post("", status_code=201)
 def create_directory(org: str, body: DirectoryCreate, uow: UowDep, ctx: ContextDep, runtime: RuntimeDep,
                      response: Response) -> dict[str, Any]:
-    made = directory_service.create_directory(uow, stores_of(uow), ctx, org, name=body.name, provider=body.provider)
+    made = directory_service.create_directory(uow, ctx, org, name=body.name, provider=body.provider)
     response.headers["Location"] = f"/v1/organizations/{org}/directories/{made.directory.id}"
     response.headers["Cache-Control"] = "no-store"
     return directory_out(runtime.settings.public_url, made.directory, Counts(0, 0), made.token)
@@ -79,46 +72,44 @@ def create_directory(org: str, body: DirectoryCreate, uow: UowDep, ctx: ContextD
 
 @router.get("")
 def list_directories(org: str, uow: UowDep, ctx: ContextDep, runtime: RuntimeDep) -> dict[str, Any]:
-    found, counts = directory_service.list_directories(uow, stores_of(uow), ctx, org)
+    found, counts = directory_service.list_directories(uow, ctx, org)
     return {"data": [directory_out(runtime.settings.public_url, d, counts[d.id]) for d in found],
             "next_cursor": None}
 
 
 @router.get("/{directory_id}")
 def get_directory(org: str, directory_id: str, uow: UowDep, ctx: ContextDep, runtime: RuntimeDep) -> dict[str, Any]:
-    directory, counts = directory_service.get_directory(uow, stores_of(uow), ctx, org, directory_id)
+    directory, counts = directory_service.get_directory(uow, ctx, org, directory_id)
     return directory_out(runtime.settings.public_url, directory, counts)
 
 
 @router.patch("/{directory_id}")
 def update_directory(org: str, directory_id: str, body: DirectoryUpdate, uow: UowDep, ctx: ContextDep,
                      runtime: RuntimeDep) -> dict[str, Any]:
-    stores = stores_of(uow)
-    directory_service.rename_directory(uow, stores, ctx, org, directory_id, name=body.name)
-    directory, counts = directory_service.get_directory(uow, stores, ctx, org, directory_id)
+    directory_service.rename_directory(uow, ctx, org, directory_id, name=body.name)
+    directory, counts = directory_service.get_directory(uow, ctx, org, directory_id)
     return directory_out(runtime.settings.public_url, directory, counts)
 
 
 @router.post("/{directory_id}/token")
 def rotate_token(org: str, directory_id: str, uow: UowDep, ctx: ContextDep, runtime: RuntimeDep,
                  response: Response) -> dict[str, Any]:
-    stores = stores_of(uow)
-    made = directory_service.rotate_token(uow, stores, ctx, org, directory_id)
-    _, counts = directory_service.get_directory(uow, stores, ctx, org, directory_id)
+    made = directory_service.rotate_token(uow, ctx, org, directory_id)
+    _, counts = directory_service.get_directory(uow, ctx, org, directory_id)
     response.headers["Cache-Control"] = "no-store"
     return directory_out(runtime.settings.public_url, made.directory, counts, made.token)
 
 
 @router.delete("/{directory_id}", status_code=204)
 def delete_directory(org: str, directory_id: str, uow: UowDep, ctx: ContextDep) -> Response:
-    directory_service.delete_directory(uow, stores_of(uow), ctx, org, directory_id)
+    directory_service.delete_directory(uow, ctx, org, directory_id)
     return Response(status_code=204)
 
 
 @router.get("/{directory_id}/users")
 def list_users(org: str, directory_id: str, uow: UowDep, ctx: ContextDep, limit: Limit = 50,
                cursor: str | None = None) -> dict[str, Any]:
-    found, after = directory_service.list_directory_users(uow, stores_of(uow), ctx, org, directory_id, limit=limit,
+    found, after = directory_service.list_directory_users(uow, ctx, org, directory_id, limit=limit,
                                                           cursor=cursor)
     return {"data": [directory_user_out(u) for u in found.items], "next_cursor": after, "total": found.total}
 
@@ -126,6 +117,6 @@ def list_users(org: str, directory_id: str, uow: UowDep, ctx: ContextDep, limit:
 @router.get("/{directory_id}/groups")
 def list_groups(org: str, directory_id: str, uow: UowDep, ctx: ContextDep, limit: Limit = 50,
                 cursor: str | None = None) -> dict[str, Any]:
-    found, after = directory_service.list_directory_groups(uow, stores_of(uow), ctx, org, directory_id, limit=limit,
+    found, after = directory_service.list_directory_groups(uow, ctx, org, directory_id, limit=limit,
                                                            cursor=cursor)
     return {"data": [directory_group_out(g) for g in found.items], "next_cursor": after, "total": found.total}

@@ -14,7 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from keyhall.api.deps import bearer_token, client_address
 from keyhall.api.http import request_id
-from keyhall.api.native.directories import scim_base_url, stores_of
+from keyhall.api.native.directories import scim_base_url
 from keyhall.core.connection_service import parse_if_match
 from keyhall.core.directory_sync import Sync, authenticate
 from keyhall.core.ports import UnitOfWork
@@ -91,32 +91,34 @@ def _authenticated(request: Request, uow: UnitOfWork, runtime: Runtime, director
     """The authenticated directory's request. Failed attempts are counted against the client's
     address (the API's per-minute budget), so tokens cannot be guessed at speed; a directory's own
     calls are not throttled, as an initial sync sends thousands."""
-    stores = stores_of(uow)
     try:
-        directory = authenticate(uow, stores, directory_id, bearer_token(request))
+        directory = authenticate(uow, directory_id, bearer_token(request))
     except Unauthenticated:
         uow.rollback()
         runtime.limiter.hit(f"scim:ip:{client_address(request)}",
                             Limit(runtime.settings.api_rate_limit_per_minute), runtime.clock())
         raise
-    return Sync(uow=uow, stores=stores, directory=directory, request_id=request_id(request), now=runtime.clock(),
+    return Sync(uow=uow, directory=directory, request_id=request_id(request), now=runtime.clock(),
                 base_url=scim_base_url(runtime.settings.public_url, directory))
 
 
-def _in_directory(request: Request, runtime: Runtime, directory_id: str, call: Callable[[Sync], T]) -> T:
-    with runtime.database.unit_of_work() as uow:
+def _in_directory(request: Request, runtime: Runtime, directory_id: str, call: Callable[[Sync], T],
+                  read_only: bool) -> T:
+    with runtime.database.unit_of_work(read_only=read_only) as uow:
         return call(_authenticated(request, uow, runtime, directory_id))
 
 
-async def in_directory(request: Request, directory_id: str, call: Callable[[Sync], T]) -> T:
+async def in_directory(request: Request, directory_id: str, call: Callable[[Sync], T], *,
+                       read_only: bool = False) -> T:
     """Run ``call`` (the request's one core call, and the rendering of its result) as the directory
-    whose token the request carries, in one unit of work.
+    whose token the request carries, in one unit of work: a ``read_only`` one for reads, which on
+    SQLite neither waits for nor holds the write lock an initial sync's POSTs take turns on.
 
     The handlers are ``async`` and hand the whole database part to the thread pool at once: an IdP's
     sync is thousands of small requests, and a trip to the pool per dependency (unit of work,
     authentication, handler) would cost more than the work itself."""
     runtime: Runtime = request.app.state.runtime
-    return await run_in_threadpool(_in_directory, request, runtime, directory_id, call)
+    return await run_in_threadpool(_in_directory, request, runtime, directory_id, call, read_only)
 
 
 async def if_match(request: Request) -> int | None:  # async: no I/O, so no trip to the thread pool

@@ -15,5 +15,6 @@ router = APIRouter(prefix=PREFIX + "/{directory_id}", tags=["scim"], include_in_
 @router.post("/.search")
 async def search(directory_id: str, request: Request, body: Body) -> JSONResponse:
     params = parse_search(body)
-    found = await in_directory(request, directory_id, lambda sync: directory_search.search_all(sync, params))
+    found = await in_directory(request, directory_id, lambda sync: directory_search.search_all(sync, params),
+                               read_only=True)
     return respond(list_response(found.resources, found.total, found.start_index))

@@ -3,11 +3,12 @@ and memberships; and the users repository that sign-in uses, which also finds di
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import case, delete, func, insert, select, update
+from sqlalchemy import Select, Table, bindparam, case, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -23,15 +24,30 @@ from keyhall.core.ports import Slice
 from keyhall.core.users import User
 from keyhall.errors import Conflict
 from keyhall.protocols.scim.filters import Predicate
+from keyhall.storage.cache import VersionedCache
 from keyhall.storage.models import DirectoryGroupRow, DirectoryMembershipRow, DirectoryRow, UserRow
 from keyhall.storage.repos._query import flush as _flush
-from keyhall.storage.repos.scim_queries import group_condition, user_condition
+from keyhall.storage.repos.scim_queries import USERS, group_condition, user_condition
 from keyhall.storage.repos.users import SqlUsers
 
 _DIRECTORY_FIELDS = ("id", "organization_id", "name", "token_hash", "token_hint", "created_at", "updated_at",
                      "token_rotated_at", "last_sync_at", "version")
 #: at most this many ids per IN (...) list: SQLite's limit on bound parameters is 32766
 _CHUNK = 5000
+
+#: Statements of every SCIM request, built once: a statement object reused keeps its compiled form
+#: and cache key, where one built per call pays SQLAlchemy's construction and keying each time.
+_INSERT_USER = insert(cast(Table, UserRow.__table__))
+_PROBE = select(DirectoryRow.__table__.c.version, DirectoryRow.__table__.c.last_sync_at).where(
+    DirectoryRow.__table__.c.id == bindparam("directory_id"))
+_SET_GROUPS = update(cast(Table, UserRow.__table__)).where(USERS.id == bindparam("user_id")).values(
+    groups=bindparam("claim"))
+_MEMBERSHIPS, _GROUPS = DirectoryMembershipRow.__table__.c, DirectoryGroupRow.__table__.c
+_GROUPS_OF = (select(_MEMBERSHIPS.user_id, _GROUPS.id, _GROUPS.display_name)
+              .join_from(DirectoryMembershipRow.__table__, DirectoryGroupRow.__table__,
+                         _GROUPS.id == _MEMBERSHIPS.group_id)
+              .where(_MEMBERSHIPS.user_id.in_(bindparam("user_ids", expanding=True)))
+              .order_by(_GROUPS.display_name))
 
 
 def _chunks(items: Sequence[str]) -> list[Sequence[str]]:
@@ -40,8 +56,19 @@ def _chunks(items: Sequence[str]) -> list[Sequence[str]]:
 
 def users_where(directory_id: str, where: Predicate | None) -> Any:
     """The condition of a directory's user list (tests/integration/test_directory_query_plans.py)."""
-    condition = UserRow.directory_id == directory_id
+    condition = USERS.directory_id == directory_id
     return condition if where is None else condition & user_condition(where)
+
+
+def users_page(condition: Any, *, offset: int, limit: int) -> Select[Any]:
+    """A page of the users ``condition`` (``users_where``) selects, as ``SqlDirectoryUsers.list_slice``
+    reads it (and the query-plan test checks it)."""
+    return select(UserRow.__table__).where(condition).order_by(USERS.created_at, USERS.id).offset(offset).limit(limit)
+
+
+def count_of(table: Any, condition: Any) -> Select[Any]:
+    """How many rows match: ``totalResults`` when one page does not tell."""
+    return select(func.count()).select_from(table).where(condition)
 
 
 def groups_where(directory_id: str, where: Predicate | None) -> Any:
@@ -54,12 +81,13 @@ def _total(session: Session, table: Any, condition: Any, offset: int, limit: int
     such as ``userName eq`` is then one indexed query)."""
     if offset == 0 and limit > 0 and found < limit:
         return found
-    return int(session.scalar(select(func.count()).select_from(table).where(condition)) or 0)
+    return int(session.scalar(count_of(table, condition)) or 0)
 
 
 class SqlDirectories:
-    def __init__(self, session: Session):
+    def __init__(self, session: Session, cache: VersionedCache[tuple[str, str], Directory] | None = None):
         self.session = session
+        self.cache = cache if cache is not None else VersionedCache(1)
 
     @staticmethod
     def _entity(row: DirectoryRow) -> Directory:
@@ -69,6 +97,21 @@ class SqlDirectories:
     def get(self, directory_id: str) -> Directory | None:
         row = self.session.get(DirectoryRow, directory_id[:36])
         return self._entity(row) if row else None
+
+    def authenticated(self, directory_id: str, token_hash: str) -> Directory | None:
+        key = (directory_id[:36], token_hash)
+        probe = self.session.execute(_PROBE, {"directory_id": key[0]}).first()
+        if probe is None:
+            return None
+        version, last_sync_at = probe
+        directory = self.cache.get(key, version)
+        if directory is None:
+            directory = self.get(key[0])
+            if directory is None or not hmac.compare_digest(directory.token_hash, token_hash):
+                return None
+            self.cache.put(key, directory.version, directory)
+        directory.last_sync_at = last_sync_at  # recorded without a version bump (``touch``)
+        return directory
 
     def for_organization(self, organization_id: str) -> list[Directory]:
         rows = self.session.scalars(select(DirectoryRow).where(DirectoryRow.organization_id == organization_id)
@@ -116,7 +159,8 @@ class SqlDirectoryUsers:
         self.session = session
 
     @staticmethod
-    def _entity(row: UserRow) -> DirectoryUser:
+    def _entity(row: Any) -> DirectoryUser:
+        """From a mapped ``UserRow`` or a plain row of the table (both name the columns)."""
         assert row.directory_id is not None
         return DirectoryUser(
             id=row.id, organization_id=row.organization_id, directory_id=row.directory_id,
@@ -146,14 +190,17 @@ class SqlDirectoryUsers:
                       scim_attributes=user.attributes, updated_at=user.updated_at)
         return values
 
+    def _new_row(self, user: DirectoryUser) -> dict[str, Any]:
+        return dict(id=user.id, organization_id=user.organization_id, connection_id=None, subject=None,
+                    email_verified=False, username=None, picture=None, locale=None, phone_number=None, groups=[],
+                    password_hash=None, created_at=user.created_at, last_login_at=None, version=user.version,
+                    directory_id=user.directory_id, **self._values(user))
+
     def add(self, user: DirectoryUser) -> None:
-        self.session.add(UserRow(
-            id=user.id, organization_id=user.organization_id, connection_id=None, subject=None,
-            email_verified=False, username=None, picture=None, locale=None, phone_number=None, groups=[],
-            password_hash=None, created_at=user.created_at, last_login_at=None, version=user.version,
-            directory_id=user.directory_id, **self._values(user)))
+        # One INSERT on the table (not through the ORM's flush): the uniqueness of userName is this
+        # statement's to refuse, so creating a user needs no lookup first.
         try:
-            self.session.flush()
+            self.session.execute(_INSERT_USER, self._new_row(user))
         except IntegrityError as exc:  # the one unique key a new user can clash on: (directory, userName)
             raise Conflict(f"userName: {user.user_name!r} is already taken in this directory", field="userName",
                            details={"scim_type": "uniqueness"}) from exc
@@ -161,11 +208,7 @@ class SqlDirectoryUsers:
     def add_many(self, users: Sequence[DirectoryUser]) -> None:
         """Bulk insert (seeding and imports): one statement per chunk."""
         for start in range(0, len(users), _CHUNK):
-            self.session.execute(insert(UserRow), [dict(
-                id=u.id, organization_id=u.organization_id, connection_id=None, subject=None, email_verified=False,
-                username=None, picture=None, locale=None, phone_number=None, groups=[], password_hash=None,
-                created_at=u.created_at, last_login_at=None, version=u.version, directory_id=u.directory_id,
-                **self._values(u)) for u in users[start:start + _CHUNK]])
+            self.session.execute(insert(UserRow), [self._new_row(u) for u in users[start:start + _CHUNK]])
 
     def save(self, user: DirectoryUser, *, expected_version: int) -> bool:
         result = self.session.execute(
@@ -197,24 +240,29 @@ class SqlDirectoryUsers:
     def list_slice(self, directory_id: str, where: Predicate | None, *, offset: int,
                    limit: int) -> Slice[DirectoryUser]:
         condition = users_where(directory_id, where)
-        rows: Any = [] if limit <= 0 else self.session.scalars(
-            select(UserRow).where(condition).order_by(UserRow.created_at, UserRow.id).offset(offset).limit(limit))
+        rows: Any = [] if limit <= 0 else self.session.execute(users_page(condition, offset=offset, limit=limit))
         items = [self._entity(r) for r in rows]
-        return Slice(items=items, total=_total(self.session, UserRow, condition, offset, limit, len(items)))
+        return Slice(items=items, total=_total(self.session, UserRow.__table__, condition, offset, limit, len(items)))
 
     def groups_of(self, user_ids: Collection[str]) -> dict[str, list[tuple[str, str]]]:
         found: dict[str, list[tuple[str, str]]] = {}
         for chunk in _chunks(sorted(set(user_ids))):
-            rows = self.session.execute(
-                select(DirectoryMembershipRow.user_id, DirectoryGroupRow.id, DirectoryGroupRow.display_name)
-                .join(DirectoryGroupRow, DirectoryGroupRow.id == DirectoryMembershipRow.group_id)
-                .where(DirectoryMembershipRow.user_id.in_(chunk)).order_by(DirectoryGroupRow.display_name))
+            rows = self.session.execute(_GROUPS_OF, {"user_ids": list(chunk)})
             for user_id, group_id, display in rows:
                 found.setdefault(user_id, []).append((group_id, display))
         return found
 
-    def set_groups_claim(self, user_id: str, groups: list[str]) -> None:
-        self.session.execute(update(UserRow).where(UserRow.id == user_id).values(groups=groups))
+    def linked_connections(self, user_ids: Collection[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for chunk in _chunks(sorted(set(user_ids))):
+            rows = self.session.execute(select(USERS.id, USERS.connection_id).where(
+                USERS.id.in_(chunk), USERS.connection_id.is_not(None)))
+            found.update({user_id: connection_id for user_id, connection_id in rows})
+        return found
+
+    def set_groups_claims(self, claims: Mapping[str, list[str]]) -> None:
+        if claims:
+            self.session.execute(_SET_GROUPS, [{"user_id": u, "claim": g} for u, g in claims.items()])
 
 
 class SqlDirectoryGroups:

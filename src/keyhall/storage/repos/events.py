@@ -19,9 +19,10 @@ from __future__ import annotations
 import secrets
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, false, or_, select, text, update
+from sqlalchemy import ColumnElement, Table, false, insert, or_, select, text, update
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
 from keyhall.core.events import Event
@@ -32,6 +33,9 @@ from keyhall.storage.pagination import paginate
 
 #: The PostgreSQL advisory lock that orders appends to the event log ("keyhall" "evts" in ASCII).
 EVENT_LOG_LOCK = 0x6B657968_65767473
+
+#: The table itself, for plain INSERTs that skip the ORM's flush.
+_INSERT_EVENT = insert(cast(Table, EventRow.__table__))  # built once: compiled once
 
 
 def _type_filter(column: Any, types: Sequence[str]) -> ColumnElement[bool]:
@@ -58,11 +62,13 @@ class SqlEvents:
     def append(self, event: Event) -> None:
         if self.session.get_bind().dialect.name == "postgresql":
             self.session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": EVENT_LOG_LOCK})
-        row = EventRow(id=event.id, type=event.type, organization_id=event.organization_id, data=event.data,
-                       created_at=event.created_at)
-        self.session.add(row)
-        self.session.flush()
-        event.sequence = row.sequence
+        self.session.flush()  # the change's pending writes go first: the event stays the last write
+        result = self.session.execute(_INSERT_EVENT, {
+            "id": event.id, "type": event.type, "organization_id": event.organization_id, "data": event.data,
+            "created_at": event.created_at})
+        key = cast(CursorResult[Any], result).inserted_primary_key  # SQLite: the rowid; PostgreSQL: RETURNING
+        assert key is not None
+        event.sequence = int(key[0])
 
     def list_after(self, after: int | None, *, types: Sequence[str], limit: int) -> list[Event]:
         query = select(EventRow)
@@ -124,8 +130,8 @@ class SqlWebhooks:
         return page.items, page.next_cursor
 
     def subscriptions(self) -> list[Subscription]:
-        rows = self.session.execute(select(WebhookEndpointRow.id, WebhookEndpointRow.event_types)
-                                    .where(WebhookEndpointRow.enabled.is_(True)))
+        endpoints = WebhookEndpointRow.__table__.c  # Core columns: every emit asks, so skip the ORM's work
+        rows = self.session.execute(select(endpoints.id, endpoints.event_types).where(endpoints.enabled.is_(True)))
         return [Subscription(endpoint_id=row[0], event_types=tuple(row[1])) for row in rows]
 
     def all_sealed_secrets(self) -> list[tuple[str, str]]:

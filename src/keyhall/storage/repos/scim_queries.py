@@ -15,9 +15,12 @@ from keyhall.errors import InvalidInput
 from keyhall.protocols.scim.filters import AllOf, AnyOf, Compare, IsPresent, Negation, Predicate
 from keyhall.storage.models import DirectoryGroupRow, DirectoryMembershipRow, UserRow
 
+#: The users table's own columns (not the mapped class's attributes): a query on them alone is plain
+#: SQL for SQLAlchemy, without the ORM's per-statement work, which a sync's lookups would pay each time.
+USERS = UserRow.__table__.c
 USER_COLUMNS: dict[str, Any] = {
-    "user_name": UserRow.user_name_key, "external_id": UserRow.external_id, "id": UserRow.id, "email": UserRow.email,
-    "name": UserRow.name, "given_name": UserRow.given_name, "family_name": UserRow.family_name,
+    "user_name": USERS.user_name_key, "external_id": USERS.external_id, "id": USERS.id, "email": USERS.email,
+    "name": USERS.name, "given_name": USERS.given_name, "family_name": USERS.family_name,
 }
 PRE_LOWERED = frozenset({"user_name_key", "display_name_key", "email"})
 GROUP_COLUMNS: dict[str, Any] = {
@@ -53,7 +56,7 @@ def user_condition(pred: Predicate) -> ColumnElement[bool]:
     if isinstance(pred, Compare):
         if pred.field == "active":
             wanted = bool(pred.value) if pred.op == "eq" else not bool(pred.value)
-            return UserRow.disabled.is_(not wanted)
+            return USERS.disabled.is_(not wanted)
         return _compare(USER_COLUMNS[pred.field], pred)
     if isinstance(pred, IsPresent):
         if pred.field == "active":
