@@ -143,10 +143,8 @@ def logged_failures(log: str) -> dict[str, dict[str, object]]:
 def installation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installation]:
     with postgres_database("keyhall_bulkhead") as database, TcpProxy([("127.0.0.1", 5432)]) as db_proxy:
         running = install(tmp_path_factory.mktemp("bulkhead"), database, db_proxy,
-                          KEYHALL_IDP_MAX_CONCURRENT_CALLS=str(CAP), KEYHALL_LOGIN_RATE_LIMIT_PER_MINUTE="0")
-        running.server.stop()  # again, with this test's IdP timeout
-        running.server.env["KEYHALL_IDP_TIMEOUT_SECONDS"] = str(IDP_TIMEOUT)
-        running.server.start()
+                          KEYHALL_IDP_MAX_CONCURRENT_CALLS=str(CAP), KEYHALL_LOGIN_RATE_LIMIT_PER_MINUTE="0",
+                          KEYHALL_IDP_TIMEOUT_SECONDS=str(IDP_TIMEOUT))
         try:
             yield running
         finally:
