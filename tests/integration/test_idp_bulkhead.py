@@ -15,6 +15,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,15 +68,17 @@ class Callback:
 
 
 def callbacks_to(base_url: str, tenant: Tenant, idp: HostileIdp, count: int, tag: str) -> list[Callback]:
-    """``count`` sign-ins started and signed in at the IdP, each stopped before Keyhall's callback."""
-    ready: list[Callback] = []
-    for n in range(count):
+    """``count`` sign-ins started and signed in at the IdP, each stopped before Keyhall's callback
+    (prepared a few at a time: the IdP still answers, so this is set-up, not the test)."""
+    def prepare(n: int) -> Callback:
         browser = httpx.Client(trust_env=False, timeout=30, headers={"Connection": "close"})
         started = authorize(browser, base_url, tenant, f"person{n}")
         at_idp = browser.get(started.idp_url)
         assert at_idp.status_code == 302, at_idp.text
-        ready.append(Callback(browser, at_idp.headers["location"], f"{tag}-{n}"))
-    return ready
+        return Callback(browser, at_idp.headers["location"], f"{tag}-{n}")
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        return list(pool.map(prepare, range(count)))
 
 
 def fire(callbacks: list[Callback]) -> threading.Thread:
