@@ -10,12 +10,14 @@ organization owner, and its response is checked:
 - ``response_schema_conformance``: a documented status code answers the documented JSON schema;
 - ``content_type_conformance``: a documented status code answers the documented media type.
 
-Every test starts from a fresh organization that owns real resources (a SAML and an OIDC
-connection, a Raidiam SSO configuration, a claimed domain, a spare API key, an application), and
-path parameters are mostly drawn from those ids, so the fuzzer reaches the handlers instead of
-stopping at 404 (the generated value stays one of the choices). Operations that only an instance
-administrator may call (creating and deleting organizations, ``/v1/applications``) are sent with
-the instance key, everything else with the owner's key.
+Every operation that may write starts from a fresh organization that owns real resources (a SAML and
+an OIDC connection, a Raidiam SSO configuration, a claimed domain, a spare API key, an application);
+the read-only (GET) operations, which cannot change it, share one such organization, each with an
+owner key of its own (its own rate-limit budget, as a fresh tenant would have). Path parameters are
+mostly drawn from those ids, so the fuzzer reaches the handlers instead of stopping at 404 (the
+generated value stays one of the choices). Operations that only an instance administrator may call
+(creating and deleting organizations, ``/v1/applications``) are sent with the instance key,
+everything else with the owner's key.
 
 Nothing leaves the machine: name resolution is confined to loopback for the module (a name that
 does not resolve is what an offline IdP looks like, so IdP validation answers 422 with the
@@ -27,12 +29,14 @@ Part 2, the ``test_hostile_*`` tests: what Schemathesis does not send — CR/LF 
 without Content-Length), wrong content types, 10,000-deep JSON, invalid UTF-8 and U+0000, on
 every JSON write surface and the form endpoints; refused requests must change nothing.
 
-Bounded for CI (2 cores): at most ``MAX_EXAMPLES`` generated cases per operation, derandomized
+Bounded for CI (2 cores): ``EXAMPLES_BUDGET`` generated cases shared equally by the operations
+(at most ``MAX_EXAMPLES``, at least ``MIN_EXAMPLES`` each), derandomized
 (the same cases on every run), no Hypothesis example database, no per-example deadline.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import socket
 import tempfile
@@ -53,6 +57,7 @@ from schemathesis.specs.openapi.checks import content_type_conformance, response
 from sqlalchemy.engine import make_url
 
 from keyhall.app import create_app
+from keyhall.core.vocabulary import Role
 from keyhall.runtime import Runtime
 from tests.support.api import Keyhall, Tenant, auth
 from tests.support.database import fresh_database
@@ -60,7 +65,11 @@ from tests.support.dns_server import DnsServer
 from tests.support.hostile_idp import HostileIdp
 from tests.support.settings import make_settings
 
-MAX_EXAMPLES = 25
+MAX_EXAMPLES = 25  # per operation, and for the generated hostile input
+MIN_EXAMPLES = 10  # per operation, however many there are
+#: Generated cases for all operations together (about a minute on 2 cores): a new operation takes
+#: its share from the others rather than adding 25 cases to every CI run.
+EXAMPLES_BUDGET = 2100
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "saml"
 CHECKS = [not_a_server_error, response_schema_conformance, content_type_conformance]
 
@@ -101,7 +110,11 @@ def _openapi_document() -> dict[str, Any]:
 
 
 # A config of its own: a ``schemathesis.toml`` somewhere up the tree must not change this suite.
-schema = schemathesis.openapi.from_dict(_openapi_document(), config=schemathesis.Config())
+_DOCUMENT = _openapi_document()
+schema = schemathesis.openapi.from_dict(_DOCUMENT, config=schemathesis.Config())
+OPERATIONS = sum(method in ("get", "post", "put", "patch", "delete")
+                 for item in _DOCUMENT["paths"].values() for method in item)
+EXAMPLES_PER_OPERATION = max(MIN_EXAMPLES, min(MAX_EXAMPLES, EXAMPLES_BUDGET // max(OPERATIONS, 1)))
 
 
 # --- network sandbox -----------------------------------------------------------------------------
@@ -242,9 +255,24 @@ def seed_tenant(target: FuzzTarget) -> Seed:
 _current: dict[str, Seed] = {}
 
 
+@pytest.fixture(scope="module")
+def read_only_seeds() -> dict[str, Seed]:
+    """The organization seeded once for the read-only operations (made by the first of them)."""
+    return {}
+
+
 @pytest.fixture
-def seed(fuzz_target: FuzzTarget) -> Iterator[Seed]:
-    _current["seed"] = seeded = seed_tenant(fuzz_target)
+def seed(request: pytest.FixtureRequest, fuzz_target: FuzzTarget, read_only_seeds: dict[str, Seed]) -> Iterator[Seed]:
+    label = str(getattr(request.node, "operation_label", None) or "")  # Schemathesis' "METHOD /path"
+    if label.startswith("GET "):
+        shared = read_only_seeds.get("GET")
+        if shared is None:
+            shared = read_only_seeds["GET"] = seed_tenant(fuzz_target)
+        owner = fuzz_target.keyhall.issue_key(shared.tenant.id, Role.OWNER)
+        seeded = dataclasses.replace(shared, tenant=dataclasses.replace(shared.tenant, owner=owner))
+    else:
+        seeded = seed_tenant(fuzz_target)
+    _current["seed"] = seeded
     try:
         yield seeded
     finally:
@@ -280,7 +308,7 @@ def flatmap_body(context: schemathesis.HookContext, body: Any) -> Any:
 
 @schema.parametrize()
 @hypothesis.settings(
-    max_examples=MAX_EXAMPLES,
+    max_examples=EXAMPLES_PER_OPERATION,
     deadline=None,
     derandomize=True,
     database=None,

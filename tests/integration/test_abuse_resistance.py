@@ -188,9 +188,11 @@ def test_a_trusted_proxys_forwarded_for_is_honoured(behind_proxy: KeyhallServer)
 # --- SSRF refusals keep the resolver's answers to themselves ----------------------------------
 
 
-@pytest.fixture
-def secure(tmp_path: Path) -> Iterator[Keyhall]:
-    """A Keyhall with KEYHALL_ALLOW_INSECURE_IDP_URLS off, as in production."""
+@pytest.fixture(scope="module")
+def secure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Keyhall]:
+    """A Keyhall with KEYHALL_ALLOW_INSECURE_IDP_URLS off, as in production (each test makes its own
+    organization, and what they try is refused, so they share it)."""
+    tmp_path = tmp_path_factory.mktemp("secure")
     with fresh_database(tmp_path) as url:
         runtime = Runtime.build(make_settings(tmp_path, url, allow_insecure_idp_urls=False))
         runtime.database.migrate()

@@ -11,10 +11,6 @@ controllable clock; sign-ins go through saml-idp at every step and none fails.
 from __future__ import annotations
 
 import hashlib
-import json
-import os
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -51,6 +47,7 @@ from tests.support import saml_responses
 from tests.support.api import auth
 from tests.support.live import LiveKeyhall, serving_keyhall
 from tests.support.saml_idp import SamlIdp, _make_idp_certificate, _node
+from tests.support.servers import keyhall_cli
 
 pytestmark = pytest.mark.peers
 
@@ -320,16 +317,11 @@ def sp_metadata_certificates(live: LiveKeyhall, cid: str) -> dict[str, list[str]
 
 
 def keyhall_command(live: LiveKeyhall, *args: str) -> dict[str, Any]:
-    """The real ``keyhall`` command against the live server's installation."""
+    """The ``keyhall`` command (in process, ``keyhall_cli``) against the live server's installation."""
     settings = live.runtime.settings
-    env = {name: value for name, value in os.environ.items() if not name.startswith("KEYHALL_")}
-    env.update(KEYHALL_DATA_DIR=str(settings.data_dir), KEYHALL_DATABASE_URL=settings.resolved_database_url,
-               KEYHALL_SECRET_KEYS=str(settings.secret_keys))
-    result = subprocess.run([sys.executable, "-m", "keyhall", *args], env=env, cwd=settings.data_dir,
-                            capture_output=True, text=True, timeout=60, check=False)
-    assert result.returncode == 0, result.stderr
-    found: dict[str, Any] = json.loads(result.stdout)
-    return found
+    env = {"KEYHALL_DATA_DIR": str(settings.data_dir), "KEYHALL_DATABASE_URL": settings.resolved_database_url,
+           "KEYHALL_SECRET_KEYS": str(settings.secret_keys)}
+    return keyhall_cli(env, settings.data_dir, *args)
 
 
 def signs_in_encrypted(s: SamlSetup, encrypt_to: str) -> None:

@@ -1,4 +1,7 @@
-"""The real ``keyhall`` command (``python -m keyhall``) in a subprocess, on a fresh database.
+"""The ``keyhall`` command on a fresh database: its commands run in process through click's runner
+(the same ``main``, its exit code, stdout and stderr, with the installation's environment and
+working directory), and a few as the real ``python -m keyhall`` in a subprocess: the first run
+that makes the key file, a refused command, ``keys rotate`` beside a live server, and ``serve``.
 
 No ``KEYHALL_SECRET_KEYS`` is given, so the command generates its key file in the data directory,
 as on a first run. The last tests start ``keyhall serve`` and walk through setting up SSO over HTTP.
@@ -8,11 +11,13 @@ Saving an LDAP connection binds at the directory, so the LDAP connections point 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import time
+import traceback
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,8 +27,10 @@ from typing import Any
 
 import httpx
 import pytest
+from click.testing import CliRunner
 from sqlalchemy import select
 
+from keyhall.cli import main
 from keyhall.core.access import SYSTEM
 from keyhall.core.connection_service import Context, create_connection
 from keyhall.core.connections import ConnectionInput
@@ -73,14 +80,27 @@ class CliEnv:
         return env
 
     def run(self, *args: str, **extra_env: str) -> subprocess.CompletedProcess[str]:
+        """``keyhall ARGS`` in this process; an exception the command let out is in its stderr, with
+        its traceback, as the interpreter would have printed it."""
+        overlay: dict[str, str | None] = {k: None for k in os.environ if k.startswith("KEYHALL_")}
+        overlay.update({k: v for k, v in self.environ(**extra_env).items() if k.startswith("KEYHALL_")})
+        with contextlib.chdir(self.home):  # the installation's home: no stray .env file is read
+            result = CliRunner().invoke(main, list(args), env=overlay, catch_exceptions=True)
+        stderr = result.stderr
+        if result.exception is not None and not isinstance(result.exception, SystemExit):
+            stderr += "".join(traceback.format_exception(result.exception))
+        return subprocess.CompletedProcess(["keyhall", *args], result.exit_code, result.stdout, stderr)
+
+    def run_process(self, *args: str, **extra_env: str) -> subprocess.CompletedProcess[str]:
+        """``python -m keyhall ARGS`` in a subprocess."""
         # cwd is the installation's home so no stray .env file is read.
         return subprocess.run(
             [sys.executable, "-m", "keyhall", *args], cwd=self.home, env=self.environ(**extra_env),
             capture_output=True, text=True, timeout=COMMAND_TIMEOUT, check=False,
         )
 
-    def json(self, *args: str, **extra_env: str) -> dict[str, Any]:
-        result = self.run(*args, **extra_env)
+    def json(self, *args: str, process: bool = False, **extra_env: str) -> dict[str, Any]:
+        result = (self.run_process if process else self.run)(*args, **extra_env)
         assert result.returncode == 0, f"keyhall {' '.join(args)} failed:\n{result.stderr}"
         data: dict[str, Any] = json.loads(result.stdout)
         return data
@@ -99,7 +119,8 @@ def cli(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CliEnv]:
 
 @pytest.fixture(scope="module")
 def acme(cli: CliEnv) -> dict[str, Any]:
-    return cli.json("org", "create", "Acme Corp", "--slug", "acme")
+    """The installation's first command, a real process: it creates the data directory and key file."""
+    return cli.json("org", "create", "Acme Corp", "--slug", "acme", process=True)
 
 
 # --- organizations and API keys --------------------------------------------------------------
@@ -129,7 +150,7 @@ def test_org_create_derives_the_slug_from_the_name(cli: CliEnv) -> None:
 
 
 def test_duplicate_slug_fails_with_a_clear_message(cli: CliEnv, acme: dict[str, Any]) -> None:
-    result = cli.run("org", "create", "Another Acme", "--slug", "acme")
+    result = cli.run_process("org", "create", "Another Acme", "--slug", "acme")
     assert result.returncode != 0
     assert result.stdout == ""
     assert "error:" in result.stderr
@@ -449,7 +470,7 @@ def test_a_running_server_keeps_reading_secrets_after_keys_rotate(tmp_path: Path
             assert response.status_code == 201, response.text
             cid = response.json()["id"]
 
-            assert env.json("keys", "rotate")["reencrypted"] == 1
+            assert env.json("keys", "rotate", process=True)["reencrypted"] == 1  # beside the server's process
 
             response = client.get(f"{base}/{cid}", headers=owner)
             assert response.status_code == 200, response.text

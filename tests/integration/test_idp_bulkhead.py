@@ -15,6 +15,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,15 +68,17 @@ class Callback:
 
 
 def callbacks_to(base_url: str, tenant: Tenant, idp: HostileIdp, count: int, tag: str) -> list[Callback]:
-    """``count`` sign-ins started and signed in at the IdP, each stopped before Keyhall's callback."""
-    ready: list[Callback] = []
-    for n in range(count):
+    """``count`` sign-ins started and signed in at the IdP, each stopped before Keyhall's callback
+    (prepared a few at a time: the IdP still answers, so this is set-up, not the test)."""
+    def prepare(n: int) -> Callback:
         browser = httpx.Client(trust_env=False, timeout=30, headers={"Connection": "close"})
         started = authorize(browser, base_url, tenant, f"person{n}")
         at_idp = browser.get(started.idp_url)
         assert at_idp.status_code == 302, at_idp.text
-        ready.append(Callback(browser, at_idp.headers["location"], f"{tag}-{n}"))
-    return ready
+        return Callback(browser, at_idp.headers["location"], f"{tag}-{n}")
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        return list(pool.map(prepare, range(count)))
 
 
 def fire(callbacks: list[Callback]) -> threading.Thread:
@@ -143,10 +146,8 @@ def logged_failures(log: str) -> dict[str, dict[str, object]]:
 def installation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installation]:
     with postgres_database("keyhall_bulkhead") as database, TcpProxy([("127.0.0.1", 5432)]) as db_proxy:
         running = install(tmp_path_factory.mktemp("bulkhead"), database, db_proxy,
-                          KEYHALL_IDP_MAX_CONCURRENT_CALLS=str(CAP), KEYHALL_LOGIN_RATE_LIMIT_PER_MINUTE="0")
-        running.server.stop()  # again, with this test's IdP timeout
-        running.server.env["KEYHALL_IDP_TIMEOUT_SECONDS"] = str(IDP_TIMEOUT)
-        running.server.start()
+                          KEYHALL_IDP_MAX_CONCURRENT_CALLS=str(CAP), KEYHALL_LOGIN_RATE_LIMIT_PER_MINUTE="0",
+                          KEYHALL_IDP_TIMEOUT_SECONDS=str(IDP_TIMEOUT))
         try:
             yield running
         finally:

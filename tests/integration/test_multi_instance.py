@@ -21,7 +21,6 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -183,15 +182,28 @@ def test_sign_ins_through_the_round_robin_proxy(cluster: Cluster, oidc_idp: Oidc
     assert min(routed.values()) >= 5, routed  # both instances took part
 
 
-def test_instances_started_together_on_an_empty_database(tmp_path: Path) -> None:
-    """A rollout starts its replicas at once, and each migrates the schema on start: all must come
-    up. To make the race certain rather than likely, the test holds an uncommitted ``CREATE TABLE
-    alembic_version`` until all three migrations queue up behind it, then lets them go together
-    (three migrations reaching that statement within the same moment, as they do by chance)."""
+@dataclass
+class Rollout:
+    """Three instances started at once on an empty database, behind one round-robin proxy."""
+
+    database: str
+    servers: list[KeyhallServer]
+    queued: int  # how many of their migrations were seen waiting behind the held lock
+    failures: list[str]  # why each instance that did not come up died
+
+
+@pytest.fixture(scope="module")
+def rollout(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rollout]:
+    """A rollout starts its replicas at once, and each migrates the schema on start. To make the
+    race certain rather than likely, an uncommitted ``CREATE TABLE alembic_version`` is held until
+    all three migrations queue up behind it, then they are let go together (three migrations
+    reaching that statement within the same moment, as they do by chance). Nothing here asks for
+    a signing key: the instances are fresh for ``test_first_jwks_answers_agree_across_instances``."""
+    workdir = tmp_path_factory.mktemp("rollout")
     with postgres_database() as database, TcpProxy() as proxy:
         secret_keys = new_key()
-        servers = [KeyhallServer(name, free_port(), keyhall_env(tmp_path / name / "data", database_url(database),
-                                                                 proxy.url, secret_keys), tmp_path / name)
+        servers = [KeyhallServer(name, free_port(), keyhall_env(workdir / name / "data", database_url(database),
+                                                                 proxy.url, secret_keys), workdir / name)
                    for name in ("a", "b", "c")]
         try:
             with holding(database, "CREATE TABLE alembic_version (version_num VARCHAR(32) PRIMARY KEY)") as waiters:
@@ -205,34 +217,44 @@ def test_instances_started_together_on_an_empty_database(tmp_path: Path) -> None
                 except ServerError as exc:
                     failures.append(" | ".join(line.strip() for line in str(exc).splitlines()
                                                if "Error" in line or "exited" in line)[:400])
-            assert not failures, f"{len(failures)} of {len(servers)} instances ({waiting} queued) died: {failures}"
-            for server in servers:
-                assert httpx.get(f"{server.url}/readyz", trust_env=False, timeout=10).status_code == 200
+            proxy.set_backends([("127.0.0.1", s.port) for s in servers if s.alive()])
+            yield Rollout(database=database, servers=servers, queued=waiting, failures=failures)
         finally:
             for server in servers:
                 server.stop()
 
 
-def test_first_jwks_answers_agree_across_instances(tmp_path: Path) -> None:
+def test_instances_started_together_on_an_empty_database(rollout: Rollout) -> None:
+    """All three replicas of a rollout that migrate an empty database at once come up (see ``rollout``)."""
+    servers = rollout.servers
+    assert not rollout.failures, (f"{len(rollout.failures)} of {len(servers)} instances ({rollout.queued} queued) "
+                                  f"died: {rollout.failures}")
+    for server in servers:
+        assert httpx.get(f"{server.url}/readyz", trust_env=False, timeout=10).status_code == 200
+
+
+def test_first_jwks_answers_agree_across_instances(rollout: Rollout) -> None:
     """Signing keys are made on first use. When the first JWKS requests reach every instance at
     once, each must publish the keys that will sign: a product caches the JWKS it fetched
     (``max-age=300``) and cannot verify a token signed with a key it was not shown. The test
     holds a lock on ``signing_keys`` until the three requests queue up, then lets them go."""
-    with postgres_database() as database, keyhall_cluster(tmp_path, database, instances=3) as running:
-        answers: dict[str, list[str]] = {}
+    assert not rollout.failures, rollout.failures
+    database = rollout.database
+    assert query(database, "SELECT count(*) FROM signing_keys") == [(0,)], "a signing key was made before the race"
+    answers: dict[str, list[str]] = {}
 
-        def fetch(server: KeyhallServer) -> None:
-            jwks = httpx.get(f"{server.url}/oauth2/jwks", trust_env=False, timeout=30).json()
-            answers[server.name] = sorted(k["kid"] for k in jwks["keys"])
+    def fetch(server: KeyhallServer) -> None:
+        jwks = httpx.get(f"{server.url}/oauth2/jwks", trust_env=False, timeout=30).json()
+        answers[server.name] = sorted(k["kid"] for k in jwks["keys"])
 
-        threads = [threading.Thread(target=fetch, args=(s,)) for s in running.servers]
-        with holding(database, "LOCK TABLE signing_keys IN SHARE MODE") as waiters:
-            for thread in threads:
-                thread.start()
-            waiters(len(threads), 10.0)
+    threads = [threading.Thread(target=fetch, args=(s,)) for s in rollout.servers]
+    with holding(database, "LOCK TABLE signing_keys IN SHARE MODE") as waiters:
         for thread in threads:
-            thread.join(timeout=30)
-        active = query(database, "SELECT alg, kid FROM signing_keys WHERE retired_at IS NULL ORDER BY created_at DESC")
+            thread.start()
+        waiters(len(threads), 10.0)
+    for thread in threads:
+        thread.join(timeout=30)
+    active = query(database, "SELECT alg, kid FROM signing_keys WHERE retired_at IS NULL ORDER BY created_at DESC")
     per_alg = Counter(alg for alg, _kid in active)
     signers = {alg: next(kid for a, kid in active if a == alg) for alg in per_alg}
     missing = {name: sorted(set(signers.values()) - set(kids)) for name, kids in answers.items()}

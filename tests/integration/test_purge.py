@@ -4,10 +4,7 @@ serve stays — on SQLite and on PostgreSQL (``KEYHALL_TEST_DATABASE_URL``); run
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -43,7 +40,7 @@ from keyhall.storage.models import (
 from keyhall.storage.purge import KINDS, purge_expired
 from tests.support.database import fresh_database
 from tests.support.peers import free_port
-from tests.support.servers import KeyhallServer, keyhall_env, wait_until
+from tests.support.servers import KeyhallServer, keyhall_cli, keyhall_env, wait_until
 from tests.support.settings import make_settings
 
 NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
@@ -243,10 +240,7 @@ def test_keyhall_purge_prints_the_counts(tmp_path: Path) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("KEYHALL_")}
         env.update(KEYHALL_DATA_DIR=str(tmp_path / "data"), KEYHALL_DATABASE_URL=url, KEYHALL_SECRET_KEYS=new_key(),
                    KEYHALL_AUDIT_RETENTION_DAYS="30")
-        done = subprocess.run([sys.executable, "-m", "keyhall", "purge"], cwd=tmp_path, env=env,
-                              capture_output=True, text=True, timeout=60, check=False)
-        assert done.returncode == 0, done.stderr
-        counts = json.loads(done.stdout)
+        counts = keyhall_cli(env, tmp_path, "purge")  # in process; `keyhall serve` below is a real one
         assert list(counts) == list(KINDS)
         assert counts["sign_in_transactions"] == 1
         assert counts["audit_events"] == 1

@@ -1,4 +1,5 @@
-"""``keyhall serve --workers N``: the real command in a subprocess, on a fresh database.
+"""``keyhall serve --workers N``: the real command in a subprocess, on a fresh database (a refused
+one in process).
 
 The supervising process migrates once and runs the background jobs (domain checker, purge) once;
 the N worker processes only serve. SIGTERM stops them all.
@@ -6,6 +7,7 @@ the N worker processes only serve. SIGTERM stops them all.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -16,7 +18,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from click.testing import CliRunner
 
+from keyhall.cli import main
 from tests.support.database import fresh_database
 from tests.support.peers import free_port
 
@@ -94,9 +98,12 @@ def test_workers_share_the_port_and_the_supervisor_migrates_and_runs_the_jobs_on
 
 
 def test_workers_refuse_the_separate_metrics_port(home: tuple[Path, str]) -> None:
+    """Refused before anything starts, so the command runs in process (click's runner)."""
     path, url = home
-    done = subprocess.run([sys.executable, "-m", "keyhall", "serve", "--port", str(free_port()), "--workers", "2"],
-                          cwd=path, env=environ(path, url, KEYHALL_METRICS_PORT=str(free_port())),
-                          capture_output=True, text=True, timeout=60, check=False)
-    assert done.returncode == 2
+    env = environ(path, url, KEYHALL_METRICS_PORT=str(free_port()))
+    overlay: dict[str, str | None] = {k: None for k in os.environ if k.startswith("KEYHALL_")}
+    overlay.update({k: v for k, v in env.items() if k.startswith("KEYHALL_")})
+    with contextlib.chdir(path):
+        done = CliRunner().invoke(main, ["serve", "--port", str(free_port()), "--workers", "2"], env=overlay)
+    assert done.exit_code == 2, (done.output, done.exception)
     assert "KEYHALL_METRICS_PORT" in done.stderr

@@ -52,7 +52,6 @@ from tests.support.peers import free_port, peer_unavailable
 
 POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 STARTUP_TIMEOUT = 30.0  # seconds for a server to answer /healthz
-COMMAND_TIMEOUT = 60.0  # seconds for a CLI command
 
 Mode = Literal["forward", "reject", "blackhole", "stall"]
 
@@ -312,11 +311,22 @@ def keyhall_env(data_dir: Path, database: str, public_url: str, secret_keys: str
 
 
 def keyhall_cli(env: Mapping[str, str], cwd: Path, *args: str) -> dict[str, Any]:
-    """``python -m keyhall ARGS`` (migrating first, as every command does); its JSON output."""
-    done = subprocess.run([sys.executable, "-m", "keyhall", *args], cwd=cwd, env=dict(env), capture_output=True,
-                          text=True, timeout=COMMAND_TIMEOUT, check=False)
-    if done.returncode != 0:
-        raise ServerError(f"keyhall {' '.join(args)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    """``keyhall ARGS`` (migrating first, as every command does) with the environment ``env`` and the
+    working directory ``cwd``; its JSON output. Run in this process through click's runner: the same
+    command as ``python -m keyhall``, without a new interpreter importing Keyhall again for a set-up
+    step (tests/integration/test_cli.py runs the command as a real process)."""
+    from click.testing import CliRunner  # test tooling, needed only by the tests that run a command
+
+    from keyhall.cli import main
+
+    # Only ``env``: a KEYHALL_* variable of this process is unset for the command, as keyhall_env() leaves it out.
+    overlay: dict[str, str | None] = {k: None for k in os.environ if k.startswith("KEYHALL_")}
+    overlay.update({k: v for k, v in env.items() if k.startswith("KEYHALL_")})
+    with contextlib.chdir(cwd):  # no stray .env file of the caller's directory is read
+        done = CliRunner().invoke(main, list(args), env=overlay, catch_exceptions=True)
+    if done.exit_code != 0:
+        raise ServerError(f"keyhall {' '.join(args)} failed ({done.exit_code}):\n{done.stderr[-3000:]}\n"
+                          f"{done.exception!r}")
     result: dict[str, Any] = json.loads(done.stdout)
     return result
 
