@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import Result, Select, bindparam, select
+from sqlalchemy.orm import Session
 
 from keyhall.storage.models import (
     ApiKeyRow,
@@ -22,6 +23,7 @@ from keyhall.storage.models import (
     ConnectionRow,
     DomainRow,
     LoginTransactionRow,
+    OrganizationRow,
     RefreshTokenRow,
     TokenFamilyRow,
     UserRow,
@@ -34,6 +36,23 @@ def by_primary_key(model: Any, *key: Any) -> Select[Any]:
     return select(model).where(*(column == value for column, value in zip(columns, key, strict=True)))
 
 
+def run(session: Session, statement: Select[Any], **params: Any) -> Result[Any]:
+    """Run a prebuilt statement of this module (bound parameters named in ``params``) on the
+    session's connection as plain Core: no ORM compile step, no entity loading, no identity map.
+    What the session holds is flushed first, as the ORM's own autoflush would."""
+    session.flush()
+    return session.connection().execute(statement, params)
+
+
+#: Built once (only their parameters change): the per-request statements of an API call.
+API_KEY_BY_ID = select(ApiKeyRow.__table__).where(ApiKeyRow.__table__.c.id == bindparam("id"))
+ORGANIZATION_BY_ID = select(OrganizationRow.__table__).where(OrganizationRow.__table__.c.id == bindparam("value"))
+ORGANIZATION_BY_SLUG = select(OrganizationRow.__table__).where(
+    OrganizationRow.__table__.c.slug == bindparam("value"))
+CONNECTION_VERSION_IN_ORGANIZATION = select(ConnectionRow.version).where(
+    ConnectionRow.id == bindparam("id"), ConnectionRow.organization_id == bindparam("organization_id"))
+
+
 def connection_in_organization(organization_id: str, connection_id: str) -> Select[ConnectionRow]:
     return select(ConnectionRow).where(ConnectionRow.id == connection_id,
                                        ConnectionRow.organization_id == organization_id)
@@ -42,11 +61,6 @@ def connection_in_organization(organization_id: str, connection_id: str) -> Sele
 def connection_version(connection_id: str) -> Select[int]:
     """The probe before a cached connection is served (``keyhall.storage.cache``)."""
     return select(ConnectionRow.version).where(ConnectionRow.id == connection_id)
-
-
-def connection_version_in_organization(organization_id: str, connection_id: str) -> Select[int]:
-    return select(ConnectionRow.version).where(ConnectionRow.id == connection_id,
-                                               ConnectionRow.organization_id == organization_id)
 
 
 def connection_versions_by_domain(domain: str, status: str) -> Select[*tuple[Any, ...]]:
@@ -93,11 +107,14 @@ _ID = "0b9d7c7e-3f1c-4c55-9f0e-2f6f5f0d8c11"
 
 #: Every hot query with sample arguments: name -> the statement.
 HOT_QUERIES: dict[str, Callable[[], Select[*tuple[Any, ...]]]] = {
-    "API key by id": lambda: by_primary_key(ApiKeyRow, "k" * 22),
+    "API key by id": lambda: API_KEY_BY_ID.params(id="k" * 22),
+    "organization by id": lambda: ORGANIZATION_BY_ID.params(value=_ID),
+    "organization by slug": lambda: ORGANIZATION_BY_SLUG.params(value="acme"),
     "connection by id": lambda: by_primary_key(ConnectionRow, _ID),
     "connection by id in its organization": lambda: connection_in_organization(_ID, _ID),
     "connection version by id": lambda: connection_version(_ID),
-    "connection version by id in its organization": lambda: connection_version_in_organization(_ID, _ID),
+    "connection version by id in its organization": lambda: CONNECTION_VERSION_IN_ORGANIZATION.params(
+        id=_ID, organization_id=_ID),
     "active connection versions by domain": lambda: connection_versions_by_domain("example.com", "active"),
     "application version by client_id": lambda: application_version("client"),
     "domains of connections": lambda: domains_of_connections([_ID, _ID]),

@@ -98,8 +98,8 @@ class SqlConnections:
             return None
         connection_id = connection_id.lower()
         if not for_update:  # a write locks and reads the row itself
-            version = self.session.scalar(hot_queries.connection_version_in_organization(organization_id,
-                                                                                         connection_id))
+            version = hot_queries.run(self.session, hot_queries.CONNECTION_VERSION_IN_ORGANIZATION,
+                                      id=connection_id, organization_id=organization_id).scalar()
             if version is None:
                 return None
             if (hit := self._cached(connection_id, version)) is not None:
