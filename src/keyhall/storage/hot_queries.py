@@ -10,9 +10,9 @@ is checked where it is used.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Result, Select, bindparam, select
+from sqlalchemy import CursorResult, Executable, Select, Table, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from keyhall.storage.models import (
@@ -36,7 +36,7 @@ def by_primary_key(model: Any, *key: Any) -> Select[Any]:
     return select(model).where(*(column == value for column, value in zip(columns, key, strict=True)))
 
 
-def run(session: Session, statement: Select[Any], **params: Any) -> Result[Any]:
+def run(session: Session, statement: Executable, **params: Any) -> CursorResult[Any]:
     """Run a prebuilt statement of this module (bound parameters named in ``params``) on the
     session's connection as plain Core: no ORM compile step, no entity loading, no identity map.
     What the session holds is flushed first, as the ORM's own autoflush would."""
@@ -51,6 +51,16 @@ ORGANIZATION_BY_SLUG = select(OrganizationRow.__table__).where(
     OrganizationRow.__table__.c.slug == bindparam("value"))
 CONNECTION_VERSION_IN_ORGANIZATION = select(ConnectionRow.version).where(
     ConnectionRow.id == bindparam("id"), ConnectionRow.organization_id == bindparam("organization_id"))
+CONNECTION_VERSION_IN_ORGANIZATION_FOR_UPDATE = CONNECTION_VERSION_IN_ORGANIZATION.with_for_update()
+#: Every column but the primary key, each from the parameter of its own name; ``b_id`` and
+#: ``b_version`` pick the row at the version the writer read.
+_CONNECTIONS = cast(Table, ConnectionRow.__table__)
+UPDATE_CONNECTION_AT_VERSION = (
+    update(_CONNECTIONS)
+    .where(_CONNECTIONS.c.id == bindparam("b_id"), _CONNECTIONS.c.version == bindparam("b_version"))
+    .values({column.name: bindparam(column.name, type_=column.type)
+             for column in _CONNECTIONS.columns if not column.primary_key})
+)
 
 
 def connection_in_organization(organization_id: str, connection_id: str) -> Select[ConnectionRow]:
@@ -115,6 +125,8 @@ HOT_QUERIES: dict[str, Callable[[], Select[*tuple[Any, ...]]]] = {
     "connection version by id": lambda: connection_version(_ID),
     "connection version by id in its organization": lambda: CONNECTION_VERSION_IN_ORGANIZATION.params(
         id=_ID, organization_id=_ID),
+    "connection version by id in its organization, locked": lambda: (
+        CONNECTION_VERSION_IN_ORGANIZATION_FOR_UPDATE.params(id=_ID, organization_id=_ID)),
     "active connection versions by domain": lambda: connection_versions_by_domain("example.com", "active"),
     "application version by client_id": lambda: application_version("client"),
     "domains of connections": lambda: domains_of_connections([_ID, _ID]),

@@ -76,13 +76,28 @@ class SqlConnections:
             updated_at=conn.updated_at,
         )
 
-    def _write_domains(self, conn: Connection) -> None:
-        self.session.execute(delete(ConnectionDomainRow).where(ConnectionDomainRow.connection_id == conn.id))
-        self.session.add_all(
-            ConnectionDomainRow(connection_id=conn.id, domain=name, organization_id=conn.organization_id,
-                                position=index)
-            for index, name in enumerate(conn.domains)
-        )
+    def _write_domains(self, conn: Connection, stored: Sequence[str] | None = None) -> None:
+        """The connection's domain rows; with ``stored`` (the domains as stored), only the difference:
+        nothing at all when they did not change, which is what most updates send."""
+        if stored is None:
+            self.session.execute(delete(ConnectionDomainRow).where(ConnectionDomainRow.connection_id == conn.id))
+            stored = []
+        elif list(stored) == conn.domains:
+            return
+        wanted = {name: index for index, name in enumerate(conn.domains)}
+        was = {name: index for index, name in enumerate(stored)}
+        gone = [name for name in was if name not in wanted]
+        if gone:
+            self.session.execute(delete(ConnectionDomainRow).where(ConnectionDomainRow.connection_id == conn.id,
+                                                                   ConnectionDomainRow.domain.in_(gone)))
+        for name, index in wanted.items():
+            if name not in was:
+                self.session.add(ConnectionDomainRow(connection_id=conn.id, domain=name,
+                                                     organization_id=conn.organization_id, position=index))
+            elif was[name] != index:
+                self.session.execute(update(ConnectionDomainRow).where(
+                    ConnectionDomainRow.connection_id == conn.id, ConnectionDomainRow.domain == name,
+                ).values(position=index))
 
     def _load(self, row: ConnectionRow) -> Connection:
         conn = self._entity(row, self._domains_of([row.id])[row.id])
@@ -97,15 +112,16 @@ class SqlConnections:
         if not is_uuid(connection_id):
             return None
         connection_id = connection_id.lower()
-        if not for_update:  # a write locks and reads the row itself
-            version = hot_queries.run(self.session, hot_queries.CONNECTION_VERSION_IN_ORGANIZATION,
-                                      id=connection_id, organization_id=organization_id).scalar()
-            if version is None:
-                return None
-            if (hit := self._cached(connection_id, version)) is not None:
-                return hit
-        query = hot_queries.connection_in_organization(organization_id, connection_id)
-        row = self.session.scalar(query.with_for_update() if for_update else query)
+        # A write's probe locks the row (FOR UPDATE) and reads its version in one statement; either
+        # way the cached entity at that version is the row as it is.
+        probe = (hot_queries.CONNECTION_VERSION_IN_ORGANIZATION_FOR_UPDATE if for_update
+                 else hot_queries.CONNECTION_VERSION_IN_ORGANIZATION)
+        version = hot_queries.run(self.session, probe, id=connection_id, organization_id=organization_id).scalar()
+        if version is None:
+            return None
+        if (hit := self._cached(connection_id, version)) is not None:
+            return hit
+        row = self.session.scalar(hot_queries.connection_in_organization(organization_id, connection_id))
         return self._load(row) if row else None
 
     def get_any(self, connection_id: str) -> Connection | None:
@@ -187,17 +203,18 @@ class SqlConnections:
         self._write_domains(connection)
         flush(self.session)
 
-    def save(self, connection: Connection, *, expected_version: int) -> bool:
+    def save(self, connection: Connection, *, expected_version: int,
+             stored_domains: Sequence[str] | None = None) -> bool:
         if connection.version <= expected_version:  # the caches trust the version to change with the row
             raise ValueError("a saved connection needs a version above the one it replaces")
-        result = self.session.execute(
-            update(ConnectionRow)
-            .where(ConnectionRow.id == connection.id, ConnectionRow.version == expected_version)
-            .values(**self._values(connection))
-        )
-        if getattr(result, "rowcount", 0) != 1:
+        result = hot_queries.run(self.session, hot_queries.UPDATE_CONNECTION_AT_VERSION, b_id=connection.id,
+                                 b_version=expected_version, **self._values(connection))
+        if result.rowcount != 1:
             return False
-        self._write_domains(connection)
+        loaded = self.session.identity_map.get(self.session.identity_key(ConnectionRow, connection.id))
+        if loaded is not None:  # the update went around the ORM: the copy it holds is stale
+            self.session.expire(loaded)
+        self._write_domains(connection, stored_domains)
         flush(self.session)
         return True
 
