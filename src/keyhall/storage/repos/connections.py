@@ -36,6 +36,18 @@ class SqlConnections:
         self.session = session
         self.box = box
         self.cache: VersionedCache[str, Connection] = cache if cache is not None else VersionedCache(1)
+        self._written: list[Connection] = []  # cached once their transaction commits (see committed)
+
+    def committed(self) -> None:
+        """The transaction that wrote them committed: cache the connections it saved, at their new
+        version, so the next read (or write) of one needs no reload. Not before the commit: a
+        rolled-back version number may later be written with other content."""
+        for connection in self._written:
+            self.cache.put(connection.id, connection.version, connection)
+        self._written.clear()
+
+    def rolled_back(self) -> None:
+        self._written.clear()
 
     def _entity(self, row: ConnectionRow, domains: list[str]) -> Connection:
         return Connection(
@@ -216,6 +228,7 @@ class SqlConnections:
             self.session.expire(loaded)
         self._write_domains(connection, stored_domains)
         flush(self.session)
+        self._written.append(connection)
         return True
 
     def delete(self, connection_id: str) -> None:
