@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Executable, Select, Table, bindparam, select, update
+from sqlalchemy import CursorResult, Executable, Select, Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from keyhall.storage.models import (
@@ -81,8 +81,16 @@ def connection_versions_by_domain(domain: str, status: str) -> Select[*tuple[Any
             .order_by(ConnectionRow.created_at, ConnectionRow.id))
 
 
-def application_version(client_id: str) -> Select[int]:
-    return select(ApplicationRow.version).where(ApplicationRow.id == client_id)
+APPLICATION_VERSION = select(ApplicationRow.version).where(ApplicationRow.id == bindparam("id"))
+_CODES = cast(Table, AuthorizationCodeRow.__table__)
+#: Marks a code used and returns it, in one statement; no row when it was used before (or is unknown).
+USE_CODE = (update(_CODES).where(_CODES.c.code_hash == bindparam("b_code_hash"), _CODES.c.used_at.is_(None))
+            .values(used_at=bindparam("b_now", type_=_CODES.c.used_at.type)).returning(*_CODES.columns))
+CODE_BY_HASH = select(_CODES).where(_CODES.c.code_hash == bindparam("b_code_hash"))
+SET_CODE_GRANT = (update(_CODES).where(_CODES.c.code_hash == bindparam("b_code_hash"))
+                  .values(grant=bindparam("b_grant", type_=_CODES.c.grant.type)))
+INSERT_TOKEN_FAMILY = insert(cast(Table, TokenFamilyRow.__table__))
+INSERT_REFRESH_TOKEN = insert(cast(Table, RefreshTokenRow.__table__))
 
 
 def domains_of_connections(connection_ids: Sequence[str]) -> Select[ConnectionDomainRow]:
@@ -128,7 +136,8 @@ HOT_QUERIES: dict[str, Callable[[], Select[*tuple[Any, ...]]]] = {
     "connection version by id in its organization, locked": lambda: (
         CONNECTION_VERSION_IN_ORGANIZATION_FOR_UPDATE.params(id=_ID, organization_id=_ID)),
     "active connection versions by domain": lambda: connection_versions_by_domain("example.com", "active"),
-    "application version by client_id": lambda: application_version("client"),
+    "application version by client_id": lambda: APPLICATION_VERSION.params(id="client"),
+    "authorization code by hash, prebuilt": lambda: CODE_BY_HASH.params(b_code_hash="h" * 43),
     "domains of connections": lambda: domains_of_connections([_ID, _ID]),
     "connections by domain": lambda: connection_ids_by_domain("example.com"),
     "active connections by ids": lambda: connections_with_status([_ID, _ID], "active"),
