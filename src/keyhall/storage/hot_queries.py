@@ -1,7 +1,9 @@
 """The queries on the request path, in one place.
 
 The repositories build these statements here (or, for a lookup by primary key, call
-``Session.get``, whose statement is :func:`by_primary_key` of the same model), and
+``Session.get``, whose statement is :func:`by_primary_key` of the same model); the ones every API
+call or token request runs are built once, with bound parameters, and run as plain Core through
+:func:`run` (the ORM's per-statement work cost more than SQLite's). And
 ``tests/integration/test_query_plans.py`` runs ``EXPLAIN`` on every entry of :data:`HOT_QUERIES`
 on SQLite and PostgreSQL and fails when one reads a whole table: a query or index changed here
 is checked where it is used.
@@ -25,6 +27,7 @@ from keyhall.storage.models import (
     LoginTransactionRow,
     OrganizationRow,
     RefreshTokenRow,
+    SigningKeyRow,
     TokenFamilyRow,
     UserRow,
 )
@@ -68,11 +71,6 @@ def connection_in_organization(organization_id: str, connection_id: str) -> Sele
                                        ConnectionRow.organization_id == organization_id)
 
 
-def connection_version(connection_id: str) -> Select[int]:
-    """The probe before a cached connection is served (``keyhall.storage.cache``)."""
-    return select(ConnectionRow.version).where(ConnectionRow.id == connection_id)
-
-
 def connection_versions_by_domain(domain: str, status: str) -> Select[*tuple[Any, ...]]:
     """Home-realm discovery's probe: the connections with ``status`` routing ``domain``, and their versions."""
     return (select(ConnectionRow.id, ConnectionRow.version)
@@ -81,6 +79,12 @@ def connection_versions_by_domain(domain: str, status: str) -> Select[*tuple[Any
             .order_by(ConnectionRow.created_at, ConnectionRow.id))
 
 
+CONNECTION_VERSION = select(ConnectionRow.version).where(ConnectionRow.id == bindparam("id"))
+USER_BY_ID = select(cast(Table, UserRow.__table__)).where(UserRow.__table__.c.id == bindparam("id"))
+_SIGNING_KEYS = cast(Table, SigningKeyRow.__table__)
+ACTIVE_SIGNING_KEY = (select(_SIGNING_KEYS)
+                      .where(_SIGNING_KEYS.c.alg == bindparam("alg"), _SIGNING_KEYS.c.retired_at.is_(None))
+                      .order_by(_SIGNING_KEYS.c.created_at.desc()).limit(1))
 APPLICATION_VERSION = select(ApplicationRow.version).where(ApplicationRow.id == bindparam("id"))
 _CODES = cast(Table, AuthorizationCodeRow.__table__)
 #: Marks a code used and returns it, in one statement; no row when it was used before (or is unknown).
@@ -130,7 +134,6 @@ HOT_QUERIES: dict[str, Callable[[], Select[*tuple[Any, ...]]]] = {
     "organization by slug": lambda: ORGANIZATION_BY_SLUG.params(value="acme"),
     "connection by id": lambda: by_primary_key(ConnectionRow, _ID),
     "connection by id in its organization": lambda: connection_in_organization(_ID, _ID),
-    "connection version by id": lambda: connection_version(_ID),
     "connection version by id in its organization": lambda: CONNECTION_VERSION_IN_ORGANIZATION.params(
         id=_ID, organization_id=_ID),
     "connection version by id in its organization, locked": lambda: (
@@ -144,7 +147,9 @@ HOT_QUERIES: dict[str, Callable[[], Select[*tuple[Any, ...]]]] = {
     "routed domains in an organization": lambda: domains_routed_in_organization(_ID, ["example.com", "example.org"]),
     "domain claim by organization and domain": lambda: domain_claim(_ID, "example.com"),
     "user by connection and subject": lambda: user_by_subject(_ID, "subject"),
-    "user by id": lambda: by_primary_key(UserRow, _ID),
+    "user by id": lambda: USER_BY_ID.params(id=_ID),
+    "connection version by id": lambda: CONNECTION_VERSION.params(id=_ID),
+    "active signing key by algorithm": lambda: ACTIVE_SIGNING_KEY.params(alg="RS256"),
     "refresh token by hash": lambda: by_primary_key(RefreshTokenRow, "h" * 43),
     "token family by id": lambda: by_primary_key(TokenFamilyRow, _ID),
     "login transaction by id": lambda: by_primary_key(LoginTransactionRow, "t" * 43),

@@ -140,7 +140,7 @@ class SqlConnections:
         if not is_uuid(connection_id):
             return None
         connection_id = connection_id.lower()
-        version = self.session.scalar(hot_queries.connection_version(connection_id))
+        version = hot_queries.run(self.session, hot_queries.CONNECTION_VERSION, id=connection_id).scalar()
         if version is None:
             return None
         if (hit := self._cached(connection_id, version)) is not None:

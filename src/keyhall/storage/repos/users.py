@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Row, delete, select, update
 from sqlalchemy.orm import Session
 
 from keyhall.core.ports import Page
@@ -25,13 +25,13 @@ class SqlUsers:
         self.session = session
 
     @staticmethod
-    def _entity(row: UserRow) -> User:
+    def _entity(row: UserRow | Row[Any]) -> User:
         values: dict[str, Any] = {name: getattr(row, name) for name in _USER_FIELDS}
         values["groups"] = list(values["groups"] or [])
         return User(**values)
 
     def get(self, user_id: str) -> User | None:
-        row = self.session.get(UserRow, user_id)
+        row = hot_queries.run(self.session, hot_queries.USER_BY_ID, id=user_id).first()
         return self._entity(row) if row else None
 
     def by_subject(self, connection_id: str, subject: str) -> User | None:
