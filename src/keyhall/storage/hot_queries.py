@@ -66,17 +66,24 @@ UPDATE_CONNECTION_AT_VERSION = (
 )
 
 
+CONNECTION_VERSIONS_BY_DOMAIN = (
+    select(_CONNECTIONS.c.id, _CONNECTIONS.c.version)
+    .join(ConnectionDomainRow.__table__, ConnectionDomainRow.__table__.c.connection_id == _CONNECTIONS.c.id)
+    .where(ConnectionDomainRow.__table__.c.domain == bindparam("domain"), _CONNECTIONS.c.status == bindparam("status"))
+    .order_by(_CONNECTIONS.c.created_at, _CONNECTIONS.c.id))
+CONNECTIONS_WITH_STATUS = (select(_CONNECTIONS)
+                           .where(_CONNECTIONS.c.id.in_(bindparam("ids", expanding=True)),
+                                  _CONNECTIONS.c.status == bindparam("status"))
+                           .order_by(_CONNECTIONS.c.created_at))
+DOMAINS_OF_CONNECTIONS = (
+    select(ConnectionDomainRow.__table__.c.connection_id, ConnectionDomainRow.__table__.c.domain)
+    .where(ConnectionDomainRow.__table__.c.connection_id.in_(bindparam("ids", expanding=True)))
+    .order_by(ConnectionDomainRow.__table__.c.position))
+
+
 def connection_in_organization(organization_id: str, connection_id: str) -> Select[ConnectionRow]:
     return select(ConnectionRow).where(ConnectionRow.id == connection_id,
                                        ConnectionRow.organization_id == organization_id)
-
-
-def connection_versions_by_domain(domain: str, status: str) -> Select[*tuple[Any, ...]]:
-    """Home-realm discovery's probe: the connections with ``status`` routing ``domain``, and their versions."""
-    return (select(ConnectionRow.id, ConnectionRow.version)
-            .join(ConnectionDomainRow, ConnectionDomainRow.connection_id == ConnectionRow.id)
-            .where(ConnectionDomainRow.domain == domain, ConnectionRow.status == status)
-            .order_by(ConnectionRow.created_at, ConnectionRow.id))
 
 
 CONNECTION_VERSION = select(ConnectionRow.version).where(ConnectionRow.id == bindparam("id"))
@@ -97,19 +104,9 @@ INSERT_TOKEN_FAMILY = insert(cast(Table, TokenFamilyRow.__table__))
 INSERT_REFRESH_TOKEN = insert(cast(Table, RefreshTokenRow.__table__))
 
 
-def domains_of_connections(connection_ids: Sequence[str]) -> Select[ConnectionDomainRow]:
-    return (select(ConnectionDomainRow).where(ConnectionDomainRow.connection_id.in_(list(connection_ids)))
-            .order_by(ConnectionDomainRow.position))
-
-
 def connection_ids_by_domain(domain: str) -> Select[str]:
     """Home-realm discovery: which connections, of any organization, route this email domain."""
     return select(ConnectionDomainRow.connection_id).where(ConnectionDomainRow.domain == domain)
-
-
-def connections_with_status(connection_ids: Sequence[str], status: str) -> Select[ConnectionRow]:
-    return (select(ConnectionRow).where(ConnectionRow.id.in_(list(connection_ids)), ConnectionRow.status == status)
-            .order_by(ConnectionRow.created_at))
 
 
 def domains_routed_in_organization(organization_id: str, domains: Sequence[str]) -> Select[str]:
@@ -138,12 +135,13 @@ HOT_QUERIES: dict[str, Callable[[], Select[*tuple[Any, ...]]]] = {
         id=_ID, organization_id=_ID),
     "connection version by id in its organization, locked": lambda: (
         CONNECTION_VERSION_IN_ORGANIZATION_FOR_UPDATE.params(id=_ID, organization_id=_ID)),
-    "active connection versions by domain": lambda: connection_versions_by_domain("example.com", "active"),
+    "active connection versions by domain": lambda: CONNECTION_VERSIONS_BY_DOMAIN.params(
+        domain="example.com", status="active"),
     "application version by client_id": lambda: APPLICATION_VERSION.params(id="client"),
     "authorization code by hash, prebuilt": lambda: CODE_BY_HASH.params(b_code_hash="h" * 43),
-    "domains of connections": lambda: domains_of_connections([_ID, _ID]),
+    "domains of connections": lambda: DOMAINS_OF_CONNECTIONS.params(ids=[_ID, _ID]),
     "connections by domain": lambda: connection_ids_by_domain("example.com"),
-    "active connections by ids": lambda: connections_with_status([_ID, _ID], "active"),
+    "active connections by ids": lambda: CONNECTIONS_WITH_STATUS.params(ids=[_ID, _ID], status="active"),
     "routed domains in an organization": lambda: domains_routed_in_organization(_ID, ["example.com", "example.org"]),
     "domain claim by organization and domain": lambda: domain_claim(_ID, "example.com"),
     "user by connection and subject": lambda: user_by_subject(_ID, "subject"),

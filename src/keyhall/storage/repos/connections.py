@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, delete, exists, func, select, update
+from sqlalchemy import ColumnElement, Row, Select, delete, exists, func, select, update
 from sqlalchemy.orm import Session
 
 from keyhall.core.connections import Connection
@@ -49,7 +49,7 @@ class SqlConnections:
     def rolled_back(self) -> None:
         self._written.clear()
 
-    def _entity(self, row: ConnectionRow, domains: list[str]) -> Connection:
+    def _entity(self, row: ConnectionRow | Row[Any], domains: list[str]) -> Connection:
         return Connection(
             id=row.id, organization_id=row.organization_id, protocol=Protocol(row.protocol),
             provider=Provider(row.provider), name=row.name, display_name=row.display_name,
@@ -69,7 +69,7 @@ class SqlConnections:
     def _domains_of(self, ids: Sequence[str]) -> dict[str, list[str]]:
         found: dict[str, list[str]] = {i: [] for i in ids}
         if ids:
-            for row in self.session.scalars(hot_queries.domains_of_connections(ids)):
+            for row in hot_queries.run(self.session, hot_queries.DOMAINS_OF_CONNECTIONS, ids=list(ids)):
                 found[row.connection_id].append(row.domain)
         return found
 
@@ -161,7 +161,7 @@ class SqlConnections:
                 query = query.where(column == value)
         return query
 
-    def _with_domains(self, rows: list[ConnectionRow]) -> list[Connection]:
+    def _with_domains(self, rows: Sequence[ConnectionRow | Row[Any]]) -> list[Connection]:
         domains = self._domains_of([row.id for row in rows])
         return [self._entity(row, domains[row.id]) for row in rows]
 
@@ -182,13 +182,15 @@ class SqlConnections:
 
     def by_domain(self, domain: str) -> list[Connection]:
         """Active connections, of any organization, that route this email domain."""
-        current = list(self.session.execute(
-            hot_queries.connection_versions_by_domain(domain.lower(), str(ConnectionStatus.ACTIVE))))
+        active = str(ConnectionStatus.ACTIVE)
+        current: list[tuple[str, int]] = [
+            (row.id, row.version) for row in hot_queries.run(
+                self.session, hot_queries.CONNECTION_VERSIONS_BY_DOMAIN, domain=domain.lower(), status=active)]
         found = {row_id: self._cached(row_id, version) for row_id, version in current}
         missing = [row_id for row_id, conn in found.items() if conn is None]
         if missing:
-            rows = list(self.session.scalars(hot_queries.connections_with_status(missing,
-                                                                                 str(ConnectionStatus.ACTIVE))))
+            rows = list(hot_queries.run(self.session, hot_queries.CONNECTIONS_WITH_STATUS, ids=missing,
+                                        status=active))
             for conn in self._with_domains(rows):
                 self.cache.put(conn.id, conn.version, conn)
                 found[conn.id] = conn
