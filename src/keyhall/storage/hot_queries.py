@@ -114,12 +114,14 @@ def domains_routed_in_organization(organization_id: str, domains: Sequence[str])
                                                     ConnectionDomainRow.domain.in_(list(domains)))
 
 
-def domain_claim(organization_id: str, name: str) -> Select[DomainRow]:
-    return select(DomainRow).where(DomainRow.name == name, DomainRow.organization_id == organization_id)
-
-
-def user_by_subject(connection_id: str, subject: str) -> Select[UserRow]:
-    return select(UserRow).where(UserRow.connection_id == connection_id, UserRow.subject == subject)
+_DOMAINS = cast(Table, DomainRow.__table__)
+DOMAIN_CLAIM = select(_DOMAINS).where(_DOMAINS.c.name == bindparam("name"),
+                                      _DOMAINS.c.organization_id == bindparam("organization_id"))
+_USERS = cast(Table, UserRow.__table__)
+USER_BY_SUBJECT = select(_USERS).where(_USERS.c.connection_id == bindparam("connection_id"),
+                                       _USERS.c.subject == bindparam("subject"))
+_TRANSACTIONS = cast(Table, LoginTransactionRow.__table__)
+LOGIN_TRANSACTION_BY_ID = select(_TRANSACTIONS).where(_TRANSACTIONS.c.id == bindparam("id"))
 
 
 _ID = "0b9d7c7e-3f1c-4c55-9f0e-2f6f5f0d8c11"
@@ -143,13 +145,14 @@ HOT_QUERIES: dict[str, Callable[[], Select[*tuple[Any, ...]]]] = {
     "connections by domain": lambda: connection_ids_by_domain("example.com"),
     "active connections by ids": lambda: CONNECTIONS_WITH_STATUS.params(ids=[_ID, _ID], status="active"),
     "routed domains in an organization": lambda: domains_routed_in_organization(_ID, ["example.com", "example.org"]),
-    "domain claim by organization and domain": lambda: domain_claim(_ID, "example.com"),
-    "user by connection and subject": lambda: user_by_subject(_ID, "subject"),
+    "domain claim by organization and domain": lambda: DOMAIN_CLAIM.params(organization_id=_ID,
+                                                                             name="example.com"),
+    "user by connection and subject": lambda: USER_BY_SUBJECT.params(connection_id=_ID, subject="subject"),
     "user by id": lambda: USER_BY_ID.params(id=_ID),
     "connection version by id": lambda: CONNECTION_VERSION.params(id=_ID),
     "active signing key by algorithm": lambda: ACTIVE_SIGNING_KEY.params(alg="RS256"),
     "refresh token by hash": lambda: by_primary_key(RefreshTokenRow, "h" * 43),
     "token family by id": lambda: by_primary_key(TokenFamilyRow, _ID),
-    "login transaction by id": lambda: by_primary_key(LoginTransactionRow, "t" * 43),
+    "login transaction by id": lambda: LOGIN_TRANSACTION_BY_ID.params(id="t" * 43),
     "authorization code by hash": lambda: by_primary_key(AuthorizationCodeRow, "h" * 43),
 }

@@ -10,6 +10,7 @@ from sqlalchemy import Row, Table, update
 from sqlalchemy.orm import Session
 
 from keyhall.core.transactions import LoginTransaction
+from keyhall.storage import hot_queries
 from keyhall.storage.models import (
     LoginTransactionRow,
 )
@@ -37,7 +38,7 @@ class SqlTransactions:
     def get(self, tx_id: str) -> LoginTransaction | None:
         if not _HANDLE.match(tx_id):
             return None
-        row = self.session.get(LoginTransactionRow, tx_id)
+        row = hot_queries.run(self.session, hot_queries.LOGIN_TRANSACTION_BY_ID, id=tx_id).first()
         return self._entity(row) if row else None
 
     def consume(self, tx_id: str, kind: str, now: datetime) -> LoginTransaction | None:

@@ -35,7 +35,8 @@ class SqlUsers:
         return self._entity(row) if row else None
 
     def by_subject(self, connection_id: str, subject: str) -> User | None:
-        row = self.session.scalar(hot_queries.user_by_subject(connection_id, subject))
+        row = hot_queries.run(self.session, hot_queries.USER_BY_SUBJECT, connection_id=connection_id,
+                              subject=subject).first()
         return self._entity(row) if row else None
 
     def precreated(self, connection_id: str, email: str) -> User | None:
