@@ -20,16 +20,19 @@ from sqlalchemy.orm import Session
 from keyhall.storage.models import (
     ApiKeyRow,
     ApplicationRow,
+    AuditEventRow,
     AuthorizationCodeRow,
     ConnectionDomainRow,
     ConnectionRow,
     DomainRow,
+    EventRow,
     LoginTransactionRow,
     OrganizationRow,
     RefreshTokenRow,
     SigningKeyRow,
     TokenFamilyRow,
     UserRow,
+    WebhookEndpointRow,
 )
 
 
@@ -114,6 +117,13 @@ def domains_routed_in_organization(organization_id: str, domains: Sequence[str])
                                                     ConnectionDomainRow.domain.in_(list(domains)))
 
 
+INSERT_AUDIT_EVENT = insert(cast(Table, AuditEventRow.__table__))
+_EVENTS = cast(Table, EventRow.__table__)
+#: The event log's sequence is the database's to give: the insert returns it.
+INSERT_EVENT = insert(_EVENTS).returning(_EVENTS.c.sequence)
+_WEBHOOK_ENDPOINTS = cast(Table, WebhookEndpointRow.__table__)
+ENABLED_WEBHOOK_SUBSCRIPTIONS = select(_WEBHOOK_ENDPOINTS.c.id, _WEBHOOK_ENDPOINTS.c.event_types).where(
+    _WEBHOOK_ENDPOINTS.c.enabled.is_(True))
 _DOMAINS = cast(Table, DomainRow.__table__)
 DOMAIN_CLAIM = select(_DOMAINS).where(_DOMAINS.c.name == bindparam("name"),
                                       _DOMAINS.c.organization_id == bindparam("organization_id"))

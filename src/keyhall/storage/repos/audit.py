@@ -7,6 +7,7 @@ from sqlalchemy.orm import Session
 
 from keyhall.core.audit import AuditEvent
 from keyhall.core.ports import Page
+from keyhall.storage import hot_queries
 from keyhall.storage.models import (
     AuditEventRow,
 )
@@ -24,7 +25,7 @@ class SqlAudit:
                           changes=dict(row.changes), created_at=row.created_at)
 
     def add(self, event: AuditEvent) -> None:
-        self.session.add(AuditEventRow(**vars(event)))
+        hot_queries.run(self.session, hot_queries.INSERT_AUDIT_EVENT, **vars(event))
 
     def list_page(self, organization_id: str | None, *, limit: int, cursor: str | None,
              action: str | None = None, target_id: str | None = None) -> Page[AuditEvent]:

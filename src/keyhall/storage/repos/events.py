@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 from keyhall.core.events import Event
 from keyhall.core.webhooks import Claimed, Delivery, DeliveryStatus, Subscription, WebhookEndpoint
 from keyhall.security.secrets import SecretBox
+from keyhall.storage import hot_queries
 from keyhall.storage.models import EventRow, WebhookDeliveryRow, WebhookEndpointRow
 from keyhall.storage.pagination import paginate
 
@@ -58,11 +59,9 @@ class SqlEvents:
     def append(self, event: Event) -> None:
         if self.session.get_bind().dialect.name == "postgresql":
             self.session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": EVENT_LOG_LOCK})
-        row = EventRow(id=event.id, type=event.type, organization_id=event.organization_id, data=event.data,
-                       created_at=event.created_at)
-        self.session.add(row)
-        self.session.flush()
-        event.sequence = row.sequence
+        event.sequence = int(hot_queries.run(
+            self.session, hot_queries.INSERT_EVENT, id=event.id, type=event.type,
+            organization_id=event.organization_id, data=event.data, created_at=event.created_at).scalar_one())
 
     def list_after(self, after: int | None, *, types: Sequence[str], limit: int) -> list[Event]:
         query = select(EventRow)
@@ -124,9 +123,8 @@ class SqlWebhooks:
         return page.items, page.next_cursor
 
     def subscriptions(self) -> list[Subscription]:
-        rows = self.session.execute(select(WebhookEndpointRow.id, WebhookEndpointRow.event_types)
-                                    .where(WebhookEndpointRow.enabled.is_(True)))
-        return [Subscription(endpoint_id=row[0], event_types=tuple(row[1])) for row in rows]
+        rows = hot_queries.run(self.session, hot_queries.ENABLED_WEBHOOK_SUBSCRIPTIONS)
+        return [Subscription(endpoint_id=row.id, event_types=tuple(row.event_types)) for row in rows]
 
     def all_sealed_secrets(self) -> list[tuple[str, str]]:
         rows = self.session.execute(select(WebhookEndpointRow.id, WebhookEndpointRow.sealed_secrets))
