@@ -60,6 +60,7 @@ from bench.login import (
     run_phase,
     start_idp,
     start_keyhall,
+    stop_on_sigterm,
 )
 
 
@@ -187,13 +188,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def _sigterm(_signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _sigterm)
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
     children: list[Child] = []
     stop = threading.Event()
     summary: dict[str, Any] = {}

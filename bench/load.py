@@ -49,7 +49,6 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import httpx
@@ -70,6 +69,7 @@ from bench.login import (
     percentile,
     start_idp,
     start_keyhall,
+    stop_on_sigterm,
 )
 from bench.login import free_port as _free_port
 
@@ -318,13 +318,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def _sigterm(_signum: int, _frame: FrameType | None) -> None:
-    raise KeyboardInterrupt  # unwinds through the same clean-up as Ctrl-C
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _sigterm)
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
     from tests.support.servers import TcpProxy  # the round-robin balancer the multi-instance tests use
 
     def out(line: str) -> None:

@@ -206,6 +206,28 @@ def start_keyhall(workdir: Path, env: dict[str, str], port: int, extra: Sequence
             time.sleep(0.1)
 
 
+@dataclass(frozen=True)
+class Instance:
+    """One ``keyhall serve`` on a fresh port, its environment and an instance-admin API token."""
+
+    child: Child
+    url: str
+    token: str
+    env: dict[str, str]
+
+
+def start_instance(workdir: Path, database_url: str, log_level: str, extra: Sequence[str] = ()) -> Instance:
+    """Migrate (``key create --instance``), then serve: what every benchmark of one instance starts with."""
+    port = free_port()
+    env = keyhall_env(workdir, database_url, f"http://127.0.0.1:{port}", log_level)
+    token = str(keyhall_cli(env, workdir, "key", "create", "--instance")["token"])  # migrates too
+    return Instance(start_keyhall(workdir, env, port, extra), f"http://127.0.0.1:{port}", token, env)
+
+
+def stop_on_sigterm(_signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt  # unwinds through the same clean-up as Ctrl-C
+
+
 @contextlib.contextmanager
 def fresh_database(workdir: Path, server_url: str | None) -> Iterator[tuple[str, str]]:
     """Yield (database URL, label): a SQLite file in ``workdir``, or a new PostgreSQL database that
@@ -468,6 +490,21 @@ def run_phase(new_browser: Callable[[], LoginBrowser], user_for: Callable[[int],
 # --- reporting -----------------------------------------------------------------------------------
 
 
+def warm_then_measure(new_browser: Callable[[], LoginBrowser], user_for: Callable[[int], Callable[[int], str]],
+                      args: argparse.Namespace, stop: threading.Event) -> tuple[Phase, Phase]:
+    """``--warmup`` logins, then ``--logins`` measured ones (none when the warm-up was stopped), all
+    within ``--max-seconds``; ``user_for(offset)`` names the person of each login."""
+    deadline = time.monotonic() + args.max_seconds
+    warmup = run_phase(new_browser, user_for(0), args.warmup, args.concurrency, deadline, args.max_errors, stop)
+    measured = Phase()
+    if not stop.is_set():
+        measured = run_phase(new_browser, user_for(args.warmup), args.logins, args.concurrency, deadline,
+                             args.max_errors, stop)
+    else:
+        measured.stopped = warmup.stopped
+    return warmup, measured
+
+
 def percentile(values: list[float], q: float) -> float:
     """Linear interpolation between closest ranks (numpy's default); ``values`` need not be sorted."""
     if not values:
@@ -570,13 +607,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def _sigterm(_signum: int, _frame: FrameType | None) -> None:
-    raise KeyboardInterrupt  # unwinds through the same clean-up as Ctrl-C
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _sigterm)
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
 
     def out(line: str) -> None:
         print(line, flush=True)
@@ -593,29 +626,20 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 idp, issuer = start_idp(workdir, accounts)
                 children.append(idp)
-                port = free_port()
-                env = keyhall_env(workdir, database_url, f"http://127.0.0.1:{port}", args.server_log_level)
-                token = str(keyhall_cli(env, workdir, "key", "create", "--instance")["token"])  # migrates too
-                children.append(start_keyhall(workdir, env, port))
-                setup = make_setup(f"http://127.0.0.1:{port}", issuer, token, domain,
+                keyhall = start_instance(workdir, database_url, args.server_log_level)
+                children.append(keyhall.child)
+                setup = make_setup(keyhall.url, issuer, keyhall.token, domain,
                                    tuple(str(a["sub"]) for a in accounts), args.scope)
                 setup_seconds = time.monotonic() - setup_started
-                out(f"set up in {setup_seconds:.1f} s: IdP {issuer}, Keyhall http://127.0.0.1:{port} on {database}; "
+                out(f"set up in {setup_seconds:.1f} s: IdP {issuer}, Keyhall {keyhall.url} on {database}; "
                     f"warm-up {args.warmup}, then {args.logins} logins at concurrency {args.concurrency}")
 
                 load_before = os.getloadavg()
-                deadline = time.monotonic() + args.max_seconds
+
                 def user_for(offset: int) -> Callable[[int], str]:
                     return lambda index: setup.users[(offset + index) % len(setup.users)]
 
-                warmup = run_phase(lambda: Browser(setup), user_for(0), args.warmup, args.concurrency, deadline,
-                                   args.max_errors, stop)
-                measured = Phase()
-                if not stop.is_set():
-                    measured = run_phase(lambda: Browser(setup), user_for(args.warmup), args.logins,
-                                         args.concurrency, deadline, args.max_errors, stop)
-                else:
-                    measured.stopped = warmup.stopped
+                warmup, measured = warm_then_measure(lambda: Browser(setup), user_for, args, stop)
                 summary = report(args, database, warmup, measured, setup_seconds, load_before, out)
                 if args.keep_logs:
                     for child in children:

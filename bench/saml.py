@@ -64,7 +64,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
-from types import FrameType
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 
@@ -81,13 +80,12 @@ from bench.login import (
     free_port,
     fresh_database,
     jwt_claims,
-    keyhall_cli,
-    keyhall_env,
     percentile,
-    run_phase,
-    start_keyhall,
+    start_instance,
     step_line,
     step_stats,
+    stop_on_sigterm,
+    warm_then_measure,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -497,10 +495,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def _sigterm(_signum: int, _frame: FrameType | None) -> None:
-    raise KeyboardInterrupt  # unwinds through the same clean-up as Ctrl-C
-
-
 def run_logins(args: argparse.Namespace, out: Callable[[str], None]) -> tuple[dict[str, Any], bool]:
     children: list[Child] = []
     stop = threading.Event()
@@ -511,29 +505,20 @@ def run_logins(args: argparse.Namespace, out: Callable[[str], None]) -> tuple[di
             setup_started = time.monotonic()
             idp, idp_url, idp_cert = start_idp(workdir)
             children.append(idp)
-            port = free_port()
-            env = keyhall_env(workdir, database_url, f"http://127.0.0.1:{port}", args.server_log_level)
-            token = str(keyhall_cli(env, workdir, "key", "create", "--instance")["token"])  # migrates too
-            children.append(start_keyhall(workdir, env, port))
-            setup = make_setup(f"http://127.0.0.1:{port}", idp_url, idp_cert, token,
+            keyhall = start_instance(workdir, database_url, args.server_log_level)
+            children.append(keyhall.child)
+            setup = make_setup(keyhall.url, idp_url, idp_cert, keyhall.token,
                                f"bench-{uuid.uuid4().hex[:8]}.test", pin_certificate=not args.no_pin)
             setup_seconds = time.monotonic() - setup_started
             out("")
-            out(f"set up in {setup_seconds:.1f} s: saml-idp {idp_url}, Keyhall http://127.0.0.1:{port} on {database}; "
+            out(f"set up in {setup_seconds:.1f} s: saml-idp {idp_url}, Keyhall {keyhall.url} on {database}; "
                 f"warm-up {args.warmup}, then {args.logins} logins at concurrency {args.concurrency}")
             load_before = os.getloadavg()
-            deadline = time.monotonic() + args.max_seconds
+
             def user_for(offset: int) -> Callable[[int], str]:
                 return lambda index: f"user{(offset + index) % args.users:05d}"
 
-            warmup = run_phase(lambda: Browser(setup), user_for(0), args.warmup, args.concurrency, deadline,
-                               args.max_errors, stop)
-            measured = Phase()
-            if not stop.is_set():
-                measured = run_phase(lambda: Browser(setup), user_for(args.warmup), args.logins, args.concurrency,
-                                     deadline, args.max_errors, stop)
-            else:
-                measured.stopped = warmup.stopped
+            warmup, measured = warm_then_measure(lambda: Browser(setup), user_for, args, stop)
             summary = report_logins(args, database, warmup, measured, out)
             summary.update(setup_seconds=round(setup_seconds, 2), loadavg_1m_before=round(load_before[0], 2),
                            loadavg_1m_after=round(os.getloadavg()[0], 2))
@@ -552,7 +537,7 @@ def run_logins(args: argparse.Namespace, out: Callable[[str], None]) -> tuple[di
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _sigterm)
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
 
     def out(line: str) -> None:
         print(line, flush=True)

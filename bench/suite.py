@@ -32,7 +32,6 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -51,10 +50,9 @@ from bench.login import (
     free_port,
     fresh_database,
     idp_accounts,
-    keyhall_cli,
-    keyhall_env,
     percentile,
-    start_keyhall,
+    start_instance,
+    stop_on_sigterm,
 )
 from bench.proc import Burst, burst, cpu_seconds, worker_rss
 
@@ -118,15 +116,12 @@ def start_all(workdir: Path, database_url: str, args: argparse.Namespace, childr
     children.append(oidc_idp)
     saml_idp, saml_url, saml_cert = saml_bench.start_idp(workdir)
     children.append(saml_idp)
-    port = free_port()
-    env = keyhall_env(workdir, database_url, f"http://127.0.0.1:{port}", args.server_log_level)
-    token = str(keyhall_cli(env, workdir, "key", "create", "--instance")["token"])  # migrates too
     extra = ["--workers", str(args.workers)] if args.workers > 1 else []
-    keyhall = start_keyhall(workdir, env, port, extra)
+    instance = start_instance(workdir, database_url, args.server_log_level, extra)
+    keyhall, env, token, url = instance.child, instance.env, instance.token, instance.url
     children.append(keyhall)
     bare, bare_url = start_bare(workdir)
     children.append(bare)
-    url = f"http://127.0.0.1:{port}"
     oidc = oidc_bench.make_setup(url, issuer, token, domain, tuple(str(a["sub"]) for a in accounts), args.scope)
     saml = saml_bench.make_setup(url, saml_url, saml_cert, token, f"saml-{uuid.uuid4().hex[:8]}.test",
                                  pin_certificate=True)
@@ -587,13 +582,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def _sigterm(_signum: int, _frame: FrameType | None) -> None:
-    raise KeyboardInterrupt  # unwinds through the same clean-up as Ctrl-C
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _sigterm)
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
 
     def out(line: str) -> None:
         print(line, flush=True)

@@ -25,11 +25,12 @@ FIXTURES = Path(__file__).parent.parent / "fixtures" / "saml"
 
 #: The most statements each path may run (transaction control not counted): key, organization,
 #: and the connection's version probe for a read (the connection itself comes from the cache, see
-#: keyhall.storage.cache); the same, the version-checked update, the domains and the
-#: audit record for a change, and the event that announces it with the webhook subscriptions it is
-#: queued for.
+#: keyhall.storage.cache); for a change, key, organization, the locking version probe (and, the
+#: connection not yet cached here, its row and domains), the domain checks (verified elsewhere,
+#: claimed), the version-checked update (domains that did not change are not rewritten), the audit
+#: record, and the event that announces it with the webhook subscriptions it is queued for.
 GET_CONNECTION_MAX = 3
-PATCH_CONNECTION_MAX = 12
+PATCH_CONNECTION_MAX = 11
 
 
 @contextmanager
@@ -111,3 +112,33 @@ def test_a_write_in_a_read_only_unit_of_work_is_refused(runtime: Runtime) -> Non
         uow.session.add(ApiKeyRow(id="read-only-test", organization_id=None, role=None, secret_hash="x", name="x"))
         with pytest.raises(ReadOnlyViolation):
             uow.session.flush()
+
+
+def test_patch_writes_only_the_domains_that_changed_and_keeps_their_order(
+        keyhall: Keyhall, connection: tuple[Tenant, str]) -> None:
+    tenant, connection_id = connection
+    url = f"/v1/organizations/{tenant.slug}/connections/{connection_id}"
+    steps = (["hot-path.example", "b.hot-path.example", "c.hot-path.example"],
+             ["c.hot-path.example", "hot-path.example", "d.hot-path.example"],
+             ["d.hot-path.example", "c.hot-path.example", "hot-path.example"])
+    for domains in steps:
+        with statements(keyhall.runtime) as seen:
+            response = keyhall.client.patch(url, json={"domains": domains}, headers=auth(tenant.owner))
+        assert response.status_code == 200, response.text
+        assert response.json()["domains"] == domains
+        cached = keyhall.client.get(url, headers=auth(tenant.owner)).json()  # what the PATCH cached
+        keyhall.runtime.database.caches.clear()
+        assert keyhall.client.get(url, headers=auth(tenant.owner)).json() == cached
+        assert cached["domains"] == domains
+        with keyhall.runtime.database.unit_of_work(read_only=True) as uow:
+            for name in ("b.hot-path.example", *domains):
+                routed = [c.id for c in uow.connections.by_domain(name)]
+                assert routed == ([connection_id] if name in domains else []), name
+    assert not any(s.upper().startswith("DELETE FROM CONNECTION_DOMAINS") for s in seen), seen  # a reorder
+    with statements(keyhall.runtime) as seen:
+        response = keyhall.client.patch(url, json={"display_name": "Same domains"}, headers=auth(tenant.owner))
+    assert response.status_code == 200, response.text
+    assert not any("connection_domains" in s.lower() for s in _work(seen) if not s.upper().startswith("SELECT"))
+    restored = keyhall.client.patch(url, json={"domains": ["hot-path.example"]}, headers=auth(tenant.owner))
+    assert restored.status_code == 200, restored.text
+    assert restored.json()["domains"] == ["hot-path.example"]

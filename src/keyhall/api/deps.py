@@ -1,10 +1,11 @@
 """Request-scoped dependencies: the runtime, a unit of work, the calling principal, the context.
 
-FastAPI runs every plain ``def`` dependency in its thread pool, one hand-off each. So only what does
-blocking I/O is a ``def`` here (the API-key check, whose database read and counter write go together
-in one hand-off); the rest are ``async def`` and cost no thread. A request thus hands off to a thread
-for its principal, once for its handler, and once more at the end only when ending its unit of work
-may wait (a transaction still open, but for a read on SQLite).
+FastAPI runs every plain ``def`` dependency in its thread pool, one hand-off each. So every dependency
+here is an ``async def`` that hands off only what may block: the API-key check (its database read and
+counter write go together in one hand-off), and, at the end, ending a unit of work that may wait (a
+transaction still open, but for a read on SQLite). A read-only request on SQLite looks its key up on
+the event loop, and a handler that uses :func:`run_reads` reads there too: such reads never wait, and
+a thread hand-off costs more than they do.
 
 API-key ``GET``/``HEAD`` requests are read-only: their unit of work (the key's lookup included) is one
 deferred transaction that takes no write lock (see :meth:`keyhall.storage.database.Database.unit_of_work`).
@@ -13,7 +14,7 @@ deferred transaction that takes no write lock (see :meth:`keyhall.storage.databa
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
@@ -27,6 +28,8 @@ from keyhall.errors import Unauthenticated
 from keyhall.runtime import Runtime
 from keyhall.security import forwarded
 from keyhall.security.rate_limit import Limit
+
+T = TypeVar("T")
 
 
 async def get_runtime(request: Request) -> Runtime:
@@ -131,10 +134,39 @@ def authenticate_and_charge(request: Request, runtime: Runtime, uow: UnitOfWork,
     return principal
 
 
-def get_principal(request: Request, uow: UowDep, runtime: RuntimeDep) -> Principal:
-    """The authenticated caller (once per request: FastAPI caches it), charged to its budget."""
-    return authenticate_and_charge(request, runtime, uow,
-                                   lambda: authenticate(uow, bearer_token(request), runtime.clock()))
+async def get_principal(request: Request, uow: UowDep, runtime: RuntimeDep) -> Principal:
+    """The authenticated caller (once per request: FastAPI caches it), charged to its budget.
+
+    When the request's reads never wait (:meth:`~keyhall.storage.database.Database.never_waits`),
+    the key's lookup runs here on the event loop and only the count (a write) goes to a thread, when
+    counting is on; otherwise all of it runs in one hand-off."""
+    def attempt() -> Principal:
+        return authenticate(uow, bearer_token(request), runtime.clock())
+
+    if not runtime.database.never_waits(uow):
+        return await run_in_threadpool(authenticate_and_charge, request, runtime, uow, attempt)
+    limit = Limit(runtime.settings.api_rate_limit_per_minute)
+    try:
+        principal = attempt()
+    except Unauthenticated:
+        uow.rollback()
+        await _charge(runtime, f"api:ip:{client_address(request)}", limit)
+        raise
+    await _charge(runtime, f"api:key:{principal.key_id}", limit)
+    return principal
+
+
+async def _charge(runtime: Runtime, key: str, limit: Limit) -> None:
+    if limit.requests > 0:  # the counter is a write (database or Redis): in a thread
+        await run_in_threadpool(runtime.limiter.hit, key, limit, runtime.clock())
+
+
+async def run_reads(runtime: Runtime, uow: UnitOfWork, call: Callable[[], T]) -> T:
+    """``call()`` (a handler's work in ``uow``): on the event loop when the unit of work's reads never
+    wait, else in the thread pool (one hand-off)."""
+    if runtime.database.never_waits(uow):
+        return call()
+    return await run_in_threadpool(call)
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]

@@ -196,7 +196,7 @@ def update_connection(
         _check_claims(uow, conn, exclude_id=conn.id, stored=existing)
         _inspect(outcome, inspector, ctx.now)
         conn.version = existing.version + 1
-        if not uow.connections.save(conn, expected_version=existing.version):
+        if not uow.connections.save(conn, expected_version=existing.version, stored_domains=existing.domains):
             uow.rollback()
             if expected_version is not None:
                 raise PreconditionFailed("the connection changed since you read it")

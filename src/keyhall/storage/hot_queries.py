@@ -1,7 +1,9 @@
 """The queries on the request path, in one place.
 
 The repositories build these statements here (or, for a lookup by primary key, call
-``Session.get``, whose statement is :func:`by_primary_key` of the same model), and
+``Session.get``, whose statement is :func:`by_primary_key` of the same model); the ones every API
+call or token request runs are built once, with bound parameters, and run as plain Core through
+:func:`run` (the ORM's per-statement work cost more than SQLite's). And
 ``tests/integration/test_query_plans.py`` runs ``EXPLAIN`` on every entry of :data:`HOT_QUERIES`
 on SQLite and PostgreSQL and fails when one reads a whole table: a query or index changed here
 is checked where it is used.
@@ -10,21 +12,27 @@ is checked where it is used.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Select, select
+from sqlalchemy import CursorResult, Executable, Select, Table, bindparam, insert, select, update
+from sqlalchemy.orm import Session
 
 from keyhall.storage.models import (
     ApiKeyRow,
     ApplicationRow,
+    AuditEventRow,
     AuthorizationCodeRow,
     ConnectionDomainRow,
     ConnectionRow,
     DomainRow,
+    EventRow,
     LoginTransactionRow,
+    OrganizationRow,
     RefreshTokenRow,
+    SigningKeyRow,
     TokenFamilyRow,
     UserRow,
+    WebhookEndpointRow,
 )
 
 
@@ -34,36 +42,69 @@ def by_primary_key(model: Any, *key: Any) -> Select[Any]:
     return select(model).where(*(column == value for column, value in zip(columns, key, strict=True)))
 
 
+def run(session: Session, statement: Executable, **params: Any) -> CursorResult[Any]:
+    """Run a prebuilt statement of this module (bound parameters named in ``params``) on the
+    session's connection as plain Core: no ORM compile step, no entity loading, no identity map.
+    What the session holds is flushed first, as the ORM's own autoflush would."""
+    session.flush()
+    return session.connection().execute(statement, params)
+
+
+#: Built once (only their parameters change): the per-request statements of an API call.
+API_KEY_BY_ID = select(ApiKeyRow.__table__).where(ApiKeyRow.__table__.c.id == bindparam("id"))
+ORGANIZATION_BY_ID = select(OrganizationRow.__table__).where(OrganizationRow.__table__.c.id == bindparam("value"))
+ORGANIZATION_BY_SLUG = select(OrganizationRow.__table__).where(
+    OrganizationRow.__table__.c.slug == bindparam("value"))
+CONNECTION_VERSION_IN_ORGANIZATION = select(ConnectionRow.version).where(
+    ConnectionRow.id == bindparam("id"), ConnectionRow.organization_id == bindparam("organization_id"))
+CONNECTION_VERSION_IN_ORGANIZATION_FOR_UPDATE = CONNECTION_VERSION_IN_ORGANIZATION.with_for_update()
+#: Every column but the primary key, each from the parameter of its own name; ``b_id`` and
+#: ``b_version`` pick the row at the version the writer read.
+_CONNECTIONS = cast(Table, ConnectionRow.__table__)
+UPDATE_CONNECTION_AT_VERSION = (
+    update(_CONNECTIONS)
+    .where(_CONNECTIONS.c.id == bindparam("b_id"), _CONNECTIONS.c.version == bindparam("b_version"))
+    .values({column.name: bindparam(column.name, type_=column.type)
+             for column in _CONNECTIONS.columns if not column.primary_key})
+)
+
+
+CONNECTION_VERSIONS_BY_DOMAIN = (
+    select(_CONNECTIONS.c.id, _CONNECTIONS.c.version)
+    .join(ConnectionDomainRow.__table__, ConnectionDomainRow.__table__.c.connection_id == _CONNECTIONS.c.id)
+    .where(ConnectionDomainRow.__table__.c.domain == bindparam("domain"), _CONNECTIONS.c.status == bindparam("status"))
+    .order_by(_CONNECTIONS.c.created_at, _CONNECTIONS.c.id))
+CONNECTIONS_WITH_STATUS = (select(_CONNECTIONS)
+                           .where(_CONNECTIONS.c.id.in_(bindparam("ids", expanding=True)),
+                                  _CONNECTIONS.c.status == bindparam("status"))
+                           .order_by(_CONNECTIONS.c.created_at))
+DOMAINS_OF_CONNECTIONS = (
+    select(ConnectionDomainRow.__table__.c.connection_id, ConnectionDomainRow.__table__.c.domain)
+    .where(ConnectionDomainRow.__table__.c.connection_id.in_(bindparam("ids", expanding=True)))
+    .order_by(ConnectionDomainRow.__table__.c.position))
+
+
 def connection_in_organization(organization_id: str, connection_id: str) -> Select[ConnectionRow]:
     return select(ConnectionRow).where(ConnectionRow.id == connection_id,
                                        ConnectionRow.organization_id == organization_id)
 
 
-def connection_version(connection_id: str) -> Select[int]:
-    """The probe before a cached connection is served (``keyhall.storage.cache``)."""
-    return select(ConnectionRow.version).where(ConnectionRow.id == connection_id)
-
-
-def connection_version_in_organization(organization_id: str, connection_id: str) -> Select[int]:
-    return select(ConnectionRow.version).where(ConnectionRow.id == connection_id,
-                                               ConnectionRow.organization_id == organization_id)
-
-
-def connection_versions_by_domain(domain: str, status: str) -> Select[*tuple[Any, ...]]:
-    """Home-realm discovery's probe: the connections with ``status`` routing ``domain``, and their versions."""
-    return (select(ConnectionRow.id, ConnectionRow.version)
-            .join(ConnectionDomainRow, ConnectionDomainRow.connection_id == ConnectionRow.id)
-            .where(ConnectionDomainRow.domain == domain, ConnectionRow.status == status)
-            .order_by(ConnectionRow.created_at, ConnectionRow.id))
-
-
-def application_version(client_id: str) -> Select[int]:
-    return select(ApplicationRow.version).where(ApplicationRow.id == client_id)
-
-
-def domains_of_connections(connection_ids: Sequence[str]) -> Select[ConnectionDomainRow]:
-    return (select(ConnectionDomainRow).where(ConnectionDomainRow.connection_id.in_(list(connection_ids)))
-            .order_by(ConnectionDomainRow.position))
+CONNECTION_VERSION = select(ConnectionRow.version).where(ConnectionRow.id == bindparam("id"))
+USER_BY_ID = select(cast(Table, UserRow.__table__)).where(UserRow.__table__.c.id == bindparam("id"))
+_SIGNING_KEYS = cast(Table, SigningKeyRow.__table__)
+ACTIVE_SIGNING_KEY = (select(_SIGNING_KEYS)
+                      .where(_SIGNING_KEYS.c.alg == bindparam("alg"), _SIGNING_KEYS.c.retired_at.is_(None))
+                      .order_by(_SIGNING_KEYS.c.created_at.desc()).limit(1))
+APPLICATION_VERSION = select(ApplicationRow.version).where(ApplicationRow.id == bindparam("id"))
+_CODES = cast(Table, AuthorizationCodeRow.__table__)
+#: Marks a code used and returns it, in one statement; no row when it was used before (or is unknown).
+USE_CODE = (update(_CODES).where(_CODES.c.code_hash == bindparam("b_code_hash"), _CODES.c.used_at.is_(None))
+            .values(used_at=bindparam("b_now", type_=_CODES.c.used_at.type)).returning(*_CODES.columns))
+CODE_BY_HASH = select(_CODES).where(_CODES.c.code_hash == bindparam("b_code_hash"))
+SET_CODE_GRANT = (update(_CODES).where(_CODES.c.code_hash == bindparam("b_code_hash"))
+                  .values(grant=bindparam("b_grant", type_=_CODES.c.grant.type)))
+INSERT_TOKEN_FAMILY = insert(cast(Table, TokenFamilyRow.__table__))
+INSERT_REFRESH_TOKEN = insert(cast(Table, RefreshTokenRow.__table__))
 
 
 def connection_ids_by_domain(domain: str) -> Select[str]:
@@ -71,44 +112,57 @@ def connection_ids_by_domain(domain: str) -> Select[str]:
     return select(ConnectionDomainRow.connection_id).where(ConnectionDomainRow.domain == domain)
 
 
-def connections_with_status(connection_ids: Sequence[str], status: str) -> Select[ConnectionRow]:
-    return (select(ConnectionRow).where(ConnectionRow.id.in_(list(connection_ids)), ConnectionRow.status == status)
-            .order_by(ConnectionRow.created_at))
-
-
 def domains_routed_in_organization(organization_id: str, domains: Sequence[str]) -> Select[str]:
     return select(ConnectionDomainRow.domain).where(ConnectionDomainRow.organization_id == organization_id,
                                                     ConnectionDomainRow.domain.in_(list(domains)))
 
 
-def domain_claim(organization_id: str, name: str) -> Select[DomainRow]:
-    return select(DomainRow).where(DomainRow.name == name, DomainRow.organization_id == organization_id)
-
-
-def user_by_subject(connection_id: str, subject: str) -> Select[UserRow]:
-    return select(UserRow).where(UserRow.connection_id == connection_id, UserRow.subject == subject)
+INSERT_AUDIT_EVENT = insert(cast(Table, AuditEventRow.__table__))
+_EVENTS = cast(Table, EventRow.__table__)
+#: The event log's sequence is the database's to give: the insert returns it.
+INSERT_EVENT = insert(_EVENTS).returning(_EVENTS.c.sequence)
+_WEBHOOK_ENDPOINTS = cast(Table, WebhookEndpointRow.__table__)
+ENABLED_WEBHOOK_SUBSCRIPTIONS = select(_WEBHOOK_ENDPOINTS.c.id, _WEBHOOK_ENDPOINTS.c.event_types).where(
+    _WEBHOOK_ENDPOINTS.c.enabled.is_(True))
+_DOMAINS = cast(Table, DomainRow.__table__)
+DOMAIN_CLAIM = select(_DOMAINS).where(_DOMAINS.c.name == bindparam("name"),
+                                      _DOMAINS.c.organization_id == bindparam("organization_id"))
+_USERS = cast(Table, UserRow.__table__)
+USER_BY_SUBJECT = select(_USERS).where(_USERS.c.connection_id == bindparam("connection_id"),
+                                       _USERS.c.subject == bindparam("subject"))
+_TRANSACTIONS = cast(Table, LoginTransactionRow.__table__)
+LOGIN_TRANSACTION_BY_ID = select(_TRANSACTIONS).where(_TRANSACTIONS.c.id == bindparam("id"))
 
 
 _ID = "0b9d7c7e-3f1c-4c55-9f0e-2f6f5f0d8c11"
 
 #: Every hot query with sample arguments: name -> the statement.
 HOT_QUERIES: dict[str, Callable[[], Select[*tuple[Any, ...]]]] = {
-    "API key by id": lambda: by_primary_key(ApiKeyRow, "k" * 22),
+    "API key by id": lambda: API_KEY_BY_ID.params(id="k" * 22),
+    "organization by id": lambda: ORGANIZATION_BY_ID.params(value=_ID),
+    "organization by slug": lambda: ORGANIZATION_BY_SLUG.params(value="acme"),
     "connection by id": lambda: by_primary_key(ConnectionRow, _ID),
     "connection by id in its organization": lambda: connection_in_organization(_ID, _ID),
-    "connection version by id": lambda: connection_version(_ID),
-    "connection version by id in its organization": lambda: connection_version_in_organization(_ID, _ID),
-    "active connection versions by domain": lambda: connection_versions_by_domain("example.com", "active"),
-    "application version by client_id": lambda: application_version("client"),
-    "domains of connections": lambda: domains_of_connections([_ID, _ID]),
+    "connection version by id in its organization": lambda: CONNECTION_VERSION_IN_ORGANIZATION.params(
+        id=_ID, organization_id=_ID),
+    "connection version by id in its organization, locked": lambda: (
+        CONNECTION_VERSION_IN_ORGANIZATION_FOR_UPDATE.params(id=_ID, organization_id=_ID)),
+    "active connection versions by domain": lambda: CONNECTION_VERSIONS_BY_DOMAIN.params(
+        domain="example.com", status="active"),
+    "application version by client_id": lambda: APPLICATION_VERSION.params(id="client"),
+    "authorization code by hash, prebuilt": lambda: CODE_BY_HASH.params(b_code_hash="h" * 43),
+    "domains of connections": lambda: DOMAINS_OF_CONNECTIONS.params(ids=[_ID, _ID]),
     "connections by domain": lambda: connection_ids_by_domain("example.com"),
-    "active connections by ids": lambda: connections_with_status([_ID, _ID], "active"),
+    "active connections by ids": lambda: CONNECTIONS_WITH_STATUS.params(ids=[_ID, _ID], status="active"),
     "routed domains in an organization": lambda: domains_routed_in_organization(_ID, ["example.com", "example.org"]),
-    "domain claim by organization and domain": lambda: domain_claim(_ID, "example.com"),
-    "user by connection and subject": lambda: user_by_subject(_ID, "subject"),
-    "user by id": lambda: by_primary_key(UserRow, _ID),
+    "domain claim by organization and domain": lambda: DOMAIN_CLAIM.params(organization_id=_ID,
+                                                                             name="example.com"),
+    "user by connection and subject": lambda: USER_BY_SUBJECT.params(connection_id=_ID, subject="subject"),
+    "user by id": lambda: USER_BY_ID.params(id=_ID),
+    "connection version by id": lambda: CONNECTION_VERSION.params(id=_ID),
+    "active signing key by algorithm": lambda: ACTIVE_SIGNING_KEY.params(alg="RS256"),
     "refresh token by hash": lambda: by_primary_key(RefreshTokenRow, "h" * 43),
     "token family by id": lambda: by_primary_key(TokenFamilyRow, _ID),
-    "login transaction by id": lambda: by_primary_key(LoginTransactionRow, "t" * 43),
+    "login transaction by id": lambda: LOGIN_TRANSACTION_BY_ID.params(id="t" * 43),
     "authorization code by hash": lambda: by_primary_key(AuthorizationCodeRow, "h" * 43),
 }

@@ -69,17 +69,21 @@ class SqlUnitOfWork:
         try:
             self.session.commit()
         except IntegrityError as exc:
-            self.session.rollback()
+            self.rollback()
             raise Conflict("the change clashes with stored data (a name or domain already in use)") from exc
         except (OperationalError, PoolTimeout) as exc:
+            self.connections.rolled_back()
             with contextlib.suppress(DBAPIError):
                 self.session.rollback()
             raise ServiceUnavailable("the database is unavailable") from exc
+        self.connections.committed()
 
     def rollback(self) -> None:
+        self.connections.rolled_back()
         self.session.rollback()
 
     def close(self) -> None:
+        self.connections.rolled_back()
         self.session.rollback()
         self.session.close()
 

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Response
 
-from keyhall.api.deps import ContextDep, RuntimeDep, UowDep
+from keyhall.api.deps import ContextDep, RuntimeDep, UowDep, run_reads
 from keyhall.api.native.schemas import ConnectionOut, ListOut, connection_out
 from keyhall.core import connection_service as service
 from keyhall.core.connections import ConnectionInput
@@ -19,12 +19,12 @@ IfMatch = Annotated[str | None, Header(alias="If-Match")]
 
 
 @router.get("", response_model=ListOut[ConnectionOut])
-def list_connections(
+async def list_connections(
     org: str, uow: UowDep, ctx: ContextDep, runtime: RuntimeDep, limit: Limit = 50, cursor: str | None = None,
     protocol: Protocol | None = None,
 ) -> dict[str, Any]:
-    page = service.list_connections(uow, ctx, org, limit=limit, cursor=cursor,
-                                    protocol=str(protocol) if protocol else None)
+    page = await run_reads(runtime, uow, lambda: service.list_connections(
+        uow, ctx, org, limit=limit, cursor=cursor, protocol=str(protocol) if protocol else None))
     url = runtime.settings.public_url
     return {"data": [connection_out(c, url) for c in page.items], "next_cursor": page.next_cursor}
 
@@ -40,10 +40,10 @@ def create_connection(
 
 
 @router.get("/{connection_id}", response_model=ConnectionOut)
-def get_connection(
+async def get_connection(
     org: str, connection_id: str, uow: UowDep, ctx: ContextDep, runtime: RuntimeDep, response: Response
 ) -> dict[str, Any]:
-    conn = service.get_connection(uow, ctx, org, connection_id)
+    conn = await run_reads(runtime, uow, lambda: service.get_connection(uow, ctx, org, connection_id))
     response.headers["ETag"] = service.etag(conn)
     return connection_out(conn, runtime.settings.public_url)
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select, update
+from typing import Any
+
+from sqlalchemy import Row, select, update
 from sqlalchemy.orm import Session
 
 from keyhall.core.api_keys import ApiKey
@@ -10,6 +12,7 @@ from keyhall.core.ports import Page
 from keyhall.core.vocabulary import (
     Role,
 )
+from keyhall.storage import hot_queries
 from keyhall.storage.models import (
     ApiKeyRow,
 )
@@ -21,13 +24,13 @@ class SqlApiKeys:
         self.session = session
 
     @staticmethod
-    def _entity(row: ApiKeyRow) -> ApiKey:
+    def _entity(row: ApiKeyRow | Row[Any]) -> ApiKey:
         return ApiKey(id=row.id, organization_id=row.organization_id, role=Role(row.role) if row.role else None,
                       secret_hash=row.secret_hash, name=row.name, created_at=row.created_at,
                       last_used_at=row.last_used_at, revoked_at=row.revoked_at)
 
     def get(self, key_id: str) -> ApiKey | None:
-        row = self.session.get(ApiKeyRow, key_id)
+        row = hot_queries.run(self.session, hot_queries.API_KEY_BY_ID, id=key_id).first()
         return self._entity(row) if row else None
 
     def add(self, key: ApiKey) -> None:

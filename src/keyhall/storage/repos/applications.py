@@ -31,7 +31,7 @@ class SqlApplications:
                            backchannel_logout_uri=row.backchannel_logout_uri)
 
     def get(self, client_id: str) -> Application | None:
-        version = self.session.scalar(hot_queries.application_version(client_id))
+        version = hot_queries.run(self.session, hot_queries.APPLICATION_VERSION, id=client_id).scalar()
         if version is None:
             return None
         if (hit := self.cache.get(client_id, version)) is not None:

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-from typing import cast
-
-from sqlalchemy import Table, insert, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from keyhall.core.audit import AuditEvent
 from keyhall.core.ports import Page
+from keyhall.storage import hot_queries
 from keyhall.storage.models import (
     AuditEventRow,
 )
 from keyhall.storage.repos._query import paginate
 
 #: The table itself, for plain INSERTs that skip the ORM's flush.
-_INSERT_AUDIT_EVENT = insert(cast(Table, AuditEventRow.__table__))  # built once: compiled once
 
 
 class SqlAudit:
@@ -29,9 +27,7 @@ class SqlAudit:
                           changes=dict(row.changes), created_at=row.created_at)
 
     def add(self, event: AuditEvent) -> None:
-        # A plain INSERT on the table, at once: cheaper than an ORM object flushed later, and the
-        # transaction still decides whether it lands.
-        self.session.execute(_INSERT_AUDIT_EVENT, vars(event))
+        hot_queries.run(self.session, hot_queries.INSERT_AUDIT_EVENT, **vars(event))
 
     def list_page(self, organization_id: str | None, *, limit: int, cursor: str | None,
              action: str | None = None, target_id: str | None = None) -> Page[AuditEvent]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, delete, exists, func, select, update
+from sqlalchemy import ColumnElement, Row, Select, delete, exists, func, select, update
 from sqlalchemy.orm import Session
 
 from keyhall.core.connections import Connection
@@ -36,8 +36,20 @@ class SqlConnections:
         self.session = session
         self.box = box
         self.cache: VersionedCache[str, Connection] = cache if cache is not None else VersionedCache(1)
+        self._written: list[Connection] = []  # cached once their transaction commits (see committed)
 
-    def _entity(self, row: ConnectionRow, domains: list[str]) -> Connection:
+    def committed(self) -> None:
+        """The transaction that wrote them committed: cache the connections it saved, at their new
+        version, so the next read (or write) of one needs no reload. Not before the commit: a
+        rolled-back version number may later be written with other content."""
+        for connection in self._written:
+            self.cache.put(connection.id, connection.version, connection)
+        self._written.clear()
+
+    def rolled_back(self) -> None:
+        self._written.clear()
+
+    def _entity(self, row: ConnectionRow | Row[Any], domains: list[str]) -> Connection:
         return Connection(
             id=row.id, organization_id=row.organization_id, protocol=Protocol(row.protocol),
             provider=Provider(row.provider), name=row.name, display_name=row.display_name,
@@ -57,7 +69,7 @@ class SqlConnections:
     def _domains_of(self, ids: Sequence[str]) -> dict[str, list[str]]:
         found: dict[str, list[str]] = {i: [] for i in ids}
         if ids:
-            for row in self.session.scalars(hot_queries.domains_of_connections(ids)):
+            for row in hot_queries.run(self.session, hot_queries.DOMAINS_OF_CONNECTIONS, ids=list(ids)):
                 found[row.connection_id].append(row.domain)
         return found
 
@@ -76,13 +88,28 @@ class SqlConnections:
             updated_at=conn.updated_at,
         )
 
-    def _write_domains(self, conn: Connection) -> None:
-        self.session.execute(delete(ConnectionDomainRow).where(ConnectionDomainRow.connection_id == conn.id))
-        self.session.add_all(
-            ConnectionDomainRow(connection_id=conn.id, domain=name, organization_id=conn.organization_id,
-                                position=index)
-            for index, name in enumerate(conn.domains)
-        )
+    def _write_domains(self, conn: Connection, stored: Sequence[str] | None = None) -> None:
+        """The connection's domain rows; with ``stored`` (the domains as stored), only the difference:
+        nothing at all when they did not change, which is what most updates send."""
+        if stored is None:
+            self.session.execute(delete(ConnectionDomainRow).where(ConnectionDomainRow.connection_id == conn.id))
+            stored = []
+        elif list(stored) == conn.domains:
+            return
+        wanted = {name: index for index, name in enumerate(conn.domains)}
+        was = {name: index for index, name in enumerate(stored)}
+        gone = [name for name in was if name not in wanted]
+        if gone:
+            self.session.execute(delete(ConnectionDomainRow).where(ConnectionDomainRow.connection_id == conn.id,
+                                                                   ConnectionDomainRow.domain.in_(gone)))
+        for name, index in wanted.items():
+            if name not in was:
+                self.session.add(ConnectionDomainRow(connection_id=conn.id, domain=name,
+                                                     organization_id=conn.organization_id, position=index))
+            elif was[name] != index:
+                self.session.execute(update(ConnectionDomainRow).where(
+                    ConnectionDomainRow.connection_id == conn.id, ConnectionDomainRow.domain == name,
+                ).values(position=index))
 
     def _load(self, row: ConnectionRow) -> Connection:
         conn = self._entity(row, self._domains_of([row.id])[row.id])
@@ -97,22 +124,23 @@ class SqlConnections:
         if not is_uuid(connection_id):
             return None
         connection_id = connection_id.lower()
-        if not for_update:  # a write locks and reads the row itself
-            version = self.session.scalar(hot_queries.connection_version_in_organization(organization_id,
-                                                                                         connection_id))
-            if version is None:
-                return None
-            if (hit := self._cached(connection_id, version)) is not None:
-                return hit
-        query = hot_queries.connection_in_organization(organization_id, connection_id)
-        row = self.session.scalar(query.with_for_update() if for_update else query)
+        # A write's probe locks the row (FOR UPDATE) and reads its version in one statement; either
+        # way the cached entity at that version is the row as it is.
+        probe = (hot_queries.CONNECTION_VERSION_IN_ORGANIZATION_FOR_UPDATE if for_update
+                 else hot_queries.CONNECTION_VERSION_IN_ORGANIZATION)
+        version = hot_queries.run(self.session, probe, id=connection_id, organization_id=organization_id).scalar()
+        if version is None:
+            return None
+        if (hit := self._cached(connection_id, version)) is not None:
+            return hit
+        row = self.session.scalar(hot_queries.connection_in_organization(organization_id, connection_id))
         return self._load(row) if row else None
 
     def get_any(self, connection_id: str) -> Connection | None:
         if not is_uuid(connection_id):
             return None
         connection_id = connection_id.lower()
-        version = self.session.scalar(hot_queries.connection_version(connection_id))
+        version = hot_queries.run(self.session, hot_queries.CONNECTION_VERSION, id=connection_id).scalar()
         if version is None:
             return None
         if (hit := self._cached(connection_id, version)) is not None:
@@ -133,7 +161,7 @@ class SqlConnections:
                 query = query.where(column == value)
         return query
 
-    def _with_domains(self, rows: list[ConnectionRow]) -> list[Connection]:
+    def _with_domains(self, rows: Sequence[ConnectionRow | Row[Any]]) -> list[Connection]:
         domains = self._domains_of([row.id for row in rows])
         return [self._entity(row, domains[row.id]) for row in rows]
 
@@ -154,13 +182,15 @@ class SqlConnections:
 
     def by_domain(self, domain: str) -> list[Connection]:
         """Active connections, of any organization, that route this email domain."""
-        current = list(self.session.execute(
-            hot_queries.connection_versions_by_domain(domain.lower(), str(ConnectionStatus.ACTIVE))))
+        active = str(ConnectionStatus.ACTIVE)
+        current: list[tuple[str, int]] = [
+            (row.id, row.version) for row in hot_queries.run(
+                self.session, hot_queries.CONNECTION_VERSIONS_BY_DOMAIN, domain=domain.lower(), status=active)]
         found = {row_id: self._cached(row_id, version) for row_id, version in current}
         missing = [row_id for row_id, conn in found.items() if conn is None]
         if missing:
-            rows = list(self.session.scalars(hot_queries.connections_with_status(missing,
-                                                                                 str(ConnectionStatus.ACTIVE))))
+            rows = list(hot_queries.run(self.session, hot_queries.CONNECTIONS_WITH_STATUS, ids=missing,
+                                        status=active))
             for conn in self._with_domains(rows):
                 self.cache.put(conn.id, conn.version, conn)
                 found[conn.id] = conn
@@ -187,18 +217,20 @@ class SqlConnections:
         self._write_domains(connection)
         flush(self.session)
 
-    def save(self, connection: Connection, *, expected_version: int) -> bool:
+    def save(self, connection: Connection, *, expected_version: int,
+             stored_domains: Sequence[str] | None = None) -> bool:
         if connection.version <= expected_version:  # the caches trust the version to change with the row
             raise ValueError("a saved connection needs a version above the one it replaces")
-        result = self.session.execute(
-            update(ConnectionRow)
-            .where(ConnectionRow.id == connection.id, ConnectionRow.version == expected_version)
-            .values(**self._values(connection))
-        )
-        if getattr(result, "rowcount", 0) != 1:
+        result = hot_queries.run(self.session, hot_queries.UPDATE_CONNECTION_AT_VERSION, b_id=connection.id,
+                                 b_version=expected_version, **self._values(connection))
+        if result.rowcount != 1:
             return False
-        self._write_domains(connection)
+        loaded = self.session.identity_map.get(self.session.identity_key(ConnectionRow, connection.id))
+        if loaded is not None:  # the update went around the ORM: the copy it holds is stale
+            self.session.expire(loaded)
+        self._write_domains(connection, stored_domains)
         flush(self.session)
+        self._written.append(connection)
         return True
 
     def delete(self, connection_id: str) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import delete, exists, select, update
+from sqlalchemy import Row, delete, exists, select, update
 from sqlalchemy.orm import Session
 
 from keyhall.core.domains import Domain
@@ -24,7 +24,7 @@ class SqlDomains:
         self.session = session
 
     @staticmethod
-    def _entity(row: DomainRow) -> Domain:
+    def _entity(row: DomainRow | Row[Any]) -> Domain:
         return Domain(id=row.id, organization_id=row.organization_id, name=row.name,
                       verification_token=row.verification_token, status=DomainStatus(row.status),
                       last_checked_at=row.last_checked_at, last_error=row.last_error,
@@ -41,7 +41,8 @@ class SqlDomains:
         return self._entity(row) if row else None
 
     def find(self, organization_id: str, name: str) -> Domain | None:
-        row = self.session.scalar(hot_queries.domain_claim(organization_id, name))
+        row = hot_queries.run(self.session, hot_queries.DOMAIN_CLAIM, organization_id=organization_id,
+                              name=name).first()
         return self._entity(row) if row else None
 
     def verified_elsewhere(self, organization_id: str, name: str) -> bool:

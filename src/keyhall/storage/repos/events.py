@@ -19,15 +19,15 @@ from __future__ import annotations
 import secrets
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import ColumnElement, Table, false, insert, or_, select, text, update
-from sqlalchemy.engine import CursorResult
+from sqlalchemy import ColumnElement, false, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from keyhall.core.events import Event
 from keyhall.core.webhooks import Claimed, Delivery, DeliveryStatus, Subscription, WebhookEndpoint
 from keyhall.security.secrets import SecretBox
+from keyhall.storage import hot_queries
 from keyhall.storage.models import EventRow, WebhookDeliveryRow, WebhookEndpointRow
 from keyhall.storage.pagination import paginate
 
@@ -35,7 +35,6 @@ from keyhall.storage.pagination import paginate
 EVENT_LOG_LOCK = 0x6B657968_65767473
 
 #: The table itself, for plain INSERTs that skip the ORM's flush.
-_INSERT_EVENT = insert(cast(Table, EventRow.__table__))  # built once: compiled once
 
 
 def _type_filter(column: Any, types: Sequence[str]) -> ColumnElement[bool]:
@@ -62,13 +61,9 @@ class SqlEvents:
     def append(self, event: Event) -> None:
         if self.session.get_bind().dialect.name == "postgresql":
             self.session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": EVENT_LOG_LOCK})
-        self.session.flush()  # the change's pending writes go first: the event stays the last write
-        result = self.session.execute(_INSERT_EVENT, {
-            "id": event.id, "type": event.type, "organization_id": event.organization_id, "data": event.data,
-            "created_at": event.created_at})
-        key = cast(CursorResult[Any], result).inserted_primary_key  # SQLite: the rowid; PostgreSQL: RETURNING
-        assert key is not None
-        event.sequence = int(key[0])
+        event.sequence = int(hot_queries.run(
+            self.session, hot_queries.INSERT_EVENT, id=event.id, type=event.type,
+            organization_id=event.organization_id, data=event.data, created_at=event.created_at).scalar_one())
 
     def list_after(self, after: int | None, *, types: Sequence[str], limit: int) -> list[Event]:
         query = select(EventRow)
@@ -130,9 +125,8 @@ class SqlWebhooks:
         return page.items, page.next_cursor
 
     def subscriptions(self) -> list[Subscription]:
-        endpoints = WebhookEndpointRow.__table__.c  # Core columns: every emit asks, so skip the ORM's work
-        rows = self.session.execute(select(endpoints.id, endpoints.event_types).where(endpoints.enabled.is_(True)))
-        return [Subscription(endpoint_id=row[0], event_types=tuple(row[1])) for row in rows]
+        rows = hot_queries.run(self.session, hot_queries.ENABLED_WEBHOOK_SUBSCRIPTIONS)
+        return [Subscription(endpoint_id=row.id, event_types=tuple(row.event_types)) for row in rows]
 
     def all_sealed_secrets(self) -> list[tuple[str, str]]:
         rows = self.session.execute(select(WebhookEndpointRow.id, WebhookEndpointRow.sealed_secrets))

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import and_, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from keyhall.core.tokens import AuthorizationCode, RefreshToken, TokenFamily
+from keyhall.errors import Conflict
+from keyhall.storage import hot_queries
 from keyhall.storage.models import (
     AuthorizationCodeRow,
     RefreshTokenRow,
@@ -21,33 +24,41 @@ from keyhall.storage.repos._query import flush
 class SqlGrants:
     def __init__(self, session: Session):
         self.session = session
+        self._grants: dict[str, dict[str, Any]] = {}  # the grant of each code use_code returned
 
     def add_code(self, code: AuthorizationCode) -> None:
         self.session.add(AuthorizationCodeRow(**vars(code)))
         flush(self.session)
 
     def use_code(self, code_hash: str, now: datetime) -> tuple[AuthorizationCode | None, bool]:
-        result = self.session.execute(
-            update(AuthorizationCodeRow)
-            .where(AuthorizationCodeRow.code_hash == code_hash, AuthorizationCodeRow.used_at.is_(None))
-            .values(used_at=now)
-        )
-        row = self.session.get(AuthorizationCodeRow, code_hash, populate_existing=True)
+        row = hot_queries.run(self.session, hot_queries.USE_CODE, b_code_hash=code_hash, b_now=now).first()
+        first_use = row is not None
+        if row is None:  # unknown, or used before: read it as it is
+            row = hot_queries.run(self.session, hot_queries.CODE_BY_HASH, b_code_hash=code_hash).first()
         if row is None:
             return None, False
         code = AuthorizationCode(code_hash=row.code_hash, client_id=row.client_id, user_id=row.user_id,
                                  grant=dict(row.grant), created_at=row.created_at, expires_at=row.expires_at,
                                  used_at=row.used_at)
-        return code, getattr(result, "rowcount", 0) == 1
+        self._grants[code_hash] = dict(row.grant)
+        return code, first_use
 
     def note_code_family(self, code_hash: str, family_id: str) -> None:
-        row = self.session.get(AuthorizationCodeRow, code_hash)
-        if row is not None:
-            row.grant = {**row.grant, "family_id": family_id}
+        grant = self._grants.get(code_hash)
+        if grant is None:
+            row = hot_queries.run(self.session, hot_queries.CODE_BY_HASH, b_code_hash=code_hash).first()
+            if row is None:
+                return
+            grant = dict(row.grant)
+        self._grants[code_hash] = {**grant, "family_id": family_id}
+        hot_queries.run(self.session, hot_queries.SET_CODE_GRANT, b_code_hash=code_hash,
+                        b_grant=self._grants[code_hash])
 
     def add_refresh(self, token: RefreshToken) -> None:
-        self.session.add(RefreshTokenRow(**vars(token)))
-        flush(self.session)
+        try:
+            hot_queries.run(self.session, hot_queries.INSERT_REFRESH_TOKEN, **vars(token))
+        except IntegrityError as exc:
+            raise Conflict("the change clashes with stored data (a name or domain already in use)") from exc
 
     @staticmethod
     def _refresh(row: RefreshTokenRow) -> RefreshToken:
@@ -72,8 +83,10 @@ class SqlGrants:
         return self._refresh(row) if row else None
 
     def add_family(self, family: TokenFamily) -> None:
-        self.session.add(TokenFamilyRow(**vars(family)))
-        flush(self.session)
+        try:
+            hot_queries.run(self.session, hot_queries.INSERT_TOKEN_FAMILY, **vars(family))
+        except IntegrityError as exc:
+            raise Conflict("the change clashes with stored data (a name or domain already in use)") from exc
 
     def family(self, family_id: str) -> TokenFamily | None:
         row = self.session.get(TokenFamilyRow, family_id[:36])

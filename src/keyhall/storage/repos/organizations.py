@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from sqlalchemy import delete, exists, select, update
+from typing import Any
+
+from sqlalchemy import Row, delete, exists, select, update
 from sqlalchemy.orm import Session
 
 from keyhall.core.organizations import Organization, is_uuid
 from keyhall.core.ports import Page
+from keyhall.storage import hot_queries
 from keyhall.storage.models import (
     ApiKeyRow,
     ConnectionDomainRow,
@@ -22,7 +25,7 @@ class SqlOrganizations:
         self.session = session
 
     @staticmethod
-    def _entity(row: OrganizationRow) -> Organization:
+    def _entity(row: OrganizationRow | Row[Any]) -> Organization:
         return Organization(id=row.id, slug=row.slug, name=row.name,
                             admins_may_configure_sso=row.admins_may_configure_sso,
                             break_glass_email=row.break_glass_email, short_id=row.short_id,
@@ -30,9 +33,9 @@ class SqlOrganizations:
                             updated_at=row.updated_at)
 
     def get(self, id_or_slug: str) -> Organization | None:
-        column = OrganizationRow.id if is_uuid(id_or_slug) else OrganizationRow.slug
-        value = id_or_slug.lower() if is_uuid(id_or_slug) else id_or_slug
-        row = self.session.scalar(select(OrganizationRow).where(column == value))
+        by_id = is_uuid(id_or_slug)
+        statement = hot_queries.ORGANIZATION_BY_ID if by_id else hot_queries.ORGANIZATION_BY_SLUG
+        row = hot_queries.run(self.session, statement, value=id_or_slug.lower() if by_id else id_or_slug).first()
         return self._entity(row) if row else None
 
     def slug_taken(self, slug: str) -> bool:

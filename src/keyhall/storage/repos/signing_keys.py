@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import Row, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from keyhall.core.tokens import SigningKey
 from keyhall.security.secrets import SecretBox
+from keyhall.storage import hot_queries
 from keyhall.storage.cache import VersionedCache
 from keyhall.storage.models import (
     SigningKeyRow,
@@ -26,22 +28,20 @@ class SqlSigningKeys:
         self.box = box
         self.private_pems: VersionedCache[str, str] = private_pems if private_pems is not None else VersionedCache(1)
 
-    def _pem(self, row: SigningKeyRow) -> str:
+    def _pem(self, row: SigningKeyRow | Row[Any]) -> str:
         pem = self.private_pems.get(row.kid, row.kid)
         if pem is None:
             pem = str(self.box.open(row.sealed_private_key)["pem"])
             self.private_pems.put(row.kid, row.kid, pem)
         return pem
 
-    def _entity(self, row: SigningKeyRow) -> SigningKey:
+    def _entity(self, row: SigningKeyRow | Row[Any]) -> SigningKey:
         return SigningKey(kid=row.kid, alg=row.alg, private_pem=self._pem(row),
                           public_jwk=dict(row.public_jwk), created_at=row.created_at, retired_at=row.retired_at,
                           published_until=row.published_until)
 
     def active(self, alg: str) -> SigningKey | None:
-        row = self.session.scalar(select(SigningKeyRow).where(SigningKeyRow.alg == alg,
-                                                              SigningKeyRow.retired_at.is_(None))
-                                  .order_by(SigningKeyRow.created_at.desc()).limit(1))
+        row = hot_queries.run(self.session, hot_queries.ACTIVE_SIGNING_KEY, alg=alg).first()
         return self._entity(row) if row else None
 
     def published(self, now: datetime) -> list[SigningKey]:

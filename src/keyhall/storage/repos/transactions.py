@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import update
+from sqlalchemy import Row, Table, update
 from sqlalchemy.orm import Session
 
 from keyhall.core.transactions import LoginTransaction
+from keyhall.storage import hot_queries
 from keyhall.storage.models import (
     LoginTransactionRow,
 )
@@ -26,7 +27,7 @@ class SqlTransactions:
         self.session = session
 
     @staticmethod
-    def _entity(row: LoginTransactionRow) -> LoginTransaction:
+    def _entity(row: LoginTransactionRow | Row[Any]) -> LoginTransaction:
         return LoginTransaction(id=row.id, kind=row.kind, data=dict(row.data), created_at=row.created_at,
                                 expires_at=row.expires_at, parent_id=row.parent_id, consumed_at=row.consumed_at)
 
@@ -37,21 +38,26 @@ class SqlTransactions:
     def get(self, tx_id: str) -> LoginTransaction | None:
         if not _HANDLE.match(tx_id):
             return None
-        row = self.session.get(LoginTransactionRow, tx_id)
+        row = hot_queries.run(self.session, hot_queries.LOGIN_TRANSACTION_BY_ID, id=tx_id).first()
         return self._entity(row) if row else None
 
     def consume(self, tx_id: str, kind: str, now: datetime) -> LoginTransaction | None:
         if not _HANDLE.match(tx_id):
             return None
-        result = self.session.execute(
-            update(LoginTransactionRow)
-            .where(LoginTransactionRow.id == tx_id[:64], LoginTransactionRow.kind == kind,
-                   LoginTransactionRow.consumed_at.is_(None), LoginTransactionRow.expires_at > now)
-            .values(consumed_at=now)
-        )
-        if getattr(result, "rowcount", 0) != 1:
+        table = LoginTransactionRow.__table__.c
+        # One statement: the row comes back from the update itself (RETURNING).
+        self.session.flush()
+        row = self.session.connection().execute(
+            update(cast(Table, LoginTransactionRow.__table__))
+            .where(table.id == tx_id[:64], table.kind == kind, table.consumed_at.is_(None), table.expires_at > now)
+            .values(consumed_at=now).returning(*LoginTransactionRow.__table__.columns)
+        ).first()
+        if row is None:
             return None
-        return self.get(tx_id)
+        loaded = self.session.identity_map.get(self.session.identity_key(LoginTransactionRow, row.id))
+        if loaded is not None:  # the update went around the ORM: the copy it holds is stale
+            self.session.expire(loaded)
+        return self._entity(row)
 
     def update_data(self, tx_id: str, data: dict[str, Any]) -> None:
         self.session.execute(update(LoginTransactionRow).where(LoginTransactionRow.id == tx_id).values(data=data))

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Row, Table, delete, select, update
 from sqlalchemy.orm import Session
 
 from keyhall.core.ports import Page
@@ -25,17 +25,18 @@ class SqlUsers:
         self.session = session
 
     @staticmethod
-    def _entity(row: UserRow) -> User:
+    def _entity(row: UserRow | Row[Any]) -> User:
         values: dict[str, Any] = {name: getattr(row, name) for name in _USER_FIELDS}
         values["groups"] = list(values["groups"] or [])
         return User(**values)
 
     def get(self, user_id: str) -> User | None:
-        row = self.session.get(UserRow, user_id)
+        row = hot_queries.run(self.session, hot_queries.USER_BY_ID, id=user_id).first()
         return self._entity(row) if row else None
 
     def by_subject(self, connection_id: str, subject: str) -> User | None:
-        row = self.session.scalar(hot_queries.user_by_subject(connection_id, subject))
+        row = hot_queries.run(self.session, hot_queries.USER_BY_SUBJECT, connection_id=connection_id,
+                              subject=subject).first()
         return self._entity(row) if row else None
 
     def precreated(self, connection_id: str, email: str) -> User | None:
@@ -67,13 +68,20 @@ class SqlUsers:
 
     def _write(self, user: User, *, expected_version: int | None) -> bool:
         values: dict[str, Any] = {name: getattr(user, name) for name in _USER_FIELDS if name not in ("id", "version")}
-        query = update(UserRow).where(UserRow.id == user.id)
+        table = UserRow.__table__.c
+        query = update(cast(Table, UserRow.__table__)).where(table.id == user.id)
         if expected_version is not None:
-            query = query.where(UserRow.version == expected_version)
-        result = self.session.execute(query.values(**values, version=UserRow.version + 1))
-        if getattr(result, "rowcount", 0) != 1:
+            query = query.where(table.version == expected_version)
+        # One statement: the update says the version it wrote (RETURNING), no read after it.
+        self.session.flush()
+        version = self.session.connection().execute(
+            query.values(**values, version=table.version + 1).returning(table.version)).scalar()
+        if version is None:
             return False
-        user.version = int(self.session.scalar(select(UserRow.version).where(UserRow.id == user.id)) or 0)
+        loaded = self.session.identity_map.get(self.session.identity_key(UserRow, user.id))
+        if loaded is not None:  # the update went around the ORM: the copy it holds is stale
+            self.session.expire(loaded)
+        user.version = int(version)
         return True
 
     def delete(self, user_id: str) -> None:
