@@ -56,6 +56,8 @@ _FLOW_REASONS = (
     # issue 10, trust boundaries: what Keyhall vouches for, routing pins, re-authentication
     "email_not_verified", "tenant_mismatch", "tenant_not_configured", "connection_not_routed",
     "password_not_routed", "auth_time_missing", "max_age_exceeded", "reauthentication_skipped",
+    # the test sign-in (issue 14): its single-use link was spent or has expired
+    "test_link_invalid",
 )
 LOGIN_REASONS: frozenset[str] = frozenset(
     (*_FLOW_REASONS, *get_args(IdPLoginReason), *get_args(IdTokenReason), *get_args(SamlReason))
