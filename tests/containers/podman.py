@@ -91,7 +91,7 @@ class Container:
 
     def remove(self) -> None:
         if self.id is not None:
-            podman("rm", "-f", "-t", "5", self.id, check=False)
+            podman("rm", "-f", "-v", "-t", "5", self.id, check=False)  # -v: its anonymous /data volume too
             self.id = None
 
     def __enter__(self) -> Container:
