@@ -24,5 +24,13 @@ path-exclude /usr/share/man/*
 path-exclude /usr/share/info/*
 path-exclude /usr/share/locale/*
 CONF
+# ... and apt told to delete the packages it downloaded, as the official image's docker-clean does.
+cat > "$root"/etc/apt/apt.conf.d/docker-clean <<'CONF'
+DPkg::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };
+APT::Update::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };
+Dir::Cache::pkgcache "";
+Dir::Cache::srcpkgcache "";
+Acquire::Languages "none";
+CONF
 tar -C "$root" -c . | podman import --change 'CMD ["bash"]' - "$image" >/dev/null
 echo "built $image"
