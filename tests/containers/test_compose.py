@@ -9,7 +9,8 @@ replicas' settings and in ``deploy/nginx.conf`` become those ports). Services, e
 volumes, health checks and dependencies are the file's own.
 
 A product's sign-in started on one replica finishes on the other, its code redeemed through the
-proxy, whose address is the public URL (the issuer). The ``dev`` profile's service (which this
+proxy, whose address is the public URL (the issuer). nginx replaces a client's X-Forwarded-For
+with the address it saw, and the replicas log that address. The ``dev`` profile's service (which this
 podman-compose cannot select by profile) runs alone, with its environment from the file.
 """
 
@@ -200,3 +201,32 @@ def test_the_dev_profile_serves_development_mode_with_its_test_idp() -> None:
         # SQLite and the key file live in the data volume, the key file readable by its owner only.
         assert container.exec("stat", "-c", "%a %u", "/data/secret_keys").stdout.split() == ["600", "10001"]
         assert container.exec("test", "-f", "/data/keyhall.db").returncode == 0
+
+
+def access_lines(stack: Stack, request_id: str) -> list[dict[str, Any]]:
+    """The replicas' access-log lines (JSON, in the container log) of one request id."""
+    lines = []
+    for name in REPLICAS:
+        done = podman("logs", stack.container(name), check=False)
+        for line in (done.stdout + done.stderr).splitlines():
+            if request_id in line and line.startswith("{"):
+                lines.append(json.loads(line))
+    return lines
+
+
+def test_the_proxy_writes_x_forwarded_for_and_the_replicas_believe_only_it(stack: Stack) -> None:
+    # Through nginx, a client's own X-Forwarded-For is replaced by the address nginx saw (here, all
+    # on the host's loopback, 127.0.0.1); straight from a trusted peer the header is believed.
+    through, direct = f"probe-{uuid.uuid4().hex}", f"probe-{uuid.uuid4().hex}"
+    spoofed = {"X-Forwarded-For": "203.0.113.7"}
+    answer = httpx.get(f"{stack.public_url}/healthz", headers={**spoofed, "X-Request-ID": through}, trust_env=False)
+    assert answer.status_code == 200
+    assert answer.headers["x-request-id"] == through
+    answer = httpx.get(f"{stack.replicas['keyhall-a']}/healthz", headers={**spoofed, "X-Request-ID": direct},
+                       trust_env=False)
+    assert answer.status_code == 200
+    proxied, straight = access_lines(stack, through), access_lines(stack, direct)
+    assert len(proxied) == 1, proxied
+    assert len(straight) == 1, straight
+    assert proxied[0]["client"] == "127.0.0.1", proxied
+    assert straight[0]["client"] == "203.0.113.7", straight
