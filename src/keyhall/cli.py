@@ -96,8 +96,9 @@ def main(data_dir: Path | None) -> None:
 
 
 @main.command()
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--host", default="127.0.0.1", show_default=True, envvar="KEYHALL_HOST", show_envvar=True)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535), envvar="KEYHALL_PORT",
+              show_envvar=True)
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1),
               help="server processes sharing the port (one per CPU core is a good start)")
 def serve(host: str, port: int, workers: int) -> None:

@@ -118,3 +118,18 @@ def test_a_busy_port_is_refused_in_one_line(cli: Cli) -> None:
     assert len(lines) == 1, result.stderr
     assert f"port {port} on 127.0.0.1 is already in use" in lines[0]
     assert "--port N (make run PORT=N)" in lines[0]
+
+
+def test_serve_takes_its_address_from_keyhall_host_and_port(cli: Cli) -> None:
+    # The container image listens where KEYHALL_HOST and KEYHALL_PORT say; --host and --port win over them.
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        from_env = cli.run("serve", KEYHALL_HOST="127.0.0.1", KEYHALL_PORT=str(port))
+        flag_wins = cli.run("serve", "--port", str(port), KEYHALL_HOST="127.0.0.1", KEYHALL_PORT="8000")
+        bad = cli.run("serve", KEYHALL_PORT="eighty")
+    assert from_env.exit_code == 2
+    assert f"port {port} on 127.0.0.1 is already in use" in from_env.stderr
+    assert flag_wins.exit_code == 2
+    assert f"port {port} on 127.0.0.1 is already in use" in flag_wins.stderr
+    assert bad.exit_code == 2
+    assert "KEYHALL_PORT" in bad.stderr
