@@ -58,8 +58,15 @@ def _external_id(resource: Any) -> str | None:
 
 def render(sync: Sync, user: DirectoryUser, groups: list[tuple[str, str]], *,
            attributes: list[str] | None = None, excluded: list[str] | None = None) -> dict[str, Any]:
+    location = f"{sync.base_url}/Users/{user.id}"
+    if attributes is None and excluded is None:  # the whole user: from the stored row, no model round trip
+        whole = scim.user_response(user.attributes, id=user.id, active=_active(user), groups=groups,
+                                   created=user.created_at, last_modified=user.updated_at, location=location,
+                                   version=user.version)
+        if whole is not None:
+            return whole
     meta = scim.meta(RESOURCE, created=user.created_at, last_modified=user.updated_at,
-                     location=f"{sync.base_url}/Users/{user.id}", version=user.version)
+                     location=location, version=user.version)
     resource = scim.load_user(user.attributes, id=user.id, active=_active(user), groups=groups, meta=meta)
     return scim.render(resource, attributes=attributes, excluded_attributes=excluded)
 

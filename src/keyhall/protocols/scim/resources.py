@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import StringConstraints, ValidationError
+from pydantic import StringConstraints, TypeAdapter, ValidationError
 from scim2_models import (
     Context,
     Email,
@@ -156,6 +156,53 @@ def load_user(attributes: dict[str, Any], *, id: str, active: bool | None, group
     if groups:
         user.groups = [GroupMembership(value=gid, display=name, type="direct") for gid, name in groups]
     return user
+
+
+#: datetimes as the models write them in ``meta`` (``Z`` for UTC), without building a ``Meta``
+_DATETIME: TypeAdapter[datetime] = TypeAdapter(datetime)
+_ENTERPRISE = str(EnterpriseUser.__schema__)
+
+
+def user_response(attributes: dict[str, Any], *, id: str, active: bool | None, groups: list[tuple[str, str]],
+                  created: datetime, last_modified: datetime, location: str, version: int) -> dict[str, Any] | None:
+    """The whole User as a response carries it (no ``attributes`` projection), straight from what is
+    stored, which the models wrote and checked: what ``render(load_user(...))`` gives, without
+    validating and serializing it all again. Empty top-level values are left out as the models do
+    (RFC 7643 §2.5: an empty array is unassigned; Entra ID sends ``roles: []``); None when an empty
+    value is stored deeper: the caller then takes ``load_user`` and ``render``."""
+    body: dict[str, Any] = {"schemas": _user_schemas(attributes), "id": id}
+    if "externalId" in attributes:
+        body["externalId"] = attributes["externalId"]
+    body["meta"] = {"resourceType": "User", "created": _DATETIME.dump_python(created, mode="json"),
+                    "lastModified": _DATETIME.dump_python(last_modified, mode="json"), "location": location,
+                    "version": f'W/"{version}"'}
+    for key, value in attributes.items():
+        if key in ("externalId", "active", "groups"):
+            continue
+        if key == _ENTERPRISE and isinstance(value, dict):
+            value = {k: v for k, v in value.items() if k != "schemas"}
+            if not value:  # the extension stated with no attribute: the models decide what shows
+                return None
+        if isinstance(value, list):
+            value = [item for item in value if item != {}]
+        if value == [] or value == {}:
+            continue
+        if not _all_assigned(value):
+            return None
+        body[key] = value
+    if active is not None:
+        body["active"] = active
+    if groups:
+        body["groups"] = [{"value": gid, "display": name, "type": "direct"} for gid, name in groups]
+    return body
+
+
+def _all_assigned(value: Any) -> bool:
+    if isinstance(value, dict):
+        return bool(value) and all(v is not None and _all_assigned(v) for v in value.values())
+    if isinstance(value, list):
+        return bool(value) and all(v is not None and _all_assigned(v) for v in value)
+    return True
 
 
 def _user_schemas(attributes: dict[str, Any]) -> list[str]:
