@@ -52,6 +52,10 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.state.runtime = runtime
     install_error_handlers(app)
     app.include_router(health.router)
+    register_error_style(ErrorStyle(scim.PREFIX + "/", scim.scim_error_body))
+    # the directory's token authenticates; failed attempts are rate-limited. Mounted, not included:
+    # one prefix test for every other request, and SCIM's routes tried first for its own
+    app.mount(scim.PREFIX, scim.ROUTER)
     for router in (oauth.router, logout.router, pages.router, saml.router, sign_in_test.router, portal.router,
                    portal_sso.router, portal_setup.router):
         app.include_router(router, dependencies=[LoginRateLimited])
@@ -59,9 +63,6 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
                    applications.router, directories.router, events.router, webhooks.router, sign_in_traces.router,
                    portal_links.router):
         app.include_router(router, dependencies=[RateLimited])
-    register_error_style(ErrorStyle(scim.PREFIX + "/", scim.scim_error_body))
-    for router in scim.ROUTERS:  # the directory's token authenticates; failed attempts are rate-limited
-        app.include_router(router)
     for dialect in DIALECTS:
         if dialect.error_style is not None:
             register_error_style(dialect.error_style)

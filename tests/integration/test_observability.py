@@ -34,6 +34,7 @@ from tests.support.database import fresh_database
 from tests.support.live import LiveKeyhall, make_signin_setup
 from tests.support.oidc_idp import OidcIdp
 from tests.support.peers import free_port
+from tests.support.scim import make_directory, user_body
 from tests.support.settings import make_settings
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "keyhall"
@@ -293,3 +294,25 @@ def test_a_real_sign_in_counts_the_login_and_the_idp_calls(metered_live: Metered
     assert value(text, "keyhall_http_requests_total", method="POST", route="/oauth2/token", status="2xx") == 1
     assert cid not in {labels["route"] for labels, _v in samples(text, "keyhall_http_requests_total")}
     assert viewer not in text
+
+
+def test_scim_requests_are_counted_by_route_template_under_the_mount(metered: TestClient, keyhall: Keyhall) -> None:
+    directory = make_directory(keyhall, keyhall.tenant("Metered SCIM"))
+    before = scrape(metered)
+    created = metered.post(f"{directory.path}/Users", json=user_body("metered@x.local"), headers=directory.headers())
+    assert created.status_code == 201, created.text
+    assert metered.get(f"{directory.path}/Users/{created.json()['id']}", headers=directory.headers()).status_code == 200
+    assert metered.get(f"{directory.path}/Users", headers=auth("wrong")).status_code == 401
+    assert metered.get(f"{directory.path}/NoSuchType", headers=directory.headers()).status_code == 404
+    after = scrape(metered)
+
+    def delta(**labels: str) -> float:
+        return value(after, "keyhall_http_requests_total", **labels) - value(before, "keyhall_http_requests_total",
+                                                                            **labels)
+
+    assert delta(method="POST", route="/scim/v2/{directory_id}/Users", status="2xx") == 1
+    assert delta(method="GET", route="/scim/v2/{directory_id}/Users/{resource_id}", status="2xx") == 1
+    assert delta(method="GET", route="/scim/v2/{directory_id}/Users", status="4xx") == 1
+    assert delta(method="GET", route="unmatched", status="4xx") == 1
+    for labels, _v in samples(after, "keyhall_http_requests_total"):
+        assert directory.id not in labels["route"]

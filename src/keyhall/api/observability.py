@@ -92,7 +92,11 @@ def route_template(scope: Scope) -> str:
     the scope), never the raw path."""
     route = scope.get("route")
     template = getattr(route, "path_format", None) or getattr(route, "path", None)
-    return template if isinstance(template, str) and template else UNMATCHED_ROUTE
+    if not isinstance(template, str) or not template:
+        return UNMATCHED_ROUTE
+    # a route of a mounted application (SCIM's, at /scim/v2) is relative to the mount point
+    mounted = str(scope.get("root_path", "")).removeprefix(str(scope.get("app_root_path", "")))
+    return mounted + template
 
 
 def install_metrics(app: FastAPI, *, token: str | None) -> Metrics:

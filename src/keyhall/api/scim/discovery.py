@@ -7,11 +7,11 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from keyhall.api.scim.common import PREFIX, in_directory, respond
+from keyhall.api.scim.common import in_directory, respond
 from keyhall.errors import NotFound
 from keyhall.protocols.scim import discovery
 
-router = APIRouter(prefix=PREFIX + "/{directory_id}", tags=["scim"], include_in_schema=False)
+router = APIRouter(prefix="/{directory_id}", tags=["scim"], include_in_schema=False)
 
 
 def _found(what: str, document: dict[str, Any] | None) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
-from keyhall.api.scim.common import PREFIX, Body, IfMatch, in_directory, list_response, respond
+from keyhall.api.scim.common import Body, IfMatch, in_directory, list_response, respond
 from keyhall.core.directory_search import Listed
 from keyhall.core.directory_sync import Sync
 from keyhall.protocols.scim.resources import SearchParams, parse_search, split_list
@@ -51,7 +51,7 @@ def _shown(attributes: str | None, excluded: str | None) -> Shown:
 
 
 def resource_router(resource: ScimResource) -> APIRouter:
-    router = APIRouter(prefix=f"{PREFIX}/{{directory_id}}/{resource.path}", tags=["scim"], include_in_schema=False)
+    router = APIRouter(prefix=f"/{{directory_id}}/{resource.path}", tags=["scim"], include_in_schema=False)
 
     async def listed(request: Request, directory_id: str, params: SearchParams) -> JSONResponse:
         found = await in_directory(request, directory_id, lambda sync: resource.search(sync, params),

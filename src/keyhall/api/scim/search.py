@@ -5,11 +5,11 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from keyhall.api.scim.common import PREFIX, Body, in_directory, list_response, respond
+from keyhall.api.scim.common import Body, in_directory, list_response, respond
 from keyhall.core import directory_search
 from keyhall.protocols.scim.resources import parse_search
 
-router = APIRouter(prefix=PREFIX + "/{directory_id}", tags=["scim"], include_in_schema=False)
+router = APIRouter(prefix="/{directory_id}", tags=["scim"], include_in_schema=False)
 
 
 @router.post("/.search")
