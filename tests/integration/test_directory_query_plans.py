@@ -18,7 +18,14 @@ from keyhall.protocols.scim.filters import parse_filter
 from keyhall.storage import migrate
 from keyhall.storage.engine import build_engine
 from keyhall.storage.models import DirectoryGroupRow, DirectoryMembershipRow, DirectoryRow, OrganizationRow, UserRow
-from keyhall.storage.repos.directories import SqlDirectoryUsers, count_of, groups_where, users_page, users_where
+from keyhall.storage.repos.directories import (
+    USER_BY_NAME_KEY,
+    SqlDirectoryUsers,
+    count_of,
+    groups_where,
+    users_page,
+    users_where,
+)
 from tests.integration.test_query_plans import full_scans, plan
 from tests.support.database import fresh_database
 
@@ -32,6 +39,8 @@ def _users(filter_text: str | None) -> Any:
 LOOKUPS: dict[str, Callable[[], Any]] = {
     # the page SqlDirectoryUsers.list_slice reads, and the count behind totalResults when a page is full
     "user by userName": lambda: users_page(_users('userName eq "Ann@Example.com"'), offset=0, limit=200),
+    # the prebuilt statement list_slice runs for exactly ``userName eq "..."`` on a first page
+    "user by userName, prebuilt": lambda: USER_BY_NAME_KEY.params(directory_id=DIRECTORY, key="ann@example.com"),
     "user by externalId": lambda: users_page(_users('externalId eq "00u1"'), offset=0, limit=200),
     "count of users by userName": lambda: count_of(UserRow.__table__, _users('userName eq "Ann@Example.com"')),
     "count of a directory's users": lambda: count_of(UserRow.__table__, _users(None)),
@@ -89,7 +98,7 @@ def test_scim_lookup_uses_an_index(engine: Engine, name: str) -> None:
     assert not full_scans(engine.dialect.name, lines), f"{name} reads a whole table:\n" + "\n".join(lines)
 
 
-@pytest.mark.parametrize("name", ["user by userName", "count of users by userName"])
+@pytest.mark.parametrize("name", ["user by userName", "user by userName, prebuilt", "count of users by userName"])
 def test_user_name_lookup_uses_the_case_insensitive_index(engine: Engine, name: str) -> None:
     """``userName eq`` compares the lower-cased copy, so the unique index on (directory_id,
     user_name_key) answers it, the count of totalResults included."""

@@ -23,7 +23,8 @@ from keyhall.core.directories import (
 from keyhall.core.ports import Slice
 from keyhall.core.users import User
 from keyhall.errors import Conflict
-from keyhall.protocols.scim.filters import Predicate
+from keyhall.protocols.scim.filters import Compare, Predicate
+from keyhall.storage import hot_queries
 from keyhall.storage.cache import VersionedCache
 from keyhall.storage.models import DirectoryGroupRow, DirectoryMembershipRow, DirectoryRow, UserRow
 from keyhall.storage.repos._query import flush as _flush
@@ -48,6 +49,16 @@ _GROUPS_OF = (select(_MEMBERSHIPS.user_id, _GROUPS.id, _GROUPS.display_name)
                          _GROUPS.id == _MEMBERSHIPS.group_id)
               .where(_MEMBERSHIPS.user_id.in_(bindparam("user_ids", expanding=True)))
               .order_by(_GROUPS.display_name))
+
+_GROUPS_OF_ONE = (select(_MEMBERSHIPS.user_id, _GROUPS.id, _GROUPS.display_name)
+                  .join_from(DirectoryMembershipRow.__table__, DirectoryGroupRow.__table__,
+                             _GROUPS.id == _MEMBERSHIPS.group_id)
+                  .where(_MEMBERSHIPS.user_id == bindparam("user_id"))
+                  .order_by(_GROUPS.display_name))
+#: ``userName eq "..."``, an IdP's lookup before each create: built once (the pair is unique, so at
+#: most one row, and no order or page to apply)
+USER_BY_NAME_KEY = select(UserRow.__table__).where(USERS.directory_id == bindparam("directory_id"),
+                                                   USERS.user_name_key == bindparam("key"))
 
 
 def _chunks(items: Sequence[str]) -> list[Sequence[str]]:
@@ -239,13 +250,23 @@ class SqlDirectoryUsers:
 
     def list_slice(self, directory_id: str, where: Predicate | None, *, offset: int,
                    limit: int) -> Slice[DirectoryUser]:
+        if (isinstance(where, Compare) and where.field == "user_name" and where.op == "eq" and offset == 0
+                and limit > 0 and isinstance(where.value, str)):
+            rows: Any = hot_queries.run(self.session, USER_BY_NAME_KEY, directory_id=directory_id,
+                                        key=where.value.lower())
+            items = [self._entity(r) for r in rows]
+            return Slice(items=items, total=len(items))
         condition = users_where(directory_id, where)
-        rows: Any = [] if limit <= 0 else self.session.execute(users_page(condition, offset=offset, limit=limit))
+        rows = [] if limit <= 0 else self.session.execute(users_page(condition, offset=offset, limit=limit))
         items = [self._entity(r) for r in rows]
         return Slice(items=items, total=_total(self.session, UserRow.__table__, condition, offset, limit, len(items)))
 
     def groups_of(self, user_ids: Collection[str]) -> dict[str, list[tuple[str, str]]]:
         found: dict[str, list[tuple[str, str]]] = {}
+        if len(user_ids) == 1:  # one user (a read, a lookup): no list to expand into the statement
+            for user_id, group_id, display in self.session.execute(_GROUPS_OF_ONE, {"user_id": next(iter(user_ids))}):
+                found.setdefault(user_id, []).append((group_id, display))
+            return found
         for chunk in _chunks(sorted(set(user_ids))):
             rows = self.session.execute(_GROUPS_OF, {"user_ids": list(chunk)})
             for user_id, group_id, display in rows:
