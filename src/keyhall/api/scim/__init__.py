@@ -12,8 +12,8 @@ from fastapi import APIRouter
 from keyhall.api.scim import discovery, groups, search, users
 from keyhall.api.scim.common import PREFIX, ScimMediaType, scim_error_body
 
-ROUTER = APIRouter()
-for _router in (discovery.router, search.router, users.router, groups.router):
-    ROUTER.include_router(_router)
+#: the routes themselves, not the routers included: a request is matched against them directly
+ROUTER = APIRouter(routes=[route for router in (discovery.router, search.router, users.router, groups.router)
+                           for route in router.routes])
 
 __all__ = ["PREFIX", "ROUTER", "ScimMediaType", "scim_error_body"]
