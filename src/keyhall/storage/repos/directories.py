@@ -111,7 +111,7 @@ class SqlDirectories:
 
     def authenticated(self, directory_id: str, token_hash: str) -> Directory | None:
         key = (directory_id[:36], token_hash)
-        probe = self.session.execute(_PROBE, {"directory_id": key[0]}).first()
+        probe: Any = hot_queries.run(self.session, _PROBE, directory_id=key[0]).first()
         if probe is None:
             return None
         version, last_sync_at = probe
@@ -211,7 +211,7 @@ class SqlDirectoryUsers:
         # One INSERT on the table (not through the ORM's flush): the uniqueness of userName is this
         # statement's to refuse, so creating a user needs no lookup first.
         try:
-            self.session.execute(_INSERT_USER, self._new_row(user))
+            hot_queries.run(self.session, _INSERT_USER, **self._new_row(user))
         except IntegrityError as exc:  # the one unique key a new user can clash on: (directory, userName)
             raise Conflict(f"userName: {user.user_name!r} is already taken in this directory", field="userName",
                            details={"scim_type": "uniqueness"}) from exc
