@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, Executable, Select, Table, bindparam, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from keyhall.storage.models import (
@@ -29,6 +30,7 @@ from keyhall.storage.models import (
     LoginTransactionRow,
     OrganizationRow,
     RefreshTokenRow,
+    SamlReplayRow,
     SigningKeyRow,
     TokenFamilyRow,
     UserRow,
@@ -132,6 +134,27 @@ USER_BY_SUBJECT = select(_USERS).where(_USERS.c.connection_id == bindparam("conn
                                        _USERS.c.subject == bindparam("subject"))
 _TRANSACTIONS = cast(Table, LoginTransactionRow.__table__)
 LOGIN_TRANSACTION_BY_ID = select(_TRANSACTIONS).where(_TRANSACTIONS.c.id == bindparam("id"))
+
+_REPLAYS = cast(Table, SamlReplayRow.__table__)
+
+
+def _remember_replay(dialect: Any) -> Executable:
+    """Insert an assertion id, or take over its row when that one has expired (``b_now``); the
+    row comes back either way, and nothing when an unexpired one holds the id: a replay."""
+    statement = dialect.insert(_REPLAYS)
+    return cast(Executable, statement.on_conflict_do_update(
+        index_elements=[_REPLAYS.c.connection_id, _REPLAYS.c.assertion_id],
+        set_={"expires_at": statement.excluded.expires_at},
+        where=_REPLAYS.c.expires_at < bindparam("b_now", type_=_REPLAYS.c.expires_at.type))
+        .returning(_REPLAYS.c.assertion_id))
+
+
+_REMEMBER_REPLAY = {"sqlite": _remember_replay(sqlite), "postgresql": _remember_replay(postgresql)}
+
+
+def remember_replay(dialect_name: str) -> Executable:
+    """The replay cache's one statement for this database (SQLite and PostgreSQL both upsert)."""
+    return _REMEMBER_REPLAY[dialect_name]
 
 
 _ID = "0b9d7c7e-3f1c-4c55-9f0e-2f6f5f0d8c11"
