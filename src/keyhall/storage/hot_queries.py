@@ -132,6 +132,19 @@ DOMAIN_CLAIM = select(_DOMAINS).where(_DOMAINS.c.name == bindparam("name"),
 _USERS = cast(Table, UserRow.__table__)
 USER_BY_SUBJECT = select(_USERS).where(_USERS.c.connection_id == bindparam("connection_id"),
                                        _USERS.c.subject == bindparam("subject"))
+#: The columns a core ``User`` holds (the SCIM ones are the directory repository's), but ``id``
+#: and ``version``.
+USER_WRITTEN = ("organization_id", "connection_id", "subject", "email", "email_verified", "name", "given_name",
+                "family_name", "username", "picture", "locale", "phone_number", "groups", "password_hash",
+                "disabled", "created_at", "updated_at", "last_login_at", "directory_id")
+#: A user's ``USER_WRITTEN`` columns from the parameters of their own names; the version goes up
+#: by one and comes back. ``b_id`` picks the row, and ``b_version`` too in the checked one.
+_USER_VALUES = {name: bindparam(name, type_=_USERS.c[name].type) for name in USER_WRITTEN}
+UPDATE_USER = (update(_USERS).where(_USERS.c.id == bindparam("b_id"))
+               .values({**_USER_VALUES, "version": _USERS.c.version + 1}).returning(_USERS.c.version))
+UPDATE_USER_AT_VERSION = (update(_USERS).where(_USERS.c.id == bindparam("b_id"),
+                                               _USERS.c.version == bindparam("b_version"))
+                          .values({**_USER_VALUES, "version": _USERS.c.version + 1}).returning(_USERS.c.version))
 _TRANSACTIONS = cast(Table, LoginTransactionRow.__table__)
 LOGIN_TRANSACTION_BY_ID = select(_TRANSACTIONS).where(_TRANSACTIONS.c.id == bindparam("id"))
 

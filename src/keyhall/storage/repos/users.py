@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Row, Table, delete, select, update
+from sqlalchemy import Row, delete, select
 from sqlalchemy.orm import Session
 
 from keyhall.core.ports import Page
@@ -67,15 +67,14 @@ class SqlUsers:
         return self._write(user, expected_version=expected_version)
 
     def _write(self, user: User, *, expected_version: int | None) -> bool:
-        values: dict[str, Any] = {name: getattr(user, name) for name in _USER_FIELDS if name not in ("id", "version")}
-        table = UserRow.__table__.c
-        query = update(cast(Table, UserRow.__table__)).where(table.id == user.id)
-        if expected_version is not None:
-            query = query.where(table.version == expected_version)
-        # One statement: the update says the version it wrote (RETURNING), no read after it.
-        self.session.flush()
-        version = self.session.connection().execute(
-            query.values(**values, version=table.version + 1).returning(table.version)).scalar()
+        values: dict[str, Any] = {name: getattr(user, name) for name in hot_queries.USER_WRITTEN}
+        # One prebuilt statement: the update says the version it wrote (RETURNING), no read after it.
+        if expected_version is None:
+            result = hot_queries.run(self.session, hot_queries.UPDATE_USER, b_id=user.id, **values)
+        else:
+            result = hot_queries.run(self.session, hot_queries.UPDATE_USER_AT_VERSION, b_id=user.id,
+                                     b_version=expected_version, **values)
+        version = result.scalar()
         if version is None:
             return False
         loaded = self.session.identity_map.get(self.session.identity_key(UserRow, user.id))
