@@ -23,6 +23,7 @@ from keyhall.storage.models import (
     ApplicationRow,
     AuditEventRow,
     AuthorizationCodeRow,
+    CertificateWatchRow,
     ConnectionDomainRow,
     ConnectionRow,
     DomainRow,
@@ -147,6 +148,21 @@ UPDATE_USER_AT_VERSION = (update(_USERS).where(_USERS.c.id == bindparam("b_id"),
                           .values({**_USER_VALUES, "version": _USERS.c.version + 1}).returning(_USERS.c.version))
 _TRANSACTIONS = cast(Table, LoginTransactionRow.__table__)
 LOGIN_TRANSACTION_BY_ID = select(_TRANSACTIONS).where(_TRANSACTIONS.c.id == bindparam("id"))
+INSERT_LOGIN_TRANSACTION = insert(_TRANSACTIONS)
+_CERTIFICATE_WATCH = cast(Table, CertificateWatchRow.__table__)
+#: What an ACS needs of a SAML connection's SP key rollover (its sealed keys decrypt too).
+SP_ROLLOVER = select(_CERTIFICATE_WATCH.c.sealed_sp_keys, _CERTIFICATE_WATCH.c.sp_next_certificate,
+                     _CERTIFICATE_WATCH.c.sp_next_activates_at, _CERTIFICATE_WATCH.c.sp_previous_until).where(
+    _CERTIFICATE_WATCH.c.connection_id == bindparam("connection_id"))
+#: Spends a live login transaction of a kind and returns it, in one statement; no row when it was
+#: spent before, expired, is of another kind or unknown.
+CONSUME_LOGIN_TRANSACTION = (
+    update(_TRANSACTIONS)
+    .where(_TRANSACTIONS.c.id == bindparam("b_id"), _TRANSACTIONS.c.kind == bindparam("b_kind"),
+           _TRANSACTIONS.c.consumed_at.is_(None),
+           _TRANSACTIONS.c.expires_at > bindparam("b_now", type_=_TRANSACTIONS.c.expires_at.type))
+    .values(consumed_at=bindparam("b_now", type_=_TRANSACTIONS.c.consumed_at.type))
+    .returning(*_TRANSACTIONS.columns))
 
 _REPLAYS = cast(Table, SamlReplayRow.__table__)
 
@@ -200,5 +216,6 @@ HOT_QUERIES: dict[str, Callable[[], Select[*tuple[Any, ...]]]] = {
     "refresh token by hash": lambda: by_primary_key(RefreshTokenRow, "h" * 43),
     "token family by id": lambda: by_primary_key(TokenFamilyRow, _ID),
     "login transaction by id": lambda: LOGIN_TRANSACTION_BY_ID.params(id="t" * 43),
+    "SP key rollover by connection": lambda: SP_ROLLOVER.params(connection_id=_ID),
     "authorization code by hash": lambda: by_primary_key(AuthorizationCodeRow, "h" * 43),
 }
