@@ -149,6 +149,8 @@ UPDATE_USER_AT_VERSION = (update(_USERS).where(_USERS.c.id == bindparam("b_id"),
 _TRANSACTIONS = cast(Table, LoginTransactionRow.__table__)
 LOGIN_TRANSACTION_BY_ID = select(_TRANSACTIONS).where(_TRANSACTIONS.c.id == bindparam("id"))
 INSERT_LOGIN_TRANSACTION = insert(_TRANSACTIONS)
+SET_LOGIN_TRANSACTION_DATA = (update(_TRANSACTIONS).where(_TRANSACTIONS.c.id == bindparam("b_id"))
+                              .values(data=bindparam("b_data", type_=_TRANSACTIONS.c.data.type)))
 _CERTIFICATE_WATCH = cast(Table, CertificateWatchRow.__table__)
 #: What an ACS needs of a SAML connection's SP key rollover (its sealed keys decrypt too).
 SP_ROLLOVER = select(_CERTIFICATE_WATCH.c.sealed_sp_keys, _CERTIFICATE_WATCH.c.sp_next_certificate,

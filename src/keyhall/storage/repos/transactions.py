@@ -6,7 +6,7 @@ import re
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, update
+from sqlalchemy import Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -58,5 +58,5 @@ class SqlTransactions:
         return self._entity(row)
 
     def update_data(self, tx_id: str, data: dict[str, Any]) -> None:
-        self.session.execute(update(LoginTransactionRow).where(LoginTransactionRow.id == tx_id).values(data=data))
+        hot_queries.run(self.session, hot_queries.SET_LOGIN_TRANSACTION_DATA, b_id=tx_id, b_data=data)
 
