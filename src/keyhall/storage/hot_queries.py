@@ -103,6 +103,7 @@ _CODES = cast(Table, AuthorizationCodeRow.__table__)
 #: Marks a code used and returns it, in one statement; no row when it was used before (or is unknown).
 USE_CODE = (update(_CODES).where(_CODES.c.code_hash == bindparam("b_code_hash"), _CODES.c.used_at.is_(None))
             .values(used_at=bindparam("b_now", type_=_CODES.c.used_at.type)).returning(*_CODES.columns))
+INSERT_CODE = insert(_CODES)
 CODE_BY_HASH = select(_CODES).where(_CODES.c.code_hash == bindparam("b_code_hash"))
 SET_CODE_GRANT = (update(_CODES).where(_CODES.c.code_hash == bindparam("b_code_hash"))
                   .values(grant=bindparam("b_grant", type_=_CODES.c.grant.type)))
