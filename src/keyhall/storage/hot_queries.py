@@ -142,6 +142,7 @@ USER_WRITTEN = ("organization_id", "connection_id", "subject", "email", "email_v
 #: A user's ``USER_WRITTEN`` columns from the parameters of their own names; the version goes up
 #: by one and comes back. ``b_id`` picks the row, and ``b_version`` too in the checked one.
 _USER_VALUES = {name: bindparam(name, type_=_USERS.c[name].type) for name in USER_WRITTEN}
+INSERT_USER = insert(_USERS)
 UPDATE_USER = (update(_USERS).where(_USERS.c.id == bindparam("b_id"))
                .values({**_USER_VALUES, "version": _USERS.c.version + 1}).returning(_USERS.c.version))
 UPDATE_USER_AT_VERSION = (update(_USERS).where(_USERS.c.id == bindparam("b_id"),

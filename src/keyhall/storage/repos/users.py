@@ -5,15 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import Row, delete, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from keyhall.core.ports import Page
 from keyhall.core.users import User
+from keyhall.errors import Conflict
 from keyhall.storage import hot_queries
 from keyhall.storage.models import (
     UserRow,
 )
-from keyhall.storage.repos._query import flush, paginate
+from keyhall.storage.repos._query import paginate
 
 _USER_FIELDS = ("id", "organization_id", "connection_id", "subject", "email", "email_verified", "name",
                 "given_name", "family_name", "username", "picture", "locale", "phone_number", "groups",
@@ -56,8 +58,11 @@ class SqlUsers:
         return [self._entity(r) for r in rows]
 
     def add(self, user: User) -> None:
-        self.session.add(UserRow(**{name: getattr(user, name) for name in _USER_FIELDS}))
-        flush(self.session)
+        try:
+            values = {name: getattr(user, name) for name in _USER_FIELDS}
+            hot_queries.run(self.session, hot_queries.INSERT_USER, **values)
+        except IntegrityError as exc:
+            raise Conflict("the change clashes with stored data (a name or domain already in use)") from exc
 
     def save(self, user: User) -> None:
         self._write(user, expected_version=None)
