@@ -32,6 +32,7 @@ from keyhall.storage.models import (
     OrganizationRow,
     RefreshTokenRow,
     SamlReplayRow,
+    SamlSessionRow,
     SigningKeyRow,
     TokenFamilyRow,
     UserRow,
@@ -109,6 +110,7 @@ SET_CODE_GRANT = (update(_CODES).where(_CODES.c.code_hash == bindparam("b_code_h
                   .values(grant=bindparam("b_grant", type_=_CODES.c.grant.type)))
 INSERT_TOKEN_FAMILY = insert(cast(Table, TokenFamilyRow.__table__))
 INSERT_REFRESH_TOKEN = insert(cast(Table, RefreshTokenRow.__table__))
+INSERT_SAML_SESSION = insert(cast(Table, SamlSessionRow.__table__))
 
 
 def connection_ids_by_domain(domain: str) -> Select[str]:
