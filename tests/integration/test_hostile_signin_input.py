@@ -18,9 +18,11 @@ import base64
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import event
 
 from keyhall.protocols.saml.times import MAX_ASSERTION_AGE
 from tests.support import saml_responses as idp
@@ -194,3 +196,36 @@ def test_basic_credentials_that_are_not_ascii_are_refused_in_rfc_6749_shape(app:
                                headers={"authorization": credentials})
     assert response.status_code == 401, response.text
     assert response.json()["error"] == "invalid_client"
+
+
+#: The statements (transaction control aside) of an SP-initiated ACS for a person signed in before:
+#: the trip read (for a test sign-in's parent), the parent (a test sign-in?), the connection's version
+#: probe (the connection itself comes from the cache), the trip spent, the parent again (still routed
+#: here?), the SP key rollover, the replay cache's one upsert, the domain claim, the user by subject
+#: and its update, and the handoff step. No savepoint, no delete (expired replay rows are purged in
+#: the background), no directory read for a user no directory provisioned.
+ACS_STATEMENTS_MAX = 11
+
+
+def test_an_acs_runs_few_statements_and_no_savepoint(app: SigninApp) -> None:
+    seen: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+        seen.append(" ".join(statement.split()))
+
+    engine = app.keyhall.runtime.database.engine
+    for _ in range(2):  # the first provisions the person; the second, measured, is the hot path
+        relay, request_id, cookie = app.start_saml()
+        xml = signed_response(app.saml_spec(datetime.now(UTC), in_response_to=request_id), app.keys.rsa)
+        seen.clear()
+        event.listen(engine, "before_cursor_execute", record)
+        try:
+            acs = app.post(f"/sso/{app.saml_id}/saml/acs", data={"SAMLResponse": idp.encode(xml), "RelayState": relay})
+        finally:
+            event.remove(engine, "before_cursor_execute", record)
+        assert acs.status_code == 303, acs.text
+        assert app.get(acs.headers["location"], cookie=cookie).status_code == 303
+    work = [s for s in seen if s.split(" ")[0].upper() not in {"BEGIN", "COMMIT", "ROLLBACK", "RELEASE"}
+            and "rate_counters" not in s]  # the sign-in rate limit's counter, a write of its own
+    assert not any(s.upper().startswith(("SAVEPOINT", "DELETE")) for s in work), work
+    assert len(work) <= ACS_STATEMENTS_MAX, work

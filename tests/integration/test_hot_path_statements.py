@@ -8,8 +8,10 @@ that slips into one is refused, not raced for the lock.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -142,3 +144,22 @@ def test_patch_writes_only_the_domains_that_changed_and_keeps_their_order(
     restored = keyhall.client.patch(url, json={"domains": ["hot-path.example"]}, headers=auth(tenant.owner))
     assert restored.status_code == 200, restored.text
     assert restored.json()["domains"] == ["hot-path.example"]
+
+
+def test_the_saml_replay_cache_is_one_statement_without_a_savepoint(runtime: Runtime) -> None:
+    now = datetime.now(UTC)
+    connection_id, assertion_id = str(uuid.uuid4()), "_" + uuid.uuid4().hex
+    with runtime.database.unit_of_work() as uow:
+        with statements(runtime) as seen:
+            first = uow.replays.remember(connection_id, assertion_id, now + timedelta(minutes=5), now)
+        again = uow.replays.remember(connection_id, assertion_id, now + timedelta(minutes=5), now)
+        uow.commit()
+    assert (first, again) == (True, False)
+    assert len(_work(seen)) == 1, seen
+    assert not any(s.upper().startswith(("SAVEPOINT", "DELETE")) for s in seen), seen
+    with runtime.database.unit_of_work() as uow:  # once expired, the id is taken over, and held again
+        later = now + timedelta(minutes=6)
+        assert uow.replays.remember(connection_id, assertion_id, later + timedelta(minutes=5), later) is True
+        assert uow.replays.remember(connection_id, assertion_id, later + timedelta(minutes=5), later) is False
+        assert uow.replays.remember(str(uuid.uuid4()), assertion_id, later, now) is True  # per connection
+        uow.commit()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import threading
 
 import pytest
@@ -42,6 +43,20 @@ def test_callers_cannot_change_what_is_cached() -> None:
     assert served is not None
     served["uris"].clear()
     assert cache.get("k", 1) == {"uris": ["https://a.example"]}
+
+
+def test_a_value_that_cannot_be_pickled_is_still_copied_in_and_out() -> None:
+    cache: VersionedCache[str, dict[str, object]] = VersionedCache(2)
+    value: dict[str, object] = {"uris": ["https://a.example"], "when": (lambda: 1,)}  # a lambda: not picklable
+    with pytest.raises((pickle.PicklingError, AttributeError)):
+        pickle.dumps(value)
+    cache.put("k", 1, value)
+    value["uris"].append("https://evil.example")  # type: ignore[attr-defined]
+    served = cache.get("k", 1)
+    assert served is not None
+    assert served["uris"] == ["https://a.example"]
+    served["uris"].clear()  # type: ignore[attr-defined]
+    assert cache.get("k", 1)["uris"] == ["https://a.example"]  # type: ignore[index]
 
 
 def test_discard_and_clear() -> None:

@@ -57,7 +57,8 @@ def provision(users: UserRepository, connection: Connection, profile: Profile, n
     if user is not None:
         if user.disabled:
             raise LoginRefused("this account is disabled", reason="user_disabled")
-        directory_groups = users.directory_group_names(user.id)
+        # Only a user some directory provisioned has directory groups (the row was just read).
+        directory_groups = users.directory_group_names(user.id) if user.directory_id is not None else None
         if directory_groups is not None:
             return _sign_in_directory_user(users, connection, profile, user, directory_groups, now), False
         if connection.sync_profile:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, Executable, Select, Table, bindparam, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from keyhall.storage.models import (
@@ -22,6 +23,7 @@ from keyhall.storage.models import (
     ApplicationRow,
     AuditEventRow,
     AuthorizationCodeRow,
+    CertificateWatchRow,
     ConnectionDomainRow,
     ConnectionRow,
     DomainRow,
@@ -29,6 +31,8 @@ from keyhall.storage.models import (
     LoginTransactionRow,
     OrganizationRow,
     RefreshTokenRow,
+    SamlReplayRow,
+    SamlSessionRow,
     SigningKeyRow,
     TokenFamilyRow,
     UserRow,
@@ -100,11 +104,13 @@ _CODES = cast(Table, AuthorizationCodeRow.__table__)
 #: Marks a code used and returns it, in one statement; no row when it was used before (or is unknown).
 USE_CODE = (update(_CODES).where(_CODES.c.code_hash == bindparam("b_code_hash"), _CODES.c.used_at.is_(None))
             .values(used_at=bindparam("b_now", type_=_CODES.c.used_at.type)).returning(*_CODES.columns))
+INSERT_CODE = insert(_CODES)
 CODE_BY_HASH = select(_CODES).where(_CODES.c.code_hash == bindparam("b_code_hash"))
 SET_CODE_GRANT = (update(_CODES).where(_CODES.c.code_hash == bindparam("b_code_hash"))
                   .values(grant=bindparam("b_grant", type_=_CODES.c.grant.type)))
 INSERT_TOKEN_FAMILY = insert(cast(Table, TokenFamilyRow.__table__))
 INSERT_REFRESH_TOKEN = insert(cast(Table, RefreshTokenRow.__table__))
+INSERT_SAML_SESSION = insert(cast(Table, SamlSessionRow.__table__))
 
 
 def connection_ids_by_domain(domain: str) -> Select[str]:
@@ -130,8 +136,60 @@ DOMAIN_CLAIM = select(_DOMAINS).where(_DOMAINS.c.name == bindparam("name"),
 _USERS = cast(Table, UserRow.__table__)
 USER_BY_SUBJECT = select(_USERS).where(_USERS.c.connection_id == bindparam("connection_id"),
                                        _USERS.c.subject == bindparam("subject"))
+#: The columns a core ``User`` holds (the SCIM ones are the directory repository's), but ``id``
+#: and ``version``.
+USER_WRITTEN = ("organization_id", "connection_id", "subject", "email", "email_verified", "name", "given_name",
+                "family_name", "username", "picture", "locale", "phone_number", "groups", "password_hash",
+                "disabled", "created_at", "updated_at", "last_login_at", "directory_id")
+#: A user's ``USER_WRITTEN`` columns from the parameters of their own names; the version goes up
+#: by one and comes back. ``b_id`` picks the row, and ``b_version`` too in the checked one.
+_USER_VALUES = {name: bindparam(name, type_=_USERS.c[name].type) for name in USER_WRITTEN}
+INSERT_USER = insert(_USERS)
+UPDATE_USER = (update(_USERS).where(_USERS.c.id == bindparam("b_id"))
+               .values({**_USER_VALUES, "version": _USERS.c.version + 1}).returning(_USERS.c.version))
+UPDATE_USER_AT_VERSION = (update(_USERS).where(_USERS.c.id == bindparam("b_id"),
+                                               _USERS.c.version == bindparam("b_version"))
+                          .values({**_USER_VALUES, "version": _USERS.c.version + 1}).returning(_USERS.c.version))
 _TRANSACTIONS = cast(Table, LoginTransactionRow.__table__)
 LOGIN_TRANSACTION_BY_ID = select(_TRANSACTIONS).where(_TRANSACTIONS.c.id == bindparam("id"))
+INSERT_LOGIN_TRANSACTION = insert(_TRANSACTIONS)
+SET_LOGIN_TRANSACTION_DATA = (update(_TRANSACTIONS).where(_TRANSACTIONS.c.id == bindparam("b_id"))
+                              .values(data=bindparam("b_data", type_=_TRANSACTIONS.c.data.type)))
+_CERTIFICATE_WATCH = cast(Table, CertificateWatchRow.__table__)
+#: What an ACS needs of a SAML connection's SP key rollover (its sealed keys decrypt too).
+SP_ROLLOVER = select(_CERTIFICATE_WATCH.c.sealed_sp_keys, _CERTIFICATE_WATCH.c.sp_next_certificate,
+                     _CERTIFICATE_WATCH.c.sp_next_activates_at, _CERTIFICATE_WATCH.c.sp_previous_until).where(
+    _CERTIFICATE_WATCH.c.connection_id == bindparam("connection_id"))
+#: Spends a live login transaction of a kind and returns it, in one statement; no row when it was
+#: spent before, expired, is of another kind or unknown.
+CONSUME_LOGIN_TRANSACTION = (
+    update(_TRANSACTIONS)
+    .where(_TRANSACTIONS.c.id == bindparam("b_id"), _TRANSACTIONS.c.kind == bindparam("b_kind"),
+           _TRANSACTIONS.c.consumed_at.is_(None),
+           _TRANSACTIONS.c.expires_at > bindparam("b_now", type_=_TRANSACTIONS.c.expires_at.type))
+    .values(consumed_at=bindparam("b_now", type_=_TRANSACTIONS.c.consumed_at.type))
+    .returning(*_TRANSACTIONS.columns))
+
+_REPLAYS = cast(Table, SamlReplayRow.__table__)
+
+
+def _remember_replay(dialect: Any) -> Executable:
+    """Insert an assertion id, or take over its row when that one has expired (``b_now``); the
+    row comes back either way, and nothing when an unexpired one holds the id: a replay."""
+    statement = dialect.insert(_REPLAYS)
+    return cast(Executable, statement.on_conflict_do_update(
+        index_elements=[_REPLAYS.c.connection_id, _REPLAYS.c.assertion_id],
+        set_={"expires_at": statement.excluded.expires_at},
+        where=_REPLAYS.c.expires_at < bindparam("b_now", type_=_REPLAYS.c.expires_at.type))
+        .returning(_REPLAYS.c.assertion_id))
+
+
+_REMEMBER_REPLAY = {"sqlite": _remember_replay(sqlite), "postgresql": _remember_replay(postgresql)}
+
+
+def remember_replay(dialect_name: str) -> Executable:
+    """The replay cache's one statement for this database (SQLite and PostgreSQL both upsert)."""
+    return _REMEMBER_REPLAY[dialect_name]
 
 
 _ID = "0b9d7c7e-3f1c-4c55-9f0e-2f6f5f0d8c11"
@@ -164,5 +222,6 @@ HOT_QUERIES: dict[str, Callable[[], Select[*tuple[Any, ...]]]] = {
     "refresh token by hash": lambda: by_primary_key(RefreshTokenRow, "h" * 43),
     "token family by id": lambda: by_primary_key(TokenFamilyRow, _ID),
     "login transaction by id": lambda: LOGIN_TRANSACTION_BY_ID.params(id="t" * 43),
+    "SP key rollover by connection": lambda: SP_ROLLOVER.params(connection_id=_ID),
     "authorization code by hash": lambda: by_primary_key(AuthorizationCodeRow, "h" * 43),
 }

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from keyhall.core.certificates import CertificateWatch, SpKeyRollover
 from keyhall.core.vocabulary import Protocol
 from keyhall.security.secrets import SecretBox
+from keyhall.storage import hot_queries
 from keyhall.storage.models import CertificateWatchRow, ConnectionRow
 from keyhall.storage.repos._query import flush
 
@@ -67,7 +68,7 @@ class SqlCertificateWatch:
     # --- SP key rollover ---------------------------------------------------------------------------
 
     def sp_rollover(self, connection_id: str) -> SpKeyRollover | None:
-        row = self.session.get(CertificateWatchRow, connection_id)
+        row = hot_queries.run(self.session, hot_queries.SP_ROLLOVER, connection_id=connection_id).first()
         if row is None or not row.sealed_sp_keys:
             return None
         keys = self.box.open(row.sealed_sp_keys)

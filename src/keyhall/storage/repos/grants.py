@@ -13,12 +13,10 @@ from keyhall.core.tokens import AuthorizationCode, RefreshToken, TokenFamily
 from keyhall.errors import Conflict
 from keyhall.storage import hot_queries
 from keyhall.storage.models import (
-    AuthorizationCodeRow,
     RefreshTokenRow,
     RevokedAccessTokenRow,
     TokenFamilyRow,
 )
-from keyhall.storage.repos._query import flush
 
 
 class SqlGrants:
@@ -27,8 +25,10 @@ class SqlGrants:
         self._grants: dict[str, dict[str, Any]] = {}  # the grant of each code use_code returned
 
     def add_code(self, code: AuthorizationCode) -> None:
-        self.session.add(AuthorizationCodeRow(**vars(code)))
-        flush(self.session)
+        try:
+            hot_queries.run(self.session, hot_queries.INSERT_CODE, **vars(code))
+        except IntegrityError as exc:
+            raise Conflict("the change clashes with stored data (a name or domain already in use)") from exc
 
     def use_code(self, code_hash: str, now: datetime) -> tuple[AuthorizationCode | None, bool]:
         row = hot_queries.run(self.session, hot_queries.USE_CODE, b_code_hash=code_hash, b_now=now).first()

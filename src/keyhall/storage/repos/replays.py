@@ -4,13 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import delete
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from keyhall.storage.models import (
-    SamlReplayRow,
-)
+from keyhall.storage.hot_queries import remember_replay, run
 
 
 class SqlReplays:
@@ -20,13 +16,12 @@ class SqlReplays:
         self.session = session
 
     def remember(self, connection_id: str, assertion_id: str, expires_at: datetime, now: datetime) -> bool:
-        """True the first time; False when the id was seen and has not expired."""
-        self.session.execute(delete(SamlReplayRow).where(SamlReplayRow.expires_at < now))
-        try:
-            with self.session.begin_nested():
-                self.session.add(SamlReplayRow(connection_id=connection_id, assertion_id=assertion_id[:256],
-                                               expires_at=expires_at))
-        except IntegrityError:
-            return False
-        return True
+        """True the first time; False when the id was seen and has not expired.
 
+        One statement: the row is inserted, or an expired one with the same id taken over, and
+        either returns it; an unexpired one is left alone and nothing comes back. Expired rows of
+        other ids are the purge job's (``keyhall.storage.purge``)."""
+        statement = remember_replay(self.session.get_bind().dialect.name)
+        remembered = run(self.session, statement, connection_id=connection_id, assertion_id=assertion_id[:256],
+                         expires_at=expires_at, b_now=now)
+        return remembered.first() is not None

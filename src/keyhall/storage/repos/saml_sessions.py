@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from keyhall.core.tokens import LiveSession, SamlSubject
+from keyhall.storage import hot_queries
 from keyhall.storage.models import SamlSessionRow, TokenFamilyRow
 
 
@@ -17,12 +18,11 @@ class SqlSamlSessions:
         self.session = session
 
     def add(self, session_id: str, subject: SamlSubject, now: datetime) -> None:
-        self.session.add(SamlSessionRow(session_id=session_id, connection_id=subject.connection_id,
-                                        name_id=subject.name_id[:512], name_id_format=(subject.name_id_format or None)
-                                        and subject.name_id_format[:256],
-                                        session_index=(subject.session_index or None) and subject.session_index[:256],
-                                        created_at=now))
-        self.session.flush()
+        hot_queries.run(self.session, hot_queries.INSERT_SAML_SESSION, session_id=session_id,
+                        connection_id=subject.connection_id, name_id=subject.name_id[:512],
+                        name_id_format=(subject.name_id_format or None) and subject.name_id_format[:256],
+                        session_index=(subject.session_index or None) and subject.session_index[:256],
+                        created_at=now)
 
     def subject(self, session_id: str) -> SamlSubject | None:
         row = self.session.get(SamlSessionRow, session_id[:36])

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Row, Table, update
+from sqlalchemy import Row
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from keyhall.core.transactions import LoginTransaction
+from keyhall.errors import Conflict
 from keyhall.storage import hot_queries
 from keyhall.storage.models import (
     LoginTransactionRow,
 )
-from keyhall.storage.repos._query import flush
 
 _HANDLE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 
@@ -32,8 +33,10 @@ class SqlTransactions:
                                 expires_at=row.expires_at, parent_id=row.parent_id, consumed_at=row.consumed_at)
 
     def add(self, tx: LoginTransaction) -> None:
-        self.session.add(LoginTransactionRow(**vars(tx)))
-        flush(self.session)
+        try:
+            hot_queries.run(self.session, hot_queries.INSERT_LOGIN_TRANSACTION, **vars(tx))
+        except IntegrityError as exc:
+            raise Conflict("the change clashes with stored data (a name or domain already in use)") from exc
 
     def get(self, tx_id: str) -> LoginTransaction | None:
         if not _HANDLE.match(tx_id):
@@ -44,14 +47,9 @@ class SqlTransactions:
     def consume(self, tx_id: str, kind: str, now: datetime) -> LoginTransaction | None:
         if not _HANDLE.match(tx_id):
             return None
-        table = LoginTransactionRow.__table__.c
-        # One statement: the row comes back from the update itself (RETURNING).
-        self.session.flush()
-        row = self.session.connection().execute(
-            update(cast(Table, LoginTransactionRow.__table__))
-            .where(table.id == tx_id[:64], table.kind == kind, table.consumed_at.is_(None), table.expires_at > now)
-            .values(consumed_at=now).returning(*LoginTransactionRow.__table__.columns)
-        ).first()
+        # One prebuilt statement: the row comes back from the update itself (RETURNING).
+        row = hot_queries.run(self.session, hot_queries.CONSUME_LOGIN_TRANSACTION, b_id=tx_id[:64], b_kind=kind,
+                              b_now=now).first()
         if row is None:
             return None
         loaded = self.session.identity_map.get(self.session.identity_key(LoginTransactionRow, row.id))
@@ -60,5 +58,5 @@ class SqlTransactions:
         return self._entity(row)
 
     def update_data(self, tx_id: str, data: dict[str, Any]) -> None:
-        self.session.execute(update(LoginTransactionRow).where(LoginTransactionRow.id == tx_id).values(data=data))
+        hot_queries.run(self.session, hot_queries.SET_LOGIN_TRANSACTION_DATA, b_id=tx_id, b_data=data)
 

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Row, Table, delete, select, update
+from sqlalchemy import Row, delete, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from keyhall.core.ports import Page
 from keyhall.core.users import User
+from keyhall.errors import Conflict
 from keyhall.storage import hot_queries
 from keyhall.storage.models import (
     UserRow,
 )
-from keyhall.storage.repos._query import flush, paginate
+from keyhall.storage.repos._query import paginate
 
 _USER_FIELDS = ("id", "organization_id", "connection_id", "subject", "email", "email_verified", "name",
                 "given_name", "family_name", "username", "picture", "locale", "phone_number", "groups",
@@ -56,8 +58,11 @@ class SqlUsers:
         return [self._entity(r) for r in rows]
 
     def add(self, user: User) -> None:
-        self.session.add(UserRow(**{name: getattr(user, name) for name in _USER_FIELDS}))
-        flush(self.session)
+        try:
+            values = {name: getattr(user, name) for name in _USER_FIELDS}
+            hot_queries.run(self.session, hot_queries.INSERT_USER, **values)
+        except IntegrityError as exc:
+            raise Conflict("the change clashes with stored data (a name or domain already in use)") from exc
 
     def save(self, user: User) -> None:
         self._write(user, expected_version=None)
@@ -67,15 +72,14 @@ class SqlUsers:
         return self._write(user, expected_version=expected_version)
 
     def _write(self, user: User, *, expected_version: int | None) -> bool:
-        values: dict[str, Any] = {name: getattr(user, name) for name in _USER_FIELDS if name not in ("id", "version")}
-        table = UserRow.__table__.c
-        query = update(cast(Table, UserRow.__table__)).where(table.id == user.id)
-        if expected_version is not None:
-            query = query.where(table.version == expected_version)
-        # One statement: the update says the version it wrote (RETURNING), no read after it.
-        self.session.flush()
-        version = self.session.connection().execute(
-            query.values(**values, version=table.version + 1).returning(table.version)).scalar()
+        values: dict[str, Any] = {name: getattr(user, name) for name in hot_queries.USER_WRITTEN}
+        # One prebuilt statement: the update says the version it wrote (RETURNING), no read after it.
+        if expected_version is None:
+            result = hot_queries.run(self.session, hot_queries.UPDATE_USER, b_id=user.id, **values)
+        else:
+            result = hot_queries.run(self.session, hot_queries.UPDATE_USER_AT_VERSION, b_id=user.id,
+                                     b_version=expected_version, **values)
+        version = result.scalar()
         if version is None:
             return False
         loaded = self.session.identity_map.get(self.session.identity_key(UserRow, user.id))
