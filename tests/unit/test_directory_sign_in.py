@@ -55,7 +55,7 @@ def connection(**fields: Any) -> Connection:
 
 
 def directory_user(user_id: str = "u1", email: str = "ann@acme.example", **fields: Any) -> User:
-    values: dict[str, Any] = {"connection_id": None, "subject": None, **fields}
+    values: dict[str, Any] = {"connection_id": None, "subject": None, "directory_id": "d1", **fields}
     return User(id=user_id, organization_id="o1", email=email, name="Ann Directory", **values)
 
 
