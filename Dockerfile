@@ -6,7 +6,7 @@
 # environment at /opt/keyhall; stage 2 is a slim Debian with Python and that environment only (no
 # compiler, no pip, no wheels). It runs `keyhall serve` as an unprivileged user: the database is
 # migrated on start (under a lock, so several replicas may start at once), configuration comes only
-# from KEYHALL_* variables and the /data volume, and logs go to the container's log. Nothing secret
+# from KEYHALL_* variables and the /data volume, and logs are JSON lines on stdout. Nothing secret
 # is in the image: KEYHALL_SECRET_KEYS comes from the environment, or the key file is made in /data
 # on first start.
 

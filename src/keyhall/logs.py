@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from datetime import UTC, datetime
 
 from keyhall.context import request_id_var
@@ -31,7 +32,10 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure_logging(level: str) -> None:
-    handler = logging.StreamHandler()
+    """The server's logging: JSON lines on standard output, where a container runtime or a process
+    supervisor collects them. (The other commands print their result on standard output and their
+    errors on standard error, and do not call this.)"""
+    handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -8,6 +8,7 @@ the N worker processes only serve. SIGTERM stops them all.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -58,15 +59,15 @@ def home(tmp_path: Path) -> Iterator[tuple[Path, str]]:
 def test_workers_share_the_port_and_the_supervisor_migrates_and_runs_the_jobs_once(home: tuple[Path, str]) -> None:
     path, url = home
     port = free_port()
-    log = path / "serve.log"
-    with log.open("wb") as out:
+    log, errors = path / "serve.log", path / "serve.err"
+    with log.open("wb") as out, errors.open("wb") as err:
         process = subprocess.Popen([sys.executable, "-m", "keyhall", "serve", "--port", str(port), "--workers", "2"],
-                                   cwd=path, env=environ(path, url), stdout=out, stderr=subprocess.STDOUT)
+                                   cwd=path, env=environ(path, url), stdout=out, stderr=err)
     try:
         deadline = time.monotonic() + STARTUP_TIMEOUT
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5.0) as http:
             while True:
-                assert process.poll() is None, log.read_text()
+                assert process.poll() is None, log.read_text() + errors.read_text()
                 try:
                     if http.get("/readyz").status_code == 200 and len(workers_of(process.pid)) == 2:
                         break
@@ -87,7 +88,11 @@ def test_workers_share_the_port_and_the_supervisor_migrates_and_runs_the_jobs_on
             process.kill()
             process.wait(timeout=10)
     text = log.read_text()
-    assert process.returncode == 0, text
+    assert process.returncode == 0, text + errors.read_text()
+    # The server logs JSON lines on standard output (a container's log), the access lines among them.
+    lines = [json.loads(line) for line in text.splitlines()]
+    assert sum(1 for line in lines if line["logger"] == "keyhall.access" and line["route"] == "/readyz") >= 20
+    assert '"level"' not in errors.read_text()
     assert all(not Path(f"/proc/{pid}").exists() for pid in workers)
     assert text.count("Running upgrade  -> ") == 1, text  # the first migration, applied once
     assert text.count("domain checker started") == 1, text
