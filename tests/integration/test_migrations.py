@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import itertools
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -17,9 +19,12 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from cryptography.fernet import Fernet
 from sqlalchemy import Engine, inspect
 
+from keyhall.security.secrets import SecretBox
 from keyhall.storage import migrate
+from keyhall.storage.database import SCHEMA_HEAD, Database
 from keyhall.storage.engine import build_engine
 from keyhall.storage.models import Base
 from tests.support.database import fresh_database
@@ -127,3 +132,33 @@ def test_revisions_form_one_linear_chain() -> None:
 
     # Every file is one step of the chain, and every step is a file.
     assert sorted(Path(str(r.path)).name for r in chain) == [p.name for p in migration_files()]
+
+
+def test_the_schema_head_known_without_alembic_is_the_scripts_head(engine: Engine) -> None:
+    assert migrate.head_revision() == SCHEMA_HEAD
+    url = engine.url.render_as_string(hide_password=False)
+    database = Database(url, SecretBox([Fernet.generate_key().decode()]))
+    try:
+        assert database.at_schema_head() is False  # a new database: no version table
+        migrate.upgrade(engine, "20261207_0018")
+        assert database.at_schema_head() is False  # an older schema
+        database.migrate()
+        assert database.at_schema_head() is True
+        assert migrate.current_revision(engine) == SCHEMA_HEAD
+    finally:
+        database.engine.dispose()
+
+
+def test_a_server_on_an_up_to_date_database_starts_without_loading_alembic(engine: Engine) -> None:
+    migrate.upgrade(engine)
+    url = engine.url.render_as_string(hide_password=False)
+    program = ("import sys\n"
+               "from cryptography.fernet import Fernet\n"
+               "from keyhall.security.secrets import SecretBox\n"
+               "from keyhall.storage.database import Database\n"
+               f"database = Database({url!r}, SecretBox([Fernet.generate_key().decode()]))\n"
+               "database.migrate()\n"
+               "print(sorted(name for name in sys.modules if name.split('.')[0] == 'alembic'))\n")
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

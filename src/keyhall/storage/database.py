@@ -21,6 +21,11 @@ from keyhall.storage.unit_of_work import SqlUnitOfWork
 
 _READ_ONLY = "keyhall_read_only"
 
+# The newest migration's revision. A process whose database already stands there starts without
+# loading Alembic and the migration scripts (some 10 MB of every server's memory); a new migration
+# moves it on (tests/integration/test_migrations.py holds it equal to the scripts' head).
+SCHEMA_HEAD = "20261207_0019"
+
 
 class ReadOnlyViolation(RuntimeError):
     """A write in a read-only unit of work: a programming error, never the caller's."""
@@ -82,11 +87,24 @@ class Database:
         return not session.in_transaction() or self.never_waits(uow)
 
     def migrate(self) -> None:
+        if self.at_schema_head():
+            return
         # Imported here, as below: Alembic and the migration scripts (some 10 MB) stay out of the
-        # processes that do not migrate (the workers of ``keyhall serve --workers N``).
+        # processes that do not migrate (the workers of ``keyhall serve --workers N``, and a server
+        # whose database is up to date).
         from keyhall.storage import migrate
 
         migrate.upgrade(self.engine)
+
+    def at_schema_head(self) -> bool:
+        """Whether the database's schema is the newest one, read without Alembic (one SELECT). Any
+        other answer (a new database, an older or newer revision) is left to the migrations."""
+        try:
+            with self.engine.connect() as connection:
+                revisions = connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+        except DBAPIError:  # no version table yet: a new database
+            return False
+        return list(revisions) == [SCHEMA_HEAD]
 
     def purge_expired(self, now: datetime, *, audit_retention_days: int = 0, event_retention_days: int = 0,
                       trace_retention_days: int = 0, stop: Callable[[], bool] | None = None) -> dict[str, int]:
