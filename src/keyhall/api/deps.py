@@ -7,6 +7,10 @@ transaction still open, but for a read on SQLite). A read-only request on SQLite
 the event loop, and a handler that uses :func:`run_reads` reads there too: such reads never wait, and
 a thread hand-off costs more than they do.
 
+FastAPI solves a dependency's own dependencies every time it is named, even when its value is
+cached for the request, so the dependencies here take the runtime from the request
+(:func:`runtime_of`) rather than naming ``RuntimeDep``: the tree of an API call stays a few nodes.
+
 API-key ``GET``/``HEAD`` requests are read-only: their unit of work (the key's lookup included) is one
 deferred transaction that takes no write lock (see :meth:`keyhall.storage.database.Database.unit_of_work`).
 """
@@ -71,10 +75,10 @@ def _calls(dependant: object, function: Callable[..., object]) -> bool:
     return any(_calls(sub, function) for sub in getattr(dependant, "dependencies", ()))
 
 
-async def get_uow(request: Request, runtime: RuntimeDep) -> AsyncIterator[UnitOfWork]:
+async def get_uow(request: Request) -> AsyncIterator[UnitOfWork]:
     """The request's unit of work. Making one does no I/O (the session connects on first use), and
     ending it needs a thread only while it still holds a transaction (to roll back)."""
-    database = runtime.database
+    database = runtime_of(request).database
     uow = database.unit_of_work(read_only=reads_only(request))
     failure: BaseException | None = None
     try:
@@ -134,12 +138,13 @@ def authenticate_and_charge(request: Request, runtime: Runtime, uow: UnitOfWork,
     return principal
 
 
-async def get_principal(request: Request, uow: UowDep, runtime: RuntimeDep) -> Principal:
+async def get_principal(request: Request, uow: UowDep) -> Principal:
     """The authenticated caller (once per request: FastAPI caches it), charged to its budget.
 
     When the request's reads never wait (:meth:`~keyhall.storage.database.Database.never_waits`),
     the key's lookup runs here on the event loop and only the count (a write) goes to a thread, when
     counting is on; otherwise all of it runs in one hand-off."""
+    runtime = runtime_of(request)
     def attempt() -> Principal:
         return authenticate(uow, bearer_token(request), runtime.clock())
 
@@ -180,8 +185,9 @@ async def enforce_rate_limit(principal: PrincipalDep) -> None:
 RateLimited = Depends(enforce_rate_limit)
 
 
-def enforce_login_rate_limit(request: Request, runtime: RuntimeDep) -> None:
+def enforce_login_rate_limit(request: Request) -> None:
     """Count a sign-in endpoint request against its client address, per endpoint."""
+    runtime = runtime_of(request)
     route = request.scope.get("route")
     endpoint = getattr(route, "path", request.url.path)
     runtime.limiter.hit(f"login:{endpoint}:{client_address(request)}",
@@ -191,8 +197,8 @@ def enforce_login_rate_limit(request: Request, runtime: RuntimeDep) -> None:
 LoginRateLimited = Depends(enforce_login_rate_limit)
 
 
-async def get_context(request: Request, principal: PrincipalDep, runtime: RuntimeDep) -> Context:
-    return Context(principal=principal, request_id=request_id(request), now=runtime.clock())
+async def get_context(request: Request, principal: PrincipalDep) -> Context:
+    return Context(principal=principal, request_id=request_id(request), now=runtime_of(request).clock())
 
 
 ContextDep = Annotated[Context, Depends(get_context)]

@@ -9,9 +9,11 @@ parameter (they may match anything), in the app's order. A route that cannot mat
 out, so which route answers, and every partial match (405), slash redirect and 404, is what the full
 list would have given.
 
+The table is built on the first request and again whenever the app's own route list changes; the
+routers the app includes are taken as complete once included.
+
 The app's own ``routes`` are untouched: the OpenAPI document, ``url_for`` (the request's router is
-still the app's) and anything that walks the routes see the same list. The table is rebuilt when
-the routes change (a route added after the first request).
+still the app's) and anything that walks the routes see the same list.
 """
 
 from __future__ import annotations
@@ -62,7 +64,10 @@ class PrefixDispatch:
         return bucket
 
     def _table(self) -> dict[str | None, APIRouter]:
-        version = self.router._get_routes_version() + len(self.router.routes)
+        # the app's own list (a route added to the app after the first request); the routers it
+        # includes are complete when included (walking them all for their versions costs more per
+        # request than the matching this saves)
+        version = self.router._routes_version + len(self.router.routes)
         if version == self._version:
             return self._buckets
         by_route = [(route, _literal_segments(route)) for route in self.router.routes]
