@@ -33,8 +33,8 @@ Entities are copied in and out, so a caller changing what it got cannot change t
 is kept pickled (``pickle.loads`` of Keyhall's own entity is several times cheaper than
 ``copy.deepcopy``), or as a deep copy when its value cannot be pickled. A caller that only reads
 (the ``GET`` of a connection renders it and drops it) takes :meth:`VersionedCache.get_shared`
-instead: one copy made when the entry was stored, the same object for every such reader, no copy
-per read; it is never handed to a caller that may change it.
+instead: one copy, made by the first such read of the entry, then the same object for every such
+reader, no copy per read; it is never handed to a caller that may change it.
 """
 
 from __future__ import annotations
@@ -88,8 +88,8 @@ class VersionedCache(Generic[K, V]):
         if maxsize < 1:
             raise ValueError("maxsize must be at least 1")
         self.maxsize = maxsize
-        # key -> (version, the stored copy, a copy of it shared by read-only callers)
-        self._entries: OrderedDict[K, tuple[Hashable, object, object]] = OrderedDict()
+        # key -> (version, the stored copy, a copy of it shared by read-only callers once one asked)
+        self._entries: OrderedDict[K, tuple[Hashable, object, object | None]] = OrderedDict()
         self._lock = threading.Lock()
 
     def get(self, key: K, version: Hashable) -> V | None:
@@ -110,13 +110,16 @@ class VersionedCache(Generic[K, V]):
             if entry is None or entry[0] != version:
                 return None
             self._entries.move_to_end(key)
-            return cast(V, entry[2])
+            shared = entry[2]
+            if shared is None:
+                shared = _copy_out(entry[1])
+                self._entries[key] = (entry[0], entry[1], shared)
+            return cast(V, shared)
 
     def put(self, key: K, version: Hashable, value: V) -> None:
         stored = _copy_in(value)
-        shared = _copy_out(stored)
         with self._lock:
-            self._entries[key] = (version, stored, shared)
+            self._entries[key] = (version, stored, None)
             self._entries.move_to_end(key)
             while len(self._entries) > self.maxsize:
                 self._entries.popitem(last=False)
