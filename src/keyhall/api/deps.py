@@ -17,9 +17,12 @@ deferred transaction that takes no write lock (see :meth:`keyhall.storage.databa
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
+from contextlib import AsyncExitStack
+from types import TracebackType
 from typing import Annotated, TypeVar
 
+import anyio
 from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
 
@@ -75,23 +78,35 @@ def _calls(dependant: object, function: Callable[..., object]) -> bool:
     return any(_calls(sub, function) for sub in getattr(dependant, "dependencies", ()))
 
 
-async def get_uow(request: Request) -> AsyncIterator[UnitOfWork]:
+async def get_uow(request: Request) -> UnitOfWork:
     """The request's unit of work. Making one does no I/O (the session connects on first use), and
-    ending it needs a thread only while it still holds a transaction (to roll back)."""
+    ending it needs a thread only while it still holds a transaction (to roll back).
+
+    It ends where a ``yield`` dependency of the request would (after the response is sent, seeing the
+    handler's exception, whose database errors ``__exit__`` turns into Keyhall's): its exit is pushed
+    on the request's exit stack directly, which spares the per-request generator, context manager and
+    cancel scope FastAPI wraps around a ``yield`` dependency."""
+    stack = request.scope.get(_REQUEST_EXIT_STACK)
+    if not isinstance(stack, AsyncExitStack):
+        raise RuntimeError(f"get_uow runs only as a dependency of a FastAPI route ({_REQUEST_EXIT_STACK} missing)")
     database = runtime_of(request).database
     uow = database.unit_of_work(read_only=reads_only(request))
-    failure: BaseException | None = None
-    try:
-        yield uow
-    except BaseException as exc:
-        failure = exc
-        raise
-    finally:
-        arguments = (type(failure) if failure else None, failure, failure.__traceback__ if failure else None)
+
+    async def end(exc_type: type[BaseException] | None, exc: BaseException | None,
+                  traceback: TracebackType | None) -> bool:
         if database.ends_at_once(uow):
-            uow.__exit__(*arguments)
+            uow.__exit__(exc_type, exc, traceback)
         else:
-            await run_in_threadpool(uow.__exit__, *arguments)
+            with anyio.CancelScope(shield=True):  # a cancelled request still rolls back and returns its connection
+                await run_in_threadpool(uow.__exit__, exc_type, exc, traceback)
+        return False  # the handler's exception, if any, goes on
+
+    stack.push_async_exit(end)
+    return uow
+
+
+#: Where FastAPI keeps the exit stack its request-scoped ``yield`` dependencies end on.
+_REQUEST_EXIT_STACK = "fastapi_inner_astack"
 
 
 UowDep = Annotated[UnitOfWork, Depends(get_uow)]
@@ -177,12 +192,10 @@ async def run_reads(runtime: Runtime, uow: UnitOfWork, call: Callable[[], T]) ->
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
-async def enforce_rate_limit(principal: PrincipalDep) -> None:
-    """A router-wide dependency: authenticate (and so count) every call before anything else runs.
-    The counting itself is :func:`authenticate_and_charge`."""
-
-
-RateLimited = Depends(enforce_rate_limit)
+#: A router-wide dependency: authenticate (and so count) every call before anything else runs. It is
+#: :func:`get_principal` itself, so the handler's own principal (and context) is the cached value.
+#: The counting itself is :func:`authenticate_and_charge`.
+RateLimited = Depends(get_principal)
 
 
 def enforce_login_rate_limit(request: Request) -> None:
