@@ -32,6 +32,7 @@ from keyhall.api.native import (
 )
 from keyhall.api.observability import install_metrics
 from keyhall.api.openapi import install_openapi
+from keyhall.api.routing import install_prefix_dispatch
 from keyhall.api.security_headers import install_security_headers
 from keyhall.runtime import Runtime
 from keyhall.settings import Settings, load_settings
@@ -76,6 +77,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     oauth.register_error_styles()
     install_openapi(app)
     install_docs(app)
+    install_prefix_dispatch(app)  # a request is matched against its own surface's routes only
     app.add_middleware(UnexpectedErrorMiddleware)  # innermost
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, json_prefixes=JSON_PREFIXES)
     app.add_middleware(scim.ScimMediaType)  # outside the body limit: its 413s and 415s are SCIM's too

@@ -89,3 +89,22 @@ def test_threads_share_one_bounded_cache() -> None:
     for thread in threads:
         thread.join()
     assert len(cache) == 16
+
+
+def test_read_only_callers_share_one_copy_apart_from_the_callers_own() -> None:
+    cache: VersionedCache[str, dict[str, list[str]]] = VersionedCache(2)
+    value = {"uris": ["https://a.example"]}
+    cache.put("k", 1, value)
+    shared = cache.get_shared("k", 1)
+    assert shared == value
+    assert shared is not value
+    assert cache.get_shared("k", 1) is shared  # no copy per read
+    assert cache.get_shared("k", 2) is None
+    value["uris"].append("https://evil.example")  # what the writer kept is not what readers share
+    assert cache.get_shared("k", 1) == {"uris": ["https://a.example"]}
+    mine = cache.get("k", 1)
+    assert mine is not None
+    assert mine is not shared
+    cache.put("k", 2, {"uris": []})
+    assert cache.get_shared("k", 1) is None
+    assert cache.get_shared("k", 2) == {"uris": []}

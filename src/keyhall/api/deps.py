@@ -7,15 +7,22 @@ transaction still open, but for a read on SQLite). A read-only request on SQLite
 the event loop, and a handler that uses :func:`run_reads` reads there too: such reads never wait, and
 a thread hand-off costs more than they do.
 
+FastAPI solves a dependency's own dependencies every time it is named, even when its value is
+cached for the request, so the dependencies here take the runtime from the request
+(:func:`runtime_of`) rather than naming ``RuntimeDep``: the tree of an API call stays a few nodes.
+
 API-key ``GET``/``HEAD`` requests are read-only: their unit of work (the key's lookup included) is one
 deferred transaction that takes no write lock (see :meth:`keyhall.storage.database.Database.unit_of_work`).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
+from contextlib import AsyncExitStack
+from types import TracebackType
 from typing import Annotated, TypeVar
 
+import anyio
 from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
 
@@ -71,23 +78,35 @@ def _calls(dependant: object, function: Callable[..., object]) -> bool:
     return any(_calls(sub, function) for sub in getattr(dependant, "dependencies", ()))
 
 
-async def get_uow(request: Request, runtime: RuntimeDep) -> AsyncIterator[UnitOfWork]:
+async def get_uow(request: Request) -> UnitOfWork:
     """The request's unit of work. Making one does no I/O (the session connects on first use), and
-    ending it needs a thread only while it still holds a transaction (to roll back)."""
-    database = runtime.database
+    ending it needs a thread only while it still holds a transaction (to roll back).
+
+    It ends where a ``yield`` dependency of the request would (after the response is sent, seeing the
+    handler's exception, whose database errors ``__exit__`` turns into Keyhall's): its exit is pushed
+    on the request's exit stack directly, which spares the per-request generator, context manager and
+    cancel scope FastAPI wraps around a ``yield`` dependency."""
+    stack = request.scope.get(_REQUEST_EXIT_STACK)
+    if not isinstance(stack, AsyncExitStack):
+        raise RuntimeError(f"get_uow runs only as a dependency of a FastAPI route ({_REQUEST_EXIT_STACK} missing)")
+    database = runtime_of(request).database
     uow = database.unit_of_work(read_only=reads_only(request))
-    failure: BaseException | None = None
-    try:
-        yield uow
-    except BaseException as exc:
-        failure = exc
-        raise
-    finally:
-        arguments = (type(failure) if failure else None, failure, failure.__traceback__ if failure else None)
+
+    async def end(exc_type: type[BaseException] | None, exc: BaseException | None,
+                  traceback: TracebackType | None) -> bool:
         if database.ends_at_once(uow):
-            uow.__exit__(*arguments)
+            uow.__exit__(exc_type, exc, traceback)
         else:
-            await run_in_threadpool(uow.__exit__, *arguments)
+            with anyio.CancelScope(shield=True):  # a cancelled request still rolls back and returns its connection
+                await run_in_threadpool(uow.__exit__, exc_type, exc, traceback)
+        return False  # the handler's exception, if any, goes on
+
+    stack.push_async_exit(end)
+    return uow
+
+
+#: Where FastAPI keeps the exit stack its request-scoped ``yield`` dependencies end on.
+_REQUEST_EXIT_STACK = "fastapi_inner_astack"
 
 
 UowDep = Annotated[UnitOfWork, Depends(get_uow)]
@@ -134,12 +153,13 @@ def authenticate_and_charge(request: Request, runtime: Runtime, uow: UnitOfWork,
     return principal
 
 
-async def get_principal(request: Request, uow: UowDep, runtime: RuntimeDep) -> Principal:
+async def get_principal(request: Request, uow: UowDep) -> Principal:
     """The authenticated caller (once per request: FastAPI caches it), charged to its budget.
 
     When the request's reads never wait (:meth:`~keyhall.storage.database.Database.never_waits`),
     the key's lookup runs here on the event loop and only the count (a write) goes to a thread, when
     counting is on; otherwise all of it runs in one hand-off."""
+    runtime = runtime_of(request)
     def attempt() -> Principal:
         return authenticate(uow, bearer_token(request), runtime.clock())
 
@@ -172,16 +192,15 @@ async def run_reads(runtime: Runtime, uow: UnitOfWork, call: Callable[[], T]) ->
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
-async def enforce_rate_limit(principal: PrincipalDep) -> None:
-    """A router-wide dependency: authenticate (and so count) every call before anything else runs.
-    The counting itself is :func:`authenticate_and_charge`."""
+#: A router-wide dependency: authenticate (and so count) every call before anything else runs. It is
+#: :func:`get_principal` itself, so the handler's own principal (and context) is the cached value.
+#: The counting itself is :func:`authenticate_and_charge`.
+RateLimited = Depends(get_principal)
 
 
-RateLimited = Depends(enforce_rate_limit)
-
-
-def enforce_login_rate_limit(request: Request, runtime: RuntimeDep) -> None:
+def enforce_login_rate_limit(request: Request) -> None:
     """Count a sign-in endpoint request against its client address, per endpoint."""
+    runtime = runtime_of(request)
     route = request.scope.get("route")
     endpoint = getattr(route, "path", request.url.path)
     runtime.limiter.hit(f"login:{endpoint}:{client_address(request)}",
@@ -191,8 +210,8 @@ def enforce_login_rate_limit(request: Request, runtime: RuntimeDep) -> None:
 LoginRateLimited = Depends(enforce_login_rate_limit)
 
 
-async def get_context(request: Request, principal: PrincipalDep, runtime: RuntimeDep) -> Context:
-    return Context(principal=principal, request_id=request_id(request), now=runtime.clock())
+async def get_context(request: Request, principal: PrincipalDep) -> Context:
+    return Context(principal=principal, request_id=request_id(request), now=runtime_of(request).clock())
 
 
 ContextDep = Annotated[Context, Depends(get_context)]

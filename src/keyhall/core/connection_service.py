@@ -46,6 +46,16 @@ def get_connection(uow: UnitOfWork, ctx: Context, org_ref: str, connection_id: s
     return connection
 
 
+def read_connection(uow: UnitOfWork, ctx: Context, org_ref: str, connection_id: str) -> Connection:
+    """:func:`get_connection` for a caller that only renders the connection: what it gets may be shared
+    with other requests (no copy of the cached entity is made), so it must not be changed."""
+    org = organization_for(uow, ctx, org_ref)
+    connection = uow.connections.get(org.id, connection_id, shared=True)
+    if connection is None:
+        raise NotFound("connection not found", details={"id": connection_id})
+    return connection
+
+
 def list_connections(
     uow: UnitOfWork, ctx: Context, org_ref: str, *, limit: int, cursor: str | None, protocol: str | None = None,
     where: ConnectionFilter | None = None,

@@ -84,8 +84,10 @@ class ApiKeyRepository(Protocol):
 
 
 class ConnectionRepository(Protocol):
-    def get(self, organization_id: str, connection_id: str, *, for_update: bool = False) -> Connection | None:
-        """With ``for_update``, concurrent writers of the same connection wait for this transaction."""
+    def get(self, organization_id: str, connection_id: str, *, for_update: bool = False,
+            shared: bool = False) -> Connection | None:
+        """With ``for_update``, concurrent writers of the same connection wait for this transaction.
+        With ``shared``, the entity may be one other requests read too: for a caller that never changes it."""
         ...
     def get_any(self, connection_id: str) -> Connection | None: ...
     def list_page(self, organization_id: str, *, limit: int, cursor: str | None,

@@ -31,7 +31,10 @@ domains, decrypting the sealed secrets and building the entity.
 Each cache is an LRU bounded in entries and guarded by a lock (requests run on several threads).
 Entities are copied in and out, so a caller changing what it got cannot change the cache: an entry
 is kept pickled (``pickle.loads`` of Keyhall's own entity is several times cheaper than
-``copy.deepcopy``), or as a deep copy when its value cannot be pickled.
+``copy.deepcopy``), or as a deep copy when its value cannot be pickled. A caller that only reads
+(the ``GET`` of a connection renders it and drops it) takes :meth:`VersionedCache.get_shared`
+instead: one copy, made by the first such read of the entry, then the same object for every such
+reader, no copy per read; it is never handed to a caller that may change it.
 """
 
 from __future__ import annotations
@@ -85,7 +88,8 @@ class VersionedCache(Generic[K, V]):
         if maxsize < 1:
             raise ValueError("maxsize must be at least 1")
         self.maxsize = maxsize
-        self._entries: OrderedDict[K, tuple[Hashable, object]] = OrderedDict()
+        # key -> (version, the stored copy, a copy of it shared by read-only callers once one asked)
+        self._entries: OrderedDict[K, tuple[Hashable, object, object | None]] = OrderedDict()
         self._lock = threading.Lock()
 
     def get(self, key: K, version: Hashable) -> V | None:
@@ -98,10 +102,24 @@ class VersionedCache(Generic[K, V]):
             value = entry[1]
         return cast(V, _copy_out(value))
 
+    def get_shared(self, key: K, version: Hashable) -> V | None:
+        """Like :meth:`get`, without a copy: the one object every read-only caller of this entry gets.
+        The caller must not change it (nor anything it holds)."""
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None or entry[0] != version:
+                return None
+            self._entries.move_to_end(key)
+            shared = entry[2]
+            if shared is None:
+                shared = _copy_out(entry[1])
+                self._entries[key] = (entry[0], entry[1], shared)
+            return cast(V, shared)
+
     def put(self, key: K, version: Hashable, value: V) -> None:
         stored = _copy_in(value)
         with self._lock:
-            self._entries[key] = (version, stored)
+            self._entries[key] = (version, stored, None)
             self._entries.move_to_end(key)
             while len(self._entries) > self.maxsize:
                 self._entries.popitem(last=False)

@@ -225,3 +225,12 @@ HOT_QUERIES: dict[str, Callable[[], Select[*tuple[Any, ...]]]] = {
     "SP key rollover by connection": lambda: SP_ROLLOVER.params(connection_id=_ID),
     "authorization code by hash": lambda: by_primary_key(AuthorizationCodeRow, "h" * 43),
 }
+
+
+_DOMAINS = cast(Table, DomainRow.__table__)
+#: Whether another organization verified a domain (a connection's update checks each domain it routes).
+DOMAIN_VERIFIED_ELSEWHERE = select(_DOMAINS.c.id).where(
+    _DOMAINS.c.name == bindparam("name"), _DOMAINS.c.status == bindparam("status"),
+    _DOMAINS.c.organization_id != bindparam("organization_id")).limit(1)
+HOT_QUERIES["domain verified by another organization"] = lambda: DOMAIN_VERIFIED_ELSEWHERE.params(
+    name="example.com", status="verified", organization_id=_ID)

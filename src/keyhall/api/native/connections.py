@@ -43,7 +43,7 @@ def create_connection(
 async def get_connection(
     org: str, connection_id: str, uow: UowDep, ctx: ContextDep, runtime: RuntimeDep, response: Response
 ) -> dict[str, Any]:
-    conn = await run_reads(runtime, uow, lambda: service.get_connection(uow, ctx, org, connection_id))
+    conn = await run_reads(runtime, uow, lambda: service.read_connection(uow, ctx, org, connection_id))
     response.headers["ETag"] = service.etag(conn)
     return connection_out(conn, runtime.settings.public_url)
 

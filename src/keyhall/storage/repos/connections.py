@@ -120,7 +120,8 @@ class SqlConnections:
         """The cached connection at ``version`` (just probed); None when absent or not current."""
         return None if version is None else self.cache.get(connection_id, version)
 
-    def get(self, organization_id: str, connection_id: str, *, for_update: bool = False) -> Connection | None:
+    def get(self, organization_id: str, connection_id: str, *, for_update: bool = False,
+            shared: bool = False) -> Connection | None:
         if not is_uuid(connection_id):
             return None
         connection_id = connection_id.lower()
@@ -131,7 +132,8 @@ class SqlConnections:
         version = hot_queries.run(self.session, probe, id=connection_id, organization_id=organization_id).scalar()
         if version is None:
             return None
-        if (hit := self._cached(connection_id, version)) is not None:
+        hit = self.cache.get_shared(connection_id, version) if shared else self._cached(connection_id, version)
+        if hit is not None:
             return hit
         row = self.session.scalar(hot_queries.connection_in_organization(organization_id, connection_id))
         return self._load(row) if row else None

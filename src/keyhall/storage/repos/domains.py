@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Row, delete, exists, select, update
+from sqlalchemy import Row, delete, select, update
 from sqlalchemy.orm import Session
 
 from keyhall.core.domains import Domain
@@ -46,9 +46,8 @@ class SqlDomains:
         return self._entity(row) if row else None
 
     def verified_elsewhere(self, organization_id: str, name: str) -> bool:
-        return bool(self.session.scalar(select(exists().where(
-            DomainRow.name == name, DomainRow.organization_id != organization_id,
-            DomainRow.status == str(DomainStatus.VERIFIED)))))
+        return hot_queries.run(self.session, hot_queries.DOMAIN_VERIFIED_ELSEWHERE, name=name,
+                               status=str(DomainStatus.VERIFIED), organization_id=organization_id).first() is not None
 
     def add(self, domain: Domain) -> None:
         self.session.add(DomainRow(**self._values(domain)))
