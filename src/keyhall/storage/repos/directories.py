@@ -264,7 +264,8 @@ class SqlDirectoryUsers:
     def groups_of(self, user_ids: Collection[str]) -> dict[str, list[tuple[str, str]]]:
         found: dict[str, list[tuple[str, str]]] = {}
         if len(user_ids) == 1:  # one user (a read, a lookup): no list to expand into the statement
-            for user_id, group_id, display in self.session.execute(_GROUPS_OF_ONE, {"user_id": next(iter(user_ids))}):
+            rows: Any = hot_queries.run(self.session, _GROUPS_OF_ONE, user_id=next(iter(user_ids)))
+            for user_id, group_id, display in rows:
                 found.setdefault(user_id, []).append((group_id, display))
             return found
         for chunk in _chunks(sorted(set(user_ids))):
