@@ -88,6 +88,14 @@ def test_users_and_groups_round_trip_and_deleting_the_directory_deprovisions(key
                  json=patch_body({"op": "remove", "path": "members", "value": [{"value": ann["id"]}]}))
     read = client.get(f"{directory.path}/Users/{bob['id']}", headers=directory.headers()).json()
     assert read["groups"] == [{"value": gid, "display": "Eng", "type": "direct"}]
+    admins = client.post(f"{directory.path}/Groups", headers=directory.headers(), json={
+        "schemas": [GROUP_URN], "displayName": "Admins", "members": [{"value": bob["id"]}]}).json()
+    for user_name, groups in (("BOB@crud.example", [(admins["id"], "Admins"), (gid, "Eng")]), ("ann@crud.example", [])):
+        found = client.get(f"{directory.path}/Users", params={"filter": f'userName eq "{user_name}"'},
+                           headers=directory.headers()).json()
+        assert found["totalResults"] == 1
+        assert [(g["value"], g["display"]) for g in found["Resources"][0].get("groups", [])] == groups
+    assert client.delete(f"{directory.path}/Groups/{admins['id']}", headers=directory.headers()).status_code == 204
     lean = client.get(f"{directory.path}/Groups", params={"excludedAttributes": "members"},
                       headers=directory.headers()).json()
     assert lean["totalResults"] == 1

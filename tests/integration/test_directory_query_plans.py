@@ -39,7 +39,8 @@ def _users(filter_text: str | None) -> Any:
 LOOKUPS: dict[str, Callable[[], Any]] = {
     # the page SqlDirectoryUsers.list_slice reads, and the count behind totalResults when a page is full
     "user by userName": lambda: users_page(_users('userName eq "Ann@Example.com"'), offset=0, limit=200),
-    # the prebuilt statement list_slice runs for exactly ``userName eq "..."`` on a first page
+    # the prebuilt statement of exactly ``userName eq "..."`` on a first page, the user's groups joined
+    # (SqlDirectoryUsers.with_groups_by_user_name)
     "user by userName, prebuilt": lambda: USER_BY_NAME_KEY.params(directory_id=DIRECTORY, key="ann@example.com"),
     "user by externalId": lambda: users_page(_users('externalId eq "00u1"'), offset=0, limit=200),
     "count of users by userName": lambda: count_of(UserRow.__table__, _users('userName eq "Ann@Example.com"')),
