@@ -257,7 +257,7 @@ class SqlDirectoryUsers:
         first = None
         groups: list[tuple[str, str]] = []
         for row in rows:
-            first = first or row
+            first = first if first is not None else row
             if row.group_id is not None:
                 groups.append((row.group_id, row.group_display))
         return (self._entity(first), groups) if first is not None else None
@@ -265,7 +265,7 @@ class SqlDirectoryUsers:
     def list_slice(self, directory_id: str, where: Predicate | None, *, offset: int,
                    limit: int) -> Slice[DirectoryUser]:
         condition = users_where(directory_id, where)
-        rows = [] if limit <= 0 else self.session.execute(users_page(condition, offset=offset, limit=limit))
+        rows: Any = [] if limit <= 0 else self.session.execute(users_page(condition, offset=offset, limit=limit))
         items = [self._entity(r) for r in rows]
         return Slice(items=items, total=_total(self.session, UserRow.__table__, condition, offset, limit, len(items)))
 
