@@ -129,18 +129,20 @@ def _counted(request: Request, runtime: Runtime, uow: AbstractContextManager[Uni
 
 
 async def in_directory(request: Request, directory_id: str, call: Callable[[Sync], T], *,
-                       read_only: bool = False) -> T:
+                       read_only: bool = False, bounded: bool = True) -> T:
     """Run ``call`` (the request's one core call, and the rendering of its result) as the directory
     whose token the request carries, in one unit of work: a ``read_only`` one for reads, which on
     SQLite neither waits for nor holds the write lock an initial sync's POSTs take turns on.
 
     The whole database part runs in one hand-off to the thread pool: an IdP's sync is thousands of
     small requests, and a trip to the pool per step would cost more than the work itself. Reads
-    that never wait (``Database.never_waits``: a deferred read on SQLite) run on the event loop,
-    as the native API's do, and only a failed attempt's count (a write) goes to a thread."""
+    that never wait (``Database.never_waits``: a deferred read on SQLite) and whose answer is
+    ``bounded`` (a page of at most 200 users, a discovery document; not groups, whose members may
+    number thousands) run on the event loop, as the native API's do, and only a failed attempt's
+    count (a write) goes to a thread."""
     runtime: Runtime = request.app.state.runtime
     uow = runtime.database.unit_of_work(read_only=read_only)
-    if not runtime.database.never_waits(uow):
+    if not (bounded and runtime.database.never_waits(uow)):
         return await run_in_threadpool(_counted, request, runtime, uow, directory_id, call)
     try:
         return _in_directory(request, runtime, uow, directory_id, call)

@@ -45,6 +45,9 @@ class ScimResource:
     replace: Callable[[Sync, str, Any, int | None, Shown], Rendered]
     patch: Callable[[Sync, str, Any, int | None, Shown], Rendered]
     delete: Callable[[Sync, str, int | None], None]
+    #: whether a read's answer is small whatever is stored (``common.in_directory``): a page of users
+    #: is; a group's members are not
+    bounded_reads: bool = False
 
 
 def _shown(request: Request) -> Shown:
@@ -57,7 +60,8 @@ def resource_routes(resource: ScimResource) -> list[BaseRoute]:
 
     async def listed(request: Request, params: SearchParams) -> JSONResponse:
         found = await in_directory(request, request.path_params["directory_id"],
-                                   lambda sync: resource.search(sync, params), read_only=True)
+                                   lambda sync: resource.search(sync, params), read_only=True,
+                                   bounded=resource.bounded_reads)
         return respond(list_response(found.resources, found.total, found.start_index))
 
     async def list_resources(request: Request) -> JSONResponse:
@@ -77,7 +81,8 @@ def resource_routes(resource: ScimResource) -> list[BaseRoute]:
     async def read_resource(request: Request) -> JSONResponse:
         shown, resource_id = _shown(request), request.path_params["resource_id"]
         rendered, etag = await in_directory(request, request.path_params["directory_id"],
-                                            lambda sync: resource.read(sync, resource_id, shown), read_only=True)
+                                            lambda sync: resource.read(sync, resource_id, shown), read_only=True,
+                                            bounded=resource.bounded_reads)
         return respond(rendered, etag=etag)
 
     async def replace_resource(request: Request) -> JSONResponse:

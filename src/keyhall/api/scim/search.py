@@ -14,7 +14,8 @@ from keyhall.protocols.scim.resources import parse_search
 async def search(request: Request) -> JSONResponse:
     params = parse_search(await read_body(request))
     found = await in_directory(request, request.path_params["directory_id"],
-                               lambda sync: directory_search.search_all(sync, params), read_only=True)
+                               lambda sync: directory_search.search_all(sync, params), read_only=True,
+                               bounded=False)  # groups too
     return respond(list_response(found.resources, found.total, found.start_index))
 
 

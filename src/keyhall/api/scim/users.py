@@ -38,4 +38,4 @@ def _delete(sync: Sync, user_id: str, expected: int | None) -> None:
 
 
 routes = resource_routes(ScimResource(path="Users", search=directory_search.list_users, read=_read, create=_create,
-                                      replace=_replace, patch=_patch, delete=_delete))
+                                      replace=_replace, patch=_patch, delete=_delete, bounded_reads=True))
