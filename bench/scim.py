@@ -45,6 +45,7 @@ from urllib.parse import urlencode, urlsplit
 
 import httpx
 
+from bench import login as login_bench
 from bench.login import (
     BenchError,
     Child,
@@ -232,6 +233,8 @@ def main(argv: list[str] | None = None) -> int:
             port = free_port()
             env = keyhall_env(workdir, database_url, f"http://127.0.0.1:{port}", "warning")
             token = str(keyhall_cli(env, workdir, "key", "create", "--instance")["token"])
+            if args.workers > 1:  # every worker imports the app: on a loaded machine 30 s may not do
+                login_bench.STARTUP_TIMEOUT = max(login_bench.STARTUP_TIMEOUT, 60.0 * args.workers)
             server: Child = start_keyhall(workdir, env, port,
                                           ["--workers", str(args.workers)] if args.workers > 1 else [])
             try:
