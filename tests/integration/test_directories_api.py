@@ -88,6 +88,14 @@ def test_users_and_groups_round_trip_and_deleting_the_directory_deprovisions(key
                  json=patch_body({"op": "remove", "path": "members", "value": [{"value": ann["id"]}]}))
     read = client.get(f"{directory.path}/Users/{bob['id']}", headers=directory.headers()).json()
     assert read["groups"] == [{"value": gid, "display": "Eng", "type": "direct"}]
+    admins = client.post(f"{directory.path}/Groups", headers=directory.headers(), json={
+        "schemas": [GROUP_URN], "displayName": "Admins", "members": [{"value": bob["id"]}]}).json()
+    for user_name, groups in (("BOB@crud.example", [(admins["id"], "Admins"), (gid, "Eng")]), ("ann@crud.example", [])):
+        found = client.get(f"{directory.path}/Users", params={"filter": f'userName eq "{user_name}"'},
+                           headers=directory.headers()).json()
+        assert found["totalResults"] == 1
+        assert [(g["value"], g["display"]) for g in found["Resources"][0].get("groups", [])] == groups
+    assert client.delete(f"{directory.path}/Groups/{admins['id']}", headers=directory.headers()).status_code == 204
     lean = client.get(f"{directory.path}/Groups", params={"excludedAttributes": "members"},
                       headers=directory.headers()).json()
     assert lean["totalResults"] == 1
@@ -222,3 +230,48 @@ def test_a_put_without_active_does_not_switch_a_disabled_user_back_on(keyhall: K
     assert put.json()["active"] is False
     native = keyhall.client.get(f"/v1/organizations/{tenant.slug}/users/{user['id']}", headers=auth(tenant.owner))
     assert native.json()["disabled"] is True
+
+
+def test_an_organization_holds_a_directory_of_each_provider_and_deleting_one_deprovisions_only_its_own(
+        keyhall: Keyhall) -> None:
+    tenant = keyhall.tenant("Dir Providers")
+    client = keyhall.client
+    directories = {provider: make_directory(keyhall, tenant, provider.title(), provider)
+                   for provider in ("okta", "entra", "google", "jumpcloud", "generic")}
+    for provider, directory in directories.items():
+        assert directory.info["provider"] == provider
+        assert directory.info["scim_base_url"] == f"http://keyhall.test/scim/v2/{directory.id}"
+        create_user(client, directory, f"someone@{provider}.example")
+    unknown = client.post(f"/v1/organizations/{tenant.slug}/directories", json={"name": "X", "provider": "onelogin"},
+                          headers=auth(tenant.owner))
+    assert unknown.status_code == 400
+    assert unknown.json()["error"]["details"]["field"] == "provider"
+    listed = client.get(f"/v1/organizations/{tenant.slug}/directories", headers=auth(tenant.viewer)).json()["data"]
+    assert sorted(d["provider"] for d in listed) == sorted(directories)
+
+    google = directories.pop("google")
+    assert client.delete(google.native, headers=auth(tenant.owner)).status_code == 204
+    org_users = client.get(f"/v1/organizations/{tenant.slug}/users", headers=auth(tenant.owner)).json()["data"]
+    assert sorted(u["email"] for u in org_users) == sorted(f"someone@{p}.example" for p in directories)
+    assert client.get(f"{google.path}/Users", headers=google.headers()).status_code == 401
+    for directory in directories.values():
+        assert client.get(f"{directory.path}/Users", headers=directory.headers()).json()["totalResults"] == 1
+
+
+def test_patch_errors_carry_the_scim_type_rfc_7644_gives_them(keyhall: Keyhall) -> None:
+    directory = make_directory(keyhall, keyhall.tenant("Dir Scim Types"))
+    user = create_user(keyhall.client, directory, "ray@types.example")
+    url = f"{directory.path}/Users/{user['id']}"
+    for operation, scim_type, named in [
+        ({"op": "replace", "path": "id", "value": "other"}, "mutability", "id"),
+        ({"op": "replace", "path": "groups", "value": [{"value": "g"}]}, "mutability", "groups"),
+        ({"op": "replace", "path": 'emails[value co "nowhere"].type', "value": "home"}, "noTarget", "emails"),
+        ({"op": "replace", "path": "emails[", "value": "x"}, "invalidPath", "path"),
+        ({"op": "replace", "path": "userName", "value": 3}, "invalidValue", "userName"),
+    ]:
+        response = keyhall.client.patch(url, headers=directory.headers(), json=patch_body(operation))
+        assert response.status_code == 400, (operation, response.text)
+        body = response.json()
+        assert (body["schemas"], body["scimType"]) == ([ERROR_URN], scim_type), (operation, body)
+        assert named in body["detail"], (operation, body)
+    assert keyhall.client.get(url, headers=directory.headers()).json()["meta"]["version"] == 'W/"1"'

@@ -39,7 +39,8 @@ def _users(filter_text: str | None) -> Any:
 LOOKUPS: dict[str, Callable[[], Any]] = {
     # the page SqlDirectoryUsers.list_slice reads, and the count behind totalResults when a page is full
     "user by userName": lambda: users_page(_users('userName eq "Ann@Example.com"'), offset=0, limit=200),
-    # the prebuilt statement list_slice runs for exactly ``userName eq "..."`` on a first page
+    # the prebuilt statement of exactly ``userName eq "..."`` on a first page, the user's groups joined
+    # (SqlDirectoryUsers.with_groups_by_user_name)
     "user by userName, prebuilt": lambda: USER_BY_NAME_KEY.params(directory_id=DIRECTORY, key="ann@example.com"),
     "user by externalId": lambda: users_page(_users('externalId eq "00u1"'), offset=0, limit=200),
     "count of users by userName": lambda: count_of(UserRow.__table__, _users('userName eq "Ann@Example.com"')),
@@ -54,9 +55,10 @@ LOOKUPS: dict[str, Callable[[], Any]] = {
 
 
 def _seed(engine: Engine) -> None:
-    """Two directories of 2,000 users each, then ANALYZE: the planners decide on statistics of a
-    directory that has users (an empty table lets PostgreSQL pick any index that starts with
-    directory_id, and then filter a 100,000-user directory row by row)."""
+    """Two directories of 2,000 users each, in two of 20 groups each, then ANALYZE: the planners
+    decide on statistics of a directory that has users and memberships (an empty table lets
+    PostgreSQL pick any index that starts with directory_id, and then filter a 100,000-user
+    directory row by row; or join a user's groups by reading a whole index)."""
     now = datetime(2026, 12, 1, tzinfo=UTC)
     with Session(engine) as session:
         for number, directory_id in enumerate((DIRECTORY, OTHER_DIRECTORY)):
@@ -67,10 +69,19 @@ def _seed(engine: Engine) -> None:
             session.execute(insert(DirectoryRow), [dict(
                 id=directory_id, organization_id=org, name="D", provider="okta", token_hash="0" * 64,
                 token_hint="0000", created_at=now, updated_at=now, token_rotated_at=now, version=1)])
-            SqlDirectoryUsers(session).add_many([DirectoryUser(
+            users = [DirectoryUser(
                 id=str(uuid.uuid4()), organization_id=org, directory_id=directory_id, user_name=f"U{i}@example.com",
                 external_id=f"00u{i}", active=True, attributes={}, email=f"u{i}@example.com", created_at=now,
-                updated_at=now) for i in range(2000)])
+                updated_at=now) for i in range(2000)]
+            SqlDirectoryUsers(session).add_many(users)
+            groups = [str(uuid.uuid4()) for _ in range(20)]
+            session.execute(insert(DirectoryGroupRow), [dict(
+                id=group_id, organization_id=org, directory_id=directory_id, display_name=f"G{g}",
+                display_name_key=f"g{g}", attributes={}, created_at=now, updated_at=now, version=1)
+                for g, group_id in enumerate(groups)])
+            session.execute(insert(DirectoryMembershipRow), [  # two groups each
+                dict(group_id=groups[(i + k) % len(groups)], user_id=user.id)
+                for i, user in enumerate(users) for k in (0, 7)])
         session.commit()
     with engine.connect() as connection:
         connection.exec_driver_sql("ANALYZE")

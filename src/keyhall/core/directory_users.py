@@ -19,6 +19,7 @@ from keyhall.core.directory_sync import Sync, Window, check_version
 from keyhall.core.ports import Slice
 from keyhall.errors import Conflict, NotFound
 from keyhall.protocols.scim import resources as scim
+from keyhall.protocols.scim.filters import Compare
 
 RESOURCE = "User"
 
@@ -97,6 +98,13 @@ def get_user(sync: Sync, user_id: str) -> tuple[DirectoryUser, list[tuple[str, s
 
 
 def list_users(sync: Sync, window: Window) -> tuple[Slice[DirectoryUser], dict[str, list[tuple[str, str]]]]:
+    where = window.where
+    if (isinstance(where, Compare) and where.field == "user_name" and where.op == "eq" and isinstance(where.value, str)
+            and window.offset == 0 and window.limit > 0):  # a lookup by userName: one user at most, one read
+        one = sync.uow.directory_users.with_groups_by_user_name(sync.directory.id, where.value)
+        if one is None:
+            return Slice(items=[], total=0), {}
+        return Slice(items=[one[0]], total=1), {one[0].id: one[1]}
     found = sync.uow.directory_users.list_slice(sync.directory.id, window.where, offset=window.offset,
                                                limit=window.limit)
     groups = sync.uow.directory_users.groups_of([u.id for u in found.items]) if found.items else {}

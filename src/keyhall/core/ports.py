@@ -291,6 +291,11 @@ class DirectoryUserStore(Protocol):
     def groups_of(self, user_ids: Collection[str]) -> dict[str, list[tuple[str, str]]]:
         """Per user, the (group id, display name) of the groups they belong to."""
         ...
+    def with_groups_by_user_name(self, directory_id: str,
+                                 user_name: str) -> tuple[DirectoryUser, list[tuple[str, str]]] | None:
+        """The user whose ``userName`` is ``user_name`` (case-insensitively) and their groups, as
+        ``groups_of`` gives them, in one read: an IdP's lookup before each change."""
+        ...
     def linked_connections(self, user_ids: Collection[str]) -> dict[str, str]:
         """Of ``user_ids``, those who have signed in, with the connection they are linked to."""
         ...

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import BaseRoute, Route
 
 from keyhall.api.scim.common import in_directory, respond
 from keyhall.errors import NotFound
 from keyhall.protocols.scim import discovery
-
-router = APIRouter(prefix="/{directory_id}", tags=["scim"], include_in_schema=False)
 
 
 def _found(what: str, document: dict[str, Any] | None) -> dict[str, Any]:
@@ -20,29 +19,37 @@ def _found(what: str, document: dict[str, Any] | None) -> dict[str, Any]:
     return document
 
 
-@router.get("/ServiceProviderConfig")
-async def service_provider_config(directory_id: str, request: Request) -> JSONResponse:
-    return respond(await in_directory(request, directory_id,
+async def service_provider_config(request: Request) -> JSONResponse:
+    return respond(await in_directory(request, request.path_params["directory_id"],
                                       lambda sync: discovery.service_provider_config(sync.base_url)))
 
 
-@router.get("/ResourceTypes")
-async def resource_types(directory_id: str, request: Request) -> JSONResponse:
-    return respond(await in_directory(request, directory_id, lambda sync: discovery.resource_types(sync.base_url)))
+async def resource_types(request: Request) -> JSONResponse:
+    return respond(await in_directory(request, request.path_params["directory_id"],
+                                      lambda sync: discovery.resource_types(sync.base_url)))
 
 
-@router.get("/ResourceTypes/{name}")
-async def resource_type(directory_id: str, name: str, request: Request) -> JSONResponse:
-    return respond(await in_directory(request, directory_id, lambda sync: _found(
+async def resource_type(request: Request) -> JSONResponse:
+    name = request.path_params["name"]
+    return respond(await in_directory(request, request.path_params["directory_id"], lambda sync: _found(
         f"resource type {name}", discovery.resource_type(sync.base_url, name))))
 
 
-@router.get("/Schemas")
-async def schemas(directory_id: str, request: Request) -> JSONResponse:
-    return respond(await in_directory(request, directory_id, lambda sync: discovery.schemas(sync.base_url)))
+async def schemas(request: Request) -> JSONResponse:
+    return respond(await in_directory(request, request.path_params["directory_id"],
+                                      lambda sync: discovery.schemas(sync.base_url)))
 
 
-@router.get("/Schemas/{urn}")
-async def schema(directory_id: str, urn: str, request: Request) -> JSONResponse:
-    return respond(await in_directory(request, directory_id, lambda sync: _found(
+async def schema(request: Request) -> JSONResponse:
+    urn = request.path_params["urn"]
+    return respond(await in_directory(request, request.path_params["directory_id"], lambda sync: _found(
         f"schema {urn}", discovery.schema(sync.base_url, urn))))
+
+
+routes: list[BaseRoute] = [
+    Route("/{directory_id}/ServiceProviderConfig", service_provider_config, methods=["GET"]),
+    Route("/{directory_id}/ResourceTypes", resource_types, methods=["GET"]),
+    Route("/{directory_id}/ResourceTypes/{name}", resource_type, methods=["GET"]),
+    Route("/{directory_id}/Schemas", schemas, methods=["GET"]),
+    Route("/{directory_id}/Schemas/{urn}", schema, methods=["GET"]),
+]

@@ -1,5 +1,5 @@
 """``/scim/v2/{directory}/Groups``: what differs for groups (``core.directory_groups``); the routes
-are ``resource.resource_router``'s.
+are made by ``resource.resource_routes``.
 
 Every answer is projected as the request asked (RFC 7644 §3.5.2: "subject to the attributes query
 parameter"): a client that leaves ``members`` out (Entra ID does) spares reading and rendering
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from keyhall.api.scim.resource import Rendered, ScimResource, Shown, resource_router
+from keyhall.api.scim.resource import Rendered, ScimResource, Shown, resource_routes
 from keyhall.core import directory_groups, directory_search
 from keyhall.core.directory_sync import Sync
 
@@ -37,5 +37,5 @@ def _delete(sync: Sync, group_id: str, expected: int | None) -> None:
     directory_groups.delete_group(sync, group_id, expected_version=expected)
 
 
-router = resource_router(ScimResource(path="Groups", search=directory_search.list_groups, read=_read,
+routes = resource_routes(ScimResource(path="Groups", search=directory_search.list_groups, read=_read,
                                       create=_create, replace=_replace, patch=_patch, delete=_delete))

@@ -13,10 +13,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
 
-from keyhall.api.scim.common import Body, IfMatch, in_directory, list_response, respond
+from keyhall.api.scim.common import if_match, in_directory, list_response, query, read_body, respond
 from keyhall.core.directory_search import Listed
 from keyhall.core.directory_sync import Sync
 from keyhall.protocols.scim.resources import SearchParams, parse_search, split_list
@@ -35,7 +36,7 @@ class Shown:
 
 @dataclass(frozen=True)
 class ScimResource:
-    """What a resource type does; ``resource_router`` serves it."""
+    """What a resource type does; ``resource_routes`` serves it."""
 
     path: str  # "Users", "Groups"
     search: Callable[[Sync, SearchParams], Listed]
@@ -44,67 +45,73 @@ class ScimResource:
     replace: Callable[[Sync, str, Any, int | None, Shown], Rendered]
     patch: Callable[[Sync, str, Any, int | None, Shown], Rendered]
     delete: Callable[[Sync, str, int | None], None]
+    #: whether a read's answer is small whatever is stored (``common.in_directory``): a page of users
+    #: is; a group's members are not
+    bounded_reads: bool = False
 
 
-def _shown(attributes: str | None, excluded: str | None) -> Shown:
-    return Shown(split_list(attributes), split_list(excluded))
+def _shown(request: Request) -> Shown:
+    return Shown(split_list(query(request, "attributes")), split_list(query(request, "excludedAttributes")))
 
 
-def resource_router(resource: ScimResource) -> APIRouter:
-    router = APIRouter(prefix=f"/{{directory_id}}/{resource.path}", tags=["scim"], include_in_schema=False)
+def resource_routes(resource: ScimResource) -> list[BaseRoute]:
+    """The routes of ``/{directory_id}/{resource.path}`` (the parameters are read in the order the
+    checks apply: the body, then ``If-Match``, then the directory's token)."""
 
-    async def listed(request: Request, directory_id: str, params: SearchParams) -> JSONResponse:
-        found = await in_directory(request, directory_id, lambda sync: resource.search(sync, params),
-                                   read_only=True)
+    async def listed(request: Request, params: SearchParams) -> JSONResponse:
+        found = await in_directory(request, request.path_params["directory_id"],
+                                   lambda sync: resource.search(sync, params), read_only=True,
+                                   bounded=resource.bounded_reads)
         return respond(list_response(found.resources, found.total, found.start_index))
 
-    @router.get("")
-    async def list_resources(directory_id: str, request: Request, filter: str | None = None,
-                             startIndex: str | None = None, count: str | None = None, attributes: str | None = None,
-                             excludedAttributes: str | None = None) -> JSONResponse:
-        return await listed(request, directory_id, SearchParams(
-            filter, startIndex, count, split_list(attributes), split_list(excludedAttributes)))
+    async def list_resources(request: Request) -> JSONResponse:
+        return await listed(request, SearchParams(
+            query(request, "filter"), query(request, "startIndex"), query(request, "count"),
+            split_list(query(request, "attributes")), split_list(query(request, "excludedAttributes"))))
 
-    @router.post("/.search")
-    async def search_resources(directory_id: str, request: Request, body: Body) -> JSONResponse:
-        return await listed(request, directory_id, parse_search(body))
+    async def search_resources(request: Request) -> JSONResponse:
+        return await listed(request, parse_search(await read_body(request)))
 
-    @router.post("")
-    async def create_resource(directory_id: str, request: Request, body: Body, attributes: str | None = None,
-                              excludedAttributes: str | None = None) -> JSONResponse:
-        shown = _shown(attributes, excludedAttributes)
-        rendered, etag = await in_directory(request, directory_id, lambda sync: resource.create(sync, body, shown))
+    async def create_resource(request: Request) -> JSONResponse:
+        body, shown = await read_body(request), _shown(request)
+        rendered, etag = await in_directory(request, request.path_params["directory_id"],
+                                            lambda sync: resource.create(sync, body, shown))
         return respond(rendered, 201, etag=etag, location=rendered["meta"]["location"])
 
-    @router.get("/{resource_id}")
-    async def read_resource(directory_id: str, resource_id: str, request: Request, attributes: str | None = None,
-                            excludedAttributes: str | None = None) -> JSONResponse:
-        shown = _shown(attributes, excludedAttributes)
-        rendered, etag = await in_directory(request, directory_id,
-                                            lambda sync: resource.read(sync, resource_id, shown), read_only=True)
+    async def read_resource(request: Request) -> JSONResponse:
+        shown, resource_id = _shown(request), request.path_params["resource_id"]
+        rendered, etag = await in_directory(request, request.path_params["directory_id"],
+                                            lambda sync: resource.read(sync, resource_id, shown), read_only=True,
+                                            bounded=resource.bounded_reads)
         return respond(rendered, etag=etag)
 
-    @router.put("/{resource_id}")
-    async def replace_resource(directory_id: str, resource_id: str, request: Request, body: Body,
-                               expected: IfMatch, attributes: str | None = None,
-                               excludedAttributes: str | None = None) -> JSONResponse:
-        shown = _shown(attributes, excludedAttributes)
-        rendered, etag = await in_directory(request, directory_id, lambda sync: resource.replace(
+    async def replace_resource(request: Request) -> JSONResponse:
+        body, expected, shown = await read_body(request), if_match(request), _shown(request)
+        resource_id = request.path_params["resource_id"]
+        rendered, etag = await in_directory(request, request.path_params["directory_id"], lambda sync: resource.replace(
             sync, resource_id, body, expected, shown))
         return respond(rendered, etag=etag)
 
-    @router.patch("/{resource_id}")
-    async def patch_resource(directory_id: str, resource_id: str, request: Request, body: Body,
-                             expected: IfMatch, attributes: str | None = None,
-                             excludedAttributes: str | None = None) -> JSONResponse:
-        shown = _shown(attributes, excludedAttributes)
-        rendered, etag = await in_directory(request, directory_id, lambda sync: resource.patch(
+    async def patch_resource(request: Request) -> JSONResponse:
+        body, expected, shown = await read_body(request), if_match(request), _shown(request)
+        resource_id = request.path_params["resource_id"]
+        rendered, etag = await in_directory(request, request.path_params["directory_id"], lambda sync: resource.patch(
             sync, resource_id, body, expected, shown))
         return respond(rendered, etag=etag)
 
-    @router.delete("/{resource_id}", status_code=204)
-    async def delete_resource(directory_id: str, resource_id: str, request: Request, expected: IfMatch) -> Response:
-        await in_directory(request, directory_id, lambda sync: resource.delete(sync, resource_id, expected))
+    async def delete_resource(request: Request) -> Response:
+        expected, resource_id = if_match(request), request.path_params["resource_id"]
+        await in_directory(request, request.path_params["directory_id"],
+                           lambda sync: resource.delete(sync, resource_id, expected))
         return Response(status_code=204)
 
-    return router
+    path = f"/{{directory_id}}/{resource.path}"
+    return [
+        Route(path, list_resources, methods=["GET"]),
+        Route(f"{path}/.search", search_resources, methods=["POST"]),
+        Route(path, create_resource, methods=["POST"]),
+        Route(f"{path}/{{resource_id}}", read_resource, methods=["GET"]),
+        Route(f"{path}/{{resource_id}}", replace_resource, methods=["PUT"]),
+        Route(f"{path}/{{resource_id}}", patch_resource, methods=["PATCH"]),
+        Route(f"{path}/{{resource_id}}", delete_resource, methods=["DELETE"]),
+    ]

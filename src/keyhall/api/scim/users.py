@@ -1,11 +1,11 @@
 """``/scim/v2/{directory}/Users``: what differs for users (``core.directory_users``); the routes
-are ``resource.resource_router``'s."""
+are made by ``resource.resource_routes``."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from keyhall.api.scim.resource import Rendered, ScimResource, Shown, resource_router
+from keyhall.api.scim.resource import Rendered, ScimResource, Shown, resource_routes
 from keyhall.core import directory_search, directory_users
 from keyhall.core.directories import DirectoryUser
 from keyhall.core.directory_sync import Sync
@@ -37,5 +37,5 @@ def _delete(sync: Sync, user_id: str, expected: int | None) -> None:
     directory_users.delete_user(sync, user_id, expected_version=expected)
 
 
-router = resource_router(ScimResource(path="Users", search=directory_search.list_users, read=_read, create=_create,
-                                      replace=_replace, patch=_patch, delete=_delete))
+routes = resource_routes(ScimResource(path="Users", search=directory_search.list_users, read=_read, create=_create,
+                                      replace=_replace, patch=_patch, delete=_delete, bounded_reads=True))

@@ -13,6 +13,8 @@ rather than silently matching nothing.
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -75,10 +77,35 @@ def invalid_filter(message: str) -> InvalidInput:
     return InvalidInput(f"filter: {message}", field="filter", details={"scim_type": "invalidFilter"})
 
 
+#: ``attribute eq "string"``, the filter of an IdP's lookup before each change (RFC 7644 §3.4.2.2:
+#: an attribute name, the operator in any case, a JSON string)
+_SIMPLE_EQ = re.compile(r'\s*([A-Za-z][\w$-]*(?:\.[A-Za-z][\w$-]*)?)\s+[eE][qQ]\s+("(?:[^"\\]|\\.)*")\s*')
+
+
+def _simple_eq(text: str, fields: dict[str, str]) -> Compare | None:
+    """What the grammar makes of ``attribute eq "string"`` on an attribute a column holds, read
+    without it: the grammar costs some 0.25 ms a filter, a tenth of a lookup. None for anything else
+    (the grammar then reads it, and names its errors)."""
+    match = _SIMPLE_EQ.fullmatch(text)
+    if match is None:
+        return None
+    field = fields.get(match[1].lower())
+    if field is None or field == "active":
+        return None
+    try:
+        value = json.loads(match[2])
+    except ValueError:
+        return None
+    return Compare(field, "eq", value) if isinstance(value, str) else None
+
+
 def parse_filter(text: str, resource: Literal["User", "Group"]) -> Predicate:
     """The predicate ``text`` means for Users or Groups; InvalidInput (``invalidFilter``) otherwise."""
     if len(text) > MAX_FILTER_LENGTH:
         raise invalid_filter(f"longer than {MAX_FILTER_LENGTH} characters")
+    simple = _simple_eq(text, USER_FIELDS if resource == "User" else GROUP_FIELDS)
+    if simple is not None:
+        return simple
     try:
         tree = ScimFilter(text).ast
     except (SCIMException, ValueError) as exc:

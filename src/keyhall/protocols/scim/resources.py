@@ -67,22 +67,35 @@ def scim_invalid(message: str, *, scim_type: str, field: str | None = None) -> I
     return InvalidInput(message, field=field, details={"scim_type": scim_type})
 
 
-def _from_validation(exc: ValidationError) -> InvalidInput:
+def _scim_name(part: object) -> str:
+    """A location part as SCIM names the attribute (``user_name`` → ``userName``)."""
+    head, *rest = str(part).split("_")
+    return head + "".join(word[:1].upper() + word[1:] for word in rest)
+
+
+def _from_validation(exc: ValidationError, scim_type: str | None = None) -> InvalidInput:
+    """The first error, naming its attribute; its ``scimType`` is the one the models gave it
+    (``mutability`` for a read-only attribute, ``invalidPath``, ...), else ``scim_type``, else
+    ``invalidValue``."""
     errors: list[Any] = list(exc.errors())
     first: dict[str, Any] = dict(errors[0]) if errors else {"loc": (), "msg": "is invalid"}
     ctx: dict[str, Any] = dict(first.get("ctx") or {})
-    where = ".".join(str(part) for part in first.get("loc", ()) if not isinstance(part, int))
+    where = ".".join(_scim_name(part) for part in first.get("loc", ()) if not isinstance(part, int))
     where = where or str(ctx.get("field_name") or "")
     message = str(first.get("msg", "is invalid")).removeprefix("Value error, ")
-    scim_type = "invalidValue"
     if first.get("type") == "required_error":
         message = message.replace("Field ", "").replace("'", "")
     if where:
         message = f"{where}: {message}"
-    return scim_invalid(message, scim_type=scim_type, field=where or None)
+    return scim_invalid(message, scim_type=str(ctx.get("scim_type") or scim_type or "invalidValue"),
+                        field=where or None)
 
 
 def from_scim_exception(exc: SCIMException) -> InvalidInput:
+    """The models' error; when it wraps a validation error, that one's first problem, named."""
+    cause = exc.__cause__ or exc.__context__
+    if isinstance(cause, ValidationError) and cause.errors():
+        return _from_validation(cause, exc.scim_type)
     return scim_invalid(str(exc.detail), scim_type=exc.scim_type or "invalidValue")
 
 
@@ -122,8 +135,9 @@ def parse_patch(body: Any, model: Any) -> Any:
         return PatchOp[model].model_validate(data, scim_ctx=Context.RESOURCE_PATCH_REQUEST, scim_policy=POLICY)
     except ValidationError as exc:
         problem = _from_validation(exc)
-        text = problem.message.lower()
-        if "path" in text:
+        errors = exc.errors()
+        named = errors and (errors[0].get("ctx") or {}).get("scim_type")
+        if not named and "path" in problem.message.lower():  # a path the models could not read
             problem.details["scim_type"] = "invalidPath"
         raise problem from None
     except SCIMException as exc:

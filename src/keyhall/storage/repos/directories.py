@@ -23,7 +23,7 @@ from keyhall.core.directories import (
 from keyhall.core.ports import Slice
 from keyhall.core.users import User
 from keyhall.errors import Conflict
-from keyhall.protocols.scim.filters import Compare, Predicate
+from keyhall.protocols.scim.filters import Predicate
 from keyhall.storage import hot_queries
 from keyhall.storage.cache import VersionedCache
 from keyhall.storage.models import DirectoryGroupRow, DirectoryMembershipRow, DirectoryRow, UserRow
@@ -55,10 +55,13 @@ _GROUPS_OF_ONE = (select(_MEMBERSHIPS.user_id, _GROUPS.id, _GROUPS.display_name)
                              _GROUPS.id == _MEMBERSHIPS.group_id)
                   .where(_MEMBERSHIPS.user_id == bindparam("user_id"))
                   .order_by(_GROUPS.display_name))
-#: ``userName eq "..."``, an IdP's lookup before each create: built once (the pair is unique, so at
-#: most one row, and no order or page to apply)
-USER_BY_NAME_KEY = select(UserRow.__table__).where(USERS.directory_id == bindparam("directory_id"),
-                                                   USERS.user_name_key == bindparam("key"))
+#: ``userName eq "..."``, an IdP's lookup before each create, with the user's groups: built once (the
+#: pair is unique, so one user at most, on as many rows as they have groups, or one row without)
+USER_BY_NAME_KEY = (select(UserRow.__table__, _GROUPS.id.label("group_id"), _GROUPS.display_name.label("group_display"))
+                    .outerjoin(DirectoryMembershipRow.__table__, _MEMBERSHIPS.user_id == USERS.id)
+                    .outerjoin(DirectoryGroupRow.__table__, _GROUPS.id == _MEMBERSHIPS.group_id)
+                    .where(USERS.directory_id == bindparam("directory_id"), USERS.user_name_key == bindparam("key"))
+                    .order_by(_GROUPS.display_name))
 
 
 def _chunks(items: Sequence[str]) -> list[Sequence[str]]:
@@ -248,23 +251,29 @@ class SqlDirectoryUsers:
             found.update({row_id: name or user_name for row_id, name, user_name in rows})
         return found
 
+    def with_groups_by_user_name(self, directory_id: str,
+                                 user_name: str) -> tuple[DirectoryUser, list[tuple[str, str]]] | None:
+        rows: Any = hot_queries.run(self.session, USER_BY_NAME_KEY, directory_id=directory_id, key=user_name.lower())
+        first = None
+        groups: list[tuple[str, str]] = []
+        for row in rows:
+            first = first if first is not None else row
+            if row.group_id is not None:
+                groups.append((row.group_id, row.group_display))
+        return (self._entity(first), groups) if first is not None else None
+
     def list_slice(self, directory_id: str, where: Predicate | None, *, offset: int,
                    limit: int) -> Slice[DirectoryUser]:
-        if (isinstance(where, Compare) and where.field == "user_name" and where.op == "eq" and offset == 0
-                and limit > 0 and isinstance(where.value, str)):
-            rows: Any = hot_queries.run(self.session, USER_BY_NAME_KEY, directory_id=directory_id,
-                                        key=where.value.lower())
-            items = [self._entity(r) for r in rows]
-            return Slice(items=items, total=len(items))
         condition = users_where(directory_id, where)
-        rows = [] if limit <= 0 else self.session.execute(users_page(condition, offset=offset, limit=limit))
+        rows: Any = [] if limit <= 0 else self.session.execute(users_page(condition, offset=offset, limit=limit))
         items = [self._entity(r) for r in rows]
         return Slice(items=items, total=_total(self.session, UserRow.__table__, condition, offset, limit, len(items)))
 
     def groups_of(self, user_ids: Collection[str]) -> dict[str, list[tuple[str, str]]]:
         found: dict[str, list[tuple[str, str]]] = {}
         if len(user_ids) == 1:  # one user (a read, a lookup): no list to expand into the statement
-            for user_id, group_id, display in self.session.execute(_GROUPS_OF_ONE, {"user_id": next(iter(user_ids))}):
+            rows: Any = hot_queries.run(self.session, _GROUPS_OF_ONE, user_id=next(iter(user_ids)))
+            for user_id, group_id, display in rows:
                 found.setdefault(user_id, []).append((group_id, display))
             return found
         for chunk in _chunks(sorted(set(user_ids))):
