@@ -234,7 +234,11 @@ def take_handoff(uow: UnitOfWork, connection_id: str, step_id: str, now: datetim
     if (seen is None or record is None or seen.consumed_at is not None or record.connection_id != connection_id
             or seen.parent_id is None):
         raise _handoff_gone(uow, connection_id)
-    check_browser(seen.parent_id, browser, connection=uow.connections.get_any(connection_id))
+    try:
+        check_browser(seen.parent_id, browser)
+    except LoginFailed as exc:  # the connection is looked up for the audit only when the check fails
+        exc.connection = uow.connections.get_any(connection_id)
+        raise
     step = uow.transactions.consume(seen.id, Kind.SAML_HANDOFF.value, now)
     if step is None or step.parent_id != seen.parent_id:
         raise _handoff_gone(uow, connection_id)
