@@ -233,10 +233,10 @@ def test_an_acs_runs_few_statements_and_no_savepoint(app: SigninApp) -> None:
 
 #: The statements (transaction control aside) of a code redeemed at the token endpoint after a SAML
 #: sign-in: the application's version probe (the client itself comes from the cache), the code
-#: spent (one UPDATE ... RETURNING), the user and the organization, the connection's version probe,
-#: the token family, the SAML session subject, the refresh token, and both active signing keys in
-#: one read. The code is not written again: its family was named when it was issued.
-TOKEN_STATEMENTS_MAX = 9
+#: spent (one UPDATE ... RETURNING), the user with its organization (one join), the connection's
+#: version probe, the token family, the SAML session subject, the refresh token, and both active
+#: signing keys in one read. The code is not written again: its family was named when it was issued.
+TOKEN_STATEMENTS_MAX = 8
 
 
 def test_a_code_redemption_runs_few_statements(app: SigninApp) -> None:
