@@ -17,6 +17,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+from joserfc import jwt
+from joserfc.jwk import KeySet
 
 from tests.integration.test_oidc_signin_e2e import product_client, sign_in, verify_id_token
 from tests.support.api import auth
@@ -108,6 +110,37 @@ def test_access_tokens_carry_no_internal_user_id(setup: SignInSetup) -> None:
     assert user_id not in json.dumps(claims)  # the pairwise sub is not undone by any claim
     assert claims["sub"] == verify_id_token(s, token["id_token"])["sub"]
     assert userinfo(s, token["access_token"]).json()["sub"] == claims["sub"]
+
+
+def test_access_tokens_are_es256_jwts_verifiable_with_the_jwks_and_id_tokens_keep_rs256(setup: SignInSetup) -> None:
+    s = setup
+    token = tokens_for(s)
+    access_header = json.loads(base64.urlsafe_b64decode(token["access_token"].split(".")[0] + "=="))
+    id_header = json.loads(base64.urlsafe_b64decode(token["id_token"].split(".")[0] + "=="))
+    assert (access_header["alg"], access_header["typ"]) == ("ES256", "at+jwt")
+    assert id_header["alg"] == "RS256"
+    keys = KeySet.import_key_set(httpx.get(f"{s.live.url}/oauth2/jwks", trust_env=False).json())
+    claims = jwt.decode(token["access_token"], keys, algorithms=["ES256"]).claims
+    assert claims["sid"] == verify_id_token(s, token["id_token"])["sid"]
+    assert claims["client_id"] == s.client_id
+
+
+def test_a_replayed_code_ends_the_sign_in_it_produced(setup: SignInSetup) -> None:
+    """RFC 6749 §4.1.2: the family a code starts is named when the code is issued, so the second
+    redemption finds it and revokes it."""
+    s = setup
+    with httpx.Client(trust_env=False, timeout=15) as browser, product_client(s) as product:
+        callback, verifier, _nonce = sign_in(s, browser, product)
+    form = {"grant_type": "authorization_code", "code": parse_qs(urlsplit(callback).query)["code"][0],
+            "redirect_uri": s.product_redirect, "code_verifier": verifier}
+    first = httpx.post(f"{s.live.url}/oauth2/token", trust_env=False, auth=basic(s), data=form)
+    assert first.status_code == 200, first.text
+    token = first.json()
+    assert userinfo(s, token["access_token"]).status_code == 200
+    replayed = httpx.post(f"{s.live.url}/oauth2/token", trust_env=False, auth=basic(s), data=form)
+    assert replayed.status_code == 400, replayed.text
+    assert replayed.json()["error"] == "invalid_grant"
+    assert_refused(s, token)
 
 
 def test_revoking_a_refresh_token_ends_the_sign_in(setup: SignInSetup) -> None:

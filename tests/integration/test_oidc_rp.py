@@ -472,6 +472,17 @@ def test_post_form_sends_the_form_and_headers(recorder: _RecordingServer) -> Non
     assert parse_qs(request.body.decode()) == {"a": ["1 2"], "b": ["x&y=z"]}
 
 
+def test_cookies_an_idp_sets_are_never_sent_back(recorder: _RecordingServer) -> None:
+    """The pooled client serves every sign-in: a cookie set during one person's call must not
+    ride along with the next call (anyone's)."""
+    recorder.state.answers["/token"] = (200, {"Set-Cookie": "session=alice; Path=/"}, b'{"ok": true}')
+    policy = OutboundPolicy(allow_insecure=True)
+    post_form(f"{base_url(recorder)}/token", {"a": "1"}, policy)
+    post_form(f"{base_url(recorder)}/token", {"a": "2"}, policy)
+    fetch(f"{base_url(recorder)}/token", policy)
+    assert [r.headers.get("cookie") for r in recorder.state.requests] == [None, None, None]
+
+
 def test_post_form_hands_back_error_documents_on_request(recorder: _RecordingServer) -> None:
     recorder.state.answers["/token"] = (400, {}, b'{"error": "invalid_grant"}')
     url = f"{base_url(recorder)}/token"

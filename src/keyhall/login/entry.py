@@ -26,6 +26,7 @@ from keyhall.login.flow import LoginFailed
 from keyhall.login.steps import AskEmail, Choice, ChooseConnection, PasswordForm, Redirect, Refused, Step
 from keyhall.provider.authorize import AuthorizeError, error_redirect, parse_authorize
 from keyhall.security.rate_limit import Limit, RateLimiter
+from keyhall.security.text import has_control
 from keyhall.settings import Settings
 
 
@@ -53,15 +54,11 @@ class Authorizing:
     first_step: Callable[[], Step]
 
 
-def _has_control(text: str) -> bool:
-    return any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in text)
-
-
 def authorize(uow: UnitOfWork, runtime: SignInServices, params: Mapping[str, str]) -> Step | Authorizing:
     """``GET /oauth2/authorize``: validate the product's request (RFC 6749 §4.1.1, OIDC Core §3.1.2.1)
     and start the sign-in; or answer the error: a redirect to the product when its redirect URI is
     trusted (§4.1.2.1), a plain page when it is not."""
-    if any(_has_control(k) or _has_control(v) for k, v in params.items()):
+    if any(has_control(k) or has_control(v) for k, v in params.items()):
         return Refused("This application cannot sign you in", "The sign-in request is malformed.")
     client_id = params.get("client_id")
     app = uow.applications.get(client_id[:64]) if client_id else None

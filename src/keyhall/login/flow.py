@@ -133,11 +133,15 @@ def pinned_connection(uow: UnitOfWork, tx: LoginTransaction, connection_id: str,
     return usable_connection(uow, request_of(tx), conn)
 
 
-def check_trip_pinned(uow: UnitOfWork, trip: LoginTransaction, connection: Connection) -> None:
+def check_trip_pinned(uow: UnitOfWork, trip: LoginTransaction, connection: Connection, *,
+                      parent: LoginTransaction | None = None) -> None:
     """An IdP's answer (OIDC callback, SAML ACS) for ``connection`` may go on only while the
     sign-in it belongs to is still routed there (the person may have been routed elsewhere since
-    the trip began). Checked before anyone is provisioned; ``complete`` checks again."""
-    parent = uow.transactions.get(trip.parent_id) if trip.parent_id else None
+    the trip began). Checked before anyone is provisioned; ``complete`` checks again, on the row it
+    spends. ``parent``: the trip's sign-in as the caller already read it during this request (read
+    here when not given, or when it is not the trip's)."""
+    if parent is None or parent.id != trip.parent_id:
+        parent = uow.transactions.get(trip.parent_id) if trip.parent_id else None
     allowed = _pinned(parent)[0] if parent is not None else []
     if connection.id not in allowed:
         raise _not_routed(connection)

@@ -25,7 +25,7 @@ from keyhall.login import traces
 from keyhall.login.flow import Authentication, LoginFailed, check_browser, check_trip_pinned, complete
 from keyhall.login.identity import check_reauthentication, check_tenant, idp_acr, idp_amr, vouch_email
 from keyhall.login.records import Kind, OidcTrip, Reauthentication, new_record_transaction, timestamp
-from keyhall.login.sign_in_test_outcome import running_test
+from keyhall.login.sign_in_test_outcome import sign_in_test_of
 from keyhall.login.steps import Redirect
 from keyhall.protocols.oidc.id_token import signing_alg, unverified_kid, validate_id_token
 from keyhall.protocols.oidc.pkce import new_code_verifier, s256_challenge
@@ -111,9 +111,10 @@ def callback(uow: UnitOfWork, rp: RelyingParty, connection_id: str, params: dict
     trip = take_trip(uow, connection_id, params, now, browser=browser)
     uow.commit()  # the state is spent before any network call, whatever happens next
     notes = TraceNotes()
-    test = running_test(uow, trip.parent_id)
+    parent = uow.transactions.get(trip.parent_id) if trip.parent_id else None
+    test = sign_in_test_of(parent)
     try:
-        conn, user, authn = finish(uow, rp, trip, params, now, notes=notes)
+        conn, user, authn = finish(uow, rp, trip, params, now, notes=notes, parent=parent)
     except LoginFailed as exc:
         exc.trace_notes = notes
         if test is None:
@@ -132,9 +133,11 @@ def _state_invalid() -> LoginFailed:
 
 
 def finish(uow: UnitOfWork, rp: RelyingParty, trip: LoginTransaction, params: dict[str, str],
-           now: datetime, *, notes: TraceNotes | None = None) -> tuple[Connection, User, Authentication]:
+           now: datetime, *, notes: TraceNotes | None = None,
+           parent: LoginTransaction | None = None) -> tuple[Connection, User, Authentication]:
     """Validate what the IdP sent back and provision the person. Network calls happen here, outside
-    any database transaction the caller holds open. ``notes`` records how each check passed."""
+    any database transaction the caller holds open. ``notes`` records how each check passed;
+    ``parent``: the trip's sign-in, when the caller has read it already."""
     record = OidcTrip.of(trip)
     conn = uow.connections.get_any(record.connection_id)
     if conn is None or conn.status is not ConnectionStatus.ACTIVE:
@@ -143,7 +146,7 @@ def finish(uow: UnitOfWork, rp: RelyingParty, trip: LoginTransaction, params: di
     if notes is not None:
         notes.passed("request_sent", f"OIDC authorization request (code flow, PKCE S256) to "
                                      f"{_endpoint(conn, 'authorization_url', 'authorization_endpoint')}")
-    check_trip_pinned(uow, trip, conn)
+    check_trip_pinned(uow, trip, conn, parent=parent)
     if "error" in params:
         # Anyone can put anything in this query: it is shown to the person who sent it, but only a
         # registered error code reaches the organization's audit trail.

@@ -27,7 +27,7 @@ from keyhall.login import traces
 from keyhall.login.flow import Authentication, LoginFailed, check_browser, check_trip_pinned, complete, start
 from keyhall.login.identity import check_reauthentication, idp_acr, vouch_email
 from keyhall.login.records import Kind, Reauthentication, SamlHandoff, SamlTrip, new_record_transaction
-from keyhall.login.sign_in_test_outcome import running_test
+from keyhall.login.sign_in_test_outcome import sign_in_test_of
 from keyhall.login.steps import Redirect
 from keyhall.protocols.saml.authn_request import build_authn_request, redirect_url
 from keyhall.protocols.saml.response import SamlAssertion, SamlExpectations, parse_saml_response
@@ -114,13 +114,14 @@ def begin(uow: UnitOfWork, sp: ServiceProvider, conn: Connection, parent: LoginT
 
 
 def receive(uow: UnitOfWork, sp: ServiceProvider, connection_id: str, form: dict[str, str],
-            now: datetime, *, notes: TraceNotes | None = None,
+            now: datetime, *, notes: TraceNotes | None = None, parent: LoginTransaction | None = None,
             ) -> tuple[Connection, User, LoginTransaction | None, Authentication]:
     """Validate a Response at the ACS and provision the person. Returns the trip (None when the
     sign-in was IdP-initiated) and how the IdP authenticated the person.
 
     Nothing of a refused Response's text is recorded: until its signature is verified it is
-    anyone's text (a StatusMessage, an Issuer), so the audit trail gets the typed reason only."""
+    anyone's text (a StatusMessage, an Issuer), so the audit trail gets the typed reason only.
+    ``parent``: the trip's sign-in, when the caller has read it already."""
     conn = uow.connections.get_any(connection_id)
     if conn is None or conn.status is not ConnectionStatus.ACTIVE:
         raise LoginFailed("This sign-in method is switched off by your organization.",
@@ -137,7 +138,7 @@ def receive(uow: UnitOfWork, sp: ServiceProvider, connection_id: str, form: dict
         raise LoginFailed("This sign-in response is for another sign-in method.", reason="state_invalid",
                           connection=conn)
     if trip is not None:
-        check_trip_pinned(uow, trip, conn)
+        check_trip_pinned(uow, trip, conn, parent=parent)
     entity, sso, certs = _idp(conn)
     if notes is not None:
         notes.passed("request_sent", f"AuthnRequest (HTTP-Redirect) to {sso}" if record else
@@ -233,7 +234,11 @@ def take_handoff(uow: UnitOfWork, connection_id: str, step_id: str, now: datetim
     if (seen is None or record is None or seen.consumed_at is not None or record.connection_id != connection_id
             or seen.parent_id is None):
         raise _handoff_gone(uow, connection_id)
-    check_browser(seen.parent_id, browser, connection=uow.connections.get_any(connection_id))
+    try:
+        check_browser(seen.parent_id, browser)
+    except LoginFailed as exc:  # the connection is looked up for the audit only when the check fails
+        exc.connection = uow.connections.get_any(connection_id)
+        raise
     step = uow.transactions.consume(seen.id, Kind.SAML_HANDOFF.value, now)
     if step is None or step.parent_id != seen.parent_id:
         raise _handoff_gone(uow, connection_id)
@@ -270,9 +275,11 @@ def acs(uow: UnitOfWork, sp: ServiceProvider, connection_id: str, form: dict[str
     notes = TraceNotes()
     relay = form.get("RelayState")
     seen = uow.transactions.get(relay) if relay else None
-    test = running_test(uow, seen.parent_id) if seen is not None and seen.kind == Kind.SAML.value else None
+    parent = (uow.transactions.get(seen.parent_id) if seen is not None and seen.kind == Kind.SAML.value
+              and seen.parent_id else None)
+    test = sign_in_test_of(parent)
     try:
-        conn, user, trip, authn = receive(uow, sp, connection_id, form, now, notes=notes)
+        conn, user, trip, authn = receive(uow, sp, connection_id, form, now, notes=notes, parent=parent)
     except LoginFailed as exc:
         exc.trace_notes = notes
         if test is None or seen is None:

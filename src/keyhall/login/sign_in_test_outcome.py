@@ -30,7 +30,11 @@ def result_path(trace_id: str) -> str:
 
 def running_test(uow: UnitOfWork, parent_id: str | None) -> SignInTestRecord | None:
     """The test sign-in ``parent_id`` names, or None when it is a product's sign-in."""
-    parent = uow.transactions.get(parent_id) if parent_id else None
+    return sign_in_test_of(uow.transactions.get(parent_id) if parent_id else None)
+
+
+def sign_in_test_of(parent: LoginTransaction | None) -> SignInTestRecord | None:
+    """The test sign-in ``parent`` is, or None when it is a product's sign-in (or nothing)."""
     return SignInTestRecord.maybe_of(parent) if parent is not None and parent.kind == Kind.TEST_SIGN_IN else None
 
 

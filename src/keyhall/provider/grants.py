@@ -24,11 +24,16 @@ from keyhall.protocols.oidc.pkce import verify_s256
 from keyhall.provider.authorize import AuthorizeRequest
 from keyhall.provider.claims import subject_for, user_claims
 from keyhall.provider.sessions import DEFAULT_MAX_LIFETIME, SessionEnded, check_session, family_end
-from keyhall.provider.signing import MAX_TOKEN_LIFETIME, active_key, sign
+from keyhall.provider.signing import MAX_TOKEN_LIFETIME, active_keys, sign
 from keyhall.security.api_keys import secret_matches
 
 CODE_TTL = timedelta(seconds=60)
 TOKEN_TTL = MAX_TOKEN_LIFETIME
+#: Access tokens (RFC 9068 JWTs, verifiable with the JWKS) are signed with the ES256 key whatever
+#: the application's ID token algorithm: a P-256 signature costs a few hundredths of a millisecond,
+#: an RSA-2048 one about a millisecond, and only Keyhall itself needs to read an access token
+#: (userinfo, revocation); the ID token keeps the algorithm the application registered.
+ACCESS_TOKEN_ALG = "ES256"
 REFRESH_TTL = timedelta(days=30)  # sliding: each rotation starts a new one, within the family's absolute lifetime
 
 
@@ -69,6 +74,9 @@ def issue_code(uow: UnitOfWork, request: AuthorizeRequest, user: User, *, connec
         grant={"scope": request.scope, "nonce": request.nonce, "redirect_uri": request.redirect_uri,
                "code_challenge": request.code_challenge, "connection_id": connection_id,
                "auth_time": int((auth_time or now).timestamp()), "amr": amr, "acr": acr,
+               # the family (``sid``) its redemption will start, named now: a replayed code finds it
+               # here, with no write of the code at redemption
+               "family_id": str(uuid.uuid4()),
                **({"saml_subject": saml_subject.to_dict()} if saml_subject else {})},
     ))
     return code
@@ -82,7 +90,8 @@ class Issuer:
 
 def _mint(uow: UnitOfWork, app: Application, user: User, org: Organization, grant: dict[str, Any],
           issuer: str, now: datetime, *, family_id: str, refresh_until: datetime, with_nonce: bool) -> dict[str, Any]:
-    key = active_key(uow.signing_keys, app.id_token_alg, now)
+    keys = active_keys(uow.signing_keys, (app.id_token_alg, ACCESS_TOKEN_ALG), now)
+    key, access_key = keys[app.id_token_alg], keys[ACCESS_TOKEN_ALG]
     sub = subject_for(app.id, user.id)
     iat, exp = int(now.timestamp()), int((now + TOKEN_TTL).timestamp())
     claims = user_claims(user, org, grant["scope"], grant.get("connection_id"))
@@ -97,10 +106,10 @@ def _mint(uow: UnitOfWork, app: Application, user: User, org: Organization, gran
     refresh = secrets.token_urlsafe(48)
     uow.grants.add_refresh(RefreshToken(
         token_hash=_hash(refresh), family_id=family_id, client_id=app.id, user_id=user.id,
-        grant={k: v for k, v in grant.items() if k != "nonce"}, created_at=now,
+        grant={k: v for k, v in grant.items() if k not in ("nonce", "family_id")}, created_at=now,
         expires_at=min(now + REFRESH_TTL, refresh_until),
     ))
-    return {"access_token": sign(key, access_claims, typ="at+jwt"), "token_type": "Bearer",
+    return {"access_token": sign(access_key, access_claims, typ="at+jwt"), "token_type": "Bearer",
             "expires_in": int(TOKEN_TTL.total_seconds()), "id_token": sign(key, id_claims),
             "refresh_token": refresh, "scope": grant["scope"]}
 
@@ -150,7 +159,8 @@ def _redeem_code(uow: UnitOfWork, app: Application, stored: AuthorizationCode, *
             raise TokenError("invalid_grant", "code_verifier does not match the code_challenge")
     elif code_verifier:
         raise TokenError("invalid_grant", "code_verifier sent but no code_challenge was")
-    family = TokenFamily(id=str(uuid.uuid4()), client_id=app.id, user_id=stored.user_id,
+    named = stored.grant.get("family_id")  # codes issued before the family was named at issuance have none
+    family = TokenFamily(id=str(named or uuid.uuid4()), client_id=app.id, user_id=stored.user_id,
                          connection_id=stored.grant.get("connection_id"), amr=list(stored.grant.get("amr") or []),
                          created_at=now)
     user, org = _session(uow, family, now, max_lifetime)
@@ -159,7 +169,8 @@ def _redeem_code(uow: UnitOfWork, app: Application, stored: AuthorizationCode, *
         uow.saml_sessions.add(family.id, saml_subject, now)
     response = _mint(uow, app, user, org, stored.grant, issuer, now, family_id=family.id,
                      refresh_until=family_end(family, max_lifetime), with_nonce=True)
-    uow.grants.note_code_family(stored.code_hash, family.id)
+    if not named:
+        uow.grants.note_code_family(stored.code_hash, family.id)
     uow.commit()
     return response
 

@@ -50,10 +50,10 @@ def check_session(uow: UnitOfWork, family: TokenFamily | None, now: datetime, *,
         raise SessionEnded("session_revoked", "the sign-in has been revoked")
     if now >= family_end(family, max_lifetime):
         raise SessionEnded("session_expired", "the sign-in is older than its maximum lifetime; sign in again")
-    user = uow.users.get(family.user_id)
-    org = uow.organizations.get(user.organization_id) if user else None
-    if user is None or org is None:
+    found = uow.users.with_organization(family.user_id)
+    if found is None:
         raise SessionEnded("user_deleted", "the account no longer exists")
+    user, org = found
     if user.disabled:
         raise SessionEnded("user_disabled", "the account is disabled")
     if family.connection_id is not None:

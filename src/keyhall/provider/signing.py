@@ -49,6 +49,12 @@ def active_key(keys: SigningKeyRepository, alg: str, now: datetime) -> SigningKe
     return winner
 
 
+def active_keys(keys: SigningKeyRepository, algs: tuple[str, ...], now: datetime) -> dict[str, SigningKey]:
+    """The keys that sign now for each of ``algs``, read together; any missing one generated."""
+    found = keys.active_of(algs)
+    return {alg: found.get(alg) or active_key(keys, alg, now) for alg in algs}
+
+
 def rotate(keys: SigningKeyRepository, alg: str, now: datetime) -> SigningKey:
     """A new active key; the old one stays published for the longest token lifetime (plus margin)."""
     old = keys.active(alg)

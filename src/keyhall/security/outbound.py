@@ -27,6 +27,7 @@ refused once it grows past ``policy.max_bytes``. Failures raise ``UnsafeURL`` or
 from __future__ import annotations
 
 import contextlib
+import functools
 import ipaddress
 import os
 import socket
@@ -35,6 +36,7 @@ import time
 import weakref
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any
 
 import httpcore
@@ -121,7 +123,7 @@ def fetch(
         current = url
         for _hop in range(policy.max_redirects + 1):
             check_url(current, policy, field=field)
-            same_origin = httpx.URL(current).join("/") == httpx.URL(url).join("/")
+            same_origin = _url(current).join("/") == _url(url).join("/")
             extra = {"Accept": accept, **(headers or {})} if same_origin else {"Accept": accept}
             outcome = _send_once(client, "GET", current, policy, deadline, field, headers=extra,
                                  not_modified_ok=not_modified_ok)
@@ -230,8 +232,12 @@ def _pooled(policy: OutboundPolicy) -> httpx.Client:
                 return addresses
 
             headers = {"Accept-Encoding": "identity", "User-Agent": _USER_AGENT}
+            # One client serves every sign-in: it keeps no cookies, so nothing an IdP set for one
+            # call (one person's sign-in) is sent with another's.
+            no_cookies = CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
             policy.pool[store] = httpx.Client(transport=GuardedTransport(GuardedBackend(vet), store),
-                                              trust_env=False, follow_redirects=False, headers=headers)
+                                              trust_env=False, follow_redirects=False, headers=headers,
+                                              cookies=no_cookies)
         return policy.pool[store]
 
 
@@ -250,7 +256,7 @@ def _send_once(
     """One request: the document, or (GET only) the URL a redirect points to; ``strict`` refuses non-2xx."""
     timeout = httpx.Timeout(max(0.001, min(policy.timeout, deadline - time.monotonic())))
     try:
-        with client.stream(method, url, headers=headers, data=form, timeout=timeout) as response:
+        with client.stream(method, _url(url), headers=headers, data=form, timeout=timeout) as response:
             if method == "GET" and response.status_code in _REDIRECT_STATUSES:
                 return _redirect_target(url, response, field)
             if not_modified_ok and response.status_code == 304:
@@ -282,10 +288,17 @@ def _validators(response: httpx.Response) -> dict[str, str]:
 # --- URL syntax --------------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=512)
+def _url(url: str) -> httpx.URL:
+    """httpx's parse of ``url``, once per process: a sign-in fetches the same few IdP endpoints as
+    every other, and an ``httpx.URL`` is immutable (a URL that does not parse raises, uncached)."""
+    return httpx.URL(url)
+
+
 def _parse_url(url: str, policy: OutboundPolicy, field: str | None) -> httpx.URL:
     """Parse with httpx's own parser, so that what is checked is what will be requested."""
     try:
-        parsed = httpx.URL(url)
+        parsed = _url(url)
     except (httpx.InvalidURL, TypeError) as exc:
         raise UnsafeURL(f"{_display(url)!r} is not a valid URL: {exc}", field=field) from exc
     if parsed.scheme not in {"http", "https"} or not parsed.raw_host:
@@ -305,10 +318,11 @@ def _port_of(parsed: httpx.URL) -> int:
     return parsed.port if parsed.port is not None else (443 if parsed.scheme == "https" else 80)
 
 
+@functools.lru_cache(maxsize=512)
 def _display(url: str) -> str:
     """The URL as it may appear in a message: without credentials, and not endlessly long."""
     try:
-        parsed = httpx.URL(url)
+        parsed = _url(url)
         shown = str(parsed.copy_with(username=None, password=None)) if parsed.userinfo else url
     except (httpx.InvalidURL, TypeError, ValueError):
         shown = url.rpartition("@")[2] if "@" in url else url

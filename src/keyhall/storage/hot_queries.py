@@ -192,6 +192,22 @@ def remember_replay(dialect_name: str) -> Executable:
     return _REMEMBER_REPLAY[dialect_name]
 
 
+#: The active keys of several algorithms (an ID token's and an access token's) in one read.
+ACTIVE_SIGNING_KEYS = (select(_SIGNING_KEYS)
+                       .where(_SIGNING_KEYS.c.alg.in_(bindparam("algs", expanding=True)),
+                              _SIGNING_KEYS.c.retired_at.is_(None))
+                       .order_by(_SIGNING_KEYS.c.created_at.desc()))
+
+_ORGANIZATIONS = cast(Table, OrganizationRow.__table__)
+#: The label each organization column takes beside a user's in :data:`USER_WITH_ORGANIZATION`.
+ORGANIZATION_LABELS = {column.name: f"organization__{column.name}" for column in _ORGANIZATIONS.columns}
+#: A user and its organization in one read (what a refresh or userinfo call checks still stands).
+USER_WITH_ORGANIZATION = (
+    select(_USERS, *(column.label(ORGANIZATION_LABELS[column.name]) for column in _ORGANIZATIONS.columns))
+    .join(_ORGANIZATIONS, _ORGANIZATIONS.c.id == _USERS.c.organization_id)
+    .where(_USERS.c.id == bindparam("id")))
+
+
 _ID = "0b9d7c7e-3f1c-4c55-9f0e-2f6f5f0d8c11"
 
 #: Every hot query with sample arguments: name -> the statement.
@@ -224,6 +240,8 @@ HOT_QUERIES: dict[str, Callable[[], Select[*tuple[Any, ...]]]] = {
     "login transaction by id": lambda: LOGIN_TRANSACTION_BY_ID.params(id="t" * 43),
     "SP key rollover by connection": lambda: SP_ROLLOVER.params(connection_id=_ID),
     "authorization code by hash": lambda: by_primary_key(AuthorizationCodeRow, "h" * 43),
+    "active signing keys of algorithms": lambda: ACTIVE_SIGNING_KEYS.params(algs=["RS256", "ES256"]),
+    "user with its organization": lambda: USER_WITH_ORGANIZATION.params(id=_ID),
 }
 
 

@@ -20,6 +20,7 @@ from keyhall.errors import KeyhallError
 from keyhall.login import entry
 from keyhall.provider import grants, revocation, signing
 from keyhall.provider.userinfo import InvalidAccessToken, userinfo_claims
+from keyhall.security.text import has_control
 from keyhall.web import oauth_docs
 from keyhall.web.rendering import LOGIN_COOKIE, answer, render, set_login_cookie
 
@@ -136,7 +137,7 @@ async def _form(request: Request) -> dict[str, str] | JSONResponse:
                             basic=False)
     raw = await request.form()
     form = {k: v for k, v in raw.items() if isinstance(v, str)}
-    if any(_has_control(k) or _has_control(v) for k, v in form.items()):
+    if any(has_control(k) or has_control(v) for k, v in form.items()):
         return _token_error(grants.TokenError("invalid_request", "parameters must not contain control characters"),
                             basic=False)
     return form
@@ -188,10 +189,6 @@ def _revoke_sync(request: Request, runtime: Any, form: dict[str, str]) -> Respon
         except grants.TokenError as exc:
             return _token_error(exc, basic=basic)
     return Response(status_code=200, headers=NO_STORE)
-
-
-def _has_control(text: str) -> bool:
-    return any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in text)
 
 
 def _token_sync(request: Request, runtime: Any, form: dict[str, str]) -> JSONResponse:

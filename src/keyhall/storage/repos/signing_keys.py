@@ -44,6 +44,13 @@ class SqlSigningKeys:
         row = hot_queries.run(self.session, hot_queries.ACTIVE_SIGNING_KEY, alg=alg).first()
         return self._entity(row) if row else None
 
+    def active_of(self, algs: tuple[str, ...]) -> dict[str, SigningKey]:
+        found: dict[str, SigningKey] = {}
+        for row in hot_queries.run(self.session, hot_queries.ACTIVE_SIGNING_KEYS, algs=list(set(algs))):
+            if row.alg not in found:  # newest first: one active key per algorithm anyway
+                found[row.alg] = self._entity(row)
+        return found
+
     def published(self, now: datetime) -> list[SigningKey]:
         rows = self.session.scalars(select(SigningKeyRow).where(
             or_(SigningKeyRow.retired_at.is_(None), SigningKeyRow.published_until > now)

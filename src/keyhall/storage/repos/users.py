@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from typing import Any
 
 from sqlalchemy import Row, delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from keyhall.core.organizations import Organization
 from keyhall.core.ports import Page
 from keyhall.core.users import User
 from keyhall.errors import Conflict
@@ -35,6 +37,14 @@ class SqlUsers:
     def get(self, user_id: str) -> User | None:
         row = hot_queries.run(self.session, hot_queries.USER_BY_ID, id=user_id).first()
         return self._entity(row) if row else None
+
+    def with_organization(self, user_id: str) -> tuple[User, Organization] | None:
+        row = hot_queries.run(self.session, hot_queries.USER_WITH_ORGANIZATION, id=user_id).first()
+        if row is None:
+            return None
+        organization = Organization(**{f.name: row._mapping[hot_queries.ORGANIZATION_LABELS[f.name]]
+                                       for f in fields(Organization)})
+        return self._entity(row), organization
 
     def by_subject(self, connection_id: str, subject: str) -> User | None:
         row = hot_queries.run(self.session, hot_queries.USER_BY_SUBJECT, connection_id=connection_id,
