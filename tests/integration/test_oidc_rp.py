@@ -16,7 +16,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
@@ -33,7 +33,7 @@ from keyhall.protocols.oidc.pkce import new_code_verifier, s256_challenge
 from keyhall.security.outbound import OutboundPolicy, fetch, post_form
 from tests.support.oidc_idp import OidcIdp
 from tests.support.peers import free_port
-from tests.support.static_http import StaticHttpServer
+from tests.support.static_http import PromptlyClosingHTTPServer, StaticHttpServer
 
 pytestmark = pytest.mark.peers
 
@@ -432,10 +432,7 @@ class _RecordingHandler(BaseHTTPRequestHandler):
         """Quiet."""
 
 
-class _RecordingServer(ThreadingHTTPServer):
-    daemon_threads = False
-    block_on_close = True
-
+class _RecordingServer(PromptlyClosingHTTPServer):
     def __init__(self) -> None:
         super().__init__(("127.0.0.1", 0), _RecordingHandler)
         self.state = _RecorderState()

@@ -33,13 +33,15 @@ import time
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import cache
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, unquote_plus, urlencode, urlsplit
 
 from joserfc import jws
 from joserfc.jwk import RSAKey
+
+from tests.support.static_http import PromptlyClosingHTTPServer
 
 #: How long a code and an ID token live at this provider.
 _CODE_SECONDS = 60
@@ -283,9 +285,7 @@ class HostileIdp:
 # --- the provider --------------------------------------------------------------------------------
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = False  # server_close() joins the handler threads: no thread outlives a test
-    block_on_close = True
+class _Server(PromptlyClosingHTTPServer):
     state: _State
 
     def __init__(self) -> None:

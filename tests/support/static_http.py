@@ -12,6 +12,8 @@ tested against the real one (``tests.support.oidc_idp``).
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import ssl
 import threading
 from collections.abc import Iterator
@@ -82,10 +84,39 @@ class _Handler(BaseHTTPRequestHandler):
         """Quiet: pytest shows the test's own output."""
 
 
-class _Server(ThreadingHTTPServer):
+class PromptlyClosingHTTPServer(ThreadingHTTPServer):
+    """A threaded HTTP server whose ``server_close()`` ends every open connection before it joins
+    the handler threads: a handler waiting for a keep-alive client's next request (Keyhall's IdP
+    client keeps its connections) reads the end at once instead of waiting out its timeout."""
+
     daemon_threads = False  # server_close() joins the handler threads: no thread outlives a test
     block_on_close = True
 
+    def __init__(self, address: tuple[str, int], handler: Any) -> None:
+        super().__init__(address, handler)
+        self.open_connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._connections_lock:
+            self.open_connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._connections_lock:
+            self.open_connections.discard(request)
+        super().shutdown_request(request)
+
+    def server_close(self) -> None:
+        with self._connections_lock:
+            connections = list(self.open_connections)
+        for connection in connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+        super().server_close()
+
+
+class _Server(PromptlyClosingHTTPServer):
     def __init__(self, state: _State) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.state = state
