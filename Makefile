@@ -7,6 +7,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 DEV    ?= 1
 POSTGRES_TEST_URL ?= postgresql://postgres@127.0.0.1:5432/test
+TEST_WORKERS ?= 2
 
 .PHONY: run install install-test peers system-deps test test-sqlite test-postgres test-containers container-deps \
         container-images lint bench bench-login clean
@@ -42,16 +43,17 @@ peers: system-deps
 	cd tests/peers/oidc_provider && npm ci --no-audit --no-fund --loglevel=error
 	cd tests/peers/saml_idp && npm ci --no-audit --no-fund --loglevel=error
 
-## The whole suite on SQLite, then lint and type checks.
+## The whole suite on SQLite, then lint and type checks. The tests run on $(TEST_WORKERS) pytest-xdist workers,
+## each with its own peers and databases (`make test TEST_WORKERS=0` runs them in one process).
 test: install-test peers
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(TEST_WORKERS)
 	$(MAKE) --no-print-directory lint
 
 ## The whole suite again on PostgreSQL (a server on 127.0.0.1:5432, trust auth, database `test`),
 ## but for the modules marked own_database: their servers use databases of their own whichever leg
 ## runs (PostgreSQL ones included), so `make test` has run them already.
 test-postgres: install-test peers
-	KEYHALL_TEST_DATABASE_URL=$(POSTGRES_TEST_URL) $(BIN)/pytest -q -m "not own_database"
+	KEYHALL_TEST_DATABASE_URL=$(POSTGRES_TEST_URL) $(BIN)/pytest -q -n $(TEST_WORKERS) -m "not own_database"
 
 # Podman as the container tests run it: the runc runtime and no default ulimits (tests/containers/containers.conf).
 PODMAN_ENV   := CONTAINERS_CONF=$(CURDIR)/tests/containers/containers.conf

@@ -306,6 +306,21 @@ def flatmap_body(context: schemathesis.HookContext, body: Any) -> Any:
     return st.sampled_from([stripped, body])
 
 
+@pytest.fixture
+def fuzzed(request: pytest.FixtureRequest) -> Iterator[list[tuple[str, str]]]:
+    """The cases ``test_operation`` ran for its operation; afterwards there must be some, all of it.
+
+    Schemathesis makes one pytest item per operation and runs its examples inside it; a runner that
+    reports such an item without running them (seen with pytest-xdist's ``--dist loadfile``, where
+    the whole fuzz passed in a tenth of a second) would pass an empty fuzz. This makes it fail.
+    """
+    ran: list[tuple[str, str]] = []
+    yield ran
+    label = str(getattr(request.node, "operation_label", None) or request.node.name)
+    assert ran, f"{label}: no generated case was run"
+    assert {f"{method} {path}" for method, path in ran} == {label}, (label, set(ran))
+
+
 @schema.parametrize()
 @hypothesis.settings(
     max_examples=EXAMPLES_PER_OPERATION,
@@ -316,8 +331,10 @@ def flatmap_body(context: schemathesis.HookContext, body: Any) -> Any:
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.filter_too_much,
                            HealthCheck.data_too_large],
 )
-def test_operation(case: schemathesis.Case[Any], fuzz_target: FuzzTarget, seed: Seed) -> None:
+def test_operation(case: schemathesis.Case[Any], fuzz_target: FuzzTarget, seed: Seed,
+                   fuzzed: list[tuple[str, str]]) -> None:
     key = (case.operation.method.upper(), case.operation.path)
+    fuzzed.append(key)
     token = seed.instance_token if key in INSTANCE_ONLY else seed.tenant.owner
     case.call_and_validate(app=fuzz_target.app, headers=auth(token), checks=CHECKS)
 
