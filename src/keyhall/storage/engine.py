@@ -105,15 +105,24 @@ def begin_immediate(connection: Connection, timeout: float) -> None:
     pause = FIRST_RETRY_SECONDS
     raw.execute("PRAGMA busy_timeout = 0")
     try:
-        while True:
-            try:
-                connection.exec_driver_sql("BEGIN IMMEDIATE")
-                return
-            except OperationalError as exc:
-                if not _is_busy(exc.orig) or time.monotonic() >= deadline:
-                    raise
+        try:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")  # the usual case: the lock is free at once
+            return
+        except OperationalError as exc:
+            if not _is_busy(exc.orig):
+                raise
+            failure: BaseException = exc
+        # Then straight on sqlite3 (a failed try costs microseconds, not SQLAlchemy's error handling).
+        while time.monotonic() < deadline:
             time.sleep(pause * (0.5 + random.random()))
             pause = min(pause * 2, LONGEST_RETRY_SECONDS)
+            try:
+                raw.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc):
+                    raise OperationalError("BEGIN IMMEDIATE", None, exc) from exc  # as SQLAlchemy would say it
+        raise failure
     finally:
         raw.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
 
