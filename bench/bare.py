@@ -3,13 +3,18 @@
 HTTP parser, which picks uvloop and httptools when they are installed).
 
     .venv/bin/python -m bench.bare --port 8001      # GET /bare -> {"id": ..., "name": ..., ...}
+
+``POST /bare/Users`` reads a JSON body and answers it back with an id, 201: the floor of a SCIM
+``POST /Users`` (``bench.scim``).
 """
 
 from __future__ import annotations
 
 import argparse
+import uuid
+from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 
 app = FastAPI()
 
@@ -19,6 +24,12 @@ _BODY = {"id": "0b9d7c7e-3f1c-4c55-9f0e-2f6f5f0d8c11", "name": "bare", "status":
 @app.get("/bare")
 async def bare() -> dict[str, object]:
     return _BODY
+
+
+@app.post("/bare/Users", status_code=201)
+async def bare_create(request: Request) -> dict[str, Any]:
+    body = await request.json()
+    return {**body, "id": str(uuid.uuid4())}
 
 
 def main() -> None:

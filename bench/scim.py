@@ -57,6 +57,7 @@ from bench.login import (
     start_keyhall,
 )
 from bench.proc import cpu_seconds
+from bench.suite import start_bare
 
 SCIM_JSON = "application/scim+json"
 USER_URN = "urn:ietf:params:scim:schemas:core:2.0:User"
@@ -221,6 +222,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--lookup-users", type=int, default=100_000, help="directory size for the lookups")
     parser.add_argument("--lookups", type=int, default=2_000)
     parser.add_argument("--workers", type=int, default=1, help="keyhall serve --workers N")
+    parser.add_argument("--floor-posts", type=int, default=3000,
+                        help="POSTs to the bare route after the run, for the floor (0: none)")
     parser.add_argument("--database-url", default=None, help="a postgresql:// server on 127.0.0.1 (default SQLite)")
     return parser.parse_args(argv)
 
@@ -237,13 +240,36 @@ def main(argv: list[str] | None = None) -> int:
                 login_bench.STARTUP_TIMEOUT = max(login_bench.STARTUP_TIMEOUT, 60.0 * args.workers)
             server: Child = start_keyhall(workdir, env, port,
                                           ["--workers", str(args.workers)] if args.workers > 1 else [])
+            bare: Child | None = None
             try:
                 summary = run(args, f"http://127.0.0.1:{port}", token, database_url, label, env,
                               server.process.pid)
+                server.stop()
+                if args.floor_posts:
+                    bare, bare_url = start_bare(workdir)
+                    summary.update(floor(args, bare_url, bare.process.pid, summary))
             finally:
                 server.stop()
+                if bare is not None:
+                    bare.stop()
     print(json.dumps(summary))
     return 0
+
+
+def floor(args: argparse.Namespace, bare_url: str, bare_pid: int, summary: dict[str, Any]) -> dict[str, Any]:
+    """The same driver's POSTs, at the same concurrency, to a bare FastAPI route that parses the JSON
+    body and answers it (``bench.bare``), after Keyhall has stopped: the CPU of serving a request at
+    all on this machine at this moment, beside which the sync's CPU per user reads the same on a
+    busy machine and a quiet one."""
+    initial_sync(f"{bare_url}/bare", "floor", min(200, args.floor_posts), args.concurrency)  # warm-up
+    cpu_before = cpu_seconds(bare_pid)
+    seconds, _ = initial_sync(f"{bare_url}/bare", "floor", args.floor_posts, args.concurrency)
+    per_post = (cpu_seconds(bare_pid) - cpu_before) / args.floor_posts * 1000
+    ratio = summary["sync_cpu_ms_per_user"] / per_post if per_post else float("nan")
+    print(f"floor: a bare FastAPI POST of the same bodies, {args.floor_posts} from {args.concurrency} clients: "
+          f"CPU {per_post:.2f} ms per request ({args.floor_posts / seconds:.0f}/s wall); the sync's CPU per user "
+          f"is {ratio:.1f}x the floor", flush=True)
+    return {"floor_cpu_ms_per_post": round(per_post, 3), "sync_cpu_x_floor": round(ratio, 2)}
 
 
 def run(args: argparse.Namespace, url: str, instance_token: str, database_url: str, label: str,
