@@ -310,9 +310,11 @@ def flatmap_body(context: schemathesis.HookContext, body: Any) -> Any:
 def fuzzed(request: pytest.FixtureRequest) -> Iterator[list[tuple[str, str]]]:
     """The cases ``test_operation`` ran for its operation; afterwards there must be some, all of it.
 
-    Schemathesis makes one pytest item per operation and runs its examples inside it; a runner that
-    reports such an item without running them (seen with pytest-xdist's ``--dist loadfile``, where
-    the whole fuzz passed in a tenth of a second) would pass an empty fuzz. This makes it fail.
+    Schemathesis makes one pytest item per operation and runs its generated cases inside it: an item
+    whose body ran no case (a hook or a setting that filters them all out) would pass an empty fuzz.
+    This makes it fail. (pytest-xdist's ``--dist loadfile`` went further: it reported the items as
+    passed without running them at all, teardown included, which no fixture can see; the Makefile
+    uses the default ``--dist load``.)
     """
     ran: list[tuple[str, str]] = []
     yield ran
