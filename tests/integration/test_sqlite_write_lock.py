@@ -46,10 +46,12 @@ def test_a_writer_waits_for_the_lock_and_takes_it_once_freed(database: tuple[Pat
     finally:
         release.join()
         holder.close()
-    with engine.connect() as conn:
+    with reading_engine(engine).connect() as conn:
         order = [row[0] for row in conn.exec_driver_sql("SELECT who FROM writes ORDER BY rowid")]
+        read_busy_timeout = conn.exec_driver_sql("PRAGMA busy_timeout").scalar()
     assert order == ["holder", "waiter"]  # it waited for the holder's commit, then wrote
-    assert busy_timeout == 5000  # reads keep SQLite's busy wait of the database timeout
+    assert busy_timeout == 0  # a writer polls: SQLite's busy wait is off while it writes
+    assert read_busy_timeout == 5000  # reads keep SQLite's busy wait of the database timeout
 
 
 def test_a_writer_gives_up_after_the_database_timeout(tmp_path: Path) -> None:

@@ -78,6 +78,7 @@ def _sqlite_begin(connection: Connection, timeout: float) -> None:
     # other one takes the write lock up front, since a deferred transaction that reads and then
     # writes gets SQLITE_BUSY at once when another connection wrote in between, without waiting.
     if connection.get_execution_options().get(READ_ONLY):
+        _set_busy_wait(connection, timeout)
         connection.exec_driver_sql("BEGIN")
     else:
         begin_immediate(connection, timeout)
@@ -96,41 +97,58 @@ def begin_immediate(connection: Connection, timeout: float) -> None:
     the lock taken for a tenth of a millisecond sleeps at least a millisecond, and under a stream
     of small writes (a directory's initial sync through several workers) the waits grow to tens of
     milliseconds while the lock sits free. Here the wait is polled instead, from 0.1 ms up to 2 ms
-    between tries. Only this statement waits this way: once the write lock is held, a statement
-    of the transaction never waits for another connection under WAL, and reads keep SQLite's
-    busy wait (``timeout``) for the rare moments they must wait."""
-    raw = connection.connection.driver_connection  # sqlite3's own: its PRAGMAs are not the work's statements
-    assert isinstance(raw, sqlite3.Connection)
+    between tries, with SQLite's busy wait off. Once the write lock is held, no statement of the
+    transaction waits for another connection under WAL; a read-only transaction turns the busy wait
+    back on (``_set_busy_wait``) for the rare moments a reader must wait."""
+    _set_busy_wait(connection, 0.0)
+    try:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")  # the usual case: the lock is free at once
+        return
+    except OperationalError as exc:
+        if not _is_busy(exc.orig):
+            raise
+        failure = exc
+    # Then straight on sqlite3 (a failed try costs microseconds, not SQLAlchemy's error handling).
+    raw = _sqlite3(connection)
     deadline = time.monotonic() + timeout
     pause = FIRST_RETRY_SECONDS
-    raw.execute("PRAGMA busy_timeout = 0")
-    try:
+    while time.monotonic() < deadline:
+        time.sleep(pause * (0.5 + random.random()))
+        pause = min(pause * 2, LONGEST_RETRY_SECONDS)
         try:
-            connection.exec_driver_sql("BEGIN IMMEDIATE")  # the usual case: the lock is free at once
+            raw.execute("BEGIN IMMEDIATE")
             return
-        except OperationalError as exc:
-            if not _is_busy(exc.orig):
-                raise
-            failure: BaseException = exc
-        # Then straight on sqlite3 (a failed try costs microseconds, not SQLAlchemy's error handling).
-        while time.monotonic() < deadline:
-            time.sleep(pause * (0.5 + random.random()))
-            pause = min(pause * 2, LONGEST_RETRY_SECONDS)
-            try:
-                raw.execute("BEGIN IMMEDIATE")
-                return
-            except sqlite3.OperationalError as exc:
-                if not _is_busy(exc):
-                    raise OperationalError("BEGIN IMMEDIATE", None, exc) from exc  # as SQLAlchemy would say it
-        raise failure
-    finally:
-        raw.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc):
+                raise OperationalError("BEGIN IMMEDIATE", None, exc) from exc  # as SQLAlchemy would say it
+    raise failure
+
+
+_BUSY_WAIT = "keyhall_busy_timeout"  # in the pooled connection's info: the busy wait it has now
+
+
+def _set_busy_wait(connection: Connection, seconds: float) -> None:
+    """SQLite's busy wait of this connection, changed only when it differs (a stream of writes, or of
+    reads, on one pooled connection costs no statement); the PRAGMA goes to sqlite3 itself, as it is
+    not the work's statement."""
+    info = connection.connection.info
+    millis = int(seconds * 1000)
+    if info.get(_BUSY_WAIT) != millis:
+        _sqlite3(connection).execute(f"PRAGMA busy_timeout = {millis}")
+        info[_BUSY_WAIT] = millis
+
+
+def _sqlite3(connection: Connection) -> sqlite3.Connection:
+    raw = connection.connection.driver_connection
+    assert isinstance(raw, sqlite3.Connection)
+    return raw
 
 
 def _is_busy(error: BaseException | None) -> bool:
-    """SQLITE_BUSY ("database is locked"), as opposed to any other failure of the statement."""
-    code = getattr(error, "sqlite_errorcode", None)
-    return code == sqlite3.SQLITE_BUSY if code is not None else "locked" in str(error)
+    """SQLITE_BUSY ("database is locked", or one of its extended codes such as SQLITE_BUSY_RECOVERY),
+    as opposed to any other failure of the statement."""
+    code = getattr(error, "sqlite_errorcode", None)  # the extended result code (Python 3.11+)
+    return code is not None and code & 0xFF == sqlite3.SQLITE_BUSY
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
