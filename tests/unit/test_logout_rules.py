@@ -10,7 +10,7 @@ import pytest
 
 from keyhall.core.applications import Application, check_backchannel_logout_uri, check_post_logout_redirect_uris
 from keyhall.core.sessions import LogoutNotice
-from keyhall.core.tokens import SigningKey
+from keyhall.core.tokens import PublishedKey, SigningKey
 from keyhall.errors import InvalidInput
 from keyhall.provider import backchannel
 from keyhall.provider.claims import subject_for
@@ -117,8 +117,8 @@ class OneKey:
     def __init__(self, key: SigningKey):
         self.key = key
 
-    def published(self, now: datetime) -> list[SigningKey]:
-        return [self.key]
+    def published(self, now: datetime) -> list[PublishedKey]:
+        return [PublishedKey(kid=self.key.kid, alg=self.key.alg, public_jwk=self.key.public_jwk, active=True)]
 
 
 class HintUow:

@@ -19,6 +19,16 @@ class SigningKey:
     published_until: datetime | None = None  # stays in the JWKS until tokens it signed expire
 
 
+@dataclass(frozen=True)
+class PublishedKey:
+    """A key of the JWKS, its public half only: what publishing and verifying need."""
+
+    kid: str
+    alg: str
+    public_jwk: dict[str, Any]
+    active: bool  # signs new tokens (the others are retired, published until their tokens expire)
+
+
 @dataclass
 class AuthorizationCode:
     code_hash: str

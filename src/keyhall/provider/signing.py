@@ -65,8 +65,21 @@ def rotate(keys: SigningKeyRepository, alg: str, now: datetime) -> SigningKey:
     return new
 
 
+def published_jwks(keys: SigningKeyRepository, now: datetime) -> dict[str, Any] | None:
+    """The JWKS document (one read, public halves only), or None while an algorithm has no active key
+    yet (a new database): :func:`jwks` then makes them."""
+    published = keys.published(now)
+    if not set(SUPPORTED_ALGS) <= {key.alg for key in published if key.active}:
+        return None
+    return {"keys": [key.public_jwk for key in published]}
+
+
 def jwks(keys: SigningKeyRepository, now: datetime) -> dict[str, Any]:
-    return {"keys": [k.public_jwk for k in keys.published(now)]}
+    """The JWKS document, with an active key of every supported algorithm (generated on first use):
+    a write, for when :func:`published_jwks` found one missing."""
+    for alg in SUPPORTED_ALGS:
+        active_key(keys, alg, now)
+    return {"keys": [key.public_jwk for key in keys.published(now)]}
 
 
 def _private(key: SigningKey) -> RSAKey | ECKey:

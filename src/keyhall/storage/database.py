@@ -72,11 +72,17 @@ class Database:
         session.info[_READ_ONLY] = True
         return SqlUnitOfWork(session, self.box, self.caches)
 
+    @property
+    def reads_never_wait(self) -> bool:
+        """Whether a read-only unit of work here runs (begins, reads and ends) without waiting: on
+        SQLite, a deferred read under WAL takes no lock and waits for none, and the file is local.
+        Running such reads on the event loop costs less than a hand-off to a thread and back."""
+        return self.backend == "sqlite"
+
     def never_waits(self, uow: object) -> bool:
-        """Whether every statement of ``uow`` runs without waiting: a read-only unit of work on SQLite
-        (a deferred read under WAL takes no lock and waits for none; the file is local). Running such
-        reads on the event loop costs less than a hand-off to a thread and back."""
-        return (isinstance(uow, SqlUnitOfWork) and self.backend == "sqlite"
+        """Whether every statement of ``uow`` runs without waiting: a read-only one where
+        :attr:`reads_never_wait`."""
+        return (isinstance(uow, SqlUnitOfWork) and self.reads_never_wait
                 and bool(uow.session.info.get(_READ_ONLY)))
 
     def ends_at_once(self, uow: SqlUnitOfWork) -> bool:

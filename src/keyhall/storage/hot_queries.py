@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Executable, Select, Table, bindparam, insert, select, update
+from sqlalchemy import CursorResult, Executable, Select, Table, bindparam, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -99,6 +99,14 @@ _SIGNING_KEYS = cast(Table, SigningKeyRow.__table__)
 ACTIVE_SIGNING_KEY = (select(_SIGNING_KEYS)
                       .where(_SIGNING_KEYS.c.alg == bindparam("alg"), _SIGNING_KEYS.c.retired_at.is_(None))
                       .order_by(_SIGNING_KEYS.c.created_at.desc()).limit(1))
+#: The JWKS: public halves only (no sealed private key read, none opened). Not in HOT_QUERIES: the
+#: table holds a few rows by design (one active key per algorithm, retired ones until their tokens
+#: expire), which SQLite reads whole whatever the index.
+PUBLISHED_SIGNING_KEYS = (select(_SIGNING_KEYS.c.kid, _SIGNING_KEYS.c.alg, _SIGNING_KEYS.c.public_jwk,
+                                 _SIGNING_KEYS.c.retired_at)
+                          .where(or_(_SIGNING_KEYS.c.retired_at.is_(None),
+                                     _SIGNING_KEYS.c.published_until > bindparam("now")))
+                          .order_by(_SIGNING_KEYS.c.created_at))
 APPLICATION_VERSION = select(ApplicationRow.version).where(ApplicationRow.id == bindparam("id"))
 _CODES = cast(Table, AuthorizationCodeRow.__table__)
 #: Marks a code used and returns it, in one statement; no row when it was used before (or is unknown).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -55,8 +56,14 @@ def register_error_styles() -> None:
 
 
 @router.get("/.well-known/openid-configuration")
-def discovery(runtime: RuntimeDep) -> dict[str, Any]:
-    issuer = runtime.settings.public_url
+async def discovery(runtime: RuntimeDep) -> dict[str, Any]:
+    """The provider's metadata: the same document for as long as the public URL is the same (built
+    once, here on the event loop: no I/O, no hand-off to a thread)."""
+    return _discovery_document(runtime.settings.public_url)
+
+
+@functools.lru_cache(maxsize=4)
+def _discovery_document(issuer: str) -> dict[str, Any]:
     return {
         "issuer": issuer,
         "authorization_endpoint": f"{issuer}/oauth2/authorize",
@@ -86,12 +93,29 @@ def discovery(runtime: RuntimeDep) -> dict[str, Any]:
 
 
 @router.get("/oauth2/jwks")
-def jwks(uow: UowDep, runtime: RuntimeDep) -> JSONResponse:
-    now = runtime.clock()
-    for alg in signing.SUPPORTED_ALGS:
-        signing.active_key(uow.signing_keys, alg, now)
-    uow.commit()
-    return JSONResponse(signing.jwks(uow.signing_keys, now), headers={"Cache-Control": "max-age=300"})
+async def jwks(runtime: RuntimeDep) -> JSONResponse:
+    """Every product fetches this, unauthenticated: one read in a read-only transaction (no write
+    lock taken or waited for, no private key opened; on SQLite on the event loop). Only the first
+    call on a new database makes the signing keys, in a write."""
+    if runtime.database.reads_never_wait:
+        document = _published_jwks(runtime)
+    else:
+        document = await run_in_threadpool(_published_jwks, runtime)
+    if document is None:
+        document = await run_in_threadpool(_jwks_making_keys, runtime)
+    return JSONResponse(document, headers={"Cache-Control": "max-age=300"})
+
+
+def _published_jwks(runtime: Any) -> dict[str, Any] | None:
+    with runtime.database.unit_of_work(read_only=True) as uow:
+        return signing.published_jwks(uow.signing_keys, runtime.clock())
+
+
+def _jwks_making_keys(runtime: Any) -> dict[str, Any]:
+    with runtime.database.unit_of_work() as uow:
+        document = signing.jwks(uow.signing_keys, runtime.clock())
+        uow.commit()
+    return document
 
 
 @router.get("/oauth2/authorize", openapi_extra=oauth_docs.AUTHORIZE)

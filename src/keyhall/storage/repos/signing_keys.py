@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, or_, select, update
+from sqlalchemy import Row, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from keyhall.core.tokens import SigningKey
+from keyhall.core.tokens import PublishedKey, SigningKey
 from keyhall.security.secrets import SecretBox
 from keyhall.storage import hot_queries
 from keyhall.storage.cache import VersionedCache
@@ -51,11 +51,9 @@ class SqlSigningKeys:
                 found[row.alg] = self._entity(row)
         return found
 
-    def published(self, now: datetime) -> list[SigningKey]:
-        rows = self.session.scalars(select(SigningKeyRow).where(
-            or_(SigningKeyRow.retired_at.is_(None), SigningKeyRow.published_until > now)
-        ).order_by(SigningKeyRow.created_at))
-        return [self._entity(r) for r in rows]
+    def published(self, now: datetime) -> list[PublishedKey]:
+        return [PublishedKey(kid=row.kid, alg=row.alg, public_jwk=dict(row.public_jwk), active=row.retired_at is None)
+                for row in hot_queries.run(self.session, hot_queries.PUBLISHED_SIGNING_KEYS, now=now)]
 
     def get(self, kid: str) -> SigningKey | None:
         row = self.session.get(SigningKeyRow, kid)
