@@ -20,6 +20,7 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
+from tests.integration.test_hot_path_statements import _counts, _work, statements
 from tests.integration.test_oidc_signin_e2e import product_client, sign_in, verify_id_token
 from tests.support.api import auth
 from tests.support.live import LiveKeyhall, SignInSetup, make_signin_setup
@@ -442,3 +443,23 @@ def test_rotation_does_not_extend_a_sign_in_past_its_absolute_lifetime(setup: Si
         assert late.status_code == 400, late.text
         assert late.json()["error"] == "invalid_grant"
         assert "maximum lifetime" in late.json()["error_description"]
+
+
+#: Userinfo's reads: the published keys, the access token's revocation, its family, the user with
+#: their organization, and the connection's version probe (the connection itself from the cache).
+USERINFO_MAX = 5
+
+
+def test_userinfo_only_reads_in_one_read_only_transaction(setup: SignInSetup) -> None:
+    s = setup
+    token = tokens_for(s)
+    assert userinfo(s, token["access_token"]).status_code == 200  # warm: the connection enters the cache
+    with statements(s.live.runtime) as seen:
+        info = userinfo(s, token["access_token"])
+    assert info.status_code == 200, info.text
+    work = _work(seen)
+    assert all(statement.upper().startswith("SELECT") for statement in work), work
+    assert len(work) <= USERINFO_MAX, work
+    if s.live.runtime.database.backend == "sqlite":  # a deferred transaction: no write lock taken or waited for
+        begins = sorted(statement for statement in seen if statement.upper().startswith("BEGIN"))
+        assert begins == ["BEGIN"] + ["BEGIN IMMEDIATE"] * _counts(seen), seen

@@ -189,6 +189,18 @@ async def run_reads(runtime: Runtime, uow: UnitOfWork, call: Callable[[], T]) ->
     return await run_in_threadpool(call)
 
 
+async def in_read_only_unit(runtime: Runtime, work: Callable[[UnitOfWork], T]) -> T:
+    """``work`` in a read-only unit of work of its own (no write lock taken or waited for): on the
+    event loop where such reads never wait (SQLite), else in the thread pool (one hand-off)."""
+    def run() -> T:
+        with runtime.database.unit_of_work(read_only=True) as uow:
+            return work(uow)
+
+    if runtime.database.reads_never_wait:
+        return run()
+    return await run_in_threadpool(run)
+
+
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from keyhall.api.deps import RuntimeDep, UowDep
+from keyhall.api.deps import RuntimeDep, UowDep, in_read_only_unit
 from keyhall.api.http import ErrorStyle, register_error_style
 from keyhall.core.applications import Application
 from keyhall.core.ports import UnitOfWork
@@ -97,18 +97,11 @@ async def jwks(runtime: RuntimeDep) -> JSONResponse:
     """Every product fetches this, unauthenticated: one read in a read-only transaction (no write
     lock taken or waited for, no private key opened; on SQLite on the event loop). Only the first
     call on a new database makes the signing keys, in a write."""
-    if runtime.database.reads_never_wait:
-        document = _published_jwks(runtime)
-    else:
-        document = await run_in_threadpool(_published_jwks, runtime)
+    now = runtime.clock()
+    document = await in_read_only_unit(runtime, lambda uow: signing.published_jwks(uow.signing_keys, now))
     if document is None:
         document = await run_in_threadpool(_jwks_making_keys, runtime)
     return JSONResponse(document, headers={"Cache-Control": "max-age=300"})
-
-
-def _published_jwks(runtime: Any) -> dict[str, Any] | None:
-    with runtime.database.unit_of_work(read_only=True) as uow:
-        return signing.published_jwks(uow.signing_keys, runtime.clock())
 
 
 def _jwks_making_keys(runtime: Any) -> dict[str, Any]:
@@ -240,21 +233,23 @@ def _token_sync(request: Request, runtime: Any, form: dict[str, str]) -> JSONRes
 
 
 @router.get("/oauth2/userinfo", openapi_extra=oauth_docs.USERINFO)
-def userinfo(request: Request, uow: UowDep, runtime: RuntimeDep) -> JSONResponse:
-    return _userinfo(request, uow, runtime)
+async def userinfo(request: Request, runtime: RuntimeDep) -> JSONResponse:
+    return await _userinfo(request, runtime)
 
 
 @router.post("/oauth2/userinfo", openapi_extra=oauth_docs.USERINFO)
-def userinfo_post(request: Request, uow: UowDep, runtime: RuntimeDep) -> JSONResponse:
-    return _userinfo(request, uow, runtime)
+async def userinfo_post(request: Request, runtime: RuntimeDep) -> JSONResponse:
+    return await _userinfo(request, runtime)
 
 
-def _userinfo(request: Request, uow: UnitOfWork, runtime: Any) -> JSONResponse:
+async def _userinfo(request: Request, runtime: Any) -> JSONResponse:
+    """Reads only (the token's keys, its revocation, its sign-in's standing): a read-only unit of work."""
     header = request.headers.get("authorization", "")
     token_value = header[7:].strip() if header.lower().startswith("bearer ") else ""
+    issuer, now, max_lifetime = runtime.settings.public_url, runtime.clock(), _max_lifetime(runtime)
     try:
-        body = userinfo_claims(uow, token_value, issuer=runtime.settings.public_url, now=runtime.clock(),
-                               max_lifetime=_max_lifetime(runtime))
+        body = await in_read_only_unit(runtime, lambda uow: userinfo_claims(
+            uow, token_value, issuer=issuer, now=now, max_lifetime=max_lifetime))
     except InvalidAccessToken:
         return JSONResponse({"error": "invalid_token"}, status_code=401,
                             headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
