@@ -31,6 +31,7 @@ from keyhall.storage.models import (
     LoginTransactionRow,
     OrganizationRow,
     RefreshTokenRow,
+    RevokedAccessTokenRow,
     SamlReplayRow,
     SamlSessionRow,
     SigningKeyRow,
@@ -116,7 +117,11 @@ INSERT_CODE = insert(_CODES)
 CODE_BY_HASH = select(_CODES).where(_CODES.c.code_hash == bindparam("b_code_hash"))
 SET_CODE_GRANT = (update(_CODES).where(_CODES.c.code_hash == bindparam("b_code_hash"))
                   .values(grant=bindparam("b_grant", type_=_CODES.c.grant.type)))
-INSERT_TOKEN_FAMILY = insert(cast(Table, TokenFamilyRow.__table__))
+_FAMILIES = cast(Table, TokenFamilyRow.__table__)
+INSERT_TOKEN_FAMILY = insert(_FAMILIES)
+TOKEN_FAMILY_BY_ID = select(_FAMILIES).where(_FAMILIES.c.id == bindparam("id"))
+_REVOKED_ACCESS_TOKENS = cast(Table, RevokedAccessTokenRow.__table__)
+ACCESS_TOKEN_REVOKED = select(_REVOKED_ACCESS_TOKENS.c.jti).where(_REVOKED_ACCESS_TOKENS.c.jti == bindparam("jti"))
 INSERT_REFRESH_TOKEN = insert(cast(Table, RefreshTokenRow.__table__))
 INSERT_SAML_SESSION = insert(cast(Table, SamlSessionRow.__table__))
 
@@ -250,6 +255,8 @@ HOT_QUERIES: dict[str, Callable[[], Select[*tuple[Any, ...]]]] = {
     "authorization code by hash": lambda: by_primary_key(AuthorizationCodeRow, "h" * 43),
     "active signing keys of algorithms": lambda: ACTIVE_SIGNING_KEYS.params(algs=["RS256", "ES256"]),
     "user with its organization": lambda: USER_WITH_ORGANIZATION.params(id=_ID),
+    "token family by id, prebuilt": lambda: TOKEN_FAMILY_BY_ID.params(id=_ID),
+    "revoked access token by jti": lambda: ACCESS_TOKEN_REVOKED.params(jti=_ID),
 }
 
 

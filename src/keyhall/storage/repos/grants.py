@@ -89,7 +89,7 @@ class SqlGrants:
             raise Conflict("the change clashes with stored data (a name or domain already in use)") from exc
 
     def family(self, family_id: str) -> TokenFamily | None:
-        row = self.session.get(TokenFamilyRow, family_id[:36])
+        row = hot_queries.run(self.session, hot_queries.TOKEN_FAMILY_BY_ID, id=family_id[:36]).first()
         if row is None:
             return None
         return TokenFamily(id=row.id, client_id=row.client_id, user_id=row.user_id, connection_id=row.connection_id,
@@ -135,5 +135,5 @@ class SqlGrants:
             pass
 
     def access_token_revoked(self, jti: str) -> bool:
-        return self.session.get(RevokedAccessTokenRow, jti[:64]) is not None
+        return hot_queries.run(self.session, hot_queries.ACCESS_TOKEN_REVOKED, jti=jti[:64]).first() is not None
 
