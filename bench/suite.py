@@ -216,6 +216,17 @@ def token_phase(servers: Servers, args: argparse.Namespace) -> Burst:
                  lambda c: c.close())
 
 
+def access_token(servers: Servers, args: argparse.Namespace) -> str:
+    """A fresh access token of the bench product, from one whole OIDC login and its code's redemption."""
+    s = servers.oidc
+    code, verifier = collect_codes(servers, argparse.Namespace(**{**vars(args), "codes": 1}))[0]
+    with httpx.Client(trust_env=False, timeout=REQUEST_TIMEOUT, auth=(s.client_id, s.client_secret)) as client:
+        response = client.post(f"{s.keyhall_url}/oauth2/token", data={
+            "grant_type": "authorization_code", "code": code, "redirect_uri": s.redirect_uri,
+            "code_verifier": verifier})
+    return str(expect_status(response, 200, "token request")["access_token"])
+
+
 def acs_phase(servers: Servers, args: argparse.Namespace) -> Burst:
     """SAML Responses from the IdP (authorize + IdP pages, not measured), then their ACS posts alone."""
     s = servers.saml
@@ -489,6 +500,18 @@ def run(args: argparse.Namespace, out: Callable[[str], None]) -> tuple[list[Row]
                                 "< 20 ms", _below(p99, 20.0),
                                 f"p50 {_ms(_p(b.latencies, 50))} ms; bare route p99 {_ms(_p(floor.latencies, 99))} ms",
                                 {"bare_p99_ms": _p(floor.latencies, 99)}))
+            if "provider" in args.rows:  # what products call besides the token endpoint (informational)
+                headers = {"Authorization": f"Bearer {access_token(servers, args)}"}
+                b = note("userinfo", get_phase(pid, f"{servers.keyhall_url}/oauth2/userinfo", headers, args.gets,
+                                               args.get_concurrency))
+                rows.append(Row("userinfo_cpu", "userinfo with an access token, CPU per request", b.cpu_ms_per_op(),
+                                "ms", "(none)", None, f"{b.done} requests from {args.get_concurrency} clients, "
+                                f"p99 {_ms(_p(b.latencies, 99))} ms"))
+                b = note("JWKS", get_phase(pid, f"{servers.keyhall_url}/oauth2/jwks", {}, args.gets,
+                                           args.get_concurrency))
+                rows.append(Row("jwks_cpu", "JWKS, CPU per request", b.cpu_ms_per_op(), "ms", "(none)", None,
+                                f"{b.done} requests from {args.get_concurrency} clients, "
+                                f"p99 {_ms(_p(b.latencies, 99))} ms"))
             if "patch" in args.rows:
                 b = note("PATCH connection", patch_phase(servers, args))
                 rows.append(Row("patch_cpu", "PATCH a connection, CPU per request", b.cpu_ms_per_op(), "ms",
@@ -537,7 +560,7 @@ def print_table(rows: list[Row], args: argparse.Namespace, facts: dict[str, Any]
         out(f"{row.what:<64} {value:>10} {row.unit:<4} {row.target:<13} {verdict:<4}  {row.detail}")
 
 
-ROWS = ("oidc", "saml", "token", "get", "patch", "hrd")
+ROWS = ("oidc", "saml", "token", "get", "provider", "patch", "hrd")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
