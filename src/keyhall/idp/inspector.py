@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from keyhall.idp.ldap_client import check_service_account
 from keyhall.idp.oidc import inspect_oidc_provider
 from keyhall.idp.saml import inspect_saml_idp
 from keyhall.security.outbound import OutboundPolicy
@@ -33,4 +32,7 @@ class NetworkInspector:
         return found.as_discovered(now)
 
     def inspect_ldap(self, settings: dict[str, Any], secrets: dict[str, str]) -> dict[str, Any]:
+        # Imported here: ldap3 and pyasn1 (some 6 MB per worker) load with the first LDAP connection check.
+        from keyhall.idp.ldap_client import check_service_account
+
         return check_service_account(settings, secrets, policy=self.policy)

@@ -37,7 +37,8 @@ from urllib.parse import urlsplit
 from keyhall.core.connection_settings import LdapSettings
 from keyhall.core.validation import validate_model
 from keyhall.core.vocabulary import LdapSecurity
-from keyhall.errors import InvalidInput, KeyhallError, LdapError
+from keyhall.errors import InvalidInput, LdapError
+from keyhall.idp.ldap_outcomes import LdapIdentity, LdapLoginError, LdapLoginReason
 from keyhall.metrics import idp_call
 from keyhall.protocols.ldap.filters import group_filter, user_filter
 from keyhall.security.addresses import non_public_reason
@@ -48,8 +49,8 @@ from keyhall.security.outbound import OutboundPolicy
 import ldap3
 from ldap3.core.exceptions import LDAPException, LDAPInvalidFilterError
 
-LdapLoginReason = Literal["empty_password", "user_not_found", "ambiguous_user", "invalid_credentials",
-                          "directory_unavailable", "account_locked"]
+__all__ = ["LdapIdentity", "LdapLoginError", "LdapLoginReason", "authenticate", "check_service_account"]
+
 
 DEFAULT_USER_ATTRIBUTES = ("uid", "mail", "cn", "givenName", "sn", "displayName")
 MAX_PASSWORD_LENGTH = 1024
@@ -62,27 +63,6 @@ _ATTRIBUTE = re.compile(r"(?:[A-Za-z][A-Za-z0-9-]*|[0-9]+(?:\.[0-9]+)+)(?:;[A-Za
 #: Active Directory's bind diagnostics (``data 775``) for a locked, disabled or expired account.
 _AD_ACCOUNT_UNUSABLE = re.compile(r"\bdata (775|533|701)\b")
 _LOCKED_RESULTS = {19, 53}  # constraintViolation (389-ds lockout), unwillingToPerform (account inactivated)
-
-
-class LdapLoginError(KeyhallError):
-    """A sign-in through an LDAP directory failed; ``reason`` (also ``details["reason"]``) says
-    why, for the audit. The person is told less: an unknown user and a wrong password read alike."""
-
-    code = "ldap_login_failed"
-    reason: LdapLoginReason
-
-    def __init__(self, message: str, *, reason: LdapLoginReason, details: dict[str, Any] | None = None) -> None:
-        super().__init__(message, details={**(details or {}), "reason": reason})
-        self.reason = reason
-
-
-@dataclass(frozen=True)
-class LdapIdentity:
-    """The person the directory vouched for: their entry's DN, its attributes, their groups (DNs)."""
-
-    dn: str
-    attributes: dict[str, list[str]]
-    groups: list[str]
 
 
 class _Failure(Exception):

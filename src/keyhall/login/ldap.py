@@ -26,7 +26,7 @@ from keyhall.core.transactions import LoginTransaction
 from keyhall.core.users import User
 from keyhall.core.vocabulary import ConnectionStatus, Protocol
 from keyhall.errors import InvalidInput, RateLimited
-from keyhall.idp.ldap_client import LdapLoginError, LdapLoginReason, authenticate
+from keyhall.idp.ldap_outcomes import LdapLoginError, LdapLoginReason
 from keyhall.login import flow, traces
 from keyhall.login import sign_in_test_outcome as outcome
 from keyhall.login.flow import LoginFailed
@@ -77,6 +77,9 @@ def sign_in(uow: UnitOfWork, conn: Connection, username: str, password: str, *, 
     mapping = conn.attribute_mappings
     if notes is not None:
         notes.passed("request_sent", f"search and bind at {conn.settings.get('server')}")
+    # Imported here: ldap3 and pyasn1 (some 6 MB per worker) load with the first LDAP sign-in.
+    from keyhall.idp.ldap_client import authenticate
+
     started = time.perf_counter()
     try:
         identity = authenticate(conn.settings, conn.secrets, username.strip(), password,
