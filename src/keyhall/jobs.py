@@ -50,7 +50,6 @@ from keyhall.core.ports import TxtLookup
 from keyhall.core.vocabulary import DomainStatus
 from keyhall.core.webhooks import AttemptResult
 from keyhall.errors import KeyhallError
-from keyhall.idp.dns import TxtResolver
 from keyhall.idp.saml import refetch_metadata
 from keyhall.metrics import observe_certificate_expiry
 from keyhall.provider import backchannel
@@ -71,12 +70,14 @@ def check_domains(
     (proven, but verified by another organization), ``errors`` (a check that could not be
     recorded). ``stop`` ends the pass between domains.
     """
-    resolver = lookup or TxtResolver(runtime.settings.dns_resolver, timeout=runtime.settings.idp_timeout_seconds)
     now = runtime.clock()
     with runtime.database.unit_of_work() as uow:
         due = domain_service.due_domains(uow, now, limit=limit)
     counts: Counter[str] = Counter({"checked": 0, "changed": 0, "dns_errors": 0, "conflicts": 0, "errors": 0,
                                     **{str(s): 0 for s in DomainStatus}})
+    if not due:  # no DNS client made for nothing to check
+        return dict(counts)
+    resolver = lookup or runtime.txt_lookup()
     for domain in due:
         if stop is not None and stop.is_set():
             break

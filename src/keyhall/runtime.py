@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from keyhall.core.ports import TxtLookup
 from keyhall.idp.inspector import NetworkInspector
 from keyhall.idp.oidc_rp import JwksCache
 from keyhall.login.oidc import RelyingParty
@@ -39,6 +40,14 @@ class Runtime:
     clock: Callable[[], datetime] = field(default=utcnow)
     # Webhook URLs: the same SSRF guard as IdP URLs (KEYHALL_ALLOW_INSECURE_IDP_URLS), their own timeout.
     webhook_policy: OutboundPolicy = field(default_factory=OutboundPolicy)
+
+    def txt_lookup(self) -> TxtLookup:
+        """The TXT look-up domain checks use: ``KEYHALL_DNS_RESOLVER`` (or the system's), bounded by
+        the IdP timeout; nothing cached, so a record published a moment ago is seen."""
+        # Imported here: dnspython (some 3 MB per worker) loads with the first domain check.
+        from keyhall.idp.dns import TxtResolver
+
+        return TxtResolver(self.settings.dns_resolver, timeout=self.settings.idp_timeout_seconds)
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:

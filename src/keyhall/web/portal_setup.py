@@ -18,7 +18,6 @@ from keyhall.core.connections import sp_entity_id
 from keyhall.core.directories import Directory, DirectoryProvider
 from keyhall.core.portal import AREAS, Area, PortalSession
 from keyhall.errors import KeyhallError
-from keyhall.idp.dns import TxtResolver
 from keyhall.protocols.saml.certificates import parse_certificate
 from keyhall.runtime import Runtime
 from keyhall.web.portal import FormDep, context_of, guarded, render
@@ -63,7 +62,7 @@ def claim_domain(request: Request, uow: UowDep, runtime: RuntimeDep, fields: For
 @router.post("/domains/{domain_id}/verify")
 def verify_domain(domain_id: str, request: Request, uow: UowDep, runtime: RuntimeDep, fields: FormDep) -> Response:
     def build(session: PortalSession) -> Response:
-        resolver = TxtResolver(runtime.settings.dns_resolver, timeout=runtime.settings.idp_timeout_seconds)
+        resolver = runtime.txt_lookup()
         try:
             domain_service.verify_domain(uow, context_of(request, runtime, session), session.organization_id,
                                          domain_id, resolver)

@@ -9,7 +9,6 @@ from fastapi import APIRouter, Query, Response
 from keyhall.api.deps import ContextDep, RuntimeDep, UowDep
 from keyhall.api.native.schemas import DomainCreate, DomainOut, ListOut, domain_out
 from keyhall.core import domain_service
-from keyhall.idp.dns import TxtResolver
 
 router = APIRouter(prefix="/v1/organizations/{org}/domains", tags=["domains"])
 
@@ -51,5 +50,4 @@ def verify_domain(org: str, domain_id: str, uow: UowDep, ctx: ContextDep, runtim
     ``verified_at`` (when the proof was last seen). A domain verified by another organization is
     409. Keyhall also re-checks domains in the background; keep the record published: a verified
     domain whose record stays missing for 7 days is un-verified."""
-    resolver = TxtResolver(runtime.settings.dns_resolver, timeout=runtime.settings.idp_timeout_seconds)
-    return domain_out(domain_service.verify_domain(uow, ctx, org, domain_id, resolver))
+    return domain_out(domain_service.verify_domain(uow, ctx, org, domain_id, runtime.txt_lookup()))
