@@ -162,8 +162,12 @@ def start_idp(workdir: Path, accounts: list[dict[str, Any]]) -> tuple[Child, str
     return child, issuer
 
 
-def keyhall_env(workdir: Path, database_url: str, public_url: str, log_level: str) -> dict[str, str]:
+def keyhall_env(workdir: Path, database_url: str, public_url: str, log_level: str, *,
+                count_requests: bool = False) -> dict[str, str]:
+    """The server's environment. Rate limits are off, unless ``count_requests``: then every request is
+    counted as with the default limits (a counter write per request), under limits no run reaches."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("KEYHALL_")}
+    limit = str(10**9) if count_requests else "0"
     env.update({
         "KEYHALL_DATA_DIR": str(workdir / "data"),
         "KEYHALL_DATABASE_URL": database_url,
@@ -171,8 +175,8 @@ def keyhall_env(workdir: Path, database_url: str, public_url: str, log_level: st
         "KEYHALL_SECRET_KEYS": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),  # a Fernet key
         "KEYHALL_ALLOW_INSECURE_IDP_URLS": "true",  # the IdP is http on loopback
         "KEYHALL_ALLOW_UNVERIFIED_DOMAINS": "true",  # route the bench's email domain without DNS proof
-        "KEYHALL_API_RATE_LIMIT_PER_MINUTE": "0",  # no rate limit distorts the run
-        "KEYHALL_LOGIN_RATE_LIMIT_PER_MINUTE": "0",
+        "KEYHALL_API_RATE_LIMIT_PER_MINUTE": limit,  # no rate limit refuses a request of the run
+        "KEYHALL_LOGIN_RATE_LIMIT_PER_MINUTE": limit,
         "KEYHALL_LOG_LEVEL": log_level,
     })
     return env
@@ -216,10 +220,11 @@ class Instance:
     env: dict[str, str]
 
 
-def start_instance(workdir: Path, database_url: str, log_level: str, extra: Sequence[str] = ()) -> Instance:
+def start_instance(workdir: Path, database_url: str, log_level: str, extra: Sequence[str] = (), *,
+                   count_requests: bool = False) -> Instance:
     """Migrate (``key create --instance``), then serve: what every benchmark of one instance starts with."""
     port = free_port()
-    env = keyhall_env(workdir, database_url, f"http://127.0.0.1:{port}", log_level)
+    env = keyhall_env(workdir, database_url, f"http://127.0.0.1:{port}", log_level, count_requests=count_requests)
     token = str(keyhall_cli(env, workdir, "key", "create", "--instance")["token"])  # migrates too
     return Instance(start_keyhall(workdir, env, port, extra), f"http://127.0.0.1:{port}", token, env)
 
