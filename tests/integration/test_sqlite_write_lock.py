@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import Engine, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import Engine, event, text
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import sessionmaker
 
 from keyhall.storage.engine import _is_busy, build_engine, reading_engine
 
@@ -90,3 +93,116 @@ def test_only_a_busy_database_is_waited_for(tmp_path: Path) -> None:
     other.close()
     assert _is_busy(busy.value)
     assert not _is_busy(nested.value)
+
+
+# --- the write gate: this process's writers take turns before SQLite's lock -----------------------
+
+
+def _busy_failures(engine: Engine) -> list[str]:
+    """Every ``BEGIN IMMEDIATE`` that found SQLite's lock taken (its first try goes through
+    SQLAlchemy, whose error hook sees it; only a failed first try leads to polling)."""
+    seen: list[str] = []
+
+    def record(context: Any) -> None:
+        if _is_busy(getattr(context.original_exception, "__cause__", None) or context.original_exception):
+            seen.append(str(context.original_exception))
+
+    event.listen(engine, "handle_error", record)
+    return seen
+
+
+def _write(engine: Engine, who: str, hold: float = 0.0) -> None:
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO writes (who) VALUES (:who)"), {"who": who})
+        time.sleep(hold)  # keeps the transaction open, so that the writers overlap
+
+
+def test_writers_of_one_process_take_turns_without_meeting_at_sqlites_lock(database: tuple[Path, Engine]) -> None:
+    _path, engine = database
+    busy = _busy_failures(engine)
+    errors: list[BaseException] = []
+
+    def writer(number: int) -> None:
+        try:
+            for i in range(25):
+                _write(engine, f"{number}-{i}", hold=0.001)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors, errors
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM writes").scalar() == 200
+    assert busy == []  # every writer waited at the gate, none polled SQLite's lock
+
+
+def test_the_gate_opens_however_a_write_transaction_ends(tmp_path: Path) -> None:
+    engine = build_engine(f"sqlite:///{tmp_path / 'ends.db'}", timeout=0.5)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE writes (who TEXT NOT NULL UNIQUE)")
+    sessions = sessionmaker(bind=engine)
+
+    def another_thread_writes(who: str) -> None:
+        """Fails (after the 0.5 s timeout) if the gate was left shut."""
+        outcome: list[BaseException | None] = []
+
+        def run() -> None:
+            try:
+                _write(engine, who)
+                outcome.append(None)
+            except BaseException as exc:
+                outcome.append(exc)
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        thread.join(timeout=10)
+        assert outcome == [None], outcome
+
+    _write(engine, "committed")
+    another_thread_writes("after a commit")
+    def failing_work() -> None:
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO writes (who) VALUES ('rolled back')"))
+            raise RuntimeError("the work failed")
+
+    with pytest.raises(RuntimeError):
+        failing_work()
+    another_thread_writes("after a rollback")
+    with pytest.raises(IntegrityError), engine.begin() as conn:
+        conn.execute(text("INSERT INTO writes (who) VALUES ('committed')"))  # a clash: the statement fails
+    another_thread_writes("after a failed statement")
+    session = sessions()
+    session.execute(text("INSERT INTO writes (who) VALUES ('never committed')"))
+    session.close()  # no commit, no rollback: the pool's reset ends the transaction
+    another_thread_writes("after a session closed mid-transaction")
+    conn = engine.connect()
+    conn.begin()
+    conn.execute(text("INSERT INTO writes (who) VALUES ('invalidated')"))
+    conn.invalidate()  # the connection is thrown away with its transaction
+    conn.close()
+    another_thread_writes("after an invalidated connection")
+    with engine.connect() as read:
+        names = {row[0] for row in read.exec_driver_sql("SELECT who FROM writes")}
+    assert names == {"committed", "after a commit", "after a rollback", "after a failed statement",
+                     "after a session closed mid-transaction", "after an invalidated connection"}
+    engine.dispose()
+
+
+def test_a_second_write_opened_by_the_same_thread_fails_after_the_timeout(tmp_path: Path) -> None:
+    engine = build_engine(f"sqlite:///{tmp_path / 'nested.db'}", timeout=0.3)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE writes (who TEXT NOT NULL)")
+    started = time.monotonic()
+    with engine.begin() as outer:
+        outer.execute(text("INSERT INTO writes (who) VALUES ('outer')"))
+        with pytest.raises(OperationalError, match="locked"), engine.begin() as inner:
+            inner.execute(text("INSERT INTO writes (who) VALUES ('inner')"))
+    assert time.monotonic() - started < 5  # bounded by the database timeout, not a hang
+    _write(engine, "later")  # and the gate works afterwards
+    with engine.connect() as conn:
+        assert [r[0] for r in conn.exec_driver_sql("SELECT who FROM writes ORDER BY rowid")] == ["outer", "later"]
+    engine.dispose()

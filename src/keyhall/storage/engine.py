@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import sqlite3
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,9 @@ def build_engine(url: str, *, timeout: float = DEFAULT_TIMEOUT_SECONDS) -> Engin
         engine = create_engine(url, future=True,
                                connect_args={"check_same_thread": False, "timeout": timeout})  # the busy wait
         event.listen(engine, "connect", _sqlite_pragmas)
-        event.listen(engine, "begin", lambda connection: _sqlite_begin(connection, timeout))
+        gate = WriteGate()
+        event.listen(engine, "begin", lambda connection: _sqlite_begin(connection, timeout, gate))
+        gate.install(engine)
         return engine
     # Imported here: psycopg (some 9 MB in every worker) is loaded only for PostgreSQL.
     from keyhall.storage import postgres
@@ -72,7 +75,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def _sqlite_begin(connection: Connection, timeout: float) -> None:
+def _sqlite_begin(connection: Connection, timeout: float, gate: WriteGate | None = None) -> None:
     # A read-only transaction (which :mod:`keyhall.storage.database` guards against writes) starts
     # deferred: it reads a snapshot under WAL and never waits for, nor blocks, a writer. Every
     # other one takes the write lock up front, since a deferred transaction that reads and then
@@ -81,7 +84,7 @@ def _sqlite_begin(connection: Connection, timeout: float) -> None:
         _set_busy_wait(connection, timeout)
         connection.exec_driver_sql("BEGIN")
     else:
-        begin_immediate(connection, timeout)
+        begin_immediate(connection, timeout, gate)
 
 
 #: How long a writer waiting for SQLite's write lock sleeps between tries: from the first to the
@@ -90,7 +93,63 @@ FIRST_RETRY_SECONDS = 0.0001
 LONGEST_RETRY_SECONDS = 0.002
 
 
-def begin_immediate(connection: Connection, timeout: float) -> None:
+class WriteGate:
+    """One write transaction at a time among the threads of this process, in front of SQLite's own
+    write lock (which serializes them anyway): a writer that finds the gate taken sleeps on it and
+    wakes as soon as the holder commits or rolls back, where it would otherwise poll SQLite (an
+    error raised and handled per failed try) while the lock sits with a neighbouring thread. Under
+    many small concurrent writes (rate-limit counters beside API reads, a directory's initial sync)
+    that polling was most of the cost of waiting. Writers of other processes (``--workers``,
+    another instance) still meet at SQLite's lock, polled as before.
+
+    The gate is held from ``BEGIN IMMEDIATE`` until that connection's transaction ends: its COMMIT
+    or ROLLBACK (the dialect's ``do_commit``/``do_rollback``, whether SQLAlchemy or the pool's
+    reset-on-return calls them), and, should neither come, the connection's return to the pool, its
+    invalidation or close. Waiting for it is bounded by the database timeout, like waiting for
+    SQLite's lock: a write opened while the same thread holds another fails after it (as it did at
+    SQLite's lock) instead of hanging."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._holder: object | None = None  # the DBAPI connection whose write transaction holds the gate
+
+    def enter(self, raw: object, deadline: float) -> None:
+        if not self._lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            cause = sqlite3.OperationalError("database is locked (by another write transaction of this process)")
+            raise OperationalError("BEGIN IMMEDIATE", None, cause)
+        self._holder = raw
+
+    def leave(self, connection: object) -> None:
+        """Open the gate if ``connection`` (a DBAPI connection or the pool's proxy of one) holds it."""
+        raw = getattr(connection, "dbapi_connection", connection)
+        if raw is not None and raw is self._holder:
+            self._holder = None
+            self._lock.release()
+
+    def install(self, engine: Engine) -> None:
+        """Open the gate when a transaction of ``engine`` ends, or its connection does."""
+        dialect = engine.dialect
+        commit, rollback = dialect.do_commit, dialect.do_rollback
+
+        def do_commit(connection: Any) -> None:
+            try:
+                commit(connection)
+            finally:
+                self.leave(connection)
+
+        def do_rollback(connection: Any) -> None:
+            try:
+                rollback(connection)
+            finally:
+                self.leave(connection)
+
+        dialect.do_commit = do_commit  # type: ignore[method-assign, assignment]
+        dialect.do_rollback = do_rollback  # type: ignore[method-assign, assignment]
+        for name in ("checkin", "invalidate", "close"):
+            event.listen(engine, name, lambda dbapi_connection, *_rest: self.leave(dbapi_connection))
+
+
+def begin_immediate(connection: Connection, timeout: float, gate: WriteGate | None = None) -> None:
     """``BEGIN IMMEDIATE`` on ``connection``, waiting at most ``timeout`` seconds for the write lock.
 
     SQLite's own busy wait sleeps 1, 2, 5, 10, 15, 20, 25 ms... between tries: a writer that finds
@@ -99,8 +158,22 @@ def begin_immediate(connection: Connection, timeout: float) -> None:
     milliseconds while the lock sits free. Here the wait is polled instead, from 0.1 ms up to 2 ms
     between tries, with SQLite's busy wait off. Once the write lock is held, no statement of the
     transaction waits for another connection under WAL; a read-only transaction turns the busy wait
-    back on (``_set_busy_wait``) for the rare moments a reader must wait."""
+    back on (``_set_busy_wait``) for the rare moments a reader must wait. With a ``gate``, the
+    threads of this process take turns at it first (:class:`WriteGate`)."""
     _set_busy_wait(connection, 0.0)
+    raw = _sqlite3(connection)
+    deadline = time.monotonic() + timeout
+    if gate is not None:
+        gate.enter(raw, deadline)
+    try:
+        _take_write_lock(connection, raw, deadline)
+    except BaseException:
+        if gate is not None:
+            gate.leave(raw)
+        raise
+
+
+def _take_write_lock(connection: Connection, raw: sqlite3.Connection, deadline: float) -> None:
     try:
         connection.exec_driver_sql("BEGIN IMMEDIATE")  # the usual case: the lock is free at once
         return
@@ -109,8 +182,6 @@ def begin_immediate(connection: Connection, timeout: float) -> None:
             raise
         failure = exc
     # Then straight on sqlite3 (a failed try costs microseconds, not SQLAlchemy's error handling).
-    raw = _sqlite3(connection)
-    deadline = time.monotonic() + timeout
     pause = FIRST_RETRY_SECONDS
     while time.monotonic() < deadline:
         time.sleep(pause * (0.5 + random.random()))
