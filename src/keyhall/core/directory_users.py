@@ -19,7 +19,7 @@ from keyhall.core.directory_sync import Sync, Window, check_version
 from keyhall.core.ports import Slice
 from keyhall.errors import Conflict, NotFound
 from keyhall.protocols.scim import resources as scim
-from keyhall.protocols.scim.filters import Compare
+from keyhall.protocols.scim.predicates import Compare
 
 RESOURCE = "User"
 

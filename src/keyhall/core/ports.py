@@ -37,7 +37,7 @@ from keyhall.core.tokens import (
 from keyhall.core.transactions import LoginTransaction
 from keyhall.core.users import User
 from keyhall.core.webhooks import WebhookStore
-from keyhall.protocols.scim.filters import Predicate
+from keyhall.protocols.scim.predicates import Predicate
 
 T = TypeVar("T")
 

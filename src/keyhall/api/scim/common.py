@@ -1,5 +1,5 @@
-"""What every SCIM endpoint shares: the directory's authentication, the body, the SCIM media type
-and error schema (RFC 7644 §3.1, §3.12).
+"""What every SCIM endpoint shares: the directory's authentication, the body, and responses in the
+SCIM media type (``keyhall.api.scim.media``, with the error schema).
 
 The endpoints are plain Starlette routes (``Request`` in, ``Response`` out): a SCIM request's few
 parameters are read here by name, which costs less than resolving FastAPI's dependencies and
@@ -15,58 +15,19 @@ from typing import Any, TypeVar
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from keyhall.api.deps import bearer_token, client_address
 from keyhall.api.http import request_id
 from keyhall.api.native.directories import scim_base_url
+from keyhall.api.scim.media import LIST_URN, MEDIA_TYPE
 from keyhall.core.connection_service import parse_if_match
 from keyhall.core.directory_sync import Sync, authenticate
 from keyhall.core.ports import UnitOfWork
-from keyhall.errors import Conflict, InvalidInput, KeyhallError, Unauthenticated
+from keyhall.errors import InvalidInput, Unauthenticated
 from keyhall.runtime import Runtime
 from keyhall.security.rate_limit import Limit
 
 T = TypeVar("T")
-
-PREFIX = "/scim/v2"
-MEDIA_TYPE = "application/scim+json"
-ERROR_URN = "urn:ietf:params:scim:api:messages:2.0:Error"
-LIST_URN = "urn:ietf:params:scim:api:messages:2.0:ListResponse"
-
-
-def scim_error_body(status: int, exc: KeyhallError) -> dict[str, Any]:
-    """RFC 7644 §3.12: ``status`` as a string, ``detail``, and ``scimType`` where one applies."""
-    body: dict[str, Any] = {"schemas": [ERROR_URN], "status": str(status), "detail": exc.message}
-    scim_type = exc.details.get("scim_type")
-    if scim_type is None and isinstance(exc, Conflict) and status == 409:
-        scim_type = "uniqueness"
-    if scim_type is None and isinstance(exc, InvalidInput) and status == 400:
-        scim_type = "invalidSyntax" if exc.details.get("field") == "body" else "invalidValue"
-    if scim_type:
-        body["scimType"] = scim_type
-    return body
-
-
-class ScimMediaType:
-    """Every response under ``/scim/`` (errors from any layer included) is ``application/scim+json``."""
-
-    def __init__(self, app: ASGIApp):
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not str(scope.get("path", "")).startswith("/scim/"):
-            await self.app(scope, receive, send)
-            return
-
-        async def send_scim(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"content-type"]
-                headers.append((b"content-type", MEDIA_TYPE.encode()))
-                message = {**message, "headers": headers}
-            await send(message)
-
-        await self.app(scope, receive, send_scim)
 
 
 def respond(body: dict[str, Any], status: int = 200, *, etag: str | None = None,

@@ -1,4 +1,5 @@
-"""SCIM filters (RFC 7644 §3.4.2.2) reduced to the predicates a store can run as a query.
+"""SCIM filters (RFC 7644 §3.4.2.2) reduced to the predicates a store can run as a query
+(``keyhall.protocols.scim.predicates``).
 
 The grammar is parsed by ``scim2-models`` (``ScimFilter``, which accepts Entra ID's
 ``emails[type eq "work"].value eq "x"``); this module maps its syntax tree onto the attributes a
@@ -15,15 +16,25 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
 from typing import Any, Literal
 
 from scim2_models import SCIMException, ScimFilter
 from scim2_models.path.expressions import Comparison, FilterNode, LogicalExpr, Not, Present, ValuePath
 
 from keyhall.errors import InvalidInput
+from keyhall.protocols.scim.predicates import (
+    CASE_INSENSITIVE,
+    AllOf,
+    AnyOf,
+    Compare,
+    IsPresent,
+    Negation,
+    Op,
+    Predicate,
+)
 
-Op = Literal["eq", "ne", "co", "sw", "ew", "gt", "lt", "ge", "le"]
+__all__ = ["CASE_INSENSITIVE", "GROUP_FIELDS", "USER_FIELDS", "AllOf", "AnyOf", "Compare", "IsPresent", "Negation",
+           "Op", "Predicate", "invalid_filter", "parse_filter"]
 
 USER_URN = "urn:ietf:params:scim:schemas:core:2.0:user"
 GROUP_URN = "urn:ietf:params:scim:schemas:core:2.0:group"
@@ -34,43 +45,7 @@ USER_FIELDS = {"username": "user_name", "externalid": "external_id", "id": "id",
                "name.familyname": "family_name", "name.formatted": "name"}
 GROUP_FIELDS = {"displayname": "display_name", "externalid": "external_id", "id": "id", "members.value": "member",
                 "members": "member"}
-#: the fields compared case-insensitively
-CASE_INSENSITIVE = frozenset({"user_name", "email", "display_name", "name", "given_name", "family_name"})
 MAX_FILTER_LENGTH = 2048
-
-
-@dataclass(frozen=True)
-class Compare:
-    field: str
-    op: Op
-    value: Any
-
-    @property
-    def case_insensitive(self) -> bool:
-        return self.field in CASE_INSENSITIVE
-
-
-@dataclass(frozen=True)
-class IsPresent:
-    field: str
-
-
-@dataclass(frozen=True)
-class AllOf:
-    terms: tuple[Predicate, ...]
-
-
-@dataclass(frozen=True)
-class AnyOf:
-    terms: tuple[Predicate, ...]
-
-
-@dataclass(frozen=True)
-class Negation:
-    term: Predicate
-
-
-Predicate = Compare | IsPresent | AllOf | AnyOf | Negation
 
 
 def invalid_filter(message: str) -> InvalidInput:

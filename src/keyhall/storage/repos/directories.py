@@ -23,7 +23,7 @@ from keyhall.core.directories import (
 from keyhall.core.ports import Slice
 from keyhall.core.users import User
 from keyhall.errors import Conflict
-from keyhall.protocols.scim.filters import Predicate
+from keyhall.protocols.scim.predicates import Predicate
 from keyhall.storage import hot_queries
 from keyhall.storage.cache import VersionedCache
 from keyhall.storage.models import DirectoryGroupRow, DirectoryMembershipRow, DirectoryRow, UserRow

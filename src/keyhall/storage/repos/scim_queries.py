@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, exists, false, func, not_, or_, select, true
 
 from keyhall.errors import InvalidInput
-from keyhall.protocols.scim.filters import AllOf, AnyOf, Compare, IsPresent, Negation, Predicate
+from keyhall.protocols.scim.predicates import AllOf, AnyOf, Compare, IsPresent, Negation, Predicate
 from keyhall.storage.models import DirectoryGroupRow, DirectoryMembershipRow, UserRow
 
 #: The users table's own columns (not the mapped class's attributes): a query on them alone is plain
