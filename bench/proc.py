@@ -41,6 +41,19 @@ def process_tree(root: int) -> list[int]:
     return found
 
 
+def reference_loop_seconds(rounds: int = 300_000) -> float:
+    """This process's CPU seconds for a fixed loop (``rounds`` SHA-256 of 64 bytes): how fast the
+    machine is at this moment. Shared machines move by half or more within an hour, and every CPU
+    figure moves with them; printed beside them, it tells a faster code from a faster moment."""
+    import hashlib
+
+    block = b"x" * 64
+    started = time.process_time()
+    for _ in range(rounds):
+        hashlib.sha256(block).digest()
+    return time.process_time() - started
+
+
 def cpu_seconds(root: int) -> float:
     """User + system CPU seconds of ``root`` and its live descendants."""
     total = 0

@@ -56,7 +56,7 @@ from bench.login import (
     percentile,
     start_keyhall,
 )
-from bench.proc import cpu_seconds
+from bench.proc import cpu_seconds, reference_loop_seconds
 from bench.suite import start_bare
 
 SCIM_JSON = "application/scim+json"
@@ -320,6 +320,8 @@ def run(args: argparse.Namespace, url: str, instance_token: str, database_url: s
           f"(target p99 <= 5 ms); server CPU {lookup_cpu * 1000:.2f} ms per lookup; "
           f"this driver's CPU {lookup_driver * 1000:.2f} ms per lookup; "
           f"load average {os.getloadavg()[0]:.1f}", flush=True)
+    reference = reference_loop_seconds()
+    print(f"reference loop {reference:.3f} s (bench.proc.reference_loop_seconds: the machine's speed now)", flush=True)
     return {"database": label, "workers": args.workers, "users": args.users, "initial_sync_s": round(sync_seconds, 2),
             "patch_members": args.members, "patch_ms_max": round(max(patches) * 1000, 1) if patches else None,
             "lookup_users": total, "lookup_p50_ms": round(p50, 2), "lookup_p99_ms": round(p99, 2),
@@ -327,7 +329,7 @@ def run(args: argparse.Namespace, url: str, instance_token: str, database_url: s
             "patch_cpu_ms": round(patch_cpu * 1000, 1), "lookup_cpu_ms": round(lookup_cpu * 1000, 2),
             "driver_cpu_ms_per_user": round(sync_driver / args.users * 1000, 2),
             "driver_cpu_ms_per_lookup": round(lookup_driver * 1000, 2),
-            "load_average": round(os.getloadavg()[0], 1)}
+            "load_average": round(os.getloadavg()[0], 1), "reference_loop_s": round(reference, 3)}
 
 
 if __name__ == "__main__":

@@ -54,7 +54,7 @@ from bench.login import (
     start_instance,
     stop_on_sigterm,
 )
-from bench.proc import Burst, burst, cpu_seconds, worker_rss
+from bench.proc import Burst, burst, cpu_seconds, reference_loop_seconds, worker_rss
 
 
 @dataclass
@@ -541,6 +541,7 @@ def run(args: argparse.Namespace, out: Callable[[str], None]) -> tuple[list[Row]
                             rss < 120, f"largest process of the keyhall serve tree ({args.workers} worker(s))"))
             facts["server_cpu_total_s"] = round(cpu_seconds(pid), 2)
             facts["loadavg_1m_after"] = round(os.getloadavg()[0], 2)
+            facts["reference_loop_s"] = round(reference_loop_seconds(), 3)
         finally:
             for child in reversed(children):
                 child.stop()
@@ -551,7 +552,9 @@ def print_table(rows: list[Row], args: argparse.Namespace, facts: dict[str, Any]
     out("")
     out(f"Keyhall benchmark suite: database {facts.get('database')}, workers {args.workers}, requests counted "
         f"against rate limits: {'yes' if args.count_requests else 'no'}, {os.cpu_count()} CPUs, "
-        f"Python {platform.python_version()}, load {facts.get('loadavg_1m_before')} -> {facts.get('loadavg_1m_after')}")
+        f"Python {platform.python_version()}, load {facts.get('loadavg_1m_before')} -> "
+        f"{facts.get('loadavg_1m_after')}, reference loop {facts.get('reference_loop_s')} s "
+        f"(bench.proc.reference_loop_seconds: the machine's speed)")
     out("")
     out(f"{'measure':<64} {'Keyhall':>10} {'unit':<4} {'target':<13} {'':<4}  detail")
     out(f"{'-' * 64} {'-' * 10} {'-' * 4} {'-' * 13} {'-' * 4}  {'-' * 50}")
