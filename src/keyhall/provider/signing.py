@@ -79,7 +79,9 @@ def jwks(keys: SigningKeyRepository, now: datetime) -> dict[str, Any]:
     a write, for when :func:`published_jwks` found one missing."""
     for alg in SUPPORTED_ALGS:
         active_key(keys, alg, now)
-    return {"keys": [key.public_jwk for key in keys.published(now)]}
+    document = published_jwks(keys, now)
+    assert document is not None  # every algorithm has its active key now
+    return document
 
 
 def _private(key: SigningKey) -> RSAKey | ECKey:
