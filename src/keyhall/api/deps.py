@@ -182,11 +182,20 @@ async def _charge(runtime: Runtime, key: str, limit: Limit) -> None:
 
 
 async def run_reads(runtime: Runtime, uow: UnitOfWork, call: Callable[[], T]) -> T:
-    """``call()`` (a handler's work in ``uow``): on the event loop when the unit of work's reads never
-    wait, else in the thread pool (one hand-off)."""
-    if runtime.database.never_waits(uow):
+    """``call()`` (a handler's reads in ``uow``, its last use of it): on the event loop when the unit
+    of work's reads never wait, else in the thread pool, whose one hand-off also ends a read-only
+    unit's transaction, so that the end of the request needs no hand-off of its own."""
+    database = runtime.database
+    if database.never_waits(uow):
         return call()
-    return await run_in_threadpool(call)
+
+    def call_then_end() -> T:
+        try:
+            return call()
+        finally:
+            database.end_reads(uow)
+
+    return await run_in_threadpool(call_then_end)
 
 
 async def in_read_only_unit(runtime: Runtime, work: Callable[[UnitOfWork], T]) -> T:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -91,6 +92,14 @@ class Database:
         Else its rollback is a round trip, for a thread."""
         session = uow.session
         return not session.in_transaction() or self.never_waits(uow)
+
+    def end_reads(self, uow: object) -> None:
+        """End ``uow``'s transaction now, when the unit is read-only (nothing to lose), returning its
+        connection to the pool: the rest of the request holds none. A connection that broke meanwhile
+        is the pool's to discard; what was read stands."""
+        if isinstance(uow, SqlUnitOfWork) and uow.session.info.get(_READ_ONLY):
+            with contextlib.suppress(DBAPIError):
+                uow.close()
 
     def migrate(self) -> None:
         if self.at_schema_head():

@@ -47,8 +47,9 @@ def build_engine(url: str, *, timeout: float = DEFAULT_TIMEOUT_SECONDS) -> Engin
     # Imported here: psycopg (some 9 MB in every worker) is loaded only for PostgreSQL.
     from keyhall.storage import postgres
 
-    # A database that accepts connections but never answers must give 503s, not hung workers.
-    engine = create_engine(url, future=True, pool_pre_ping=True, pool_size=10, max_overflow=20,
+    # A database that accepts connections but never answers must give 503s, not hung workers. The
+    # pool checks liveness itself, and only of connections left idle (postgres.check_liveness).
+    engine = create_engine(url, future=True, pool_size=10, max_overflow=20,
                            pool_timeout=timeout, connect_args=postgres.connect_args(timeout))
     postgres.bound_waits(engine, timeout)
     return engine

@@ -17,6 +17,10 @@ stall lasts. Each layer covers what the one below cannot:
 the server's, so that a live but slow server's own cancellation (which keeps the connection)
 comes first; the pool's ping gets at most ``PING_SECONDS``. ``unbounded(connection)`` lifts both
 for work that may legitimately take longer (migrations, waiting for another instance's).
+
+The pool checks a connection's liveness at checkout (:func:`check_liveness`) only when it has sat
+unused for ``ALIVE_BYPASS_SECONDS`` or more: under load nearly every checkout finds a connection
+returned a moment ago, and a ping per checkout was a round trip per request.
 """
 
 from __future__ import annotations
@@ -28,11 +32,15 @@ from collections.abc import Iterator
 from typing import Any, TypeVar
 
 import psycopg
-from sqlalchemy import Connection, Engine, event, text
+from sqlalchemy import Connection, Engine, event, exc, text
 
 RV = TypeVar("RV")
 
 PING_SECONDS = 2.0  # the pool's liveness ping at checkout: a stalled server fails it this fast
+#: A connection used this recently goes out of the pool without a liveness ping: the window
+#: HikariCP keeps by default (``aliveBypassWindowMs``, 500 ms) for the same reason.
+ALIVE_BYPASS_SECONDS = 0.5
+_LAST_USED = "keyhall_last_used"  # in a pool record's ``info``: time.monotonic() of its connect or last check-in
 _CLIENT_MARGIN = 1.0  # seconds the client waits beyond the server's own timeouts
 
 
@@ -88,6 +96,35 @@ def bound_waits(engine: Engine, timeout: float) -> None:
             dbapi_connection.wait_timeout = previous
 
     engine.dialect.do_ping = do_ping  # type: ignore[method-assign]
+    check_liveness(engine)
+
+
+def check_liveness(engine: Engine, bypass_seconds: float = ALIVE_BYPASS_SECONDS) -> None:
+    """Ping a pooled connection at checkout when it has been idle ``bypass_seconds`` or more (in
+    place of ``pool_pre_ping``, which pings at every checkout). A failed ping discards it and every
+    connection pooled before it (a server that dropped one has most likely dropped all: a restart,
+    a failover), and the pool opens a new one, which needs no ping.
+
+    A connection that dies within the window is found by its request's first statement instead:
+    that request answers 503, and SQLAlchemy's disconnect handling discards the pool's connections
+    the same way, so the next request starts fresh."""
+
+    def stamp(_dbapi_connection: Any, record: Any) -> None:
+        record.info[_LAST_USED] = time.monotonic()
+
+    def checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        if time.monotonic() - record.info.get(_LAST_USED, -math.inf) < bypass_seconds:
+            return
+        try:
+            alive = engine.dialect.do_ping(dbapi_connection)
+        except psycopg.Error as error:
+            raise exc.InvalidatePoolError(f"a pooled connection failed its liveness check: {error}") from error
+        if not alive:
+            raise exc.InvalidatePoolError("a pooled connection failed its liveness check")
+
+    event.listen(engine, "connect", stamp)
+    event.listen(engine, "checkin", stamp)
+    event.listen(engine, "checkout", checkout)
 
 
 @contextlib.contextmanager
