@@ -91,6 +91,47 @@ def test_get_of_a_connection_is_one_deferred_transaction_of_few_reads(
         assert begins == ["BEGIN"] + ["BEGIN IMMEDIATE"] * _counts(seen)
 
 
+def test_get_of_a_connection_by_organization_id_skips_the_organization_read(
+        keyhall: Keyhall, connection: tuple[Tenant, str]) -> None:
+    """By id, the organization is not read: the connection found under it proves it exists. Key and
+    probe, for an organization key and for an instance key alike."""
+    tenant, connection_id = connection
+    url = f"/v1/organizations/{tenant.id}/connections/{connection_id}"
+    for token in (tenant.owner, keyhall.instance_token):
+        keyhall.client.get(url, headers=auth(token))
+        with statements(keyhall.runtime) as seen:
+            response = keyhall.client.get(url, headers=auth(token))
+        assert response.status_code == 200, response.text
+        assert response.json()["id"] == connection_id
+        work = _work(seen)
+        assert len(work) == GET_CONNECTION_MAX - 1, work
+        assert not any("FROM organizations" in s for s in work), work
+
+
+def test_get_of_a_connection_by_organization_id_answers_misses_as_before(
+        keyhall: Keyhall, connection: tuple[Tenant, str]) -> None:
+    """A missing organization, another organization's id and a missing connection each keep their
+    own 404: the organization is read when the connection is not found."""
+    tenant, connection_id = connection
+    other = keyhall.tenant("Hot Path Other")
+    missing = "00000000-0000-4000-8000-000000000000"
+    cases = [
+        (f"/v1/organizations/{missing}/connections/{connection_id}", keyhall.instance_token, "organization not found"),
+        (f"/v1/organizations/{other.id}/connections/{connection_id}", tenant.owner, "organization not found"),
+        (f"/v1/organizations/{other.id}/connections/{connection_id}", keyhall.instance_token, "connection not found"),
+        (f"/v1/organizations/{tenant.id}/connections/{connection_id}", other.owner, "organization not found"),
+        (f"/v1/organizations/{tenant.id}/connections/{missing}", tenant.owner, "connection not found"),
+        (f"/v1/organizations/{tenant.id.upper()}/connections/{missing}", tenant.owner, "connection not found"),
+    ]
+    for url, token, message in cases:
+        response = keyhall.client.get(url, headers=auth(token))
+        assert response.status_code == 404, (url, response.text)
+        assert response.json()["error"]["message"] == message, (url, response.text)
+    upper = keyhall.client.get(f"/v1/organizations/{tenant.id.upper()}/connections/{connection_id}",
+                               headers=auth(tenant.owner))
+    assert upper.status_code == 200, upper.text
+
+
 def test_patch_of_a_connection_takes_the_write_lock_up_front(
         keyhall: Keyhall, connection: tuple[Tenant, str]) -> None:
     tenant, connection_id = connection

@@ -15,7 +15,7 @@ from keyhall.core import audit, events
 from keyhall.core.access import Principal, require_member, require_sso_writer
 from keyhall.core.connections import Connection, ConnectionInput, Outcome, apply_input
 from keyhall.core.domains import new_domain
-from keyhall.core.organizations import Organization
+from keyhall.core.organizations import Organization, is_uuid
 from keyhall.core.ports import ConnectionFilter, IdPInspector, Page, Slice, UnitOfWork
 from keyhall.core.presets import preset_for
 from keyhall.core.vocabulary import ConnectionStatus, GroupProvisioning, Protocol, Provider, UserProvisioning
@@ -48,10 +48,18 @@ def get_connection(uow: UnitOfWork, ctx: Context, org_ref: str, connection_id: s
 
 def read_connection(uow: UnitOfWork, ctx: Context, org_ref: str, connection_id: str) -> Connection:
     """:func:`get_connection` for a caller that only renders the connection: what it gets may be shared
-    with other requests (no copy of the cached entity is made), so it must not be changed."""
-    org = organization_for(uow, ctx, org_ref)
-    connection = uow.connections.get(org.id, connection_id, shared=True)
+    with other requests (no copy of the cached entity is made), so it must not be changed.
+
+    When ``org_ref`` is an organization id the principal may see (its own, or any for an instance
+    key), the organization is not read first: a connection found under that id proves the
+    organization exists (a foreign key), and only a miss reads it, so that a missing or hidden
+    organization still answers as :func:`get_connection` does."""
+    org_id = org_ref.lower() if is_uuid(org_ref) else None
+    if org_id is None or not (ctx.principal.instance_admin or ctx.principal.organization_id == org_id):
+        org_id = organization_for(uow, ctx, org_ref).id
+    connection = uow.connections.get(org_id, connection_id, shared=True)
     if connection is None:
+        organization_for(uow, ctx, org_ref)  # the organization's own NotFound comes first
         raise NotFound("connection not found", details={"id": connection_id})
     return connection
 
