@@ -7,7 +7,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from keyhall.api.deps import ContextDep, UowDep
+from keyhall.api.deps import ContextDep, RuntimeDep, UowDep, run_reads
 from keyhall.api.native.schemas import iso
 from keyhall.core import application_service as service
 from keyhall.core.applications import Application
@@ -79,13 +79,14 @@ def create_application(body: ApplicationCreate, uow: UowDep, ctx: ContextDep) ->
 
 
 @router.get("", response_model=list[ApplicationOut])
-def list_applications(uow: UowDep, ctx: ContextDep) -> list[dict[str, Any]]:
-    return [application_out(a) for a in service.list_applications(_apps(uow), ctx)]
+async def list_applications(uow: UowDep, ctx: ContextDep, runtime: RuntimeDep) -> list[dict[str, Any]]:
+    found = await run_reads(runtime, uow, lambda: service.list_applications(_apps(uow), ctx))
+    return [application_out(a) for a in found]
 
 
 @router.get("/{client_id}", response_model=ApplicationOut)
-def get_application(client_id: str, uow: UowDep, ctx: ContextDep) -> dict[str, Any]:
-    return application_out(service.get_application(_apps(uow), ctx, client_id))
+async def get_application(client_id: str, uow: UowDep, ctx: ContextDep, runtime: RuntimeDep) -> dict[str, Any]:
+    return application_out(await run_reads(runtime, uow, lambda: service.get_application(_apps(uow), ctx, client_id)))
 
 
 @router.patch("/{client_id}", response_model=ApplicationOut)

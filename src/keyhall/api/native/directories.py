@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from keyhall.api.deps import ContextDep, RuntimeDep, UowDep
+from keyhall.api.deps import ContextDep, RuntimeDep, UowDep, run_reads
 from keyhall.api.native.schemas import iso
 from keyhall.core import directory_service
 from keyhall.core.directories import Counts, Directory, DirectoryGroup, DirectoryUser
@@ -71,15 +71,17 @@ def create_directory(org: str, body: DirectoryCreate, uow: UowDep, ctx: ContextD
 
 
 @router.get("")
-def list_directories(org: str, uow: UowDep, ctx: ContextDep, runtime: RuntimeDep) -> dict[str, Any]:
-    found, counts = directory_service.list_directories(uow, ctx, org)
+async def list_directories(org: str, uow: UowDep, ctx: ContextDep, runtime: RuntimeDep) -> dict[str, Any]:
+    found, counts = await run_reads(runtime, uow, lambda: directory_service.list_directories(uow, ctx, org))
     return {"data": [directory_out(runtime.settings.public_url, d, counts[d.id]) for d in found],
             "next_cursor": None}
 
 
 @router.get("/{directory_id}")
-def get_directory(org: str, directory_id: str, uow: UowDep, ctx: ContextDep, runtime: RuntimeDep) -> dict[str, Any]:
-    directory, counts = directory_service.get_directory(uow, ctx, org, directory_id)
+async def get_directory(org: str, directory_id: str, uow: UowDep, ctx: ContextDep,
+                        runtime: RuntimeDep) -> dict[str, Any]:
+    directory, counts = await run_reads(runtime, uow, lambda: directory_service.get_directory(uow, ctx, org,
+                                                                                             directory_id))
     return directory_out(runtime.settings.public_url, directory, counts)
 
 
@@ -107,16 +109,16 @@ def delete_directory(org: str, directory_id: str, uow: UowDep, ctx: ContextDep) 
 
 
 @router.get("/{directory_id}/users")
-def list_users(org: str, directory_id: str, uow: UowDep, ctx: ContextDep, limit: Limit = 50,
-               cursor: str | None = None) -> dict[str, Any]:
-    found, after = directory_service.list_directory_users(uow, ctx, org, directory_id, limit=limit,
-                                                          cursor=cursor)
+async def list_users(org: str, directory_id: str, uow: UowDep, ctx: ContextDep, runtime: RuntimeDep,
+                     limit: Limit = 50, cursor: str | None = None) -> dict[str, Any]:
+    found, after = await run_reads(runtime, uow, lambda: directory_service.list_directory_users(
+        uow, ctx, org, directory_id, limit=limit, cursor=cursor))
     return {"data": [directory_user_out(u) for u in found.items], "next_cursor": after, "total": found.total}
 
 
 @router.get("/{directory_id}/groups")
-def list_groups(org: str, directory_id: str, uow: UowDep, ctx: ContextDep, limit: Limit = 50,
-                cursor: str | None = None) -> dict[str, Any]:
-    found, after = directory_service.list_directory_groups(uow, ctx, org, directory_id, limit=limit,
-                                                           cursor=cursor)
+async def list_groups(org: str, directory_id: str, uow: UowDep, ctx: ContextDep, runtime: RuntimeDep,
+                      limit: Limit = 50, cursor: str | None = None) -> dict[str, Any]:
+    found, after = await run_reads(runtime, uow, lambda: directory_service.list_directory_groups(
+        uow, ctx, org, directory_id, limit=limit, cursor=cursor))
     return {"data": [directory_group_out(g) for g in found.items], "next_cursor": after, "total": found.total}

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 
-from keyhall.api.deps import ContextDep, RuntimeDep, UowDep
+from keyhall.api.deps import ContextDep, RuntimeDep, UowDep, run_reads
 from keyhall.api.native.schemas import DomainCreate, DomainOut, ListOut, domain_out
 from keyhall.core import domain_service
 
@@ -24,16 +24,17 @@ def claim_domain(org: str, body: DomainCreate, uow: UowDep, ctx: ContextDep) -> 
 
 
 @router.get("", response_model=ListOut[DomainOut])
-def list_domains(
-    org: str, uow: UowDep, ctx: ContextDep, limit: Limit = 50, cursor: str | None = None
+async def list_domains(
+    org: str, uow: UowDep, ctx: ContextDep, runtime: RuntimeDep, limit: Limit = 50, cursor: str | None = None
 ) -> dict[str, Any]:
-    page = domain_service.list_domains(uow, ctx, org, limit=limit, cursor=cursor)
+    page = await run_reads(runtime, uow, lambda: domain_service.list_domains(uow, ctx, org, limit=limit,
+                                                                            cursor=cursor))
     return {"data": [domain_out(d) for d in page.items], "next_cursor": page.next_cursor}
 
 
 @router.get("/{domain_id}", response_model=DomainOut)
-def get_domain(org: str, domain_id: str, uow: UowDep, ctx: ContextDep) -> dict[str, Any]:
-    return domain_out(domain_service.get_domain(uow, ctx, org, domain_id))
+async def get_domain(org: str, domain_id: str, uow: UowDep, ctx: ContextDep, runtime: RuntimeDep) -> dict[str, Any]:
+    return domain_out(await run_reads(runtime, uow, lambda: domain_service.get_domain(uow, ctx, org, domain_id)))
 
 
 @router.delete("/{domain_id}", status_code=204)

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 
-from keyhall.api.deps import ContextDep, UowDep
+from keyhall.api.deps import ContextDep, RuntimeDep, UowDep, run_reads
 from keyhall.api.native.schemas import (
     IssuedKeyOut,
     KeyCreate,
@@ -32,14 +32,15 @@ def create_organization(body: OrganizationCreate, uow: UowDep, ctx: ContextDep) 
 
 
 @router.get("", response_model=ListOut[OrganizationOut])
-def list_organizations(uow: UowDep, ctx: ContextDep, limit: Limit = 50, cursor: str | None = None) -> dict[str, Any]:
-    page = org_service.list_organizations(uow, ctx, limit=limit, cursor=cursor)
+async def list_organizations(uow: UowDep, ctx: ContextDep, runtime: RuntimeDep, limit: Limit = 50,
+                             cursor: str | None = None) -> dict[str, Any]:
+    page = await run_reads(runtime, uow, lambda: org_service.list_organizations(uow, ctx, limit=limit, cursor=cursor))
     return {"data": [organization_out(o) for o in page.items], "next_cursor": page.next_cursor}
 
 
 @router.get("/{org}", response_model=OrganizationOut)
-def get_organization(org: str, uow: UowDep, ctx: ContextDep) -> dict[str, Any]:
-    return organization_out(org_service.get_organization(uow, ctx, org))
+async def get_organization(org: str, uow: UowDep, ctx: ContextDep, runtime: RuntimeDep) -> dict[str, Any]:
+    return organization_out(await run_reads(runtime, uow, lambda: org_service.get_organization(uow, ctx, org)))
 
 
 @router.patch("/{org}", response_model=OrganizationOut)
@@ -69,8 +70,9 @@ def create_key(org: str, body: KeyCreate, uow: UowDep, ctx: ContextDep) -> dict[
 
 
 @router.get("/{org}/keys", response_model=ListOut[KeyOut])
-def list_keys(org: str, uow: UowDep, ctx: ContextDep, limit: Limit = 50, cursor: str | None = None) -> dict[str, Any]:
-    page = org_service.list_keys(uow, ctx, org, limit=limit, cursor=cursor)
+async def list_keys(org: str, uow: UowDep, ctx: ContextDep, runtime: RuntimeDep, limit: Limit = 50,
+                    cursor: str | None = None) -> dict[str, Any]:
+    page = await run_reads(runtime, uow, lambda: org_service.list_keys(uow, ctx, org, limit=limit, cursor=cursor))
     return {"data": [key_out(k) for k in page.items], "next_cursor": page.next_cursor}
 
 

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
-from keyhall.api.deps import ContextDep, RuntimeDep, UowDep
+from keyhall.api.deps import ContextDep, RuntimeDep, UowDep, run_reads
 from keyhall.api.native.schemas import ListOut, iso
 from keyhall.core import sign_in_trace_service as service
 from keyhall.core.sign_in_traces import SignInTrace
@@ -61,19 +61,20 @@ def trace_out(trace: SignInTrace) -> dict[str, Any]:
 
 
 @router.get("/sign-in-traces", response_model=ListOut[SignInTraceOut])
-def list_sign_in_traces(
-    org: str, uow: UowDep, ctx: ContextDep, limit: Annotated[int, Query(ge=1, le=200)] = 50,
+async def list_sign_in_traces(
+    org: str, uow: UowDep, ctx: ContextDep, runtime: RuntimeDep, limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: str | None = None, connection_id: Annotated[str | None, Query(max_length=64)] = None,
     outcome: Literal["passed", "failed"] | None = None,
 ) -> dict[str, Any]:
-    page = service.list_traces(uow, ctx, org, limit=limit, cursor=cursor, connection_id=connection_id,
-                               outcome=outcome)
+    page = await run_reads(runtime, uow, lambda: service.list_traces(
+        uow, ctx, org, limit=limit, cursor=cursor, connection_id=connection_id, outcome=outcome))
     return {"data": [trace_out(t) for t in page.items], "next_cursor": page.next_cursor}
 
 
 @router.get("/sign-in-traces/{trace_id}", response_model=SignInTraceOut)
-def get_sign_in_trace(org: str, trace_id: str, uow: UowDep, ctx: ContextDep) -> dict[str, Any]:
-    return trace_out(service.get_trace(uow, ctx, org, trace_id))
+async def get_sign_in_trace(org: str, trace_id: str, uow: UowDep, ctx: ContextDep,
+                            runtime: RuntimeDep) -> dict[str, Any]:
+    return trace_out(await run_reads(runtime, uow, lambda: service.get_trace(uow, ctx, org, trace_id)))
 
 
 @router.post("/connections/{connection_id}/test-sign-in", status_code=201, response_model=SignInTestOut)

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Response
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
 
-from keyhall.api.deps import ContextDep, UowDep
+from keyhall.api.deps import ContextDep, RuntimeDep, UowDep, run_reads
 from keyhall.api.native.schemas import ListOut, iso
 from keyhall.core import user_service
 from keyhall.core.connection_service import parse_if_match
@@ -94,15 +94,17 @@ def create_user(org: str, body: UserCreate, uow: UowDep, ctx: ContextDep, respon
 
 
 @router.get("", response_model=ListOut[UserOut])
-def list_users(org: str, uow: UowDep, ctx: ContextDep, limit: Annotated[int, Query(ge=1, le=200)] = 50,
-               cursor: str | None = None) -> dict[str, Any]:
-    page = user_service.list_users(uow, uow.users, ctx, org, limit=limit, cursor=cursor)
+async def list_users(org: str, uow: UowDep, ctx: ContextDep, runtime: RuntimeDep,
+                     limit: Annotated[int, Query(ge=1, le=200)] = 50, cursor: str | None = None) -> dict[str, Any]:
+    page = await run_reads(runtime, uow, lambda: user_service.list_users(uow, uow.users, ctx, org, limit=limit,
+                                                                        cursor=cursor))
     return {"data": [user_out(u) for u in page.items], "next_cursor": page.next_cursor}
 
 
 @router.get("/{user_id}", response_model=UserOut)
-def get_user(org: str, user_id: str, uow: UowDep, ctx: ContextDep, response: Response) -> dict[str, Any]:
-    user = user_service.get_user(uow, uow.users, ctx, org, user_id)
+async def get_user(org: str, user_id: str, uow: UowDep, ctx: ContextDep, runtime: RuntimeDep,
+                   response: Response) -> dict[str, Any]:
+    user = await run_reads(runtime, uow, lambda: user_service.get_user(uow, uow.users, ctx, org, user_id))
     response.headers["ETag"] = user_service.etag(user)
     return user_out(user)
 

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from keyhall.api.deps import ContextDep, RuntimeDep, UowDep
+from keyhall.api.deps import ContextDep, RuntimeDep, UowDep, run_reads
 from keyhall.api.native.schemas import iso
 from keyhall.core import webhook_service as service
 from keyhall.core.webhooks import MAX_DESCRIPTION, MAX_EVENT_TYPES, MAX_URL, Delivery, DeliveryStatus, WebhookEndpoint
@@ -115,15 +115,16 @@ def create_endpoint(body: EndpointCreate, uow: UowDep, ctx: ContextDep, runtime:
 
 
 @router.get("", response_model=EndpointListOut)
-def list_endpoints(uow: UowDep, ctx: ContextDep, limit: Annotated[int, Query(ge=1, le=200)] = 50,
-                   cursor: str | None = None) -> dict[str, Any]:
-    items, next_cursor = service.list_endpoints(uow.webhooks, ctx, limit=limit, cursor=cursor)
+async def list_endpoints(uow: UowDep, ctx: ContextDep, runtime: RuntimeDep,
+                         limit: Annotated[int, Query(ge=1, le=200)] = 50, cursor: str | None = None) -> dict[str, Any]:
+    items, next_cursor = await run_reads(runtime, uow, lambda: service.list_endpoints(uow.webhooks, ctx, limit=limit,
+                                                                                     cursor=cursor))
     return {"data": [endpoint_out(e) for e in items], "next_cursor": next_cursor}
 
 
 @router.get("/{endpoint_id}", response_model=EndpointOut)
-def get_endpoint(endpoint_id: str, uow: UowDep, ctx: ContextDep) -> dict[str, Any]:
-    return endpoint_out(service.get_endpoint(uow.webhooks, ctx, endpoint_id))
+async def get_endpoint(endpoint_id: str, uow: UowDep, ctx: ContextDep, runtime: RuntimeDep) -> dict[str, Any]:
+    return endpoint_out(await run_reads(runtime, uow, lambda: service.get_endpoint(uow.webhooks, ctx, endpoint_id)))
 
 
 @router.patch("/{endpoint_id}", response_model=EndpointOut)
@@ -148,11 +149,11 @@ def rotate_secret(endpoint_id: str, uow: UowDep, ctx: ContextDep, runtime: Runti
 
 
 @router.get("/{endpoint_id}/deliveries", response_model=DeliveryListOut)
-def list_deliveries(endpoint_id: str, uow: UowDep, ctx: ContextDep,
-                    limit: Annotated[int, Query(ge=1, le=200)] = 50, cursor: str | None = None,
-                    status: DeliveryStatus | None = None) -> dict[str, Any]:
-    items, next_cursor = service.list_deliveries(uow.webhooks, ctx, endpoint_id, limit=limit, cursor=cursor,
-                                                 status=str(status) if status else None)
+async def list_deliveries(endpoint_id: str, uow: UowDep, ctx: ContextDep, runtime: RuntimeDep,
+                          limit: Annotated[int, Query(ge=1, le=200)] = 50, cursor: str | None = None,
+                          status: DeliveryStatus | None = None) -> dict[str, Any]:
+    items, next_cursor = await run_reads(runtime, uow, lambda: service.list_deliveries(
+        uow.webhooks, ctx, endpoint_id, limit=limit, cursor=cursor, status=str(status) if status else None))
     return {"data": [delivery_out(d) for d in items], "next_cursor": next_cursor}
 
 
