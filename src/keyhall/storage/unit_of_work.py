@@ -84,7 +84,8 @@ class SqlUnitOfWork:
 
     def close(self) -> None:
         self.connections.rolled_back()
-        self.session.rollback()
+        # Closing ends the transaction (a rollback) and forgets every object; a rollback() first
+        # would expire them all for nothing.
         self.session.close()
 
     def __enter__(self) -> SqlUnitOfWork:
