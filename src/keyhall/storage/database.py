@@ -8,16 +8,18 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import event, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.orm import Session
 
 from keyhall.security.secrets import SecretBox
 from keyhall.storage.cache import StorageCaches
 from keyhall.storage.engine import DEFAULT_TIMEOUT_SECONDS, build_engine, reading_engine, session_factory
 from keyhall.storage.purge import purge_expired
+from keyhall.storage.read_session import ReadSession
 from keyhall.storage.unit_of_work import SqlUnitOfWork
 
 _READ_ONLY = "keyhall_read_only"
@@ -69,9 +71,8 @@ class Database:
         them fails loudly (:class:`ReadOnlyViolation`) instead of racing for the lock."""
         if not read_only:
             return SqlUnitOfWork(self.sessions(), self.box, self.caches)
-        session = self.sessions(bind=self.reading)
-        session.info[_READ_ONLY] = True
-        return SqlUnitOfWork(session, self.box, self.caches)
+        reads = ReadSession(self.reading, lambda connection: self.sessions(bind=connection), {_READ_ONLY: True})
+        return SqlUnitOfWork(cast(Session, reads), self.box, self.caches)
 
     @property
     def reads_never_wait(self) -> bool:
