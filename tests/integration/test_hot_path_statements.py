@@ -204,3 +204,22 @@ def test_the_saml_replay_cache_is_one_statement_without_a_savepoint(runtime: Run
         assert uow.replays.remember(connection_id, assertion_id, later + timedelta(minutes=5), later) is False
         assert uow.replays.remember(str(uuid.uuid4()), assertion_id, later, now) is True  # per connection
         uow.commit()
+
+
+def test_a_get_sends_the_bytes_the_response_model_renders_for_that_version(
+        keyhall: Keyhall, connection: tuple[Tenant, str]) -> None:
+    """The GET of a connection sends bodies kept per version (api.native.rendered); the PATCH's
+    answer is FastAPI's own rendering of the same model: the two agree byte for byte, and a change
+    is seen at once."""
+    tenant, connection_id = connection
+    url = f"/v1/organizations/{tenant.id}/connections/{connection_id}"
+    for name in ("Rendered once", "Rendered twice"):
+        patched = keyhall.client.patch(url, json={"display_name": name}, headers=auth(tenant.owner))
+        assert patched.status_code == 200, patched.text
+        for _ in range(2):  # the first GET renders and keeps, the second sends what was kept
+            got = keyhall.client.get(url, headers=auth(tenant.owner))
+            assert got.status_code == 200, got.text
+            assert got.content == patched.content
+            assert got.json()["display_name"] == name
+            assert got.headers["content-type"] == patched.headers["content-type"] == "application/json"
+            assert got.headers["etag"] == patched.headers["etag"]

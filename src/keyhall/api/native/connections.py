@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Response
 
 from keyhall.api.deps import ContextDep, RuntimeDep, UowDep, run_reads
+from keyhall.api.native.rendered import RenderedBodies
 from keyhall.api.native.schemas import ConnectionOut, ListOut, connection_out
 from keyhall.core import connection_service as service
 from keyhall.core.connections import ConnectionInput
@@ -39,13 +40,15 @@ def create_connection(
     return connection_out(conn, runtime.settings.public_url)
 
 
+_RENDERED = RenderedBodies(ConnectionOut)
+
+
 @router.get("/{connection_id}", response_model=ConnectionOut)
-async def get_connection(
-    org: str, connection_id: str, uow: UowDep, ctx: ContextDep, runtime: RuntimeDep, response: Response
-) -> dict[str, Any]:
+async def get_connection(org: str, connection_id: str, uow: UowDep, ctx: ContextDep, runtime: RuntimeDep) -> Response:
     conn = await run_reads(runtime, uow, lambda: service.read_connection(uow, ctx, org, connection_id))
-    response.headers["ETag"] = service.etag(conn)
-    return connection_out(conn, runtime.settings.public_url)
+    url = runtime.settings.public_url
+    body = _RENDERED.get((conn.id, conn.version, url), lambda: connection_out(conn, url))
+    return Response(body, media_type="application/json", headers={"ETag": service.etag(conn)})
 
 
 @router.patch("/{connection_id}", response_model=ConnectionOut)
