@@ -113,6 +113,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3, help="rounds per row; the median is shown (default: 3)")
     parser.add_argument("--profile", choices=("healthz", "get", "organization"), default=None,
                         help="then profile this row with cProfile and print its top functions")
+    parser.add_argument("--sort", choices=("tottime", "cumtime"), default="tottime", help="the profile's order")
+    parser.add_argument("--top", type=int, default=30, help="functions of the profile shown (default: 30)")
     args = parser.parse_args(argv)
     if args.requests < 1 or args.rounds < 1:
         parser.error("--requests and --rounds must be at least 1")
@@ -149,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
             profiler.enable()
             uvloop.run(profiled())
             profiler.disable()
-            pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
+            pstats.Stats(profiler).sort_stats(args.sort).print_stats(args.top)
     return 0
 
 
