@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import psycopg
 import pytest
 from sqlalchemy import Engine, text
 
@@ -104,5 +105,36 @@ def test_a_read_only_unit_of_work_hands_its_connection_back_when_its_reads_end()
             assert writes.session.in_transaction()
             assert pool.checkedout() == 1
             writes.close()
+        finally:
+            database.dispose()
+
+
+def test_a_read_only_unit_reads_without_a_transaction_and_gives_the_connection_back_transactional() -> None:
+    """At READ COMMITTED a read-only unit runs in autocommit (no BEGIN, no ROLLBACK round trips); the
+    same pooled connection then serves a writing unit inside a transaction again, which a failure
+    rolls back whole."""
+    with postgres_database("keyhall_pool") as name:
+        database = Database(database_url(name), SecretBox([new_key()]), timeout=2.0)
+        try:
+            database.migrate()
+            pool: Any = database.engine.pool
+            with database.unit_of_work(read_only=True) as reads:
+                assert reads.organizations.get("00000000-0000-4000-8000-000000000000") is None
+                raw: Any = reads.session.core_connection().connection.dbapi_connection  # type: ignore[attr-defined]
+                assert raw.autocommit
+                assert raw.info.transaction_status == psycopg.pq.TransactionStatus.IDLE  # no transaction open
+            assert pool.checkedout() == 0
+            assert pool.checkedin() == 1  # the one connection, back in the pool
+            with database.unit_of_work() as writes:
+                writes.session.execute(text(
+                    "INSERT INTO organizations (id, slug, name, admins_may_configure_sso, short_id, created_at, "
+                    "updated_at) VALUES ('11111111-1111-4111-8111-111111111111', 'pool-test', 'Pool', false, "
+                    "'pooltest', now(), now())"))
+                raw = writes.session.connection().connection.dbapi_connection
+                assert raw.autocommit is False
+                assert raw.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
+                writes.rollback()
+            assert pool.checkedin() == 1  # the same connection served both
+            assert query(name, "SELECT count(*) FROM organizations WHERE slug = 'pool-test'") == [(0,)]
         finally:
             database.dispose()

@@ -9,12 +9,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+import pytest
+from sqlalchemy import bindparam, insert, select, update
 
 from keyhall.runtime import Runtime
 from keyhall.security.secrets import SecretBox, new_key
 from keyhall.storage import hot_queries
-from keyhall.storage.database import Database
+from keyhall.storage.database import Database, ReadOnlyViolation
 from keyhall.storage.models import ApiKeyRow, OrganizationRow
 from keyhall.storage.read_session import ReadSession
 
@@ -27,7 +28,7 @@ def _organization(runtime: Runtime) -> str:
     organization_id = str(uuid.uuid4())
     now = datetime.now(UTC)
     with runtime.database.engine.begin() as conn:
-        conn.execute(OrganizationRow.__table__.insert().values(
+        conn.execute(insert(OrganizationRow).values(
             id=organization_id, slug=f"read-session-{organization_id[:8]}", name="Read Session",
             admins_may_configure_sso=False, short_id=organization_id[:8], created_at=now, updated_at=now))
     return organization_id
@@ -84,14 +85,14 @@ def test_a_snapshot_holds_across_prebuilt_and_orm_reads_on_sqlite(tmp_path: Path
         organization_id = str(uuid.uuid4())
         now = datetime.now(UTC)
         with database.engine.begin() as conn:
-            conn.execute(OrganizationRow.__table__.insert().values(
+            conn.execute(insert(OrganizationRow).values(
                 id=organization_id, slug="snapshot", name="Snapshot", admins_may_configure_sso=False,
                 short_id="snapshot", created_at=now, updated_at=now))
         key_id = uuid.uuid4().hex
         with database.unit_of_work(read_only=True) as uow:
             assert uow.organizations.get(organization_id) is not None  # the snapshot starts here
             with database.engine.begin() as other:
-                other.execute(ApiKeyRow.__table__.insert().values(
+                other.execute(insert(ApiKeyRow).values(
                     id=key_id, organization_id=organization_id, role="viewer", secret_hash="x", name="later",
                     created_at=now))
             assert hot_queries.run(uow.session, hot_queries.API_KEY_BY_ID, id=key_id).first() is None
@@ -100,3 +101,17 @@ def test_a_snapshot_holds_across_prebuilt_and_orm_reads_on_sqlite(tmp_path: Path
             assert uow.session.get(ApiKeyRow, key_id) is not None
     finally:
         database.dispose()
+
+
+def test_a_prebuilt_write_in_a_read_only_unit_is_refused_before_it_is_sent(runtime: Runtime) -> None:
+    """On PostgreSQL a read-only unit runs in autocommit, where nothing would roll a write back:
+    it never reaches the database."""
+    organization_id = _organization(runtime)
+    rename = update(OrganizationRow).where(OrganizationRow.id == bindparam("id")).values(
+        name="written in a read-only unit")
+    with runtime.database.unit_of_work(read_only=True) as uow, pytest.raises(ReadOnlyViolation):
+        hot_queries.run(uow.session, rename, id=organization_id)
+    with runtime.database.unit_of_work(read_only=True) as uow:
+        organization = uow.organizations.get(organization_id)
+        assert organization is not None
+        assert organization.name == "Read Session"

@@ -19,19 +19,17 @@ from keyhall.security.secrets import SecretBox
 from keyhall.storage.cache import StorageCaches
 from keyhall.storage.engine import DEFAULT_TIMEOUT_SECONDS, build_engine, reading_engine, session_factory
 from keyhall.storage.purge import purge_expired
-from keyhall.storage.read_session import ReadSession
+from keyhall.storage.read_session import ReadOnlyViolation, ReadSession
 from keyhall.storage.unit_of_work import SqlUnitOfWork
 
 _READ_ONLY = "keyhall_read_only"
+
+__all__ = ["Database", "ReadOnlyViolation"]
 
 # The newest migration's revision. A process whose database already stands there starts without
 # loading Alembic and the migration scripts (some 10 MB of every server's memory); a new migration
 # moves it on (tests/integration/test_migrations.py holds it equal to the scripts' head).
 SCHEMA_HEAD = "20261207_0019"
-
-
-class ReadOnlyViolation(RuntimeError):
-    """A write in a read-only unit of work: a programming error, never the caller's."""
 
 
 def _refuse_write_statement(state: Any) -> None:

@@ -54,7 +54,7 @@ def run(session: Session, statement: Executable, **params: Any) -> CursorResult[
     What the session holds is flushed first, as the ORM's own autoflush would. A read-only unit's
     session (:class:`~keyhall.storage.read_session.ReadSession`) runs it on its connection directly."""
     if isinstance(session, ReadSession):
-        return session.core_connection().execute(statement, params)
+        return session.execute_core(statement, params)
     session.flush()
     return session.connection().execute(statement, params)
 

@@ -15,8 +15,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, CursorResult, Engine, Executable
 from sqlalchemy.orm import Session
+
+
+class ReadOnlyViolation(RuntimeError):
+    """A write in a read-only unit of work: a programming error, never the caller's."""
 
 
 class ReadSession:
@@ -34,6 +38,13 @@ class ReadSession:
         if self._connection is None:
             self._connection = self._engine.connect()
         return self._connection
+
+    def execute_core(self, statement: Executable, params: dict[str, Any]) -> CursorResult[Any]:
+        """A prebuilt read on the unit's connection. A write is refused before it is sent: on
+        PostgreSQL a read-only unit runs in autocommit, where nothing would roll it back."""
+        if getattr(statement, "is_dml", False):
+            raise ReadOnlyViolation("a write statement in a read-only unit of work")
+        return self.core_connection().execute(statement, params)
 
     @property
     def orm(self) -> Session:
