@@ -6,8 +6,14 @@ its connection out, beginning, ending and forgetting: some 40-50 us a request, m
 the unit's own ``Connection`` they pay only SQLAlchemy Core's. ``ReadSession`` stands where a
 repository expects a ``Session``: the hot queries go straight to :meth:`core_connection`, and
 anything else a repository asks of a session (``get``, ``scalars``, ...) goes to an ORM ``Session``
-made on first use and bound to that same connection, so a unit of work still reads one snapshot
-in one transaction.
+made on first use and bound to that same connection. So a unit of work reads through one
+connection: on SQLite in one deferred transaction (one snapshot); on PostgreSQL in autocommit, where
+at READ COMMITTED each statement reads its own snapshot as it would in a transaction
+(:func:`keyhall.storage.engine.reading_engine`).
+
+Writes are refused: prebuilt ones here (:meth:`ReadSession.execute_core`), ORM ones by the session
+factory's listeners (``storage.database``). A raw ``text()`` write through the ORM session is not
+recognized; on PostgreSQL nothing would roll it back, so none belongs in a read-only unit.
 """
 
 from __future__ import annotations
