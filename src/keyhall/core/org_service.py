@@ -136,6 +136,13 @@ def list_keys(uow: UnitOfWork, ctx: Context, org_ref: str, *, limit: int, cursor
     return uow.api_keys.list_page(org.id, limit=limit, cursor=cursor)
 
 
+def list_audit_events(uow: UnitOfWork, ctx: Context, org_ref: str, *, limit: int, cursor: str | None,
+                      action: str | None = None, target_id: str | None = None) -> Page[audit.AuditEvent]:
+    """The organization's audit trail, newest last; any member may read it."""
+    org = get_organization(uow, ctx, org_ref)
+    return uow.audit.list_page(org.id, limit=limit, cursor=cursor, action=action, target_id=target_id)
+
+
 def revoke_key(uow: UnitOfWork, ctx: Context, org_ref: str | None, key_id: str) -> ApiKey:
     """Revoke a key of organization ``org_ref`` (its owners may); with ``org_ref`` None, any key by
     its id, instance-admin keys included (instance admins only: the CLI's ``keyhall key revoke``)."""

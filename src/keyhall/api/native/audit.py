@@ -8,9 +8,7 @@ from fastapi import APIRouter, Query
 
 from keyhall.api.deps import ContextDep, RuntimeDep, UowDep, run_reads
 from keyhall.api.native.schemas import AuditEventOut, ListOut, audit_out
-from keyhall.core.access import require_member
-from keyhall.core.audit import AuditEvent
-from keyhall.core.ports import Page
+from keyhall.core import org_service
 
 router = APIRouter(prefix="/v1/organizations/{org}/audit-events", tags=["audit"])
 
@@ -20,9 +18,6 @@ async def list_audit_events(
     org: str, uow: UowDep, ctx: ContextDep, runtime: RuntimeDep, limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: str | None = None, action: str | None = None, target_id: str | None = None,
 ) -> dict[str, Any]:
-    def read() -> Page[AuditEvent]:
-        organization = require_member(ctx.principal, uow.organizations.get(org))
-        return uow.audit.list_page(organization.id, limit=limit, cursor=cursor, action=action, target_id=target_id)
-
-    page = await run_reads(runtime, uow, read)
+    page = await run_reads(runtime, uow, lambda: org_service.list_audit_events(
+        uow, ctx, org, limit=limit, cursor=cursor, action=action, target_id=target_id))
     return {"data": [audit_out(e) for e in page.items], "next_cursor": page.next_cursor}
