@@ -8,7 +8,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, TypeGuard, cast
 
 from sqlalchemy import event, text
 from sqlalchemy.exc import DBAPIError
@@ -40,6 +40,11 @@ def _refuse_write_statement(state: Any) -> None:
 def _refuse_flush(session: Any, _context: Any, _instances: Any) -> None:
     if session.info.get(_READ_ONLY) and (session.new or session.dirty or session.deleted):
         raise ReadOnlyViolation("a flush of changes in a read-only unit of work")
+
+
+def _read_only(uow: object) -> TypeGuard[SqlUnitOfWork]:
+    """Whether ``uow`` is one of this module's read-only units of work."""
+    return isinstance(uow, SqlUnitOfWork) and bool(uow.session.info.get(_READ_ONLY))
 
 
 class Database:
@@ -82,8 +87,7 @@ class Database:
     def never_waits(self, uow: object) -> bool:
         """Whether every statement of ``uow`` runs without waiting: a read-only one where
         :attr:`reads_never_wait`."""
-        return (isinstance(uow, SqlUnitOfWork) and self.reads_never_wait
-                and bool(uow.session.info.get(_READ_ONLY)))
+        return self.reads_never_wait and _read_only(uow)
 
     def ends_at_once(self, uow: SqlUnitOfWork) -> bool:
         """Whether ending ``uow`` can neither block nor wait: it holds no transaction, or only a read
@@ -96,7 +100,7 @@ class Database:
         """End ``uow``'s transaction now, when the unit is read-only (nothing to lose), returning its
         connection to the pool: the rest of the request holds none. A connection that broke meanwhile
         is the pool's to discard; what was read stands."""
-        if isinstance(uow, SqlUnitOfWork) and uow.session.info.get(_READ_ONLY):
+        if _read_only(uow):
             with contextlib.suppress(DBAPIError):
                 uow.close()
 
