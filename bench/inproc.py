@@ -24,7 +24,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -47,24 +47,28 @@ Asgi = ASGIApp
 METADATA = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "saml" / "metadata-valid.xml"
 
 
-def scope(path: str, headers: list[tuple[bytes, bytes]]) -> dict[str, Any]:
-    return {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
+def scope(path: str, headers: list[tuple[bytes, bytes]], method: str = "GET") -> dict[str, Any]:
+    return {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "scheme": "http",
             "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "", "headers": headers,
             "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8000), "state": {}}
 
 
-async def call(app: Asgi, path: str, headers: list[tuple[bytes, bytes]]) -> None:
+async def call(app: Asgi, path: str, headers: list[tuple[bytes, bytes]], body: bytes | None = None) -> None:
+    """One request: a GET, or with ``body`` a PATCH of that JSON body."""
     sent: list[MutableMapping[str, Any]] = []
 
     async def receive() -> MutableMapping[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
+        return {"type": "http.request", "body": body or b"", "more_body": False}
 
     async def send(message: MutableMapping[str, Any]) -> None:
         sent.append(message)
 
-    await app(scope(path, headers), receive, send)
+    method = "GET" if body is None else "PATCH"
+    if body is not None:
+        headers = [*headers, (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await app(scope(path, headers, method), receive, send)
     if not sent or sent[0].get("status") != 200:
-        raise RuntimeError(f"GET {path} did not answer 200: {sent[:1]}")
+        raise RuntimeError(f"{method} {path} did not answer 200: {sent[:1]}")
 
 
 @contextmanager
@@ -87,22 +91,33 @@ def keyhall_app(workdir: Path, database_url: str) -> Iterator[tuple[Asgi, dict[s
                 "protocol": "saml", "name": "inproc", "domains": ["inproc.example"],
                 "saml": {"metadata_xml": METADATA.read_text()}}).json()
         paths = {"healthz": "/healthz", "get": f"/v1/organizations/{org['id']}/connections/{conn['id']}",
-                 "organization": f"/v1/organizations/{org['id']}"}
+                 "organization": f"/v1/organizations/{org['id']}",
+                 "patch": f"/v1/organizations/{org['id']}/connections/{conn['id']}"}
         yield app, paths, [(b"authorization", auth["authorization"].encode()), (b"host", b"keyhall.test")]
     finally:
         runtime.database.dispose()
 
 
-async def measure(app: Asgi, path: str, headers: list[tuple[bytes, bytes]], requests: int, rounds: int) -> float:
-    for _ in range(max(100, requests // 10)):  # warm: caches, compiled statements, pooled connections
-        await call(app, path, headers)
+def patch_body(index: int) -> bytes:
+    """A PATCH of the connection's display name, a different one each time (as ``bench.suite``'s)."""
+    return b'{"display_name": "Bench %d"}' % (index % 1000)
+
+
+async def measure(app: Asgi, path: str, headers: list[tuple[bytes, bytes]], requests: int, rounds: int,
+                  body: Callable[[int], bytes] | None = None) -> float:
+    for index in range(max(100, requests // 10)):  # warm: caches, compiled statements, pooled connections
+        await call(app, path, headers, body(index) if body else None)
     per_round = []
     for _ in range(rounds):
+        bodies = [body(index) for index in range(requests)] if body else [None] * requests
         started = time.process_time()
-        for _ in range(requests):
-            await call(app, path, headers)
+        for each in bodies:
+            await call(app, path, headers, each)
         per_round.append((time.process_time() - started) / requests)
     return statistics.median(per_round)
+
+
+ROWS = ("bare", "healthz", "get", "organization", "patch")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -111,13 +126,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="a postgresql:// server URL (a new database is made and dropped); default SQLite")
     parser.add_argument("--requests", type=int, default=3000, help="requests per round (default: 3000)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds per row; the median is shown (default: 3)")
-    parser.add_argument("--profile", choices=("healthz", "get", "organization"), default=None,
+    parser.add_argument("--rows", type=lambda v: set(v.split(",")), default=set(ROWS),
+                        help=f"rows to run, comma-separated (default: all of {','.join(ROWS)}; bare always runs)")
+    parser.add_argument("--profile", choices=ROWS[1:], default=None,
                         help="then profile this row with cProfile and print its top functions")
     parser.add_argument("--sort", choices=("tottime", "cumtime"), default="tottime", help="the profile's order")
     parser.add_argument("--top", type=int, default=30, help="functions of the profile shown (default: 30)")
     args = parser.parse_args(argv)
     if args.requests < 1 or args.rounds < 1:
         parser.error("--requests and --rounds must be at least 1")
+    if args.rows - set(ROWS):
+        parser.error(f"--rows: unknown {','.join(sorted(args.rows - set(ROWS)))}; choose from {','.join(ROWS)}")
+    args.rows.add("bare")
     return args
 
 
@@ -128,11 +148,13 @@ def main(argv: list[str] | None = None) -> int:
             keyhall_app(Path(tmp), database_url) as (app, paths, headers):
         rows: list[tuple[str, Asgi, str, list[tuple[bytes, bytes]]]] = [
             ("bare", bench.bare.app, "/bare", []), ("healthz", app, paths["healthz"], headers),
-            ("get", app, paths["get"], headers), ("organization", app, paths["organization"], headers)]
+            ("get", app, paths["get"], headers), ("organization", app, paths["organization"], headers),
+            ("patch", app, paths["patch"], headers)]
 
         async def run() -> dict[str, float]:
-            return {name: await measure(target, path, hdrs, args.requests, args.rounds)
-                    for name, target, path, hdrs in rows}
+            return {name: await measure(target, path, hdrs, args.requests, args.rounds,
+                                        patch_body if name == "patch" else None)
+                    for name, target, path, hdrs in rows if name in args.rows}
 
         figures = uvloop.run(run())
         print(f"bench.inproc: database {label}, {args.requests} requests x {args.rounds} rounds, Python "
@@ -145,8 +167,8 @@ def main(argv: list[str] | None = None) -> int:
             profiler = cProfile.Profile()
 
             async def profiled() -> None:
-                for _ in range(args.requests):
-                    await call(app, target_path, headers)
+                for index in range(args.requests):
+                    await call(app, target_path, headers, patch_body(index) if args.profile == "patch" else None)
 
             profiler.enable()
             uvloop.run(profiled())

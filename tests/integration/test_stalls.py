@@ -206,7 +206,9 @@ def test_stalled_redis_is_503_within_the_bound_and_recovers(tmp_path: Path) -> N
 
 
 def test_sqlite_busy_wait_is_bounded(tmp_path: Path) -> None:
-    """Another process holds SQLite's write lock: a write waits at most the database timeout, then 503."""
+    """Another process holds SQLite's write lock: a write waits at most the database timeout, then
+    503. A write whose key is refused waits for nothing: the key is read without the write lock
+    (``api.deps.key_reads``), so it gets its 401 at once."""
     import sqlite3
 
     from fastapi.testclient import TestClient
@@ -227,7 +229,10 @@ def test_sqlite_busy_wait_is_bounded(tmp_path: Path) -> None:
             keys = f"/v1/organizations/{tenant.id}/keys"
             holder = sqlite3.connect(path, isolation_level=None)
             holder.execute("BEGIN IMMEDIATE")  # the write lock, as a long write elsewhere holds it
+            wrong_secret = tenant.owner[:-1] + ("A" if tenant.owner[-1] != "A" else "B")
             try:
+                refused = timed(lambda: client.post(keys, json={"role": "viewer", "name": "refused"},
+                                                    headers=auth(wrong_secret)))
                 answer = timed(lambda: client.post(keys, json={"role": "viewer", "name": "busy"},
                                                    headers=auth(tenant.owner)))
             finally:
@@ -236,6 +241,7 @@ def test_sqlite_busy_wait_is_bounded(tmp_path: Path) -> None:
             after = client.post(keys, json={"role": "viewer", "name": "after"}, headers=auth(tenant.owner))
     finally:
         runtime.database.dispose()
+    assert refused.status == 401, refused  # before: it waited for the lock to read the key, then 503
     assert answer.status == 503, answer
     assert 0.9 <= answer.seconds <= 1.0 + 2.0, answer  # it did wait, for the configured second only
     assert '"code":"unavailable"' in answer.body

@@ -3,9 +3,9 @@
 FastAPI runs every plain ``def`` dependency in its thread pool, one hand-off each. So every dependency
 here is an ``async def`` that hands off only what may block: the API-key check (its database read and
 counter write go together in one hand-off), and, at the end, ending a unit of work that may wait (a
-transaction still open, but for a read on SQLite). A read-only request on SQLite looks its key up on
-the event loop, and a handler that uses :func:`run_reads` reads there too: such reads never wait, and
-a thread hand-off costs more than they do.
+transaction still open, but for a read on SQLite). On SQLite an API key is read on the event loop
+(in a deferred read, see :func:`key_reads`), and a handler that uses :func:`run_reads` reads there
+too: such reads never wait, and a thread hand-off costs more than they do.
 
 FastAPI solves a dependency's own dependencies every time it is named, even when its value is
 cached for the request, so the dependencies here take the runtime from the request
@@ -17,8 +17,8 @@ deferred transaction that takes no write lock (see :meth:`keyhall.storage.databa
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextlib import AsyncExitStack
+from collections.abc import Callable, Iterator
+from contextlib import AsyncExitStack, contextmanager
 from types import TracebackType
 from typing import Annotated, TypeVar
 
@@ -131,45 +131,62 @@ def client_address(request: Request) -> str:
 
 
 def authenticate_and_charge(request: Request, runtime: Runtime, uow: UnitOfWork,
-                            attempt: Callable[[], Principal]) -> Principal:
-    """Authenticate with ``attempt``, then count the call: against the key that authenticated, or,
-    when authentication fails (no key, unknown key, wrong secret, malformed token), against the
-    client's address. A key's budget is thus spent only by calls that prove its secret: sending
-    wrong secrets with another key's id cannot exhaust that key's budget. The unit of work's
-    transaction ends before counting, so no database lock is held while the counter is written —
-    unless the request only reads (:func:`reads_only`): its deferred transaction holds no lock, and
-    the key's lookup and the handler's reads share it."""
+                            attempt: Callable[[UnitOfWork], Principal]) -> Principal:
+    """Authenticate with ``attempt`` (given the unit of work to read the key in), then count the call:
+    against the key that authenticated, or, when authentication fails (no key, unknown key, wrong
+    secret, malformed token), against the client's address. A key's budget is thus spent only by
+    calls that prove its secret: sending wrong secrets with another key's id cannot exhaust that
+    key's budget. See :func:`key_reads` for where the key is read; either way no database lock is
+    held while the counter is written."""
     limit = Limit(runtime.settings.api_rate_limit_per_minute)
-    shared = reads_only(request)
     try:
-        principal = attempt()
+        with key_reads(request, runtime, uow) as reads:
+            principal = attempt(reads)
     except Unauthenticated:
-        uow.rollback()
         runtime.limiter.hit(f"api:ip:{client_address(request)}", limit, runtime.clock())
         raise
-    if not shared:
-        uow.rollback()
     runtime.limiter.hit(f"api:key:{principal.key_id}", limit, runtime.clock())
     return principal
+
+
+@contextmanager
+def key_reads(request: Request, runtime: Runtime, uow: UnitOfWork) -> Iterator[UnitOfWork]:
+    """Where the caller's key is read. A request that only reads (:func:`reads_only`) reads it in its
+    own unit of work, whose deferred transaction holds no lock: the key's lookup and the handler's
+    reads share it (and it ends at once if the key is refused). Any other request reads it in a
+    read-only unit of its own, ended before the handler's write transaction begins: the lookup
+    neither takes nor waits for a write lock (on SQLite it never waits, on PostgreSQL it is one
+    statement without ``BEGIN``), and a refused key leaves the request's unit untouched."""
+    if reads_only(request):
+        try:
+            yield uow
+        except Unauthenticated:
+            uow.rollback()
+            raise
+        return
+    with runtime.database.unit_of_work(read_only=True) as reads:
+        yield reads
 
 
 async def get_principal(request: Request, uow: UowDep) -> Principal:
     """The authenticated caller (once per request: FastAPI caches it), charged to its budget.
 
-    When the request's reads never wait (:meth:`~keyhall.storage.database.Database.never_waits`),
-    the key's lookup runs here on the event loop and only the count (a write) goes to a thread, when
-    counting is on; otherwise all of it runs in one hand-off."""
+    Where the key's read never waits (:meth:`~keyhall.storage.database.Database.reads_never_wait`:
+    every API key is read in a read-only unit, see :func:`key_reads`), the lookup runs here on the
+    event loop and only the count (a write) goes to a thread, when counting is on; otherwise all of
+    it runs in one hand-off."""
     runtime = runtime_of(request)
-    def attempt() -> Principal:
-        return authenticate(uow, bearer_token(request), runtime.clock())
 
-    if not runtime.database.never_waits(uow):
+    def attempt(reads: UnitOfWork) -> Principal:
+        return authenticate(reads, bearer_token(request), runtime.clock())
+
+    if not runtime.database.reads_never_wait:
         return await run_in_threadpool(authenticate_and_charge, request, runtime, uow, attempt)
     limit = Limit(runtime.settings.api_rate_limit_per_minute)
     try:
-        principal = attempt()
+        with key_reads(request, runtime, uow) as reads:
+            principal = attempt(reads)
     except Unauthenticated:
-        uow.rollback()
         await _charge(runtime, f"api:ip:{client_address(request)}", limit)
         raise
     await _charge(runtime, f"api:key:{principal.key_id}", limit)

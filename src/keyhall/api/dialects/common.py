@@ -103,10 +103,10 @@ def body_principal(request: Request, uow: UnitOfWork, runtime: Runtime, key: str
                    token: str | None) -> Principal:
     """The caller named by a key id and secret carried in the body when either is given, else by the
     bearer token; charged to its budget like every API call (``authenticate_and_charge``)."""
-    def attempt() -> Principal:
+    def attempt(reads: UnitOfWork) -> Principal:
         if key is not None or token is not None:
-            return authenticate_pair(uow, key or "", token or "", runtime.clock())
-        return authenticate(uow, bearer_token(request), runtime.clock())
+            return authenticate_pair(reads, key or "", token or "", runtime.clock())
+        return authenticate(reads, bearer_token(request), runtime.clock())
     return authenticate_and_charge(request, runtime, uow, attempt)
 
 
