@@ -18,6 +18,7 @@ off, as in ``bench.suite``; the lifespan (background jobs) is not started.
 from __future__ import annotations
 
 import argparse
+import base64
 import cProfile
 import pstats
 import statistics
@@ -26,8 +27,10 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, MutableMapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import uvloop
 from fastapi.testclient import TestClient
@@ -39,6 +42,8 @@ from keyhall.app import create_app
 from keyhall.core import org_service
 from keyhall.core.access import SYSTEM
 from keyhall.core.connection_service import Context
+from keyhall.provider import grants
+from keyhall.provider.authorize import AuthorizeRequest
 from keyhall.runtime import Runtime, utcnow
 from keyhall.security.secrets import new_key
 from keyhall.settings import Settings
@@ -53,8 +58,24 @@ def scope(path: str, headers: list[tuple[bytes, bytes]], method: str = "GET") ->
             "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8000), "state": {}}
 
 
-async def call(app: Asgi, path: str, headers: list[tuple[bytes, bytes]], body: bytes | None = None) -> None:
-    """One request: a GET, or with ``body`` a PATCH of that JSON body."""
+@dataclass(frozen=True)
+class Row:
+    """One row: requests to ``path`` of ``app``; with ``bodies`` (n -> n request bodies, made before
+    the clock starts), each request sends the next body with ``method`` and ``content_type``."""
+
+    name: str
+    app: Asgi
+    path: str
+    headers: list[tuple[bytes, bytes]]
+    method: str = "GET"
+    content_type: bytes = b"application/json"
+    bodies: Callable[[int], list[bytes]] | None = None
+
+    def prepare(self, n: int) -> list[bytes | None]:
+        return list(self.bodies(n)) if self.bodies else [None] * n
+
+
+async def call(row: Row, body: bytes | None = None) -> None:
     sent: list[MutableMapping[str, Any]] = []
 
     async def receive() -> MutableMapping[str, Any]:
@@ -63,17 +84,18 @@ async def call(app: Asgi, path: str, headers: list[tuple[bytes, bytes]], body: b
     async def send(message: MutableMapping[str, Any]) -> None:
         sent.append(message)
 
-    method = "GET" if body is None else "PATCH"
+    headers = row.headers
     if body is not None:
-        headers = [*headers, (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    await app(scope(path, headers, method), receive, send)
+        headers = [*headers, (b"content-type", row.content_type), (b"content-length", str(len(body)).encode())]
+    await row.app(scope(row.path, headers, row.method), receive, send)
     if not sent or sent[0].get("status") != 200:
-        raise RuntimeError(f"{method} {path} did not answer 200: {sent[:1]}")
+        raise RuntimeError(f"{row.method} {row.path} did not answer 200: {sent[:1]}")
 
 
 @contextmanager
-def keyhall_app(workdir: Path, database_url: str) -> Iterator[tuple[Asgi, dict[str, str], list[tuple[bytes, bytes]]]]:
-    """The app on a fresh database, an organization with one SAML connection, and an instance key."""
+def keyhall_rows(workdir: Path, database_url: str) -> Iterator[list[Row]]:
+    """The app on a fresh database (an organization with one SAML connection and one user, an
+    application, an instance key) and its rows."""
     settings = Settings(_env_file=None, data_dir=workdir, database_url=database_url,
                         secret_keys=new_key(), public_url="http://keyhall.test", api_rate_limit_per_minute=0,
                         login_rate_limit_per_minute=0)
@@ -86,38 +108,82 @@ def keyhall_app(workdir: Path, database_url: str) -> Iterator[tuple[Asgi, dict[s
         app = create_app(settings, runtime)
         auth = {"authorization": f"Bearer {issued.token}"}
         with TestClient(app) as client:  # the set-up goes through the API, as a caller's would
-            org = client.post("/v1/organizations", json={"name": "In-process bench"}, headers=auth).json()
-            conn = client.post(f"/v1/organizations/{org['id']}/connections", headers=auth, json={
+            org = created(client.post("/v1/organizations", json={"name": "In-process bench"}, headers=auth))
+            conn = created(client.post(f"/v1/organizations/{org['id']}/connections", headers=auth, json={
                 "protocol": "saml", "name": "inproc", "domains": ["inproc.example"],
-                "saml": {"metadata_xml": METADATA.read_text()}}).json()
-        paths = {"healthz": "/healthz", "get": f"/v1/organizations/{org['id']}/connections/{conn['id']}",
-                 "organization": f"/v1/organizations/{org['id']}",
-                 "patch": f"/v1/organizations/{org['id']}/connections/{conn['id']}"}
-        yield app, paths, [(b"authorization", auth["authorization"].encode()), (b"host", b"keyhall.test")]
+                "saml": {"metadata_xml": METADATA.read_text()}}))
+            user = created(client.post(f"/v1/organizations/{org['id']}/users", headers=auth,
+                                       json={"email": "person@inproc.example", "name": "In Process",
+                                             "connection_id": conn["id"]}))
+            product = created(client.post("/v1/applications", headers=auth, json={
+                "name": "inproc", "redirect_uris": [REDIRECT_URI]}))
+        api = [(b"authorization", auth["authorization"].encode()), (b"host", b"keyhall.test")]
+        connection = f"/v1/organizations/{org['id']}/connections/{conn['id']}"
+        basic = base64.b64encode(f"{product['client_id']}:{product['client_secret']}".encode())
+        codes = Codes(runtime, product["client_id"], user["id"], conn["id"])
+        yield [Row("bare", bench.bare.app, "/bare", []), Row("healthz", app, "/healthz", api),
+               Row("get", app, connection, api), Row("organization", app, f"/v1/organizations/{org['id']}", api),
+               Row("patch", app, connection, api, method="PATCH", bodies=patch_bodies),
+               Row("token", app, "/oauth2/token", [(b"authorization", b"Basic " + basic), (b"host", b"keyhall.test")],
+                   method="POST", content_type=b"application/x-www-form-urlencoded", bodies=codes.bodies)]
     finally:
         runtime.database.dispose()
 
 
-def patch_body(index: int) -> bytes:
-    """A PATCH of the connection's display name, a different one each time (as ``bench.suite``'s)."""
-    return b'{"display_name": "Bench %d"}' % (index % 1000)
+REDIRECT_URI = "https://product.test/callback"
 
 
-async def measure(app: Asgi, path: str, headers: list[tuple[bytes, bytes]], requests: int, rounds: int,
-                  body: Callable[[int], bytes] | None = None) -> float:
-    for index in range(max(100, requests // 10)):  # warm: caches, compiled statements, pooled connections
-        await call(app, path, headers, body(index) if body else None)
+def created(response: Any) -> dict[str, Any]:
+    if response.status_code != 201:
+        raise RuntimeError(f"set-up: {response.request.method} {response.request.url.path} answered "
+                           f"{response.status_code}: {response.text[:300]}")
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def patch_bodies(n: int) -> list[bytes]:
+    """PATCHes of the connection's display name, a different one each time (as ``bench.suite``'s)."""
+    return [b'{"display_name": "Bench %d"}' % (index % 1000) for index in range(n)]
+
+
+@dataclass(frozen=True)
+class Codes:
+    """Token requests: authorization codes issued as a completed sign-in issues them (through the
+    provider's ``issue_code``, in one unit of work, before the clock starts), one per request."""
+
+    runtime: Runtime
+    client_id: str
+    user_id: str
+    connection_id: str
+
+    def bodies(self, n: int) -> list[bytes]:
+        request = AuthorizeRequest(client_id=self.client_id, redirect_uri=REDIRECT_URI, scope="openid email profile",
+                                   state=None, nonce="inproc", code_challenge=None, code_challenge_method=None,
+                                   prompt=None, login_hint=None, organization=None, connection=None, domain=None)
+        with self.runtime.database.unit_of_work() as uow:
+            user = uow.users.get(self.user_id)
+            assert user is not None
+            codes = [grants.issue_code(uow, request, user, connection_id=self.connection_id, amr=["ext"],
+                                       now=utcnow()) for _ in range(n)]
+            uow.commit()
+        return [urlencode({"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI}).encode()
+                for code in codes]
+
+
+async def measure(row: Row, requests: int, rounds: int) -> float:
+    for body in row.prepare(max(100, requests // 10)):  # warm: caches, compiled statements, pooled connections
+        await call(row, body)
     per_round = []
     for _ in range(rounds):
-        bodies = [body(index) for index in range(requests)] if body else [None] * requests
+        bodies = row.prepare(requests)
         started = time.process_time()
-        for each in bodies:
-            await call(app, path, headers, each)
+        for body in bodies:
+            await call(row, body)
         per_round.append((time.process_time() - started) / requests)
     return statistics.median(per_round)
 
 
-ROWS = ("bare", "healthz", "get", "organization", "patch")
+ROWS = ("bare", "healthz", "get", "organization", "patch", "token")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -145,16 +211,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="keyhall-inproc-") as tmp, \
             fresh_database(Path(tmp), args.database_url) as (database_url, label), \
-            keyhall_app(Path(tmp), database_url) as (app, paths, headers):
-        rows: list[tuple[str, Asgi, str, list[tuple[bytes, bytes]]]] = [
-            ("bare", bench.bare.app, "/bare", []), ("healthz", app, paths["healthz"], headers),
-            ("get", app, paths["get"], headers), ("organization", app, paths["organization"], headers),
-            ("patch", app, paths["patch"], headers)]
+            keyhall_rows(Path(tmp), database_url) as rows:
+        chosen = [row for row in rows if row.name in args.rows]
 
         async def run() -> dict[str, float]:
-            return {name: await measure(target, path, hdrs, args.requests, args.rounds,
-                                        patch_body if name == "patch" else None)
-                    for name, target, path, hdrs in rows if name in args.rows}
+            return {row.name: await measure(row, args.requests, args.rounds) for row in chosen}
 
         figures = uvloop.run(run())
         print(f"bench.inproc: database {label}, {args.requests} requests x {args.rounds} rounds, Python "
@@ -163,12 +224,13 @@ def main(argv: list[str] | None = None) -> int:
             ratio = seconds / figures["bare"]
             print(f"  {name:13s} {seconds * 1e6:8.1f} us   {ratio:5.1f}x the bare app")
         if args.profile:
-            target_path = paths[args.profile]
+            row = next(row for row in rows if row.name == args.profile)
+            bodies = row.prepare(args.requests)
             profiler = cProfile.Profile()
 
             async def profiled() -> None:
-                for index in range(args.requests):
-                    await call(app, target_path, headers, patch_body(index) if args.profile == "patch" else None)
+                for body in bodies:
+                    await call(row, body)
 
             profiler.enable()
             uvloop.run(profiled())

@@ -5,10 +5,9 @@ id. Configurations belong to the calling key's organization: ``tenantUuid`` is r
 page says, and ignored (an instance-admin key, which has no organization, gets 400).
 
 - ``providerType`` (OIDC|SAML|LDAP) and ``protocol`` (oidc|saml|ldap) must agree, else 400.
-- The block of that protocol (``oidcConfig``/``samlConfig``/``ldapConfig``) is required on POST
-  and PUT and is the one stored and checked against the IdP. Blocks of other protocols are
-  checked for shape and limits only, then ignored; the response names them in the
-  ``Keyhall-Ignored-Fields`` header (the page's full example sends all three).
+- The block of that protocol (``oidcConfig``/``samlConfig``/``ldapConfig``) is required on POST and PUT and is the one
+  stored and checked against the IdP. Blocks of other protocols are checked for shape and limits only, then ignored;
+  the response names them in the ``Keyhall-Ignored-Fields`` header (the page's full example sends all three).
 - ``displayName`` is both the connection's display name (≤ 64) and its name (unique in the
   organization: a second configuration with the same displayName is 409).
 - ``attributeMappings`` maps a profile field (camelCase: ``subject``, ``email``, ``emailVerified``,
@@ -33,7 +32,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel
 
-from keyhall.api.deps import ContextDep, RuntimeDep, UowDep
+from keyhall.api.deps import ContextDep, RuntimeDep, UowDep, run_reads
 from keyhall.api.dialects import common
 from keyhall.api.dialects import configurations_schemas as wire
 from keyhall.api.dialects.common import Dialect, camel, dialect_errors, parse_model
@@ -177,12 +176,12 @@ def _answer(response: Response, ignored: list[str]) -> None:
 
 
 @router.get("", response_model=list[wire.ConfigurationOut])
-def list_configurations(
+async def list_configurations(
     uow: UowDep, ctx: ContextDep, runtime: RuntimeDep, response: Response,
     limit: Annotated[int, Query(ge=1, le=200)] = 50, cursor: str | None = None,
 ) -> list[dict[str, Any]]:
-    org = _organization(uow, ctx)
-    page = service.list_connections(uow, ctx, org.id, limit=limit, cursor=cursor)
+    page = await run_reads(runtime, uow, lambda: service.list_connections(
+        uow, ctx, _organization(uow, ctx).id, limit=limit, cursor=cursor))
     if page.next_cursor:
         response.headers["Link"] = f'<{router.prefix}?limit={limit}&cursor={page.next_cursor}>; rel="next"'
     return [configuration_out(c, runtime.settings.public_url) for c in page.items]
@@ -203,9 +202,11 @@ def create_configuration(
 
 
 @router.get("/{configuration_uuid}", response_model=wire.ConfigurationOut)
-def get_configuration(configuration_uuid: str, uow: UowDep, ctx: ContextDep, runtime: RuntimeDep) -> dict[str, Any]:
-    org = _organization(uow, ctx)
-    return configuration_out(service.get_connection(uow, ctx, org.id, configuration_uuid), runtime.settings.public_url)
+async def get_configuration(configuration_uuid: str, uow: UowDep, ctx: ContextDep,
+                            runtime: RuntimeDep) -> dict[str, Any]:
+    conn = await run_reads(runtime, uow, lambda: service.get_connection(uow, ctx, _organization(uow, ctx).id,
+                                                                        configuration_uuid))
+    return configuration_out(conn, runtime.settings.public_url)
 
 
 @router.put("/{configuration_uuid}", response_model=wire.ConfigurationOut)
@@ -241,9 +242,8 @@ def update_configuration(
 
 @router.delete("/{configuration_uuid}", status_code=204)
 def delete_configuration(configuration_uuid: str, uow: UowDep, ctx: ContextDep) -> Response:
-    org = _organization(uow, ctx)
     with dialect_errors(rename):
-        service.delete_connection(uow, ctx, org.id, configuration_uuid)
+        service.delete_connection(uow, ctx, _organization(uow, ctx).id, configuration_uuid)
     return Response(status_code=204)
 
 

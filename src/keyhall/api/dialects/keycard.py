@@ -24,7 +24,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Response
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
-from keyhall.api.deps import ContextDep, RuntimeDep, UowDep
+from keyhall.api.deps import ContextDep, RuntimeDep, UowDep, run_reads
 from keyhall.api.dialects.common import Dialect, parse_model, prefix_renamer, translated_errors
 from keyhall.api.http import ErrorStyle, native_error_body
 from keyhall.api.native.schemas import iso
@@ -160,9 +160,13 @@ def enable(
 
 
 @router.get(PATH, summary="Get the organization's SSO connection")
-def read(organization_id: str, uow: UowDep, ctx: ContextDep) -> dict[str, Any]:
-    org = service.organization_for(uow, ctx, organization_id)
-    return sso_connection_out(_enabled_connection(uow, ctx, org), org, ctx)
+async def read(organization_id: str, uow: UowDep, ctx: ContextDep, runtime: RuntimeDep) -> dict[str, Any]:
+    def found() -> tuple[Organization, Connection]:
+        org = service.organization_for(uow, ctx, organization_id)
+        return org, _enabled_connection(uow, ctx, org)
+
+    org, conn = await run_reads(runtime, uow, found)
+    return sso_connection_out(conn, org, ctx)
 
 
 @router.patch(PATH, summary="Update the organization's SSO connection")

@@ -31,7 +31,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 
-from keyhall.api.deps import ContextDep, RuntimeDep, UowDep
+from keyhall.api.deps import ContextDep, RuntimeDep, UowDep, run_reads
 from keyhall.api.dialects import logto_schemas as wire
 from keyhall.api.dialects.common import (
     Dialect,
@@ -47,7 +47,7 @@ from keyhall.core import connection_service as service
 from keyhall.core.connection_service import Context
 from keyhall.core.connections import Connection, ConnectionInput, connection_urls, sp_entity_id
 from keyhall.core.organizations import Organization
-from keyhall.core.ports import ConnectionFilter, UnitOfWork
+from keyhall.core.ports import ConnectionFilter, Slice, UnitOfWork
 from keyhall.core.vocabulary import SECRET_MASK, Protocol
 from keyhall.errors import InvalidInput, NotFound
 
@@ -167,15 +167,16 @@ def _organization(uow: UnitOfWork, ctx: Context) -> Organization:
     return key_organization(uow, ctx, "SSO connectors")
 
 
-def _connector(uow: UnitOfWork, ctx: Context, org: Organization, connector_id: str) -> Connection:
+def _connector(uow: UnitOfWork, ctx: Context, connector_id: str) -> tuple[Organization, Connection]:
+    org = _organization(uow, ctx)
     conn = service.get_connection(uow, ctx, org.id, connector_id)
     if conn.protocol not in wire.GENERIC:
         raise NotFound("SSO connector not found", details={"id": connector_id})
-    return conn
+    return org, conn
 
 
 @router.get("/sso-connector-providers", response_model=list[wire.ProviderOut])
-def list_providers(ctx: ContextDep, runtime: RuntimeDep) -> list[dict[str, Any]]:
+async def list_providers(ctx: ContextDep, runtime: RuntimeDep) -> list[dict[str, Any]]:
     url = runtime.settings.public_url
     return [{"providerName": p.provider_name, "providerType": str(p.protocol), "name": p.name,
              "logo": _logo_url(url, p.logo), "logoDark": _logo_url(url, f"{p.logo}-dark"),
@@ -183,17 +184,20 @@ def list_providers(ctx: ContextDep, runtime: RuntimeDep) -> list[dict[str, Any]]
 
 
 @router.get("/sso-connectors", response_model=list[wire.ConnectorOut])
-def list_connectors(
+async def list_connectors(
     uow: UowDep, ctx: ContextDep, runtime: RuntimeDep, response: Response,
     page: Annotated[int | None, Query(ge=1)] = None, page_size: Annotated[int | None, Query(ge=1, le=100)] = None,
 ) -> list[dict[str, Any]]:
-    org = _organization(uow, ctx)
     everything = ConnectionFilter(protocols=tuple(str(p) for p in wire.GENERIC))
-    if page is None and page_size is None:
-        found = service.find_connections(uow, ctx, org.id, everything)
-    else:
+
+    def read() -> tuple[Organization, Slice[Connection]]:
+        org = _organization(uow, ctx)
+        if page is None and page_size is None:
+            return org, service.find_connections(uow, ctx, org.id, everything)
         size = page_size or 20
-        found = service.find_connections(uow, ctx, org.id, everything, offset=((page or 1) - 1) * size, limit=size)
+        return org, service.find_connections(uow, ctx, org.id, everything, offset=((page or 1) - 1) * size, limit=size)
+
+    org, found = await run_reads(runtime, uow, read)
     response.headers["Total-Number"] = str(found.total)
     return [connector_out(c, org, runtime.settings.public_url) for c in found.items]
 
@@ -209,17 +213,16 @@ def create_connector(body: wire.ConnectorCreate, uow: UowDep, ctx: ContextDep, r
 
 
 @router.get("/sso-connectors/{connector_id}", response_model=wire.ConnectorOut)
-def get_connector(connector_id: str, uow: UowDep, ctx: ContextDep, runtime: RuntimeDep) -> dict[str, Any]:
-    org = _organization(uow, ctx)
-    return connector_out(_connector(uow, ctx, org, connector_id), org, runtime.settings.public_url)
+async def get_connector(connector_id: str, uow: UowDep, ctx: ContextDep, runtime: RuntimeDep) -> dict[str, Any]:
+    org, conn = await run_reads(runtime, uow, lambda: _connector(uow, ctx, connector_id))
+    return connector_out(conn, org, runtime.settings.public_url)
 
 
 @router.patch("/sso-connectors/{connector_id}", response_model=wire.ConnectorOut)
 def update_connector(
     connector_id: str, body: wire.ConnectorPatch, uow: UowDep, ctx: ContextDep, runtime: RuntimeDep
 ) -> dict[str, Any]:
-    org = _organization(uow, ctx)
-    existing = _connector(uow, ctx, org, connector_id)
+    org, existing = _connector(uow, ctx, connector_id)
     with dialect_errors(rename):
         data = _input(body, existing.protocol, {})
         conn = service.update_connection(uow, ctx, org.id, existing.id, data, runtime.inspector)
@@ -228,8 +231,7 @@ def update_connector(
 
 @router.delete("/sso-connectors/{connector_id}", status_code=204)
 def delete_connector(connector_id: str, uow: UowDep, ctx: ContextDep) -> Response:
-    org = _organization(uow, ctx)
-    existing = _connector(uow, ctx, org, connector_id)
+    org, existing = _connector(uow, ctx, connector_id)
     with dialect_errors(rename):
         service.delete_connection(uow, ctx, org.id, existing.id)
     return Response(status_code=204)

@@ -16,7 +16,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Response
 
-from keyhall.api.deps import ContextDep, RuntimeDep, UowDep
+from keyhall.api.deps import ContextDep, RuntimeDep, UowDep, run_reads
 from keyhall.api.dialects.common import Dialect, prefix_renamer, translated_errors
 from keyhall.api.dialects.raidiam_schemas import (
     AuthorisationServerIn,
@@ -140,15 +140,17 @@ def create_server(OrganisationId: PathId, body: AuthorisationServerIn, uow: UowD
 
 
 @router.get("/{OrganisationId}/authorisationservers", response_model=list[AuthorisationServerOut])
-def list_servers(OrganisationId: PathId, uow: UowDep, ctx: ContextDep) -> list[dict[str, Any]]:
-    servers = service.find_connections(uow, ctx, OrganisationId, ConnectionFilter(protocols=(str(Protocol.OIDC),)))
+async def list_servers(OrganisationId: PathId, uow: UowDep, ctx: ContextDep,
+                       runtime: RuntimeDep) -> list[dict[str, Any]]:
+    servers = await run_reads(runtime, uow, lambda: service.find_connections(
+        uow, ctx, OrganisationId, ConnectionFilter(protocols=(str(Protocol.OIDC),))))
     return [server_out(c) for c in servers.items]
 
 
 @router.get("/{OrganisationId}/authorisationservers/{AuthorisationServerId}", response_model=AuthorisationServerOut)
-def get_server(OrganisationId: PathId, AuthorisationServerId: ServerPathId,
-               uow: UowDep, ctx: ContextDep) -> dict[str, Any]:
-    return server_out(_server(uow, ctx, OrganisationId, AuthorisationServerId))
+async def get_server(OrganisationId: PathId, AuthorisationServerId: ServerPathId,
+                     uow: UowDep, ctx: ContextDep, runtime: RuntimeDep) -> dict[str, Any]:
+    return server_out(await run_reads(runtime, uow, lambda: _server(uow, ctx, OrganisationId, AuthorisationServerId)))
 
 
 @router.put("/{OrganisationId}/authorisationservers/{AuthorisationServerId}", response_model=AuthorisationServerOut)
@@ -185,17 +187,18 @@ def create_sso(OrganisationId: PathId, AuthorisationServerId: ServerPathId,
 
 
 @router.get(SSO_PATH, response_model=list[SsoConfigurationOut])
-def list_sso(OrganisationId: PathId, AuthorisationServerId: ServerPathId,
-             uow: UowDep, ctx: ContextDep, runtime: RuntimeDep) -> list[dict[str, Any]]:
-    conn = _server(uow, ctx, OrganisationId, AuthorisationServerId)
+async def list_sso(OrganisationId: PathId, AuthorisationServerId: ServerPathId,
+                   uow: UowDep, ctx: ContextDep, runtime: RuntimeDep) -> list[dict[str, Any]]:
+    conn = await run_reads(runtime, uow, lambda: _server(uow, ctx, OrganisationId, AuthorisationServerId))
     return [sso_out(conn, runtime.settings.public_url)] if conn.listing_id else []
 
 
 @router.get(SSO_PATH + "/{ssoConfigurationId}", response_model=SsoConfigurationOut)
-def get_sso(OrganisationId: PathId, AuthorisationServerId: ServerPathId, ssoConfigurationId: str,
-            uow: UowDep, ctx: ContextDep, runtime: RuntimeDep) -> dict[str, Any]:
-    return sso_out(_sso(uow, ctx, OrganisationId, AuthorisationServerId, ssoConfigurationId),
-                   runtime.settings.public_url)
+async def get_sso(OrganisationId: PathId, AuthorisationServerId: ServerPathId, ssoConfigurationId: str,
+                  uow: UowDep, ctx: ContextDep, runtime: RuntimeDep) -> dict[str, Any]:
+    conn = await run_reads(runtime, uow,
+                           lambda: _sso(uow, ctx, OrganisationId, AuthorisationServerId, ssoConfigurationId))
+    return sso_out(conn, runtime.settings.public_url)
 
 
 @router.put(SSO_PATH + "/{ssoConfigurationId}", response_model=SsoConfigurationOut)
