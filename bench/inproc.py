@@ -5,14 +5,18 @@ way.
     .venv/bin/python -m bench.inproc                      # SQLite in a temporary directory
     .venv/bin/python -m bench.inproc --database-url postgresql://postgres@127.0.0.1:5432/postgres
     .venv/bin/python -m bench.inproc --profile get        # and a cProfile of one row, by internal time
+    .venv/bin/python -m bench.inproc --rows patch,token   # some rows only (bare always runs)
 
 Rows: ``bare`` (the floor), ``healthz`` (Keyhall's middleware chain and routing around a trivial
-handler), ``get`` (an instance key's GET of a connection: key, probe, render) and ``organization``
-(GET of an organization). CPU is this process's clock (``time.process_time``: every thread, so the
-thread pool's work on PostgreSQL counts), per request, median of ``--rounds`` rounds. What ``bench.suite``
-measures over real sockets is these figures plus the HTTP server's share (about the bare route's
-whole figure there), so a change to the request path shows here with far less noise. Rate limits are
-off, as in ``bench.suite``; the lifespan (background jobs) is not started.
+handler), ``get`` (an instance key's GET of a connection: key, probe, render), ``organization`` (GET of
+an organization), ``patch`` (PATCH of the connection's display name, a different one each time) and
+``token`` (``POST /oauth2/token`` with HTTP Basic client authentication, redeeming a code issued through
+the provider's ``issue_code`` before the clock starts: two signatures, the redemption's statements, one
+write transaction). CPU is this process's clock (``time.process_time``: every thread, so the thread
+pool's work on PostgreSQL counts), per request, median of ``--rounds`` rounds. What ``bench.suite``
+measures over real sockets is these figures plus the HTTP server's share (about the bare route's whole
+figure there), so a change to the request path shows here with far less noise. Rate limits are off, as
+in ``bench.suite``; the lifespan (background jobs) is not started.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from bench import proc, suite
+from bench import inproc, proc, suite
 
 BURN = """
 import subprocess, sys, time
@@ -61,3 +61,17 @@ def test_a_burst_counts_failures_and_stops_after_too_many() -> None:
 def test_the_suite_refuses_bad_arguments(argv: list[str]) -> None:
     with pytest.raises(SystemExit):
         suite.parse_args(argv)
+
+
+def test_the_in_process_bench_runs_every_row(capsys: pytest.CaptureFixture[str]) -> None:
+    """Every row's set-up and requests succeed (a request that is not answered 200 stops the bench
+    with its status), and each row prints its figure."""
+    assert inproc.main(["--requests", "3", "--rounds", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert [line.split()[0] for line in printed.splitlines()[1:]] == list(inproc.ROWS)
+
+
+@pytest.mark.parametrize("argv", [["--rows", "get,nope"], ["--requests", "0"], ["--profile", "bare"]])
+def test_the_in_process_bench_refuses_bad_arguments(argv: list[str]) -> None:
+    with pytest.raises(SystemExit):
+        inproc.parse_args(argv)
