@@ -118,6 +118,25 @@ def test_a_connection_deactivated_on_one_instance_stops_routing_on_the_other_at_
     assert _read(other, cid, "moved.cache-instances.example")[1] == [cid]
 
 
+def test_a_shared_read_of_a_connection_follows_a_change_on_the_other_instance(
+        keyhall: Keyhall, other: Keyhall, saml: tuple[Tenant, str, str]) -> None:
+    """``get_any(shared=True)`` (a sign-in's standing, at the token endpoint) hands out one object
+    per cached version, and the changed connection at the next read after a change elsewhere."""
+    tenant, cid, _ = saml
+    url = f"/v1/organizations/{tenant.slug}/connections/{cid}"
+    assert keyhall.client.patch(url, json={"status": "active"}, headers=auth(tenant.owner)).status_code == 200
+    with other.runtime.database.unit_of_work(read_only=True) as uow:
+        uow.connections.get_any(cid, shared=True)  # read from the database, then cached
+        first, again = uow.connections.get_any(cid, shared=True), uow.connections.get_any(cid, shared=True)
+    assert first is again is not None
+    assert keyhall.client.patch(url, json={"status": "inactive"}, headers=auth(tenant.owner)).status_code == 200
+    with other.runtime.database.unit_of_work(read_only=True) as uow:
+        after = uow.connections.get_any(cid, shared=True)
+    assert after is not None
+    assert str(after.status) == "inactive" != str(first.status)
+    assert keyhall.client.patch(url, json={"status": "active"}, headers=auth(tenant.owner)).status_code == 200
+
+
 def test_a_connection_deleted_on_one_instance_is_gone_on_the_other(keyhall: Keyhall, other: Keyhall) -> None:
     tenant = keyhall.tenant("Cache Deletions")
     body = {"protocol": "saml", "name": "doomed", "domains": ["doomed.cache-instances.example"],
@@ -129,17 +148,23 @@ def test_a_connection_deleted_on_one_instance_is_gone_on_the_other(keyhall: Keyh
     assert _read(other, cid, "doomed.cache-instances.example") == (None, [])
 
 
-def test_an_application_changed_on_one_instance_is_current_on_the_other(keyhall: Keyhall, other: Keyhall) -> None:
+@pytest.mark.parametrize("shared", [False, True], ids=["copy", "shared"])
+def test_an_application_changed_on_one_instance_is_current_on_the_other(
+        keyhall: Keyhall, other: Keyhall, shared: bool) -> None:
+    """Whether the reader takes its own copy or the one read-only callers share (the token endpoint)."""
     now = keyhall.runtime.clock()
     app, _ = new_application("Cached product", ["https://product.example/callback"], public=False, now=now)
     with keyhall.runtime.database.unit_of_work() as uow:
         uow.applications.add(app)
         uow.commit()
     with other.runtime.database.unit_of_work(read_only=True) as uow:
-        assert uow.applications.get(app.id) == app
+        assert uow.applications.get(app.id, shared=shared) == app  # read from the database, then cached
+        first = uow.applications.get(app.id, shared=shared)
     with statements(other.runtime) as seen, other.runtime.database.unit_of_work(read_only=True) as uow:
-        assert uow.applications.get(app.id) == app
+        again = uow.applications.get(app.id, shared=shared)
+        assert again == app
     assert len([s for s in seen if "applications" in s]) == 1, seen  # served from the cache after the probe
+    assert (again is first) is shared  # a shared read hands out one object; a copy is the caller's own
 
     rotated = replace(app, secret_hash=hash_secret("a rotated secret"),
                       redirect_uris=["https://product.example/new"],
@@ -148,7 +173,7 @@ def test_an_application_changed_on_one_instance_is_current_on_the_other(keyhall:
         uow.applications.save(rotated)
         uow.commit()
     with other.runtime.database.unit_of_work(read_only=True) as uow:
-        seen_app = uow.applications.get(app.id)
+        seen_app = uow.applications.get(app.id, shared=shared)
     assert seen_app is not None
     assert seen_app.secret_hash == rotated.secret_hash != app.secret_hash
     assert seen_app.redirect_uris == ["https://product.example/new"]
@@ -157,7 +182,7 @@ def test_an_application_changed_on_one_instance_is_current_on_the_other(keyhall:
         uow.applications.delete(app.id)
         uow.commit()
     with other.runtime.database.unit_of_work(read_only=True) as uow:
-        assert uow.applications.get(app.id) is None
+        assert uow.applications.get(app.id, shared=shared) is None
 
 
 def test_a_signing_key_rotated_on_one_instance_signs_and_verifies_on_the_other(

@@ -57,3 +57,16 @@ def test_tampered_or_foreign_tokens_do_not_verify(runtime: Runtime) -> None:
         assert signing.verify(signing.sign(foreign, claims), uow.signing_keys, now) is None
         expired = signing.sign(key, {"iss": "x", "exp": int((now - timedelta(seconds=1)).timestamp())})
         assert signing.verify(expired, uow.signing_keys, now) is None
+
+
+def test_the_keys_of_both_tokens_come_from_one_read_whether_the_algorithms_differ_or_not(runtime: Runtime) -> None:
+    """A token response signs its ID token with the application's algorithm and its access token with
+    ES256: two algorithms, or the same one twice (an application that chose ES256)."""
+    now = runtime.clock()
+    with runtime.database.unit_of_work() as uow:
+        rs, es = signing.active_key(uow.signing_keys, "RS256", now), signing.active_key(uow.signing_keys, "ES256", now)
+        uow.commit()
+        both = signing.active_keys(uow.signing_keys, ("RS256", "ES256"), now)
+        same = signing.active_keys(uow.signing_keys, ("ES256", "ES256"), now)
+    assert {alg: key.kid for alg, key in both.items()} == {"RS256": rs.kid, "ES256": es.kid}
+    assert {alg: key.kid for alg, key in same.items()} == {"ES256": es.kid}

@@ -57,7 +57,7 @@ def check_session(uow: UnitOfWork, family: TokenFamily | None, now: datetime, *,
     if user.disabled:
         raise SessionEnded("user_disabled", "the account is disabled")
     if family.connection_id is not None:
-        conn = uow.connections.get_any(family.connection_id)
+        conn = uow.connections.get_any(family.connection_id, shared=True)  # read, never changed
         if conn is None or conn.organization_id != org.id:
             raise SessionEnded("connection_deleted", "the sign-in method the person used no longer exists")
         if conn.status is not ConnectionStatus.ACTIVE:

@@ -49,8 +49,9 @@ def active_key(keys: SigningKeyRepository, alg: str, now: datetime) -> SigningKe
     return winner
 
 
-def active_keys(keys: SigningKeyRepository, algs: tuple[str, ...], now: datetime) -> dict[str, SigningKey]:
-    """The keys that sign now for each of ``algs``, read together; any missing one generated."""
+def active_keys(keys: SigningKeyRepository, algs: tuple[str, str], now: datetime) -> dict[str, SigningKey]:
+    """The keys that sign now for each of the two ``algs`` (an ID token's, an access token's; the same
+    one twice when one key signs both), read together; any missing one generated."""
     found = keys.active_of(algs)
     return {alg: found.get(alg) or active_key(keys, alg, now) for alg in algs}
 

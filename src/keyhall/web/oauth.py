@@ -192,7 +192,7 @@ def _uses_basic(request: Request) -> bool:
 def _authenticated_client(uow: UnitOfWork, request: Request, form: dict[str, str]) -> Application:
     """The client, authenticated as RFC 6749 §2.3 says; raises ``TokenError``."""
     client_id, secret, method, _basic = _client_credentials(request, form)
-    app = uow.applications.get(client_id[:64]) if client_id else None
+    app = uow.applications.get(client_id[:64], shared=True) if client_id else None  # read, never changed
     return grants.authenticate_client(app, secret, method_used=method)
 
 

@@ -30,11 +30,12 @@ class SqlApplications:
                            post_logout_redirect_uris=list(row.post_logout_redirect_uris or []),
                            backchannel_logout_uri=row.backchannel_logout_uri)
 
-    def get(self, client_id: str) -> Application | None:
+    def get(self, client_id: str, *, shared: bool = False) -> Application | None:
         version = hot_queries.run(self.session, hot_queries.APPLICATION_VERSION, id=client_id).scalar()
         if version is None:
             return None
-        if (hit := self.cache.get(client_id, version)) is not None:
+        hit = self.cache.get_shared(client_id, version) if shared else self.cache.get(client_id, version)
+        if hit is not None:
             return hit
         row = self.session.get(ApplicationRow, client_id)
         if row is None:

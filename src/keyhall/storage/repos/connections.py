@@ -138,14 +138,15 @@ class SqlConnections:
         row = self.session.scalar(hot_queries.connection_in_organization(organization_id, connection_id))
         return self._load(row) if row else None
 
-    def get_any(self, connection_id: str) -> Connection | None:
+    def get_any(self, connection_id: str, *, shared: bool = False) -> Connection | None:
         if not is_uuid(connection_id):
             return None
         connection_id = connection_id.lower()
         version = hot_queries.run(self.session, hot_queries.CONNECTION_VERSION, id=connection_id).scalar()
         if version is None:
             return None
-        if (hit := self._cached(connection_id, version)) is not None:
+        hit = self.cache.get_shared(connection_id, version) if shared else self._cached(connection_id, version)
+        if hit is not None:
             return hit
         row = self.session.get(ConnectionRow, connection_id)
         return self._load(row) if row else None

@@ -44,9 +44,9 @@ class SqlSigningKeys:
         row = hot_queries.run(self.session, hot_queries.ACTIVE_SIGNING_KEY, alg=alg).first()
         return self._entity(row) if row else None
 
-    def active_of(self, algs: tuple[str, ...]) -> dict[str, SigningKey]:
+    def active_of(self, algs: tuple[str, str]) -> dict[str, SigningKey]:
         found: dict[str, SigningKey] = {}
-        for row in hot_queries.run(self.session, hot_queries.ACTIVE_SIGNING_KEYS, algs=list(set(algs))):
+        for row in hot_queries.run(self.session, hot_queries.ACTIVE_SIGNING_KEYS, alg_a=algs[0], alg_b=algs[1]):
             if row.alg not in found:  # newest first: one active key per algorithm anyway
                 found[row.alg] = self._entity(row)
         return found
