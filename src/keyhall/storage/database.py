@@ -19,8 +19,8 @@ from keyhall.security.secrets import SecretBox
 from keyhall.storage.cache import StorageCaches
 from keyhall.storage.engine import DEFAULT_TIMEOUT_SECONDS, build_engine, reading_engine, session_factory
 from keyhall.storage.purge import purge_expired
-from keyhall.storage.read_session import ReadOnlyViolation, ReadSession
 from keyhall.storage.unit_of_work import SqlUnitOfWork
+from keyhall.storage.unit_sessions import ReadOnlyViolation, ReadSession, WriteSession
 
 _READ_ONLY = "keyhall_read_only"
 
@@ -69,11 +69,13 @@ class Database:
         return self.engine.dialect.name
 
     def unit_of_work(self, *, read_only: bool = False) -> SqlUnitOfWork:
-        """A unit of work: one session, one transaction. ``read_only`` ones (a GET of the API, say)
-        begin deferred on SQLite, so they neither take nor wait for the write lock; any write in
-        them fails loudly (:class:`ReadOnlyViolation`) instead of racing for the lock."""
+        """A unit of work: one connection, one transaction (``storage.unit_sessions``). ``read_only``
+        ones (a GET of the API, say) begin deferred on SQLite, so they neither take nor wait for the
+        write lock; any write in them fails loudly (:class:`ReadOnlyViolation`) instead of racing
+        for the lock."""
         if not read_only:
-            return SqlUnitOfWork(self.sessions(), self.box, self.caches)
+            writes = WriteSession(self.engine, lambda connection: self.sessions(bind=connection), {})
+            return SqlUnitOfWork(cast(Session, writes), self.box, self.caches)
         reads = ReadSession(self.reading, lambda connection: self.sessions(bind=connection), {_READ_ONLY: True})
         return SqlUnitOfWork(cast(Session, reads), self.box, self.caches)
 

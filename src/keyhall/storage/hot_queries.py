@@ -39,7 +39,7 @@ from keyhall.storage.models import (
     UserRow,
     WebhookEndpointRow,
 )
-from keyhall.storage.read_session import ReadSession
+from keyhall.storage.unit_sessions import CoreFirstSession
 
 
 def by_primary_key(model: Any, *key: Any) -> Select[Any]:
@@ -51,9 +51,9 @@ def by_primary_key(model: Any, *key: Any) -> Select[Any]:
 def run(session: Session, statement: Executable, **params: Any) -> CursorResult[Any]:
     """Run a prebuilt statement of this module (bound parameters named in ``params``) on the
     session's connection as plain Core: no ORM compile step, no entity loading, no identity map.
-    What the session holds is flushed first, as the ORM's own autoflush would. A read-only unit's
-    session (:class:`~keyhall.storage.read_session.ReadSession`) runs it on its connection directly."""
-    if isinstance(session, ReadSession):
+    What the session holds is flushed first, as the ORM's own autoflush would. A unit of work's
+    session (:class:`~keyhall.storage.unit_sessions.CoreFirstSession`) runs it on its connection directly."""
+    if isinstance(session, CoreFirstSession):
         return session.execute_core(statement, params)
     session.flush()
     return session.connection().execute(statement, params)

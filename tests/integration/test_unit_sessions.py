@@ -1,6 +1,8 @@
-"""A read-only unit of work (``storage.read_session.ReadSession``): the request path's prebuilt
-statements on the unit's own Core connection, anything else through an ORM session over that same
-connection. One connection and one transaction per unit, whichever kind of read comes first."""
+"""A unit of work's session (``storage.unit_sessions``): the request path's prebuilt statements on the
+unit's own Core connection, anything else through an ORM session over that same connection. One
+connection and one transaction per unit, whichever kind of statement comes first: for a read-only unit
+(``ReadSession``) one snapshot; for a writing one (``WriteSession``) one commit, or one rollback that
+undoes prebuilt and ORM writes alike."""
 
 from __future__ import annotations
 
@@ -12,12 +14,13 @@ from typing import Any
 import pytest
 from sqlalchemy import bindparam, insert, select, update
 
+from keyhall.errors import Conflict
 from keyhall.runtime import Runtime
 from keyhall.security.secrets import SecretBox, new_key
 from keyhall.storage import hot_queries
 from keyhall.storage.database import Database, ReadOnlyViolation
 from keyhall.storage.models import ApiKeyRow, OrganizationRow
-from keyhall.storage.read_session import ReadSession
+from keyhall.storage.unit_sessions import ReadSession, WriteSession
 
 
 def _pool(runtime: Runtime) -> Any:
@@ -115,3 +118,79 @@ def test_a_prebuilt_write_in_a_read_only_unit_is_refused_before_it_is_sent(runti
         organization = uow.organizations.get(organization_id)
         assert organization is not None
         assert organization.name == "Read Session"
+
+
+# --- Writing units ---------------------------------------------------------------------------------
+
+RENAME = update(OrganizationRow).where(OrganizationRow.id == bindparam("b_id")).values(name=bindparam("name"))
+
+
+def _name(runtime: Runtime, organization_id: str) -> str:
+    with runtime.database.engine.connect() as conn:
+        return str(conn.execute(select(OrganizationRow.name).where(OrganizationRow.id == organization_id)).scalar())
+
+
+def _key(key_id: str, organization_id: str) -> ApiKeyRow:
+    return ApiKeyRow(id=key_id, organization_id=organization_id, role="viewer", secret_hash="x", name="unit sessions",
+                     created_at=datetime.now(UTC))
+
+
+def _key_exists(runtime: Runtime, key_id: str) -> bool:
+    with runtime.database.engine.connect() as conn:
+        return conn.execute(select(ApiKeyRow.id).where(ApiKeyRow.id == key_id)).first() is not None
+
+
+@pytest.mark.parametrize("orm_first", [False, True], ids=["prebuilt-first", "orm-first"])
+def test_a_writing_unit_commits_or_rolls_back_prebuilt_and_orm_writes_together(
+        runtime: Runtime, orm_first: bool) -> None:
+    organization_id = _organization(runtime)
+    checked_out = _pool(runtime).checkedout()
+    for outcome in ("rollback", "commit"):
+        key_id = f"unit-sessions-{uuid.uuid4().hex[:12]}"
+        with runtime.database.unit_of_work() as uow:
+            assert isinstance(uow.session, WriteSession)
+            if orm_first:
+                uow.session.add(_key(key_id, organization_id))
+                uow.session.flush()
+            hot_queries.run(uow.session, RENAME, b_id=organization_id, name=f"Renamed ({outcome})")
+            if not orm_first:
+                uow.session.add(_key(key_id, organization_id))
+            assert _pool(runtime).checkedout() == checked_out + 1  # one connection for both
+            if outcome == "commit":
+                uow.commit()
+            else:
+                uow.rollback()
+        assert _pool(runtime).checkedout() == checked_out
+        assert _key_exists(runtime, key_id) is (outcome == "commit"), outcome
+    assert _name(runtime, organization_id) == "Renamed (commit)"
+
+
+def test_a_clash_at_commit_undoes_the_prebuilt_writes_before_it(runtime: Runtime) -> None:
+    """Nothing is half written: the ORM's insert fails at the commit's flush (a key id taken), and the
+    rename sent before it on the same connection is rolled back with it."""
+    organization_id = _organization(runtime)
+    taken = f"unit-sessions-{uuid.uuid4().hex[:12]}"
+    with runtime.database.unit_of_work() as uow:
+        uow.session.add(_key(taken, organization_id))
+        uow.commit()
+    with runtime.database.unit_of_work() as uow:
+        hot_queries.run(uow.session, RENAME, b_id=organization_id, name="Half written")
+        uow.session.add(_key(taken, organization_id))
+        with pytest.raises(Conflict):
+            uow.commit()
+    assert _name(runtime, organization_id) == "Read Session"
+
+
+def test_a_writing_unit_writes_again_after_a_commit(runtime: Runtime) -> None:
+    organization_id = _organization(runtime)
+    with runtime.database.unit_of_work() as uow:
+        hot_queries.run(uow.session, RENAME, b_id=organization_id, name="First")
+        uow.commit()
+        assert not uow.session.in_transaction()
+        second = f"unit-sessions-{uuid.uuid4().hex[:12]}"
+        uow.session.add(_key(second, organization_id))
+        hot_queries.run(uow.session, RENAME, b_id=organization_id, name="Second")
+        uow.commit()
+        hot_queries.run(uow.session, RENAME, b_id=organization_id, name="Never")  # not committed
+    assert _name(runtime, organization_id) == "Second"
+    assert _key_exists(runtime, second)
