@@ -57,6 +57,16 @@ class CoreFirstSession:
         raise NotImplementedError
 
     @property
+    def dialect_name(self) -> str:
+        """The database's dialect (``sqlite``, ``postgresql``), known without a connection."""
+        return self._engine.dialect.name
+
+    @property
+    def orm_in_use(self) -> bool:
+        """Whether the ORM session has been made (a repository needed it)."""
+        return self._session is not None
+
+    @property
     def orm(self) -> Session:
         if self._session is None:
             self._session = self._make_session(self.core_connection())

@@ -25,7 +25,7 @@ from keyhall.storage.models import (
     ConnectionDomainRow,
     ConnectionRow,
 )
-from keyhall.storage.repos._query import flush, paginate
+from keyhall.storage.repos._query import expire_loaded, flush, paginate
 
 
 class SqlConnections:
@@ -228,9 +228,7 @@ class SqlConnections:
                                  b_version=expected_version, **self._values(connection))
         if result.rowcount != 1:
             return False
-        loaded = self.session.identity_map.get(self.session.identity_key(ConnectionRow, connection.id))
-        if loaded is not None:  # the update went around the ORM: the copy it holds is stale
-            self.session.expire(loaded)
+        expire_loaded(self.session, ConnectionRow, connection.id)  # the update went around the ORM
         self._write_domains(connection, stored_domains)
         flush(self.session)
         self._written.append(connection)

@@ -30,9 +30,12 @@ from keyhall.security.secrets import SecretBox
 from keyhall.storage import hot_queries
 from keyhall.storage.models import EventRow, WebhookDeliveryRow, WebhookEndpointRow
 from keyhall.storage.pagination import paginate
+from keyhall.storage.repos._query import dialect_name
 
 #: The PostgreSQL advisory lock that orders appends to the event log ("keyhall" "evts" in ASCII).
 EVENT_LOG_LOCK = 0x6B657968_65767473
+#: Taking it: a prebuilt statement, run on the unit's connection (``hot_queries.run``).
+LOCK_EVENT_LOG = text("SELECT pg_advisory_xact_lock(:key)")
 
 #: The table itself, for plain INSERTs that skip the ORM's flush.
 
@@ -59,8 +62,8 @@ class SqlEvents:
                      created_at=row.created_at, sequence=row.sequence)
 
     def append(self, event: Event) -> None:
-        if self.session.get_bind().dialect.name == "postgresql":
-            self.session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": EVENT_LOG_LOCK})
+        if dialect_name(self.session) == "postgresql":
+            hot_queries.run(self.session, LOCK_EVENT_LOG, key=EVENT_LOG_LOCK)
         event.sequence = int(hot_queries.run(
             self.session, hot_queries.INSERT_EVENT, id=event.id, type=event.type,
             organization_id=event.organization_id, data=event.data, created_at=event.created_at).scalar_one())
@@ -196,7 +199,7 @@ class SqlWebhooks:
             .order_by(WebhookDeliveryRow.next_attempt_at, WebhookDeliveryRow.id)
             .limit(limit)
         )
-        if self.session.get_bind().dialect.name == "postgresql":
+        if dialect_name(self.session) == "postgresql":
             candidates = candidates.with_for_update(skip_locked=True, of=WebhookDeliveryRow)
         claimed: list[Claimed] = []
         for delivery_id in list(self.session.scalars(candidates)):
