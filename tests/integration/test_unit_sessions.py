@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from sqlalchemy import bindparam, insert, select, update
@@ -20,6 +20,7 @@ from keyhall.security.secrets import SecretBox, new_key
 from keyhall.storage import hot_queries
 from keyhall.storage.database import Database, ReadOnlyViolation
 from keyhall.storage.models import ApiKeyRow, OrganizationRow
+from keyhall.storage.repos._query import expire_loaded
 from keyhall.storage.unit_sessions import ReadSession, WriteSession
 
 
@@ -194,3 +195,21 @@ def test_a_writing_unit_writes_again_after_a_commit(runtime: Runtime) -> None:
         hot_queries.run(uow.session, RENAME, b_id=organization_id, name="Never")  # not committed
     assert _name(runtime, organization_id) == "Second"
     assert _key_exists(runtime, second)
+
+
+def test_a_prebuilt_update_expires_the_orm_copy_and_makes_no_orm_session_when_none_was_used(
+        runtime: Runtime) -> None:
+    """``repos._query.expire_loaded``: an ORM copy read before a prebuilt update is stale and re-read;
+    a unit that never used the ORM holds no copy, and asking must not make its ORM session."""
+    organization_id = _organization(runtime)
+    with runtime.database.unit_of_work() as uow:
+        hot_queries.run(uow.session, RENAME, b_id=organization_id, name="Core only")
+        expire_loaded(uow.session, OrganizationRow, organization_id)
+        assert not cast(WriteSession, uow.session).orm_in_use
+        loaded = uow.session.get(OrganizationRow, organization_id)
+        assert loaded is not None
+        assert loaded.name == "Core only"
+        hot_queries.run(uow.session, RENAME, b_id=organization_id, name="Renamed around the ORM")
+        expire_loaded(uow.session, OrganizationRow, organization_id)
+        assert uow.session.get(OrganizationRow, organization_id).name == "Renamed around the ORM"
+        uow.commit()

@@ -16,6 +16,7 @@ from keyhall.storage import hot_queries
 from keyhall.storage.models import (
     LoginTransactionRow,
 )
+from keyhall.storage.repos._query import expire_loaded
 
 _HANDLE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 
@@ -52,9 +53,7 @@ class SqlTransactions:
                               b_now=now).first()
         if row is None:
             return None
-        loaded = self.session.identity_map.get(self.session.identity_key(LoginTransactionRow, row.id))
-        if loaded is not None:  # the update went around the ORM: the copy it holds is stale
-            self.session.expire(loaded)
+        expire_loaded(self.session, LoginTransactionRow, row.id)  # the update went around the ORM
         return self._entity(row)
 
     def update_data(self, tx_id: str, data: dict[str, Any]) -> None:

@@ -17,7 +17,7 @@ from keyhall.storage import hot_queries
 from keyhall.storage.models import (
     UserRow,
 )
-from keyhall.storage.repos._query import paginate
+from keyhall.storage.repos._query import expire_loaded, paginate
 
 _USER_FIELDS = ("id", "organization_id", "connection_id", "subject", "email", "email_verified", "name",
                 "given_name", "family_name", "username", "picture", "locale", "phone_number", "groups",
@@ -92,9 +92,7 @@ class SqlUsers:
         version = result.scalar()
         if version is None:
             return False
-        loaded = self.session.identity_map.get(self.session.identity_key(UserRow, user.id))
-        if loaded is not None:  # the update went around the ORM: the copy it holds is stale
-            self.session.expire(loaded)
+        expire_loaded(self.session, UserRow, user.id)  # the update went around the ORM
         user.version = int(version)
         return True
 
