@@ -8,8 +8,10 @@ transaction still open, but for a read on SQLite). On SQLite an API key is read 
 too: such reads never wait, and a thread hand-off costs more than they do.
 
 FastAPI solves a dependency's own dependencies every time it is named, even when its value is
-cached for the request, so the dependencies here take the runtime from the request
-(:func:`runtime_of`) rather than naming ``RuntimeDep``: the tree of an API call stays a few nodes.
+cached for the request (each solve walks the dependency's path, query, header and cookie parameters),
+so every dependency here takes only the request: the runtime comes from :func:`runtime_of`, the unit of
+work from :func:`uow_of` and the principal from the request's own cache (:func:`get_principal`). An API
+call's tree is then one level deep: the router's ``RateLimited`` and each of the handler's parameters.
 
 API-key ``GET``/``HEAD`` requests are read-only: their unit of work (the key's lookup included) is one
 deferred transaction that takes no write lock (see :meth:`keyhall.storage.database.Database.unit_of_work`).
@@ -64,7 +66,7 @@ def reads_only(request: Request) -> bool:
     charged = getattr(route, _CHARGED, None)  # worked out once per route, kept on the route itself
     if charged is None:
         dependant = getattr(route, "dependant", None)
-        charged = dependant is not None and _calls(dependant, get_principal)
+        charged = dependant is not None and calls_api_key(dependant)
         setattr(route, _CHARGED, charged)
     return bool(charged)
 
@@ -72,15 +74,23 @@ def reads_only(request: Request) -> bool:
 _CHARGED = "keyhall_authenticates_api_key"
 
 
-def _calls(dependant: object, function: Callable[..., object]) -> bool:
-    if getattr(dependant, "call", None) is function:
+def calls_api_key(dependant: object) -> bool:
+    """Whether a route's dependency tree authenticates an API key (:func:`get_principal`, or
+    :func:`get_context`, which asks it)."""
+    if getattr(dependant, "call", None) in _API_KEY_DEPENDENCIES:
         return True
-    return any(_calls(sub, function) for sub in getattr(dependant, "dependencies", ()))
+    return any(calls_api_key(sub) for sub in getattr(dependant, "dependencies", ()))
 
 
 async def get_uow(request: Request) -> UnitOfWork:
-    """The request's unit of work. Making one does no I/O (the session connects on first use), and
-    ending it needs a thread only while it still holds a transaction (to roll back).
+    """The request's unit of work (:func:`uow_of`)."""
+    return uow_of(request)
+
+
+def uow_of(request: Request) -> UnitOfWork:
+    """The request's unit of work, made at the first ask and kept in the request's scope. Making one
+    does no I/O (the session connects on first use), and ending it needs a thread only while it still
+    holds a transaction (to roll back).
 
     It ends where a ``yield`` dependency of the request would (after the response is sent, seeing the
     handler's exception, whose database errors ``__exit__`` turns into Keyhall's): its exit is pushed
@@ -89,6 +99,10 @@ async def get_uow(request: Request) -> UnitOfWork:
     stack = request.scope.get(_REQUEST_EXIT_STACK)
     if not isinstance(stack, AsyncExitStack):
         raise RuntimeError(f"get_uow runs only as a dependency of a FastAPI route ({_REQUEST_EXIT_STACK} missing)")
+    made = request.scope.get(_UOW)
+    if made is not None:
+        made_uow: UnitOfWork = made
+        return made_uow
     database = runtime_of(request).database
     uow = database.unit_of_work(read_only=reads_only(request))
 
@@ -102,11 +116,15 @@ async def get_uow(request: Request) -> UnitOfWork:
         return False  # the handler's exception, if any, goes on
 
     stack.push_async_exit(end)
+    request.scope[_UOW] = uow
     return uow
 
 
 #: Where FastAPI keeps the exit stack its request-scoped ``yield`` dependencies end on.
 _REQUEST_EXIT_STACK = "fastapi_inner_astack"
+#: Where the request's unit of work and authenticated principal are kept, in its ASGI scope.
+_UOW = "keyhall.uow"
+_PRINCIPAL = "keyhall.principal"
 
 
 UowDep = Annotated[UnitOfWork, Depends(get_uow)]
@@ -168,14 +186,26 @@ def key_reads(request: Request, runtime: Runtime, uow: UnitOfWork) -> Iterator[U
         yield reads
 
 
-async def get_principal(request: Request, uow: UowDep) -> Principal:
-    """The authenticated caller (once per request: FastAPI caches it), charged to its budget.
+async def get_principal(request: Request) -> Principal:
+    """The authenticated caller, charged to its budget: once per request, whoever asks first (the
+    router's ``RateLimited``, :func:`get_context`), the others get the same principal.
 
     Where the key's read never waits (:meth:`~keyhall.storage.database.Database.reads_never_wait`:
     every API key is read in a read-only unit, see :func:`key_reads`), the lookup runs here on the
     event loop and only the count (a write) goes to a thread, when counting is on; otherwise all of
     it runs in one hand-off."""
+    known = request.scope.get(_PRINCIPAL)
+    if known is not None:
+        principal: Principal = known
+        return principal
+    principal = await _authenticate(request)
+    request.scope[_PRINCIPAL] = principal
+    return principal
+
+
+async def _authenticate(request: Request) -> Principal:
     runtime = runtime_of(request)
+    uow = uow_of(request)
 
     def attempt(reads: UnitOfWork) -> Principal:
         return authenticate(reads, bearer_token(request), runtime.clock())
@@ -252,8 +282,11 @@ async def enforce_login_rate_limit(request: Request) -> None:
 LoginRateLimited = Depends(enforce_login_rate_limit)
 
 
-async def get_context(request: Request, principal: PrincipalDep) -> Context:
-    return Context(principal=principal, request_id=request_id(request), now=runtime_of(request).clock())
+async def get_context(request: Request) -> Context:
+    return Context(principal=await get_principal(request), request_id=request_id(request),
+                   now=runtime_of(request).clock())
 
 
 ContextDep = Annotated[Context, Depends(get_context)]
+
+_API_KEY_DEPENDENCIES = (get_principal, get_context)

@@ -15,14 +15,14 @@ FastAPI's generated document is corrected once, when first asked for:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, iter_route_contexts
 
-from keyhall.api.deps import get_principal
+from keyhall.api.deps import calls_api_key
 from keyhall.api.http import error_style_for
 
 ERROR_REF = {"$ref": "#/components/schemas/Error"}
@@ -51,14 +51,8 @@ SECURITY_SCHEMES: dict[str, Any] = {
 _FASTAPI_VALIDATION = "#/components/schemas/HTTPValidationError"
 
 
-def _calls(dependant: Dependant) -> Iterable[Callable[..., Any] | None]:
-    for sub in dependant.dependencies:
-        yield sub.call
-        yield from _calls(sub)
-
-
 def _needs_api_key(dependant: Dependant) -> bool:
-    return any(call is get_principal for call in _calls(dependant))
+    return calls_api_key(dependant)
 
 
 def _error_response(path: str, description: str) -> dict[str, Any]:
