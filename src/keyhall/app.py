@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
 
 from keyhall import __version__
@@ -35,6 +38,7 @@ from keyhall.api.openapi import install_openapi
 from keyhall.api.routing import install_prefix_dispatch
 from keyhall.api.security_headers import install_security_headers
 from keyhall.runtime import Runtime
+from keyhall.security import outbound_async
 from keyhall.settings import Settings, load_settings
 from keyhall.web import logout, oauth, pages, portal, portal_setup, portal_sso, saml, sign_in_test
 
@@ -44,11 +48,18 @@ JSON_PREFIXES = ("/v1/", "/0.1.0/", "/api/", "/organizations/", "/organisations/
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
     settings = settings or load_settings()
     runtime = runtime or Runtime.build(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await outbound_async.close_pools(runtime.relying_party.policy)  # this loop's keep-alive IdP connections
+
     app = FastAPI(
         title="Keyhall",
         version=__version__,
         description="Self-hosted enterprise single sign-on: SSO connections per organization.",
         docs_url=None, redoc_url=None,  # FastAPI's pages load from a CDN: api/docs.py serves /docs
+        lifespan=lifespan,
     )
     app.state.runtime = runtime
     install_error_handlers(app)

@@ -256,7 +256,8 @@ def test_no_secret_in_any_log_line(live_keyhall: LiveKeyhall, oidc_idp: OidcIdp,
 
     # The capture worked: Keyhall's own outbound calls to the IdP were logged, from its threads.
     server_records = [r for r in captured_logs.records if not r.main_thread]
-    assert any(r.logger.startswith("httpx") and "/token" in r.text for r in server_records), (
+    assert any(r.logger.startswith(("httpx", "keyhall.security.outbound")) and "/token" in r.text
+               for r in server_records), (
         "no record of Keyhall's call to the IdP's token endpoint was captured")
 
     leaks = []

@@ -237,7 +237,7 @@ class _Server(uvicorn.Server):
 
 @contextmanager
 def serving(app: FastAPI, port: int) -> Iterator[None]:
-    server = _Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off",
+    server = _Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on",
                                     access_log=False))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

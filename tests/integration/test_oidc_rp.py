@@ -4,20 +4,25 @@ A whole authorization code flow with PKCE runs against ``oidc_idp`` (npm oidc-pr
 browser part is scripted (``OidcIdp.scripted_login``), then Keyhall's code exchanges the code,
 reads the keys through ``JwksCache``, validates the ID token and calls UserInfo. The static
 server only serves what the real provider cannot be made to do (rotating or broken JWK Sets);
-a small recording server checks what ``post_form`` and ``fetch`` put on the wire.
+a small recording server checks what ``post_form`` and ``fetch`` put on the wire, from a worker
+thread (``keyhall.security.outbound``) and from the event loop (``keyhall.security.outbound_async``).
+The back channel's functions are coroutines: each is run here on an event loop of its own, as a
+sign-in's callback runs them on the server's.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import concurrent.futures
 import json
 import secrets
 import threading
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlencode
 
 import httpx
@@ -25,12 +30,14 @@ import pytest
 from joserfc.jwk import RSAKey
 
 from keyhall.errors import IdPLoginError, OutboundFetchError, UnsafeURL
+from keyhall.idp import oidc_rp
 from keyhall.idp.oidc import inspect_oidc_provider
-from keyhall.idp.oidc_rp import JwksCache, TokenResponse, choose_token_auth_method, exchange_code, fetch_userinfo
+from keyhall.idp.oidc_rp import JwksCache, TokenResponse, choose_token_auth_method
 from keyhall.protocols.oidc.discovery import ProviderMetadata
 from keyhall.protocols.oidc.id_token import unverified_kid, validate_id_token
 from keyhall.protocols.oidc.pkce import new_code_verifier, s256_challenge
-from keyhall.security.outbound import OutboundPolicy, fetch, post_form
+from keyhall.security import outbound, outbound_async
+from keyhall.security.outbound import FetchedDocument, OutboundPolicy
 from tests.support.oidc_idp import OidcIdp
 from tests.support.peers import free_port
 from tests.support.static_http import PromptlyClosingHTTPServer, StaticHttpServer
@@ -38,6 +45,41 @@ from tests.support.static_http import PromptlyClosingHTTPServer, StaticHttpServe
 pytestmark = pytest.mark.peers
 
 INSECURE = OutboundPolicy(allow_insecure=True, timeout=5.0)
+T = TypeVar("T")
+
+
+def on_a_loop(call: Callable[[], Awaitable[T]], policy: OutboundPolicy) -> T:
+    """``call()`` on an event loop of its own, whose connections are closed before it ends (as the
+    app closes its loop's at shutdown)."""
+    async def run() -> T:
+        try:
+            return await call()
+        finally:
+            await outbound_async.close_pools(policy)
+
+    with concurrent.futures.ThreadPoolExecutor(1) as thread:  # another test may leave this thread's loop running
+        return thread.submit(asyncio.run, run()).result()
+
+
+def exchange_code(**arguments: Any) -> TokenResponse:
+    return on_a_loop(lambda: oidc_rp.exchange_code(**arguments), arguments["policy"])
+
+
+def fetch_userinfo(**arguments: Any) -> dict[str, Any]:
+    return on_a_loop(lambda: oidc_rp.fetch_userinfo(**arguments), arguments["policy"])
+
+
+class Jwks:
+    """A ``JwksCache`` asked from a new event loop at each call."""
+
+    def __init__(self, **options: Any) -> None:
+        self.cache = JwksCache(**options)
+
+    def get(self, jwks_uri: str, policy: OutboundPolicy, *, kid: str | None = None) -> dict[str, Any]:
+        return on_a_loop(lambda: self.cache.get(jwks_uri, policy, kid=kid), policy)
+
+    def invalidate(self, jwks_uri: str | None = None) -> None:
+        self.cache.invalidate(jwks_uri)
 REDIRECT_URI = "http://127.0.0.1:9/sso/conn_test/oidc/callback"  # never requested
 
 
@@ -98,7 +140,7 @@ def exchange(
 
 
 def validated_claims(metadata: ProviderMetadata, tokens: TokenResponse, signed_in: SignedIn) -> dict[str, Any]:
-    jwks = JwksCache().get(metadata.jwks_uri, INSECURE, kid=unverified_kid(tokens.id_token))
+    jwks = Jwks().get(metadata.jwks_uri, INSECURE, kid=unverified_kid(tokens.id_token))
     return validate_id_token(
         tokens.id_token,
         jwks=jwks,
@@ -290,14 +332,14 @@ def test_real_provider_jwks_holds_the_token_kid(oidc_idp: OidcIdp, metadata: Pro
     tokens = exchange(metadata, sign_in(oidc_idp, metadata))
     kid = unverified_kid(tokens.id_token)
     assert kid is not None
-    document = JwksCache().get(metadata.jwks_uri, INSECURE, kid=kid)
+    document = Jwks().get(metadata.jwks_uri, INSECURE, kid=kid)
     assert kid in {key["kid"] for key in document["keys"]}
     assert document == oidc_idp.signing_jwks()
 
 
 def test_cache_serves_within_ttl_and_refreshes_after(static_http: StaticHttpServer) -> None:
     clock = FakeClock()
-    cache = JwksCache(clock=clock)
+    cache = Jwks(clock=clock)
     url = static_http.route("/jwks", body=jwks_of("k1"))
     first = cache.get(url, INSECURE, kid="k1")
     clock.now += 299
@@ -311,7 +353,7 @@ def test_cache_serves_within_ttl_and_refreshes_after(static_http: StaticHttpServ
 
 def test_unknown_kid_refetches_at_most_every_30_seconds(static_http: StaticHttpServer) -> None:
     clock = FakeClock()
-    cache = JwksCache(clock=clock)
+    cache = Jwks(clock=clock)
     url = static_http.route("/jwks", body=jwks_of("old"))
     cache.get(url, INSECURE, kid="old")
     static_http.route("/jwks", body=jwks_of("old", "new"))  # the provider rotates its keys
@@ -332,7 +374,7 @@ def test_unknown_kid_refetches_at_most_every_30_seconds(static_http: StaticHttpS
 
 def test_failed_refetch_for_unknown_kid_keeps_the_cached_set(static_http: StaticHttpServer) -> None:
     clock = FakeClock()
-    cache = JwksCache(clock=clock)
+    cache = Jwks(clock=clock)
     url = static_http.route("/jwks", body=jwks_of("k1"))
     cache.get(url, INSECURE)
     static_http.route("/jwks", status=503, content_type="text/plain", body=b"down")
@@ -348,7 +390,7 @@ def test_failed_refetch_for_unknown_kid_keeps_the_cached_set(static_http: Static
 
 
 def test_cached_document_cannot_be_changed_by_a_caller(static_http: StaticHttpServer) -> None:
-    cache = JwksCache()
+    cache = Jwks()
     url = static_http.route("/jwks", body=jwks_of("k1"))
     cache.get(url, INSECURE)["keys"].clear()
     assert len(cache.get(url, INSECURE)["keys"]) == 1
@@ -357,18 +399,18 @@ def test_cached_document_cannot_be_changed_by_a_caller(static_http: StaticHttpSe
 def test_concurrent_misses_fetch_once(static_http: StaticHttpServer) -> None:
     cache = JwksCache()
     url = static_http.route("/jwks", body=jwks_of("k1"), delay=0.3)
-    results: list[dict[str, Any]] = []
-    threads = [threading.Thread(target=lambda: results.append(cache.get(url, INSECURE, kid="k1"))) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=10)
+
+    async def four_sign_ins() -> list[dict[str, Any]]:
+        return list(await asyncio.gather(*(cache.get(url, INSECURE, kid="k1") for _ in range(4))))
+
+    results = on_a_loop(four_sign_ins, INSECURE)
     assert len(results) == 4
+    assert all(result == results[0] for result in results)
     assert static_http.hits == ["/jwks"]
 
 
 def test_invalidate_forgets_a_set(static_http: StaticHttpServer) -> None:
-    cache = JwksCache()
+    cache = Jwks()
     url = static_http.route("/jwks", body=jwks_of("k1"))
     cache.get(url, INSECURE)
     cache.invalidate(url)
@@ -379,14 +421,14 @@ def test_invalidate_forgets_a_set(static_http: StaticHttpServer) -> None:
 def test_unusable_jwks_is_jwks_invalid(static_http: StaticHttpServer) -> None:
     url = static_http.route("/jwks", body=b'{"keys": []}')
     with pytest.raises(IdPLoginError) as caught:
-        JwksCache().get(url, INSECURE)
+        Jwks().get(url, INSECURE)
     assert caught.value.reason == "jwks_invalid"
     assert "empty" in caught.value.message
 
 
 def test_unreachable_jwks_is_idp_unreachable() -> None:
     with pytest.raises(IdPLoginError) as caught:
-        JwksCache().get(f"http://127.0.0.1:{free_port()}/jwks", INSECURE)
+        Jwks().get(f"http://127.0.0.1:{free_port()}/jwks", INSECURE)
     assert caught.value.reason == "idp_unreachable"
 
 
@@ -455,9 +497,32 @@ def base_url(server: _RecordingServer) -> str:
     return f"http://127.0.0.1:{server.server_address[1]}"
 
 
-def test_post_form_sends_the_form_and_headers(recorder: _RecordingServer) -> None:
+@dataclass(frozen=True)
+class Sender:
+    """``post_form`` and ``fetch`` of one of the two outbound modules, called alike."""
+
+    post_form: Callable[..., FetchedDocument]
+    fetch: Callable[..., FetchedDocument]
+
+
+def _on_a_loop(coroutine_function: Callable[..., Awaitable[FetchedDocument]]) -> Callable[..., FetchedDocument]:
+    def call(*args: Any, **kwargs: Any) -> FetchedDocument:
+        [policy] = [value for value in (*args, *kwargs.values()) if isinstance(value, OutboundPolicy)]
+        return on_a_loop(lambda: coroutine_function(*args, **kwargs), policy)
+
+    return call
+
+
+@pytest.fixture(params=["thread", "event_loop"])
+def sender(request: pytest.FixtureRequest) -> Sender:
+    if request.param == "thread":
+        return Sender(outbound.post_form, outbound.fetch)
+    return Sender(_on_a_loop(outbound_async.post_form), _on_a_loop(outbound_async.fetch))
+
+
+def test_post_form_sends_the_form_and_headers(recorder: _RecordingServer, sender: Sender) -> None:
     recorder.state.answers["/token"] = (200, {}, b'{"ok": true}')
-    answer = post_form(
+    answer = sender.post_form(
         f"{base_url(recorder)}/token", {"a": "1 2", "b": "x&y=z"}, INSECURE, headers={"Authorization": "Basic Zm9v"}
     )
     assert (answer.status, json.loads(answer.body)) == (200, {"ok": True})
@@ -469,47 +534,47 @@ def test_post_form_sends_the_form_and_headers(recorder: _RecordingServer) -> Non
     assert parse_qs(request.body.decode()) == {"a": ["1 2"], "b": ["x&y=z"]}
 
 
-def test_cookies_an_idp_sets_are_never_sent_back(recorder: _RecordingServer) -> None:
+def test_cookies_an_idp_sets_are_never_sent_back(recorder: _RecordingServer, sender: Sender) -> None:
     """The pooled client serves every sign-in: a cookie set during one person's call must not
     ride along with the next call (anyone's)."""
     recorder.state.answers["/token"] = (200, {"Set-Cookie": "session=alice; Path=/"}, b'{"ok": true}')
     policy = OutboundPolicy(allow_insecure=True)
-    post_form(f"{base_url(recorder)}/token", {"a": "1"}, policy)
-    post_form(f"{base_url(recorder)}/token", {"a": "2"}, policy)
-    fetch(f"{base_url(recorder)}/token", policy)
+    sender.post_form(f"{base_url(recorder)}/token", {"a": "1"}, policy)
+    sender.post_form(f"{base_url(recorder)}/token", {"a": "2"}, policy)
+    sender.fetch(f"{base_url(recorder)}/token", policy)
     assert [r.headers.get("cookie") for r in recorder.state.requests] == [None, None, None]
 
 
-def test_post_form_hands_back_error_documents_on_request(recorder: _RecordingServer) -> None:
+def test_post_form_hands_back_error_documents_on_request(recorder: _RecordingServer, sender: Sender) -> None:
     recorder.state.answers["/token"] = (400, {}, b'{"error": "invalid_grant"}')
     url = f"{base_url(recorder)}/token"
-    answer = post_form(url, {"a": "1"}, INSECURE, raise_for_status=False)
+    answer = sender.post_form(url, {"a": "1"}, INSECURE, raise_for_status=False)
     assert (answer.status, json.loads(answer.body)) == (400, {"error": "invalid_grant"})
     with pytest.raises(OutboundFetchError) as caught:
-        post_form(url, {"a": "1"}, INSECURE)
+        sender.post_form(url, {"a": "1"}, INSECURE)
     assert caught.value.message == f"POST {url} answered HTTP 400 Bad Request"
     assert caught.value.details["status"] == 400
 
 
-def test_post_form_does_not_follow_redirects(recorder: _RecordingServer) -> None:
+def test_post_form_does_not_follow_redirects(recorder: _RecordingServer, sender: Sender) -> None:
     recorder.state.answers["/token"] = (307, {"Location": "/elsewhere"}, b"")
     url = f"{base_url(recorder)}/token"
-    assert post_form(url, {"a": "1"}, INSECURE, raise_for_status=False).status == 307
+    assert sender.post_form(url, {"a": "1"}, INSECURE, raise_for_status=False).status == 307
     with pytest.raises(OutboundFetchError):
-        post_form(url, {"a": "1"}, INSECURE)
+        sender.post_form(url, {"a": "1"}, INSECURE)
     assert [r.path for r in recorder.state.requests] == ["/token", "/token"]
 
 
-def test_post_form_keeps_the_size_cap(recorder: _RecordingServer) -> None:
+def test_post_form_keeps_the_size_cap(recorder: _RecordingServer, sender: Sender) -> None:
     recorder.state.answers["/token"] = (200, {}, b" " * 4096)
     with pytest.raises(OutboundFetchError) as caught:
-        post_form(f"{base_url(recorder)}/token", {}, OutboundPolicy(allow_insecure=True, max_bytes=1024))
+        sender.post_form(f"{base_url(recorder)}/token", {}, OutboundPolicy(allow_insecure=True, max_bytes=1024))
     assert "larger than the 1024-byte limit" in caught.value.message
 
 
-def test_post_form_keeps_the_ssrf_guard(recorder: _RecordingServer) -> None:
+def test_post_form_keeps_the_ssrf_guard(recorder: _RecordingServer, sender: Sender) -> None:
     with pytest.raises(UnsafeURL):
-        post_form(f"{base_url(recorder)}/token", {"a": "1"}, OutboundPolicy())
+        sender.post_form(f"{base_url(recorder)}/token", {"a": "1"}, OutboundPolicy())
     assert recorder.state.requests == []
 
 
@@ -565,7 +630,7 @@ def test_exchange_code_classifies_answers(recorder: _RecordingServer, status: in
     assert form["grant_type"] == ["authorization_code"]
 
 
-def test_fetch_sends_headers_only_to_the_first_origin(recorder: _RecordingServer) -> None:
+def test_fetch_sends_headers_only_to_the_first_origin(recorder: _RecordingServer, sender: Sender) -> None:
     other = _RecordingServer()
     thread = threading.Thread(target=other.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
@@ -573,7 +638,7 @@ def test_fetch_sends_headers_only_to_the_first_origin(recorder: _RecordingServer
         recorder.state.answers["/start"] = (302, {"Location": "/same"}, b"")
         recorder.state.answers["/same"] = (302, {"Location": f"{base_url(other)}/away"}, b"")
         other.state.answers["/away"] = (200, {}, b"{}")
-        fetch(f"{base_url(recorder)}/start", INSECURE, headers={"Authorization": "Bearer t0ken"})
+        sender.fetch(f"{base_url(recorder)}/start", INSECURE, headers={"Authorization": "Bearer t0ken"})
     finally:
         other.shutdown()
         other.server_close()

@@ -17,6 +17,10 @@ from __future__ import annotations
 
 import json
 import secrets
+import sys
+import threading
+import time
+import traceback
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -277,3 +281,46 @@ def test_a_forged_callback_with_a_nul_in_its_state_is_refused_plainly(setup: Hos
     assert page.status_code == 400, page.text
     assert page.headers["content-type"].startswith("text/html")
     assert "not one Keyhall is waiting for" in page.text
+
+
+def _threads_inside_idp_calls(besides: list[threading.Thread]) -> list[str]:
+    """The threads of this process (the live server's among them), but this one and ``besides``,
+    whose stack is inside a call to an IdP: Keyhall's outbound modules or a blocking HTTP client."""
+    ours = {threading.get_ident(), *(thread.ident for thread in besides)}
+    inside = []
+    for ident, frame in sys._current_frames().items():
+        files = [entry.filename for entry in traceback.extract_stack(frame)]
+        if ident not in ours and any("keyhall/security/outbound" in f or "keyhall/idp/oidc_rp" in f
+                                     or "httpcore/_sync" in f for f in files):
+            inside.append(" <- ".join(reversed(files[-4:])))
+    return inside
+
+
+def test_callbacks_waiting_on_a_hung_idp_hold_no_thread(setup: HostileSetup) -> None:
+    """While people's callbacks wait for a token endpoint that does not answer, no thread of the
+    server waits with them (the IdP is asked from the event loop), so a frozen provider cannot
+    use up the worker threads every other sign-in and API write needs; each callback still ends
+    on its error page once the provider drops the request."""
+    s = setup
+    s.idp.mode = Mode.TOKEN_HANGS
+    answers: list[int] = []
+
+    def one_sign_in() -> None:
+        with httpx.Client(trust_env=False, timeout=30) as browser:
+            answers.append(sign_in(s, browser).callback.status_code)
+
+    people = [threading.Thread(target=one_sign_in) for _ in range(3)]
+    for person in people:
+        person.start()
+    deadline = time.monotonic() + 15
+    while s.idp.hanging < 3:
+        assert time.monotonic() < deadline, f"only {s.idp.hanging} token requests reached the provider"
+        time.sleep(0.02)
+    assert _threads_inside_idp_calls(besides=people) == []
+    with s.live.api() as api:  # a sync handler (a worker thread's work) is served meanwhile
+        assert api.get("/login").status_code in {200, 400}
+    s.idp.release()
+    for person in people:
+        person.join(timeout=30)
+    assert answers == [502, 502, 502]
+    assert len(login_events(s, "login.failed")) == 3

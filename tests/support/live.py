@@ -82,7 +82,7 @@ def serving_keyhall(data_dir: Path, database_dir: Path, **overrides: Any) -> Ite
         runtime = Runtime.build(settings)
         runtime.database.migrate()
         config = uvicorn.Config(create_app(settings, runtime), host="127.0.0.1", port=port, log_level="warning",
-                                lifespan="off", access_log=False, proxy_headers=False)  # as `keyhall serve`
+                                lifespan="on", access_log=False, proxy_headers=False)  # as `keyhall serve`
         server = _Server(config)
         thread = threading.Thread(target=server.run, daemon=True)
         thread.start()

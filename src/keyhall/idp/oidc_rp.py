@@ -1,7 +1,8 @@
 """The relying party's back channel to an organization's OpenID provider.
 
-Network glue: every request goes through ``keyhall.security.outbound`` (SSRF guard, size cap,
-timeouts); the protocol checks themselves live in ``keyhall.protocols.oidc``.
+Network glue: every request goes through ``keyhall.security.outbound_async`` (SSRF guard, size cap,
+timeouts), from the event loop: a sign-in waiting for its IdP holds no thread. The protocol checks
+themselves live in ``keyhall.protocols.oidc``.
 
 - ``choose_token_auth_method``: how Keyhall authenticates at the token endpoint (OpenID Connect
   Core 1.0 §9, Discovery 1.0 §3).
@@ -18,6 +19,7 @@ answered an OAuth error), ``idp_unreachable``, ``bad_token_response``, ``jwks_in
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import copy
@@ -33,7 +35,8 @@ from urllib.parse import quote_plus
 from keyhall.errors import DiscoveryError, IdPLoginError, OutboundFetchError, UnsafeURL
 from keyhall.metrics import idp_call
 from keyhall.protocols.oidc.discovery import parse_jwks
-from keyhall.security.outbound import OutboundPolicy, fetch, post_form
+from keyhall.security.outbound import OutboundPolicy
+from keyhall.security.outbound_async import fetch, post_form
 
 #: Token endpoint client authentication methods Keyhall implements (OIDC Core §9).
 TOKEN_AUTH_METHODS = ("client_secret_basic", "client_secret_post", "none")
@@ -76,8 +79,7 @@ class TokenResponse:
     raw: Mapping[str, Any] = field(repr=False)
 
 
-@idp_call("oidc_token")
-def exchange_code(
+async def exchange_code(
     *,
     token_endpoint: str,
     code: str,
@@ -113,20 +115,21 @@ def exchange_code(
         form["client_id"] = client_id
         if auth_method == "client_secret_post":
             form["client_secret"] = client_secret or ""
-    try:
-        answer = post_form(
-            token_endpoint, form, policy, headers=headers, field="oidc.token_endpoint", raise_for_status=False
-        )
-    except (UnsafeURL, OutboundFetchError) as exc:
-        raise IdPLoginError(
-            f"the identity provider's token endpoint could not be used: {exc.message}",
-            reason="idp_unreachable",
-            details={"endpoint": "token"},
-        ) from exc
-    document = _json_object(answer.body)
-    if not 200 <= answer.status < 300:
-        raise _token_error(answer.status, document)
-    return _token_response(document, answer.status)
+    with idp_call("oidc_token"):
+        try:
+            answer = await post_form(
+                token_endpoint, form, policy, headers=headers, field="oidc.token_endpoint", raise_for_status=False
+            )
+        except (UnsafeURL, OutboundFetchError) as exc:
+            raise IdPLoginError(
+                f"the identity provider's token endpoint could not be used: {exc.message}",
+                reason="idp_unreachable",
+                details={"endpoint": "token"},
+            ) from exc
+        document = _json_object(answer.body)
+        if not 200 <= answer.status < 300:
+            raise _token_error(answer.status, document)
+        return _token_response(document, answer.status)
 
 
 def _token_error(status: int, document: dict[str, Any] | None) -> IdPLoginError:
@@ -197,7 +200,8 @@ class JwksCache:
     set is read again at once (OIDC Core §10.1.1: providers rotate keys by publishing new ones),
     but at most once every ``refetch_after_seconds`` per URI, so that tokens with made-up kids
     cannot hammer the provider; if that refetch fails, the cached set is still answered. One
-    thread fetches a URI at a time. ``clock`` (monotonic seconds) is injectable for tests.
+    sign-in of an event loop fetches a URI at a time, the others wait for its answer. ``clock``
+    (monotonic seconds) is injectable for tests.
     """
 
     def __init__(
@@ -214,16 +218,17 @@ class JwksCache:
         self._clock = clock
         self._lock = threading.Lock()
         self._entries: dict[str, _CachedJwks] = {}
-        self._uri_locks: dict[str, threading.Lock] = {}
+        # Per event loop and URI: the fetch in progress, which later sign-ins wait for.
+        self._uri_locks: dict[tuple[asyncio.AbstractEventLoop, str], asyncio.Lock] = {}
 
-    def get(self, jwks_uri: str, policy: OutboundPolicy, *, kid: str | None = None) -> dict[str, Any]:
+    async def get(self, jwks_uri: str, policy: OutboundPolicy, *, kid: str | None = None) -> dict[str, Any]:
         """The JWKS document at ``jwks_uri`` (a copy); raises IdPLoginError (``idp_unreachable``, ``jwks_invalid``)."""
         with self._lock:
             entry = self._entries.get(jwks_uri)
-            uri_lock = self._uri_locks.setdefault(jwks_uri, threading.Lock())
+            uri_lock = self._uri_locks.setdefault((asyncio.get_running_loop(), jwks_uri), asyncio.Lock())
         if entry is not None and self._fetch_reason(entry, kid) is None:
             return copy.deepcopy(entry.document)
-        with uri_lock:
+        async with uri_lock:
             with self._lock:
                 entry = self._entries.get(jwks_uri)
             reason = "absent" if entry is None else self._fetch_reason(entry, kid)
@@ -233,9 +238,9 @@ class JwksCache:
                 # Within the TTL a failed refetch leaves the cached set in use: the kid stays unknown.
                 entry.attempted_at = self._clock()
                 with contextlib.suppress(IdPLoginError):
-                    entry = self._store(jwks_uri, _read_jwks(jwks_uri, policy))
+                    entry = self._store(jwks_uri, await _read_jwks(jwks_uri, policy))
             else:
-                entry = self._store(jwks_uri, _read_jwks(jwks_uri, policy))
+                entry = self._store(jwks_uri, await _read_jwks(jwks_uri, policy))
             return copy.deepcopy(entry.document)
 
     def invalidate(self, jwks_uri: str | None = None) -> None:
@@ -263,27 +268,32 @@ class JwksCache:
             while len(self._entries) > self._max_entries:
                 oldest = min(self._entries, key=lambda uri: self._entries[uri].fetched_at)
                 del self._entries[oldest]
-                self._uri_locks.pop(oldest, None)
+                for held in [key for key in self._uri_locks if key[1] == oldest]:
+                    self._uri_locks.pop(held, None)
         return entry
 
 
-@idp_call("oidc_jwks")
-def _read_jwks(jwks_uri: str, policy: OutboundPolicy) -> dict[str, Any]:
+async def _read_jwks(jwks_uri: str, policy: OutboundPolicy) -> dict[str, Any]:
+    with idp_call("oidc_jwks"):
+        try:
+            answer = await fetch(jwks_uri, policy, accept=_JWKS_ACCEPT, field="oidc.jwks_uri")
+        except (UnsafeURL, OutboundFetchError) as exc:
+            raise IdPLoginError(
+                f"the identity provider's keys could not be fetched: {exc.message}",
+                reason="idp_unreachable",
+                details={"endpoint": "jwks"},
+            ) from exc
+        return _jwks_document(answer.body)
+
+
+def _jwks_document(body: bytes) -> dict[str, Any]:
     try:
-        answer = fetch(jwks_uri, policy, accept=_JWKS_ACCEPT, field="oidc.jwks_uri")
-    except (UnsafeURL, OutboundFetchError) as exc:
-        raise IdPLoginError(
-            f"the identity provider's keys could not be fetched: {exc.message}",
-            reason="idp_unreachable",
-            details={"endpoint": "jwks"},
-        ) from exc
-    try:
-        parse_jwks(answer.body, field="oidc.jwks_uri")
+        parse_jwks(body, field="oidc.jwks_uri")
     except DiscoveryError as exc:
         raise IdPLoginError(
             f"the identity provider's JWKS is unusable: {exc.message}", reason="jwks_invalid", details=exc.details
         ) from exc
-    document = _json_object(answer.body)
+    document = _json_object(body)
     assert document is not None  # parse_jwks accepted it
     return document
 
@@ -291,8 +301,7 @@ def _read_jwks(jwks_uri: str, policy: OutboundPolicy) -> dict[str, Any]:
 # --- UserInfo --------------------------------------------------------------------------------------
 
 
-@idp_call("oidc_userinfo")
-def fetch_userinfo(
+async def fetch_userinfo(
     *, userinfo_endpoint: str, access_token: str, policy: OutboundPolicy, expected_sub: str | None = None
 ) -> dict[str, Any]:
     """The UserInfo claims for an access token (OIDC Core §5.3.1, §5.3.2).
@@ -303,24 +312,28 @@ def fetch_userinfo(
     IdPLoginError with reason ``userinfo_failed``.
     """
     headers = {"Authorization": f"Bearer {access_token}"}
-    try:
-        answer = fetch(
-            userinfo_endpoint, policy, accept="application/json", field="oidc.userinfo_endpoint", headers=headers
-        )
-    except (UnsafeURL, OutboundFetchError) as exc:
-        status = exc.details.get("status")
-        raise IdPLoginError(
-            f"the identity provider's UserInfo request failed: {exc.message}",
-            reason="userinfo_failed",
-            details={"status": status} if status is not None else None,
-        ) from exc
+    with idp_call("oidc_userinfo"):
+        try:
+            answer = await fetch(
+                userinfo_endpoint, policy, accept="application/json", field="oidc.userinfo_endpoint", headers=headers
+            )
+        except (UnsafeURL, OutboundFetchError) as exc:
+            status = exc.details.get("status")
+            raise IdPLoginError(
+                f"the identity provider's UserInfo request failed: {exc.message}",
+                reason="userinfo_failed",
+                details={"status": status} if status is not None else None,
+            ) from exc
+        return _userinfo_claims(answer.content_type, answer.body, expected_sub)
 
+
+def _userinfo_claims(content_type: str, body: bytes, expected_sub: str | None) -> dict[str, Any]:
     def failed(problem: str) -> IdPLoginError:
         return IdPLoginError(f"the identity provider's UserInfo response {problem}", reason="userinfo_failed")
 
-    if answer.content_type.split(";", 1)[0].strip().lower() == "application/jwt":
+    if content_type.split(";", 1)[0].strip().lower() == "application/jwt":
         raise failed("is a signed or encrypted JWT, which Keyhall does not accept (JSON only)")
-    claims = _json_object(answer.body)
+    claims = _json_object(body)
     if claims is None:
         raise failed("is not a JSON object (OpenID Connect Core 1.0 §5.3.2)")
     sub = claims.get("sub")

@@ -5,10 +5,13 @@ validation and, when configured, userinfo."""
 from __future__ import annotations
 
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol, TypeVar
 from urllib.parse import urlencode
+
+import anyio.to_thread
 
 from keyhall.core.connections import Connection, connection_urls
 from keyhall.core.ports import UnitOfWork
@@ -30,6 +33,8 @@ from keyhall.login.steps import Redirect
 from keyhall.protocols.oidc.id_token import signing_alg, unverified_kid, validate_id_token
 from keyhall.protocols.oidc.pkce import new_code_verifier, s256_challenge
 from keyhall.security.outbound import OutboundPolicy
+
+T = TypeVar("T")
 
 #: RFC 6749 §4.1.2.1 and OIDC Core §3.1.2.6 error codes: the only callback text that is recorded.
 OAUTH_ERRORS = frozenset({
@@ -103,28 +108,71 @@ def take_trip(uow: UnitOfWork, connection_id: str, params: dict[str, str], now: 
     return trip
 
 
-def callback(uow: UnitOfWork, rp: RelyingParty, connection_id: str, params: dict[str, str], *,
-             browser: str | None, issuer: str, now: datetime, request_id: str | None) -> Redirect:
-    """The IdP's answer at ``/sso/{cid}/oidc/callback``: the product's code, or LoginFailed."""
+class Offload(Protocol):
+    """Runs a function of the unit of work away from the event loop (a worker thread): the
+    database's steps of a callback, between which the IdP is asked from the loop itself."""
+
+    def __call__(self, call: Callable[[], T], /) -> Awaitable[T]: ...
+
+
+async def _in_thread(call: Callable[[], T]) -> T:
+    return await anyio.to_thread.run_sync(call)
+
+
+@dataclass(frozen=True)
+class _Answered:
+    """What a callback brought back, checked against its trip, before the IdP is asked."""
+
+    trip: LoginTransaction
+    record: OidcTrip
+    conn: Connection
+    issuer: str
+    code: str
+
+
+async def callback(uow: UnitOfWork, rp: RelyingParty, connection_id: str, params: dict[str, str], *,
+                   browser: str | None, issuer: str, now: datetime, request_id: str | None,
+                   offload: Offload = _in_thread) -> Redirect:
+    """The IdP's answer at ``/sso/{cid}/oidc/callback``: the product's code, or LoginFailed.
+
+    Three steps: the trip is spent and the answer checked against it (in ``offload``); the IdP is
+    asked for the tokens, keys and UserInfo from the event loop, with no database transaction open
+    and no thread held while it answers; the person is provisioned and the sign-in completed (in
+    ``offload``)."""
     # The browser is checked before the state is spent: an answer arriving in another browser
     # (or with a garbled cookie) is refused without ending the sign-in it belongs to.
-    trip = take_trip(uow, connection_id, params, now, browser=browser)
-    uow.commit()  # the state is spent before any network call, whatever happens next
+    trip = await offload(lambda: _spend(uow, connection_id, params, now, browser))
     notes = TraceNotes()
-    parent = uow.transactions.get(trip.parent_id) if trip.parent_id else None
-    test = sign_in_test_of(parent)
+    parent, test = await offload(lambda: _sign_in_of(uow, trip))
     try:
-        conn, user, authn = finish(uow, rp, trip, params, now, notes=notes, parent=parent)
+        answered = await offload(lambda: _answered(uow, trip, params, notes, parent))
+        claims = await _asked(rp, answered, now, notes)
+        conn, user, authn = await offload(lambda: _provisioned(uow, rp, answered, claims, now, notes))
     except LoginFailed as exc:
         exc.trace_notes = notes
         if test is None:
             raise
-        return outcome.failed(uow, str(trip.parent_id), test, exc, notes, now=now, request_id=request_id)
+        failure = exc
+        return await offload(lambda: outcome.failed(uow, str(trip.parent_id), test, failure, notes, now=now,
+                                                    request_id=request_id))
     if test is not None:
-        return outcome.succeeded(uow, str(trip.parent_id), test, conn, user, notes, now=now, request_id=request_id)
-    url = complete(uow, str(trip.parent_id), user, connection=conn, authn=authn, issuer=issuer, now=now,
-                   request_id=request_id)
+        return await offload(lambda: outcome.succeeded(uow, str(trip.parent_id), test, conn, user, notes, now=now,
+                                                       request_id=request_id))
+    url = await offload(lambda: complete(uow, str(trip.parent_id), user, connection=conn, authn=authn,
+                                         issuer=issuer, now=now, request_id=request_id))
     return Redirect(url, finished=True)
+
+
+def _spend(uow: UnitOfWork, connection_id: str, params: dict[str, str], now: datetime,
+           browser: str | None) -> LoginTransaction:
+    trip = take_trip(uow, connection_id, params, now, browser=browser)
+    uow.commit()  # the state is spent before any network call, whatever happens next
+    return trip
+
+
+def _sign_in_of(uow: UnitOfWork, trip: LoginTransaction) -> tuple[LoginTransaction | None, Any]:
+    parent = uow.transactions.get(trip.parent_id) if trip.parent_id else None
+    return parent, sign_in_test_of(parent)
 
 
 def _state_invalid() -> LoginFailed:
@@ -132,20 +180,17 @@ def _state_invalid() -> LoginFailed:
                        "already). Go back to your application and start again.", reason="state_invalid")
 
 
-def finish(uow: UnitOfWork, rp: RelyingParty, trip: LoginTransaction, params: dict[str, str],
-           now: datetime, *, notes: TraceNotes | None = None,
-           parent: LoginTransaction | None = None) -> tuple[Connection, User, Authentication]:
-    """Validate what the IdP sent back and provision the person. Network calls happen here, outside
-    any database transaction the caller holds open. ``notes`` records how each check passed;
-    ``parent``: the trip's sign-in, when the caller has read it already."""
+def _answered(uow: UnitOfWork, trip: LoginTransaction, params: dict[str, str], notes: TraceNotes,
+              parent: LoginTransaction | None) -> _Answered:
+    """Check what the IdP sent back against the trip and its connection, then end the read
+    transaction: on SQLite it would otherwise hold the write lock while the IdP is asked."""
     record = OidcTrip.of(trip)
     conn = uow.connections.get_any(record.connection_id)
     if conn is None or conn.status is not ConnectionStatus.ACTIVE:
         raise LoginFailed("This sign-in method is switched off by your organization.",
                           reason="connection_inactive", connection=conn)
-    if notes is not None:
-        notes.passed("request_sent", f"OIDC authorization request (code flow, PKCE S256) to "
-                                     f"{_endpoint(conn, 'authorization_url', 'authorization_endpoint')}")
+    notes.passed("request_sent", f"OIDC authorization request (code flow, PKCE S256) to "
+                                 f"{_endpoint(conn, 'authorization_url', 'authorization_endpoint')}")
     check_trip_pinned(uow, trip, conn, parent=parent)
     if "error" in params:
         # Anyone can put anything in this query: it is shown to the person who sent it, but only a
@@ -161,20 +206,34 @@ def finish(uow: UnitOfWork, rp: RelyingParty, trip: LoginTransaction, params: di
     code = params.get("code")
     if not code:
         raise LoginFailed("The sign-in response carried no code.", reason="missing_code", connection=conn)
-    if notes is not None:
-        notes.passed("idp_response", "a code came back with the state sent" + (" and the expected iss"
-                                                                                 if params.get("iss") else ""))
-    # End the read transaction before talking to the IdP: on SQLite it would hold the write lock
-    # for the whole round trip.
+    notes.passed("idp_response", "a code came back with the state sent" + (" and the expected iss"
+                                                                             if params.get("iss") else ""))
     uow.rollback()
+    return _Answered(trip, record, conn, issuer, code)
+
+
+async def _asked(rp: RelyingParty, answered: _Answered, now: datetime, notes: TraceNotes) -> dict[str, Any]:
+    """The IdP's claims about the person: the code exchanged, the ID token validated, UserInfo read."""
     try:
-        claims = _tokens_and_claims(rp, conn, record, code, issuer, now, notes)
-        traces.note_claims(notes, claims)
+        claims = await _tokens_and_claims(rp, answered.conn, answered.record, answered.code, answered.issuer, now,
+                                          notes)
+    except LoginFailed:
+        raise
+    except KeyhallError as exc:
+        raise _login_failed(exc, answered.conn) from exc
+    traces.note_claims(notes, claims)
+    return claims
+
+
+def _provisioned(uow: UnitOfWork, rp: RelyingParty, answered: _Answered, claims: dict[str, Any], now: datetime,
+                 notes: TraceNotes) -> tuple[Connection, User, Authentication]:
+    """The organization's rules applied to the claims, and the person provisioned."""
+    conn = answered.conn
+    try:
         check_tenant(conn, claims)
-        if notes is not None:
-            notes.passed("tenant", "the account's tenant is accepted")
+        notes.passed("tenant", "the account's tenant is accepted")
         auth_time = timestamp(claims.get("auth_time"))
-        check_reauthentication(record.reauth, auth_time, started=trip.created_at, now=now,
+        check_reauthentication(answered.record.reauth, auth_time, started=answered.trip.created_at, now=now,
                                skew_seconds=rp.clock_skew_seconds, conn=conn)
         profile = map_profile(conn, claims, subject=str(claims["sub"]))
         idp_vouched = profile.email_verified
@@ -186,27 +245,32 @@ def finish(uow: UnitOfWork, rp: RelyingParty, trip: LoginTransaction, params: di
             announce_user_created(uow, user, now)
     except LoginFailed:
         raise
-    except LoginRefused as exc:
-        raise LoginFailed(exc.message, reason=exc.reason, connection=conn, status=403) from exc
-    except IdPLoginError as exc:
-        reason = str(exc.reason)
-        if reason == "idp_unreachable":
-            raise LoginFailed("Keyhall could not reach your organization's identity provider. Try again in a few "
-                              "minutes.", reason=reason, connection=conn, detail=exc.message, status=502) from exc
-        raise LoginFailed("Keyhall could not confirm your sign-in with your organization's identity provider.",
-                          reason=reason, connection=conn, detail=exc.message) from exc
     except KeyhallError as exc:
-        # Busy (the per-IdP cap) or unreachable is the service's state, not the person's mistake.
-        status = 503 if isinstance(exc, ServiceUnavailable) else 400
-        raise LoginFailed("Keyhall could not reach your organization's identity provider. Try again in a few "
-                          "minutes.", reason=exc.code, connection=conn, detail=exc.message, status=status) from exc
+        raise _login_failed(exc, conn) from exc
     authn = Authentication(amr=idp_amr(claims.get("amr")) or ["ext"], auth_time=auth_time,
                            acr=idp_acr(claims.get("acr")))
     return conn, user, authn
 
 
-def _tokens_and_claims(rp: RelyingParty, conn: Connection, trip: OidcTrip, code: str, issuer: str,
-                       now: datetime, notes: TraceNotes | None = None) -> dict[str, Any]:
+def _login_failed(exc: KeyhallError, conn: Connection) -> LoginFailed:
+    """The LoginFailed an error of the IdP's answer or of the organization's rules stands for."""
+    if isinstance(exc, LoginRefused):
+        return LoginFailed(exc.message, reason=exc.reason, connection=conn, status=403)
+    if isinstance(exc, IdPLoginError):
+        reason = str(exc.reason)
+        if reason == "idp_unreachable":
+            return LoginFailed("Keyhall could not reach your organization's identity provider. Try again in a few "
+                               "minutes.", reason=reason, connection=conn, detail=exc.message, status=502)
+        return LoginFailed("Keyhall could not confirm your sign-in with your organization's identity provider.",
+                           reason=reason, connection=conn, detail=exc.message)
+    # Busy (the per-IdP cap) or unreachable is the service's state, not the person's mistake.
+    status = 503 if isinstance(exc, ServiceUnavailable) else 400
+    return LoginFailed("Keyhall could not reach your organization's identity provider. Try again in a few "
+                       "minutes.", reason=exc.code, connection=conn, detail=exc.message, status=status)
+
+
+async def _tokens_and_claims(rp: RelyingParty, conn: Connection, trip: OidcTrip, code: str, issuer: str,
+                             now: datetime, notes: TraceNotes) -> dict[str, Any]:
     discovered = conn.discovered or {}
     token_endpoint = _endpoint(conn, "token_url", "token_endpoint")
     jwks_uri = _endpoint(conn, "jwks_url", "jwks_uri")
@@ -215,23 +279,21 @@ def _tokens_and_claims(rp: RelyingParty, conn: Connection, trip: OidcTrip, code:
     secret = conn.secrets.get("client_secret")
     method = choose_token_auth_method(discovered.get("token_endpoint_auth_methods_supported"),
                                       conn.settings.get("token_endpoint_auth_method"), secret is not None)
-    tokens = exchange_code(token_endpoint=token_endpoint, code=code, redirect_uri=trip.redirect_uri,
-                           code_verifier=trip.verifier, client_id=str(conn.settings["client_id"]),
-                           client_secret=secret, auth_method=method, policy=rp.policy)
+    tokens = await exchange_code(token_endpoint=token_endpoint, code=code, redirect_uri=trip.redirect_uri,
+                                 code_verifier=trip.verifier, client_id=str(conn.settings["client_id"]),
+                                 client_secret=secret, auth_method=method, policy=rp.policy)
     if not tokens.id_token:
         raise IdPLoginError("the token response had no id_token", reason="bad_token_response")
-    if notes is not None:
-        notes.passed("token_call", f"code exchanged at {token_endpoint} ({method})")
-    jwks = rp.jwks_cache.get(jwks_uri, rp.policy, kid=unverified_kid(tokens.id_token))
+    notes.passed("token_call", f"code exchanged at {token_endpoint} ({method})")
+    jwks = await rp.jwks_cache.get(jwks_uri, rp.policy, kid=unverified_kid(tokens.id_token))
     claims = validate_id_token(tokens.id_token, jwks=jwks, issuer=issuer, client_id=str(conn.settings["client_id"]),
                                nonce=trip.nonce, now=now, leeway_seconds=rp.clock_skew_seconds)
-    if notes is not None:
-        _note_id_token(notes, signing_alg(tokens.id_token), jwks_uri, claims, rp.clock_skew_seconds)
+    _note_id_token(notes, signing_alg(tokens.id_token), jwks_uri, claims, rp.clock_skew_seconds)
     userinfo_endpoint = _endpoint(conn, "userinfo_url", "userinfo_endpoint")
     if conn.settings.get("fetch_userinfo", True) and userinfo_endpoint and tokens.access_token:
         # OIDC Core §5.3.2: the userinfo subject must match the ID token's, or the response is not used.
-        info = fetch_userinfo(userinfo_endpoint=userinfo_endpoint, access_token=tokens.access_token,
-                              policy=rp.policy, expected_sub=str(claims["sub"]))
+        info = await fetch_userinfo(userinfo_endpoint=userinfo_endpoint, access_token=tokens.access_token,
+                                    policy=rp.policy, expected_sub=str(claims["sub"]))
         protected = {"iss", "sub", "aud", "exp", "iat", "nbf", "nonce", "azp", "auth_time", "at_hash", "c_hash"}
         claims = {**claims, **{k: v for k, v in info.items() if k not in protected}}
     return claims

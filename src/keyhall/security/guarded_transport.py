@@ -72,6 +72,35 @@ def describe_os_error(exc: BaseException | None) -> str:
     return str(exc) or type(exc).__name__
 
 
+def why_not_connected(exc: httpcore.ConnectTimeout | httpcore.ConnectError, timeout: float | None) -> str:
+    """Why one address could not be connected to, in words."""
+    if isinstance(exc, httpcore.ConnectTimeout):
+        return f"timed out after {timeout:g} s" if timeout is not None else "timed out"
+    cause = exc.__cause__ or exc
+    # anyio (the event loop's sockets) says "All connection attempts failed", caused by the real error
+    return describe_os_error(cause.__cause__ if isinstance(cause.__cause__, OSError) else cause)
+
+
+def not_connected(host: str, port: int, tried: list[str], reason: str, field: str | None) -> OutboundFetchError:
+    """The error when none of the ``tried`` addresses of ``host`` took the connection (``reason``: the last's)."""
+    # The addresses the name resolved to stay unsaid: a message must not map the resolver's view.
+    via = "" if tried == [host] or len(tried) < 2 else f" ({len(tried)} addresses tried)"
+    message = f"could not connect to {host_and_port(host, port)}{via}: {reason}"
+    return OutboundFetchError(message, field=field, details={"host": host, "port": port})
+
+
+def remaining(timeout: float | None) -> float | None:
+    """``timeout``, cut to what is left of the overall deadline of the request in progress
+    (:data:`CALL`); raises ``httpcore.ReadTimeout`` once that deadline has passed."""
+    deadline = CALL.get()[1]
+    if deadline is None:
+        return timeout
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise httpcore.ReadTimeout("the overall deadline toward the identity provider has passed")
+    return left if timeout is None else min(timeout, left)
+
+
 class GuardedBackend(httpcore.NetworkBackend):
     """Resolves, checks and connects in one step, so the checked address is the one used.
 
@@ -92,23 +121,17 @@ class GuardedBackend(httpcore.NetworkBackend):
         socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.NetworkStream:
         field, _deadline = CALL.get()
-        addresses = self._vet(host, port, field)
+        tried = self._vet(host, port, field)[:MAX_ADDRESSES_TRIED]
         reason = "no address to try"
-        tried = addresses[:MAX_ADDRESSES_TRIED]
         for address in tried:
             try:
                 stream = self._sockets.connect_tcp(
                     address, port, timeout=timeout, local_address=local_address, socket_options=socket_options
                 )
                 return _DeadlineStream(stream)
-            except httpcore.ConnectTimeout:
-                reason = f"timed out after {timeout:g} s" if timeout is not None else "timed out"
-            except httpcore.ConnectError as exc:
-                reason = describe_os_error(exc.__cause__ or exc)
-        # The addresses the name resolved to stay unsaid: a message must not map the resolver's view.
-        via = "" if tried == [host] or len(tried) < 2 else f" ({len(tried)} addresses tried)"
-        message = f"could not connect to {host_and_port(host, port)}{via}: {reason}"
-        raise OutboundFetchError(message, field=field, details={"host": host, "port": port})
+            except (httpcore.ConnectTimeout, httpcore.ConnectError) as exc:
+                reason = why_not_connected(exc, timeout)
+        raise not_connected(host, port, tried, reason, field)
 
     def connect_unix_socket(
         self,
@@ -127,28 +150,18 @@ class _DeadlineStream(httpcore.NetworkStream):
     def __init__(self, stream: httpcore.NetworkStream) -> None:
         self._stream = stream
 
-    def _remaining(self, timeout: float | None) -> float | None:
-        deadline = CALL.get()[1]
-        if deadline is None:
-            return timeout
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise httpcore.ReadTimeout("the overall deadline toward the identity provider has passed")
-        return left if timeout is None else min(timeout, left)
-
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return self._stream.read(max_bytes, timeout=self._remaining(timeout))
+        return self._stream.read(max_bytes, timeout=remaining(timeout))
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        self._stream.write(buffer, timeout=self._remaining(timeout))
+        self._stream.write(buffer, timeout=remaining(timeout))
 
     def close(self) -> None:
         self._stream.close()
 
     def start_tls(self, ssl_context: ssl.SSLContext, server_hostname: str | None = None,
                   timeout: float | None = None) -> httpcore.NetworkStream:
-        upgraded = self._stream.start_tls(ssl_context, server_hostname=server_hostname,
-                                          timeout=self._remaining(timeout))
+        upgraded = self._stream.start_tls(ssl_context, server_hostname=server_hostname, timeout=remaining(timeout))
         return _DeadlineStream(upgraded)
 
     def get_extra_info(self, info: str) -> Any:
@@ -169,7 +182,7 @@ class _CoreResponseStream(httpx.SyncByteStream):
 
 
 @functools.lru_cache(maxsize=4)
-def _tls_context(cert_file: str | None, cert_dir: str | None) -> ssl.SSLContext:
+def tls_context(cert_file: str | None, cert_dir: str | None) -> ssl.SSLContext:
     """One verifying TLS context per trust store (``SSL_CERT_FILE``/``SSL_CERT_DIR``): building it
     loads the CA store (tens of milliseconds), and a context is safe to share between threads."""
     return ssl.create_default_context()
@@ -186,7 +199,7 @@ class GuardedTransport(httpx.BaseTransport):
         """``trust_store``: ``(SSL_CERT_FILE, SSL_CERT_DIR)``, by default as the environment says now."""
         cert_file, cert_dir = trust_store or (os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
         self._pool = httpcore.ConnectionPool(
-            ssl_context=_tls_context(cert_file, cert_dir),
+            ssl_context=tls_context(cert_file, cert_dir),
             max_connections=MAX_CONNECTIONS,
             max_keepalive_connections=MAX_IDLE_CONNECTIONS,
             keepalive_expiry=IDLE_SECONDS,

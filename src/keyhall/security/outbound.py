@@ -19,7 +19,7 @@ metadata service or anything else on the private network. So, unless the operato
 At most ``policy.max_concurrent_calls`` fetches to one origin are in flight at once
 (``keyhall.security.bulkhead``): past that a fetch raises ``IdPBusy`` at once. Every fetch has
 connect and read timeouts (``policy.timeout``) and an overall deadline
-(``_DEADLINE_FACTOR`` times ``policy.timeout``, checked between reads); the body is streamed and
+(``DEADLINE_FACTOR`` times ``policy.timeout``, checked between reads); the body is streamed and
 refused once it grows past ``policy.max_bytes``. Failures raise ``UnsafeURL`` or
 ``OutboundFetchError`` with a reason a person can act on; messages never carry URL credentials.
 """
@@ -27,7 +27,6 @@ refused once it grows past ``policy.max_bytes``. Failures raise ``UnsafeURL`` or
 from __future__ import annotations
 
 import contextlib
-import functools
 import ipaddress
 import os
 import socket
@@ -42,24 +41,37 @@ from typing import Any
 import httpcore
 import httpx
 
-from keyhall.errors import OutboundFetchError, UnsafeURL
+from keyhall.errors import OutboundFetchError
 from keyhall.security.addresses import is_literal_address, non_public_reason
 from keyhall.security.bulkhead import Bulkhead
 from keyhall.security.guarded_transport import (
     CALL,
+    AddressVetter,
     GuardedBackend,
     GuardedTransport,
     describe_os_error,
     host_and_port,
 )
+from keyhall.security.outbound_urls import (
+    INSECURE_HINT,
+    checked_syntax,
+    fetch_failure,
+    host_of,
+    parsed_url,
+    port_of,
+    redirect_target,
+    refusal,
+    refused_status,
+    shown_url,
+    too_many_redirects,
+)
 
 _Headers = Mapping[str, str] | None
 
 #: The whole fetch, redirects included, must end within this many times ``policy.timeout``.
-_DEADLINE_FACTOR = 3.0
-_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
-_USER_AGENT = "Keyhall (identity provider check)"
-_INSECURE_HINT = "KEYHALL_ALLOW_INSECURE_IDP_URLS allows it for development"
+DEADLINE_FACTOR = 3.0
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+USER_AGENT = "Keyhall (identity provider check)"
 
 # Ranges that the ``is_*`` properties of ``ipaddress`` do not all flag on every Python version.
 
@@ -77,6 +89,9 @@ class OutboundPolicy:
     # The pooled clients (keep-alive connections), one per trust store, made on first use: _pooled().
     pool: dict[tuple[str | None, str | None], httpx.Client] = field(
         init=False, compare=False, repr=False, default_factory=dict)
+    # The event loops' pools (``keyhall.security.outbound_async``): per loop, one per trust store.
+    loop_pools: weakref.WeakKeyDictionary[Any, dict[tuple[str | None, str | None], Any]] = field(
+        init=False, compare=False, repr=False, default_factory=weakref.WeakKeyDictionary)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "calls", Bulkhead(self.max_concurrent_calls))
@@ -97,12 +112,12 @@ def check_url(url: str, policy: OutboundPolicy, *, field: str | None = None) -> 
     Without ``policy.allow_insecure`` the host is resolved and every address must be public; a
     host that does not resolve raises OutboundFetchError (there is nothing to check).
     """
-    parsed = _parse_url(url, policy, field)
+    parsed = checked_syntax(url, policy.allow_insecure, field)
     if policy.allow_insecure:
         return
-    host = _host_of(parsed)
-    port = _port_of(parsed)
-    _refuse_non_public(_display(url), host, _resolve(host, port, field), field)
+    host = host_of(parsed)
+    port = port_of(parsed)
+    _refuse_non_public(shown_url(url), host, _resolve(host, port, field), field)
 
 
 def fetch(
@@ -117,25 +132,20 @@ def fetch(
     Holds one of the URL's origin's places in ``policy.calls`` throughout (IdPBusy when none is free).
     ``not_modified_ok``: a 304 (for a conditional request, RFC 9110 §15.4.5) is answered, with an empty body.
     """
-    deadline = time.monotonic() + policy.timeout * _DEADLINE_FACTOR
-    with policy.calls.slot(url, field=field), _call(field, deadline):
+    deadline = time.monotonic() + policy.timeout * DEADLINE_FACTOR
+    with policy.calls.slot(url, field=field), call_scope(field, deadline):
         client = _pooled(policy)
         current = url
         for _hop in range(policy.max_redirects + 1):
             check_url(current, policy, field=field)
-            same_origin = _url(current).join("/") == _url(url).join("/")
+            same_origin = parsed_url(current).join("/") == parsed_url(url).join("/")
             extra = {"Accept": accept, **(headers or {})} if same_origin else {"Accept": accept}
             outcome = _send_once(client, "GET", current, policy, deadline, field, headers=extra,
                                  not_modified_ok=not_modified_ok)
             if isinstance(outcome, FetchedDocument):
                 return outcome
             current = outcome
-    raise _failure(
-        f"GET {_display(url)} was redirected more than {policy.max_redirects} times (last to {_display(current)})",
-        field,
-        url=_display(url),
-        max_redirects=policy.max_redirects,
-    )
+    raise too_many_redirects(url, current, policy.max_redirects, field)
 
 
 def post_form(
@@ -152,9 +162,9 @@ def post_form(
     Redirects are not followed. A non-2xx answer raises OutboundFetchError unless ``raise_for_status``
     is false: then every answer is returned with its status and body (RFC 6749 §5.2 error documents).
     """
-    deadline = time.monotonic() + policy.timeout * _DEADLINE_FACTOR
+    deadline = time.monotonic() + policy.timeout * DEADLINE_FACTOR
     check_url(url, policy, field=field)
-    with policy.calls.slot(url, field=field), _call(field, deadline):
+    with policy.calls.slot(url, field=field), call_scope(field, deadline):
         sent = _send_once(_pooled(policy), "POST", url, policy, deadline, field,
                           {"Accept": "application/json", **(headers or {})}, data, raise_for_status)
     assert isinstance(sent, FetchedDocument)  # a POST's 3xx is an answer, not a hop
@@ -172,10 +182,10 @@ def post_content(url: str, content: bytes, policy: OutboundPolicy, *, headers: M
     """POST ``content`` (a webhook) under ``fetch``'s guard, timeouts and per-origin cap; no
     redirects. Every answer is returned with its status and the start of its body, which is not
     read further; UnsafeURL or OutboundFetchError when no answer came."""
-    deadline = time.monotonic() + policy.timeout * _DEADLINE_FACTOR
+    deadline = time.monotonic() + policy.timeout * DEADLINE_FACTOR
     check_url(url, policy, field=field)
     timeout = httpx.Timeout(policy.timeout)
-    with policy.calls.slot(url, field=field), _call(field, deadline):
+    with policy.calls.slot(url, field=field), call_scope(field, deadline):
         client = _pooled(policy)
         try:
             with client.stream("POST", url, content=content, headers={"Accept": "*/*", **headers},
@@ -187,11 +197,11 @@ def post_content(url: str, content: bytes, policy: OutboundPolicy, *, headers: M
                         break
                 return PostedAnswer(response.status_code, bytes(excerpt[:excerpt_bytes]))
         except (httpcore.TimeoutException, httpx.TimeoutException) as exc:
-            raise _failure(f"POST {_display(url)} timed out: no answer within {policy.timeout:g} s", field,
-                           url=_display(url), timeout=policy.timeout) from exc
+            raise fetch_failure(f"POST {shown_url(url)} timed out: no answer within {policy.timeout:g} s", field,
+                           url=shown_url(url), timeout=policy.timeout) from exc
         except (httpcore.NetworkError, httpcore.ProtocolError, httpx.HTTPError) as exc:
-            raise _failure(f"POST {_display(url)} failed: {_describe_exception(exc)}", field,
-                           url=_display(url)) from exc
+            raise fetch_failure(f"POST {shown_url(url)} failed: {describe_exception(exc)}", field,
+                           url=shown_url(url)) from exc
 
 
 _POOL_LOCK = threading.Lock()
@@ -203,7 +213,7 @@ def _close_clients(clients: dict[tuple[str | None, str | None], httpx.Client]) -
 
 
 @contextlib.contextmanager
-def _call(field: str | None, deadline: float) -> Iterator[None]:
+def call_scope(field: str | None, deadline: float) -> Iterator[None]:
     """This request's ``field`` and overall deadline, for the pooled connections it opens and uses."""
     token = CALL.set((field, deadline))
     try:
@@ -217,7 +227,7 @@ def _pooled(policy: OutboundPolicy) -> httpx.Client:
     connections stay open between requests (keep-alive), so a sign-in's calls to an IdP do not each
     build a client and a TCP (and TLS) connection. Every new connection is still vetted when it is
     opened (``GuardedBackend``), by this policy's rules."""
-    store = (os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
+    store = trust_store()
     client = policy.pool.get(store)
     if client is not None:
         return client
@@ -225,20 +235,31 @@ def _pooled(policy: OutboundPolicy) -> httpx.Client:
         if not policy.pool:  # the connections close with the policy (not at some later collection)
             weakref.finalize(policy, _close_clients, policy.pool)
         if store not in policy.pool:
-            def vet(host: str, port: int, field: str | None) -> list[str]:  # at connect time, every connection
-                addresses = _resolve(host, port, field)
-                if not policy.allow_insecure:
-                    _refuse_non_public(host_and_port(host, port), host, addresses, field)
-                return addresses
-
-            headers = {"Accept-Encoding": "identity", "User-Agent": _USER_AGENT}
+            headers = {"Accept-Encoding": "identity", "User-Agent": USER_AGENT}
             # One client serves every sign-in: it keeps no cookies, so nothing an IdP set for one
             # call (one person's sign-in) is sent with another's.
             no_cookies = CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
-            policy.pool[store] = httpx.Client(transport=GuardedTransport(GuardedBackend(vet), store),
+            policy.pool[store] = httpx.Client(transport=GuardedTransport(GuardedBackend(vetter(policy)), store),
                                               trust_env=False, follow_redirects=False, headers=headers,
                                               cookies=no_cookies)
         return policy.pool[store]
+
+
+def trust_store() -> tuple[str | None, str | None]:
+    """The trust store TLS connections verify against now: ``(SSL_CERT_FILE, SSL_CERT_DIR)``."""
+    return os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR")
+
+
+def vetter(policy: OutboundPolicy) -> AddressVetter:
+    """What a guarded backend calls at connect time, for every new connection: the host's addresses,
+    each judged by ``policy``'s rules (UnsafeURL when one is not public)."""
+    def vet(host: str, port: int, field: str | None) -> list[str]:
+        addresses = _resolve(host, port, field)
+        if not policy.allow_insecure:
+            _refuse_non_public(host_and_port(host, port), host, addresses, field)
+        return addresses
+
+    return vet
 
 
 def _send_once(
@@ -256,96 +277,33 @@ def _send_once(
     """One request: the document, or (GET only) the URL a redirect points to; ``strict`` refuses non-2xx."""
     timeout = httpx.Timeout(max(0.001, min(policy.timeout, deadline - time.monotonic())))
     try:
-        with client.stream(method, _url(url), headers=headers, data=form, timeout=timeout) as response:
-            if method == "GET" and response.status_code in _REDIRECT_STATUSES:
-                return _redirect_target(url, response, field)
+        with client.stream(method, parsed_url(url), headers=headers, data=form, timeout=timeout) as response:
+            if method == "GET" and response.status_code in REDIRECT_STATUSES:
+                return redirect_target(url, response.status_code, response.headers.get("location"), field)
             if not_modified_ok and response.status_code == 304:
                 return FetchedDocument(url, 304, response.headers.get("content-type", ""), b"",
-                                       validators=_validators(response))
+                                       validators=validators(response.headers))
             if strict and not 200 <= response.status_code < 300:
-                status, shown = response.status_code, f"HTTP {response.status_code} {response.reason_phrase}".rstrip()
-                raise _failure(f"{method} {_display(url)} answered {shown}", field, url=_display(url), status=status)
+                raise refused_status(method, url, response.status_code, response.reason_phrase, field)
             body = _read_capped(url, response, policy, deadline, field, method)
             return FetchedDocument(url, response.status_code, response.headers.get("content-type", ""), body,
-                                   validators=_validators(response))
+                                   validators=validators(response.headers))
     except (httpcore.TimeoutException, httpx.TimeoutException) as exc:
         if time.monotonic() >= deadline - 0.01:
-            limit = policy.timeout * _DEADLINE_FACTOR
-            message = f"{method} {_display(url)} did not finish within {limit:g} s"
+            limit = policy.timeout * DEADLINE_FACTOR
+            message = f"{method} {shown_url(url)} did not finish within {limit:g} s"
         else:
-            message = f"{method} {_display(url)} timed out: no answer within {timeout.read:g} s"
-        raise _failure(message, field, url=_display(url), timeout=policy.timeout) from exc
+            message = f"{method} {shown_url(url)} timed out: no answer within {timeout.read:g} s"
+        raise fetch_failure(message, field, url=shown_url(url), timeout=policy.timeout) from exc
     except (httpcore.NetworkError, httpcore.ProtocolError, httpx.HTTPError) as exc:
-        message = f"{method} {_display(url)} failed: {_describe_exception(exc)}"
-        raise _failure(message, field, url=_display(url)) from exc
+        message = f"{method} {shown_url(url)} failed: {describe_exception(exc)}"
+        raise fetch_failure(message, field, url=shown_url(url)) from exc
 
 
-def _validators(response: httpx.Response) -> dict[str, str]:
-    """The response's cache validators (RFC 9110 §8.8): ``etag`` and ``last-modified`` when sent."""
-    return {name: response.headers[name][:512] for name in ("etag", "last-modified") if name in response.headers}
-
-
-# --- URL syntax --------------------------------------------------------------------------------
-
-
-@functools.lru_cache(maxsize=512)
-def _url(url: str) -> httpx.URL:
-    """httpx's parse of ``url``, once per process: a sign-in fetches the same few IdP endpoints as
-    every other, and an ``httpx.URL`` is immutable (a URL that does not parse raises, uncached)."""
-    return httpx.URL(url)
-
-
-def _parse_url(url: str, policy: OutboundPolicy, field: str | None) -> httpx.URL:
-    """Parse with httpx's own parser, so that what is checked is what will be requested."""
-    try:
-        parsed = _url(url)
-    except (httpx.InvalidURL, TypeError) as exc:
-        raise UnsafeURL(f"{_display(url)!r} is not a valid URL: {exc}", field=field) from exc
-    if parsed.scheme not in {"http", "https"} or not parsed.raw_host:
-        raise _refusal(f"{_display(url)!r} is not an absolute http(s) URL with a host", field, url=_display(url))
-    if parsed.userinfo:
-        raise _refusal(f"{_display(url)} must not carry a user name or password", field, url=_display(url))
-    if parsed.scheme != "https" and not policy.allow_insecure:
-        raise _refusal(f"{_display(url)} must use https ({_INSECURE_HINT})", field, url=_display(url), reason="scheme")
-    return parsed
-
-
-def _host_of(parsed: httpx.URL) -> str:
-    return parsed.raw_host.decode("ascii")
-
-
-def _port_of(parsed: httpx.URL) -> int:
-    return parsed.port if parsed.port is not None else (443 if parsed.scheme == "https" else 80)
-
-
-@functools.lru_cache(maxsize=512)
-def _display(url: str) -> str:
-    """The URL as it may appear in a message: without credentials, and not endlessly long."""
-    try:
-        parsed = _url(url)
-        shown = str(parsed.copy_with(username=None, password=None)) if parsed.userinfo else url
-    except (httpx.InvalidURL, TypeError, ValueError):
-        shown = url.rpartition("@")[2] if "@" in url else url
-    return shown if len(shown) <= 200 else shown[:197] + "..."
-
-
-def _failure(message: str, field: str | None, **details: Any) -> OutboundFetchError:
-    return OutboundFetchError(message, field=field, details=details)
-
-
-def _refusal(message: str, field: str | None, **details: Any) -> UnsafeURL:
-    return UnsafeURL(message, field=field, details=details)
-
-
-def _redirect_target(current: str, response: httpx.Response, field: str | None) -> str:
-    location = response.headers.get("location")
-    if not location:
-        message = f"GET {_display(current)} answered HTTP {response.status_code} without a Location header"
-        raise _failure(message, field, url=_display(current), status=response.status_code)
-    try:
-        return str(httpx.URL(current).join(location))
-    except (httpx.InvalidURL, TypeError, ValueError) as exc:
-        raise _failure(f"GET {_display(current)} redirected to an invalid URL", field, url=_display(current)) from exc
+def validators(headers: Mapping[str, str]) -> dict[str, str]:
+    """A response's cache validators (RFC 9110 §8.8): ``etag`` and ``last-modified`` when sent
+    (``headers``: looked up by lower-case name)."""
+    return {name: headers[name][:512] for name in ("etag", "last-modified") if name in headers}
 
 
 # --- addresses -----------------------------------------------------------------------------------
@@ -357,14 +315,14 @@ def _resolve(host: str, port: int, field: str | None) -> list[str]:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
     except (socket.gaierror, UnicodeError) as exc:
         reason = exc.strerror if isinstance(exc, socket.gaierror) and exc.strerror else str(exc)
-        raise _failure(f"could not resolve host {host}: {reason}", field, host=host) from exc
+        raise fetch_failure(f"could not resolve host {host}: {reason}", field, host=host) from exc
     addresses: list[str] = []
     for _family, _type, _proto, _canonname, sockaddr in infos:
         address = str(sockaddr[0])
         if address not in addresses:
             addresses.append(address)
     if not addresses:
-        raise _failure(f"could not resolve host {host}: no addresses", field, host=host)
+        raise fetch_failure(f"could not resolve host {host}: no addresses", field, host=host)
     return addresses
 
 
@@ -385,11 +343,11 @@ def _refuse_non_public(subject: str, host: str, addresses: Iterable[str], field:
         else:
             message = f"{subject} is refused: host {host} resolves to a non-public address;"
             details = {"target": subject, "reason": "non_public"}
-        message += f" Keyhall only contacts identity providers on public addresses ({_INSECURE_HINT})"
-        raise _refusal(message, field, **details)
+        message += f" Keyhall only contacts identity providers on public addresses ({INSECURE_HINT})"
+        raise refusal(message, field, **details)
 
 
-def _describe_exception(exc: BaseException) -> str:
+def describe_exception(exc: BaseException) -> str:
     cause = exc.__cause__ or exc.__context__
     if isinstance(cause, OSError):
         return describe_os_error(cause)
@@ -405,21 +363,37 @@ def _read_capped(
     url: str, response: httpx.Response, policy: OutboundPolicy, deadline: float, field: str | None, method: str = "GET"
 ) -> bytes:
     """The body, streamed; refused past ``max_bytes``, past the deadline, or when compressed."""
-    shown = _display(url)
-    encoding = response.headers.get("content-encoding", "identity").strip().lower()
-    if encoding not in {"", "identity"}:
-        message = f"the response from {shown} is {encoding}-encoded although only identity was accepted"
-        raise _failure(message, field, url=shown)
-    too_big = f"the response from {shown} is larger than the {policy.max_bytes}-byte limit"
-    declared = response.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > policy.max_bytes:
-        raise _failure(too_big, field, url=shown, max_bytes=policy.max_bytes)
+    check_body_headers(url, response.headers, policy, field)
     body = bytearray()
     for chunk in response.iter_raw():
         body += chunk
-        if len(body) > policy.max_bytes:
-            raise _failure(too_big, field, url=shown, max_bytes=policy.max_bytes)
-        if time.monotonic() > deadline:
-            limit = policy.timeout * _DEADLINE_FACTOR
-            raise _failure(f"{method} {shown} did not finish within {limit:g} s", field, url=shown, deadline=limit)
+        check_body_so_far(url, len(body), policy, deadline, field, method)
     return bytes(body)
+
+
+def check_body_headers(url: str, headers: Mapping[str, str], policy: OutboundPolicy, field: str | None) -> None:
+    """Refuse a body before reading it: compressed, or declared larger than ``policy.max_bytes``
+    (``headers``: looked up by lower-case name)."""
+    encoding = headers.get("content-encoding", "identity").strip().lower()
+    if encoding not in {"", "identity"}:
+        message = f"the response from {shown_url(url)} is {encoding}-encoded although only identity was accepted"
+        raise fetch_failure(message, field, url=shown_url(url))
+    declared = headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > policy.max_bytes:
+        raise _too_big(url, policy, field)
+
+
+def check_body_so_far(url: str, size: int, policy: OutboundPolicy, deadline: float, field: str | None,
+                      method: str) -> None:
+    """Refuse a body, while reading it, once it grows past ``policy.max_bytes`` or the deadline passes."""
+    if size > policy.max_bytes:
+        raise _too_big(url, policy, field)
+    if time.monotonic() > deadline:
+        limit = policy.timeout * DEADLINE_FACTOR
+        raise fetch_failure(f"{method} {shown_url(url)} did not finish within {limit:g} s", field,
+                            url=shown_url(url), deadline=limit)
+
+
+def _too_big(url: str, policy: OutboundPolicy, field: str | None) -> OutboundFetchError:
+    return fetch_failure(f"the response from {shown_url(url)} is larger than the {policy.max_bytes}-byte limit",
+                         field, url=shown_url(url), max_bytes=policy.max_bytes)

@@ -15,7 +15,7 @@ from keyhall.login import entry
 from keyhall.login import ldap as ldap_login
 from keyhall.login import oidc as oidc_login
 from keyhall.login import password as password_login
-from keyhall.web.rendering import answer, login_cookie
+from keyhall.web.rendering import answer, answer_awaited, login_cookie
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
 
@@ -53,9 +53,9 @@ def sso_start(connection_id: str, request: Request, uow: UowDep, runtime: Runtim
 
 
 @router.get("/sso/{connection_id}/oidc/callback")
-def oidc_callback(connection_id: str, request: Request, uow: UowDep, runtime: RuntimeDep) -> Response:
+async def oidc_callback(connection_id: str, request: Request, uow: UowDep, runtime: RuntimeDep) -> Response:
     params = {k: v[:4096] for k, v in request.query_params.items()}
-    return answer(uow, runtime, request, lambda: oidc_login.callback(
+    return await answer_awaited(uow, runtime, request, oidc_login.callback(
         uow, runtime.relying_party, connection_id, params, browser=login_cookie(request),
         issuer=runtime.settings.public_url, now=runtime.clock(), request_id=request_id(request)))
 

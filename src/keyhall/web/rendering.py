@@ -7,9 +7,10 @@ The handlers (``web.pages``, ``web.saml``, ``/oauth2/authorize``) parse, make on
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+import anyio.to_thread
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
@@ -96,3 +97,13 @@ def answer(uow: UnitOfWork, runtime: SignInServices, request: Request, step: Cal
         return render(step())
     except LoginFailed as exc:
         return fail(uow, runtime, request, exc)
+
+
+async def answer_awaited(uow: UnitOfWork, runtime: SignInServices, request: Request,
+                         step: Awaitable[Step]) -> Response:
+    """:func:`answer` for a login call that awaits (its database steps in worker threads): a
+    LoginFailed's audit record is written in a worker thread too."""
+    try:
+        return render(await step)
+    except LoginFailed as exc:
+        return await anyio.to_thread.run_sync(fail, uow, runtime, request, exc)
