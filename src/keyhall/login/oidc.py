@@ -130,6 +130,17 @@ class _Answered:
     code: str
 
 
+@dataclass(frozen=True)
+class _Spent:
+    """A callback's trip, spent: its sign-in's test (None for a real sign-in), and the answer
+    checked against it, or why it was refused."""
+
+    trip: LoginTransaction
+    test: Any
+    answered: _Answered | None
+    refused: LoginFailed | None
+
+
 async def callback(uow: UnitOfWork, rp: RelyingParty, connection_id: str, params: dict[str, str], *,
                    browser: str | None, issuer: str, now: datetime, request_id: str | None,
                    offload: Offload = _in_thread) -> Redirect:
@@ -139,40 +150,59 @@ async def callback(uow: UnitOfWork, rp: RelyingParty, connection_id: str, params
     asked for the tokens, keys and UserInfo from the event loop, with no database transaction open
     and no thread held while it answers; the person is provisioned and the sign-in completed (in
     ``offload``)."""
-    # The browser is checked before the state is spent: an answer arriving in another browser
-    # (or with a garbled cookie) is refused without ending the sign-in it belongs to.
-    trip = await offload(lambda: _spend(uow, connection_id, params, now, browser))
     notes = TraceNotes()
-    parent, test = await offload(lambda: _sign_in_of(uow, trip))
+    spent = await offload(lambda: _spend(uow, connection_id, params, now, browser, notes))
     try:
-        answered = await offload(lambda: _answered(uow, trip, params, notes, parent))
-        claims = await _asked(rp, answered, now, notes)
-        conn, user, authn = await offload(lambda: _provisioned(uow, rp, answered, claims, now, notes))
+        if spent.refused is not None:
+            raise spent.refused
+        assert spent.answered is not None
+        claims = await _asked(rp, spent.answered, now, notes)
     except LoginFailed as exc:
         exc.trace_notes = notes
-        if test is None:
+        if spent.test is None:
             raise
         failure = exc
-        return await offload(lambda: outcome.failed(uow, str(trip.parent_id), test, failure, notes, now=now,
-                                                    request_id=request_id))
-    if test is not None:
-        return await offload(lambda: outcome.succeeded(uow, str(trip.parent_id), test, conn, user, notes, now=now,
-                                                       request_id=request_id))
-    url = await offload(lambda: complete(uow, str(trip.parent_id), user, connection=conn, authn=authn,
-                                         issuer=issuer, now=now, request_id=request_id))
+        return await offload(lambda: _test_failed(uow, spent, failure, notes, now, request_id))
+    answered = spent.answered
+    return await offload(lambda: _finish(uow, rp, spent, answered, claims, issuer, now, notes, request_id))
+
+
+def _spend(uow: UnitOfWork, connection_id: str, params: dict[str, str], now: datetime, browser: str | None,
+           notes: TraceNotes) -> _Spent:
+    """Spend the trip (committed before any network call, whatever happens next), then check the
+    answer against it. The browser is checked before the state is spent: an answer arriving in
+    another browser (or with a garbled cookie) is refused without ending the sign-in it belongs to."""
+    trip = take_trip(uow, connection_id, params, now, browser=browser)
+    uow.commit()
+    parent = uow.transactions.get(trip.parent_id) if trip.parent_id else None
+    test = sign_in_test_of(parent)
+    try:
+        return _Spent(trip, test, _answered(uow, trip, params, notes, parent), None)
+    except LoginFailed as exc:
+        uow.rollback()
+        return _Spent(trip, test, None, exc)
+
+
+def _finish(uow: UnitOfWork, rp: RelyingParty, spent: _Spent, answered: _Answered, claims: dict[str, Any],
+            issuer: str, now: datetime, notes: TraceNotes, request_id: str | None) -> Redirect:
+    """Provision the person and complete the sign-in (or its test)."""
+    parent_id = str(spent.trip.parent_id)
+    try:
+        conn, user, authn = _provisioned(uow, rp, answered, claims, now, notes)
+    except LoginFailed as exc:
+        exc.trace_notes = notes
+        if spent.test is None:
+            raise
+        return _test_failed(uow, spent, exc, notes, now, request_id)
+    if spent.test is not None:
+        return outcome.succeeded(uow, parent_id, spent.test, conn, user, notes, now=now, request_id=request_id)
+    url = complete(uow, parent_id, user, connection=conn, authn=authn, issuer=issuer, now=now, request_id=request_id)
     return Redirect(url, finished=True)
 
 
-def _spend(uow: UnitOfWork, connection_id: str, params: dict[str, str], now: datetime,
-           browser: str | None) -> LoginTransaction:
-    trip = take_trip(uow, connection_id, params, now, browser=browser)
-    uow.commit()  # the state is spent before any network call, whatever happens next
-    return trip
-
-
-def _sign_in_of(uow: UnitOfWork, trip: LoginTransaction) -> tuple[LoginTransaction | None, Any]:
-    parent = uow.transactions.get(trip.parent_id) if trip.parent_id else None
-    return parent, sign_in_test_of(parent)
+def _test_failed(uow: UnitOfWork, spent: _Spent, exc: LoginFailed, notes: TraceNotes, now: datetime,
+                 request_id: str | None) -> Redirect:
+    return outcome.failed(uow, str(spent.trip.parent_id), spent.test, exc, notes, now=now, request_id=request_id)
 
 
 def _state_invalid() -> LoginFailed:
