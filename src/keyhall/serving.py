@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import multiprocessing
 import os
 import socket
 import sys
@@ -29,6 +30,7 @@ from keyhall.jobs import CertificateWatcher, DomainChecker, LogoutNotifier, Purg
 from keyhall.logs import configure_logging
 from keyhall.runtime import Runtime
 from keyhall.settings import Settings, load_settings
+from keyhall.storage.database import Database
 
 # uvloop (the event loop) and httptools (the HTTP/1.1 parser) are dependencies: both cut the
 # server's CPU per request well below asyncio's loop and h11. uvloop has no Windows build.
@@ -80,6 +82,29 @@ def address_problem(host: str, port: int) -> str | None:
     return None
 
 
+def migrate_apart(database: Database) -> None:
+    """Bring the schema to the newest revision, when it is not, in a short-lived child process (a
+    fork of this one): the server then keeps none of Alembic and the migration scripts (some 10 MB)
+    for the rest of its life, as a server started on an up-to-date database does. Where processes
+    cannot fork, the migration runs here. A failed migration stops the start-up."""
+    if database.at_schema_head():
+        return
+    if "fork" not in multiprocessing.get_all_start_methods():
+        database.migrate()
+        return
+    database.engine.dispose()  # no pooled connection may be shared with the child
+    child = multiprocessing.get_context("fork").Process(target=_migrate, args=(database,), name="keyhall-migrate")
+    child.start()
+    child.join()
+    if child.exitcode != 0:
+        raise SystemExit(f"error: the database migration failed (exit code {child.exitcode}); its error is above")
+
+
+def _migrate(database: Database) -> None:
+    database.engine.dispose(close=False)  # the parent's connections, if any, stay the parent's
+    database.migrate()
+
+
 def worker_app() -> FastAPI:
     """The app of one ``keyhall serve --workers N`` worker process (a uvicorn factory): the parent
     has migrated the database and runs the background jobs, so a worker only serves."""
@@ -91,7 +116,7 @@ def worker_app() -> FastAPI:
 def serve(settings: Settings, host: str, port: int, workers: int) -> None:
     """Migrate the database, start the background jobs, then serve until stopped."""
     runtime = Runtime.build(settings)  # also creates the key file, if any, before workers start
-    runtime.database.migrate()  # once, here, before any worker starts
+    migrate_apart(runtime.database)  # once, here, before any worker starts
     if settings.dev:
         print(f"Development mode: open {settings.public_url}/_dev/app to watch a sign-in", flush=True)
     jobs = [DomainChecker(runtime, interval=settings.domain_check_interval_seconds),
