@@ -27,7 +27,14 @@ from keyhall.login import sign_in_test_outcome as outcome
 from keyhall.login import traces
 from keyhall.login.flow import Authentication, LoginFailed, check_browser, check_trip_pinned, complete
 from keyhall.login.identity import check_reauthentication, check_tenant, idp_acr, idp_amr, vouch_email
-from keyhall.login.records import Kind, OidcTrip, Reauthentication, new_record_transaction, timestamp
+from keyhall.login.records import (
+    Kind,
+    OidcTrip,
+    Reauthentication,
+    SignInTestRecord,
+    new_record_transaction,
+    timestamp,
+)
 from keyhall.login.sign_in_test_outcome import sign_in_test_of
 from keyhall.login.steps import Redirect
 from keyhall.protocols.oidc.id_token import signing_alg, unverified_kid, validate_id_token
@@ -136,7 +143,7 @@ class _Spent:
     checked against it, or why it was refused."""
 
     trip: LoginTransaction
-    test: Any
+    test: SignInTestRecord | None
     answered: _Answered | None
     refused: LoginFailed | None
 
@@ -202,6 +209,7 @@ def _finish(uow: UnitOfWork, rp: RelyingParty, spent: _Spent, answered: _Answere
 
 def _test_failed(uow: UnitOfWork, spent: _Spent, exc: LoginFailed, notes: TraceNotes, now: datetime,
                  request_id: str | None) -> Redirect:
+    assert spent.test is not None
     return outcome.failed(uow, str(spent.trip.parent_id), spent.test, exc, notes, now=now, request_id=request_id)
 
 
