@@ -13,6 +13,7 @@ The counts are per process: each instance behind a load balancer caps its own ca
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,8 +23,10 @@ import httpx
 from keyhall.errors import IdPBusy
 
 
+@functools.lru_cache(maxsize=512)
 def origin_of(url: str) -> str:
-    """``scheme://host:port`` of ``url``; the URL itself when it does not parse (the guard refuses it later)."""
+    """``scheme://host:port`` of ``url``; the URL itself when it does not parse (the guard refuses it later).
+    Kept per process: a sign-in calls the same few IdP endpoints as every other."""
     try:
         parsed = httpx.URL(url)
     except (httpx.InvalidURL, TypeError):

@@ -43,7 +43,7 @@ import httpx
 
 from keyhall.errors import OutboundFetchError
 from keyhall.security.addresses import is_literal_address, non_public_reason
-from keyhall.security.bulkhead import Bulkhead
+from keyhall.security.bulkhead import Bulkhead, origin_of
 from keyhall.security.guarded_transport import (
     CALL,
     AddressVetter,
@@ -138,7 +138,7 @@ def fetch(
         current = url
         for _hop in range(policy.max_redirects + 1):
             check_url(current, policy, field=field)
-            same_origin = parsed_url(current).join("/") == parsed_url(url).join("/")
+            same_origin = origin_of(current) == origin_of(url)
             extra = {"Accept": accept, **(headers or {})} if same_origin else {"Accept": accept}
             outcome = _send_once(client, "GET", current, policy, deadline, field, headers=extra,
                                  not_modified_ok=not_modified_ok)

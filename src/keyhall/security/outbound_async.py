@@ -24,6 +24,7 @@ from urllib.parse import urlencode
 import httpcore
 import httpx
 
+from keyhall.security.bulkhead import origin_of
 from keyhall.security.guarded_async import guarded_pool
 from keyhall.security.outbound import (
     DEADLINE_FACTOR,
@@ -42,7 +43,6 @@ from keyhall.security.outbound import (
 from keyhall.security.outbound_urls import (
     checked_syntax,
     fetch_failure,
-    parsed_url,
     redirect_target,
     refused_status,
     shown_url,
@@ -64,7 +64,7 @@ async def fetch(url: str, policy: OutboundPolicy, *, accept: str = "*/*", field:
         current = url
         for _hop in range(policy.max_redirects + 1):
             target = checked_syntax(current, policy.allow_insecure, field)
-            same_origin = target.join("/") == parsed_url(url).join("/")
+            same_origin = origin_of(current) == origin_of(url)
             extra = {"Accept": accept, **(headers or {})} if same_origin else {"Accept": accept}
             outcome = await _send_once(pool, "GET", current, target, policy, deadline, field, extra)
             if isinstance(outcome, FetchedDocument):
