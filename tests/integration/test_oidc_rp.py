@@ -578,6 +578,23 @@ def test_post_form_keeps_the_ssrf_guard(recorder: _RecordingServer, sender: Send
     assert recorder.state.requests == []
 
 
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+def test_a_host_on_a_non_public_address_is_refused_before_connecting(
+    recorder: _RecordingServer, sender: Sender, host: str
+) -> None:
+    """An https URL passes the syntax check; its address does not. A loopback literal, and a name
+    resolving to loopback, are refused as the connection would open (the event loop's sender judges
+    addresses only there): UnsafeURL, not the TLS failure an attempted connection would give."""
+    port = recorder.server_address[1]
+    calls = [lambda: sender.fetch(f"https://{host}:{port}/jwks", OutboundPolicy()),
+             lambda: sender.post_form(f"https://{host}:{port}/token", {"a": "1"}, OutboundPolicy())]
+    for call in calls:
+        with pytest.raises(UnsafeURL) as caught:
+            call()
+        assert "only contacts identity providers on public addresses" in caught.value.message
+    assert recorder.state.requests == []
+
+
 def test_exchange_code_reads_a_token_response_without_id_token(recorder: _RecordingServer) -> None:
     recorder.state.answers["/token"] = (200, {}, b'{"access_token": "at", "token_type": "Bearer"}')
     with pytest.raises(IdPLoginError) as caught:
