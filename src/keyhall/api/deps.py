@@ -257,9 +257,6 @@ async def in_read_only_unit(runtime: Runtime, work: Callable[[UnitOfWork], T]) -
     return await run_in_threadpool(run)
 
 
-PrincipalDep = Annotated[Principal, Depends(get_principal)]
-
-
 #: A router-wide dependency: authenticate (and so count) every call before anything else runs. It is
 #: :func:`get_principal` itself, so the handler's own principal (and context) is the cached value.
 #: The counting itself is :func:`authenticate_and_charge`.

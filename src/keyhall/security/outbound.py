@@ -67,6 +67,8 @@ from keyhall.security.outbound_urls import (
 )
 
 _Headers = Mapping[str, str] | None
+#: ``(SSL_CERT_FILE, SSL_CERT_DIR)``: the trust store a pool's TLS connections verify against.
+TrustStore = tuple[str | None, str | None]
 
 #: The whole fetch, redirects included, must end within this many times ``policy.timeout``.
 DEADLINE_FACTOR = 3.0
@@ -90,7 +92,7 @@ class OutboundPolicy:
     pool: dict[tuple[str | None, str | None], httpx.Client] = field(
         init=False, compare=False, repr=False, default_factory=dict)
     # The event loops' pools (``keyhall.security.outbound_async``): per loop, one per trust store.
-    loop_pools: weakref.WeakKeyDictionary[Any, dict[tuple[str | None, str | None], Any]] = field(
+    loop_pools: weakref.WeakKeyDictionary[Any, dict[TrustStore, httpcore.AsyncConnectionPool]] = field(
         init=False, compare=False, repr=False, default_factory=weakref.WeakKeyDictionary)
 
     def __post_init__(self) -> None:
@@ -198,10 +200,10 @@ def post_content(url: str, content: bytes, policy: OutboundPolicy, *, headers: M
                 return PostedAnswer(response.status_code, bytes(excerpt[:excerpt_bytes]))
         except (httpcore.TimeoutException, httpx.TimeoutException) as exc:
             raise fetch_failure(f"POST {shown_url(url)} timed out: no answer within {policy.timeout:g} s", field,
-                           url=shown_url(url), timeout=policy.timeout) from exc
+                                url=shown_url(url), timeout=policy.timeout) from exc
         except (httpcore.NetworkError, httpcore.ProtocolError, httpx.HTTPError) as exc:
             raise fetch_failure(f"POST {shown_url(url)} failed: {describe_exception(exc)}", field,
-                           url=shown_url(url)) from exc
+                                url=shown_url(url)) from exc
 
 
 _POOL_LOCK = threading.Lock()
@@ -245,7 +247,7 @@ def _pooled(policy: OutboundPolicy) -> httpx.Client:
         return policy.pool[store]
 
 
-def trust_store() -> tuple[str | None, str | None]:
+def trust_store() -> TrustStore:
     """The trust store TLS connections verify against now: ``(SSL_CERT_FILE, SSL_CERT_DIR)``."""
     return os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR")
 

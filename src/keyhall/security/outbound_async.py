@@ -102,7 +102,6 @@ def _pool(policy: OutboundPolicy) -> httpcore.AsyncConnectionPool:
     pool = pools.get(store)
     if pool is None:
         pool = pools[store] = guarded_pool(vetter(policy), store)
-    assert isinstance(pool, httpcore.AsyncConnectionPool)
     return pool
 
 
