@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Executable, Select, Table, bindparam, insert, or_, select, update
+from sqlalchemy import Executable, Select, Table, bindparam, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -39,6 +39,7 @@ from keyhall.storage.models import (
     UserRow,
     WebhookEndpointRow,
 )
+from keyhall.storage.prepared import StatementResult
 from keyhall.storage.unit_sessions import CoreFirstSession
 
 
@@ -48,7 +49,7 @@ def by_primary_key(model: Any, *key: Any) -> Select[Any]:
     return select(model).where(*(column == value for column, value in zip(columns, key, strict=True)))
 
 
-def run(session: Session, statement: Executable, **params: Any) -> CursorResult[Any]:
+def run(session: Session, statement: Executable, **params: Any) -> StatementResult:
     """Run a prebuilt statement of this module (bound parameters named in ``params``) on the
     session's connection as plain Core: no ORM compile step, no entity loading, no identity map.
     What the session holds is flushed first, as the ORM's own autoflush would. A unit of work's

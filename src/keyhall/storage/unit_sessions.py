@@ -28,8 +28,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Connection, CursorResult, Engine, Executable
+from sqlalchemy import Connection, Engine, Executable
 from sqlalchemy.orm import Session
+
+from keyhall.storage.prepared import StatementResult, execute, prepare
 
 
 class ReadOnlyViolation(RuntimeError):
@@ -52,9 +54,19 @@ class CoreFirstSession:
             self._connection = self._engine.connect()
         return self._connection
 
-    def execute_core(self, statement: Executable, params: dict[str, Any]) -> CursorResult[Any]:
+    def execute_core(self, statement: Executable, params: dict[str, Any]) -> StatementResult:
         """A prebuilt statement on the unit's connection."""
         raise NotImplementedError
+
+    def run_prepared(self, statement: Executable, params: dict[str, Any]) -> StatementResult:
+        """``statement`` on the unit's connection: straight on the driver's cursor where it can
+        (:mod:`keyhall.storage.prepared`), else through Core."""
+        connection = self.core_connection()
+        if not connection.dispatch.before_cursor_execute:
+            prepared = prepare(statement, connection.dialect, frozenset(params))
+            if prepared is not None:
+                return execute(connection, prepared, params)
+        return connection.execute(statement, params)
 
     @property
     def dialect_name(self) -> str:
@@ -105,22 +117,22 @@ class CoreFirstSession:
 class ReadSession(CoreFirstSession):
     """A read-only unit's session (module docstring)."""
 
-    def execute_core(self, statement: Executable, params: dict[str, Any]) -> CursorResult[Any]:
+    def execute_core(self, statement: Executable, params: dict[str, Any]) -> StatementResult:
         """A prebuilt read on the unit's connection. A write is refused before it is sent: on
         PostgreSQL a read-only unit runs in autocommit, where nothing would roll it back."""
         if getattr(statement, "is_dml", False):
             raise ReadOnlyViolation("a write statement in a read-only unit of work")
-        return self.core_connection().execute(statement, params)
+        return self.run_prepared(statement, params)
 
 
 class WriteSession(CoreFirstSession):
     """A writing unit's session (module docstring)."""
 
-    def execute_core(self, statement: Executable, params: dict[str, Any]) -> CursorResult[Any]:
+    def execute_core(self, statement: Executable, params: dict[str, Any]) -> StatementResult:
         """A prebuilt statement in the unit's transaction, after the ORM's pending writes."""
         if self._session is not None:
             self._session.flush()
-        return self.core_connection().execute(statement, params)
+        return self.run_prepared(statement, params)
 
     def commit(self) -> None:
         """Flush and end the ORM's part (which commits the transaction only when the ORM began it),
