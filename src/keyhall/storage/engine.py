@@ -6,13 +6,16 @@ import random
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import PoolProxiedConnection
 
 from keyhall.security.private_files import create_private_file
 
@@ -43,6 +46,7 @@ def build_engine(url: str, *, timeout: float = DEFAULT_TIMEOUT_SECONDS) -> Engin
         gate = WriteGate()
         event.listen(engine, "begin", lambda connection: _sqlite_begin(connection, timeout, gate))
         gate.install(engine)
+        _RAW_BEGINS[engine.dialect] = lambda pooled, read_only: begin_raw(pooled, read_only, timeout, gate)
         return engine
     # Imported here: psycopg (some 9 MB in every worker) is loaded only for PostgreSQL.
     from keyhall.storage import postgres
@@ -90,11 +94,55 @@ def _sqlite_begin(connection: Connection, timeout: float, gate: WriteGate | None
     # deferred: it reads a snapshot under WAL and never waits for, nor blocks, a writer. Every
     # other one takes the write lock up front, since a deferred transaction that reads and then
     # writes gets SQLITE_BUSY at once when another connection wrote in between, without waiting.
+    if _sqlite3(connection).in_transaction:
+        return  # begun on the driver already (:func:`begin_raw`), the connection now joins it
     if connection.get_execution_options().get(READ_ONLY):
-        _set_busy_wait(connection, timeout)
+        _set_busy_wait(connection.connection, timeout)
         connection.exec_driver_sql("BEGIN")
     else:
         begin_immediate(connection, timeout, gate)
+
+
+RawBegin = Callable[[PoolProxiedConnection, bool], None]
+#: How each SQLite engine (by its dialect, which its read-only variant shares) begins a transaction
+#: on a pooled connection with no SQLAlchemy ``Connection`` around it (:func:`begin_raw`).
+_RAW_BEGINS: WeakKeyDictionary[Dialect, RawBegin] = WeakKeyDictionary()
+
+
+def raw_begin(engine: Engine) -> RawBegin | None:
+    """How to begin a transaction straight on one of ``engine``'s pooled connections: SQLite's only;
+    ``None`` for PostgreSQL, whose transactions (and autocommit reads) stay SQLAlchemy's."""
+    return _RAW_BEGINS.get(engine.dialect)
+
+
+def begin_raw(pooled: PoolProxiedConnection, read_only: bool, timeout: float, gate: WriteGate | None) -> None:
+    """What :func:`_sqlite_begin` does, on the driver's connection itself, for a unit of work that
+    runs its statements there (``storage.unit_sessions``): the same deferred read, or the same write
+    lock taken through the gate. A failure is SQLAlchemy's ``OperationalError``, as it would be."""
+    raw = pooled.driver_connection
+    assert isinstance(raw, sqlite3.Connection)
+    if read_only:
+        _set_busy_wait(pooled, timeout)
+        try:
+            raw.execute("BEGIN")
+        except sqlite3.OperationalError as exc:
+            raise OperationalError("BEGIN", None, exc) from exc
+        return
+    _set_busy_wait(pooled, 0.0)
+    deadline = time.monotonic() + timeout
+    if gate is not None:
+        gate.enter(raw, deadline)
+    try:
+        try:
+            raw.execute("BEGIN IMMEDIATE")  # the usual case: the lock is free at once
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc):
+                raise OperationalError("BEGIN IMMEDIATE", None, exc) from exc
+            _poll_write_lock(raw, deadline, OperationalError("BEGIN IMMEDIATE", None, exc))
+    except BaseException:
+        if gate is not None:
+            gate.leave(raw)
+        raise
 
 
 #: How long a writer waiting for SQLite's write lock sleeps between tries: from the first to the
@@ -170,7 +218,7 @@ def begin_immediate(connection: Connection, timeout: float, gate: WriteGate | No
     transaction waits for another connection under WAL; a read-only transaction turns the busy wait
     back on (``_set_busy_wait``) for the rare moments a reader must wait. With a ``gate``, the
     threads of this process take turns at it first (:class:`WriteGate`)."""
-    _set_busy_wait(connection, 0.0)
+    _set_busy_wait(connection.connection, 0.0)
     raw = _sqlite3(connection)
     deadline = time.monotonic() + timeout
     if gate is not None:
@@ -192,6 +240,12 @@ def _take_write_lock(connection: Connection, raw: sqlite3.Connection, deadline: 
             raise
         failure = exc
     # Then straight on sqlite3 (a failed try costs microseconds, not SQLAlchemy's error handling).
+    _poll_write_lock(raw, deadline, failure)
+
+
+def _poll_write_lock(raw: sqlite3.Connection, deadline: float, failure: OperationalError) -> None:
+    """Try ``BEGIN IMMEDIATE`` again, pausing longer each time, until ``deadline``; ``failure`` when
+    the lock never came."""
     pause = FIRST_RETRY_SECONDS
     while time.monotonic() < deadline:
         time.sleep(pause * (0.5 + random.random()))
@@ -208,14 +262,16 @@ def _take_write_lock(connection: Connection, raw: sqlite3.Connection, deadline: 
 _BUSY_WAIT = "keyhall_busy_timeout"  # in the pooled connection's info: the busy wait it has now
 
 
-def _set_busy_wait(connection: Connection, seconds: float) -> None:
-    """SQLite's busy wait of this connection, changed only when it differs (a stream of writes, or of
-    reads, on one pooled connection costs no statement); the PRAGMA goes to sqlite3 itself, as it is
-    not the work's statement."""
-    info = connection.connection.info
+def _set_busy_wait(pooled: PoolProxiedConnection, seconds: float) -> None:
+    """SQLite's busy wait of this pooled connection, changed only when it differs (a stream of writes,
+    or of reads, on one pooled connection costs no statement); the PRAGMA goes to sqlite3 itself, as
+    it is not the work's statement."""
+    info = pooled.info
     millis = int(seconds * 1000)
     if info.get(_BUSY_WAIT) != millis:
-        _sqlite3(connection).execute(f"PRAGMA busy_timeout = {millis}")
+        raw = pooled.driver_connection
+        assert isinstance(raw, sqlite3.Connection)
+        raw.execute(f"PRAGMA busy_timeout = {millis}")
         info[_BUSY_WAIT] = millis
 
 

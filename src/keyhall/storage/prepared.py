@@ -30,7 +30,8 @@ from typing import Any, Protocol, cast
 
 from sqlalchemy import Connection, Executable
 from sqlalchemy.engine import Dialect
-from sqlalchemy.exc import MultipleResultsFound, NoResultFound
+from sqlalchemy.exc import DBAPIError, MultipleResultsFound, NoResultFound
+from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.sql.compiler import SQLCompiler
 
 Processor = Callable[[Any], Any] | None
@@ -195,5 +196,25 @@ def execute(connection: Connection, prepared: Prepared, params: dict[str, Any]) 
     except dialect.loaded_dbapi.Error as exc:
         connection._handle_dbapi_exception(exc, prepared.sql, values, cursor, None)  # raises
         raise
+    finally:
+        cursor.close()
+
+
+def execute_on_driver(pooled: PoolProxiedConnection, dialect: Dialect, prepared: Prepared,
+                      params: dict[str, Any]) -> PreparedResult:
+    """Run ``prepared`` on a pooled connection whose transaction was begun on the driver (no
+    ``Connection``: see ``storage.unit_sessions``). A driver error becomes SQLAlchemy's exception of
+    the same kind, as Core would raise it; a connection the database dropped is invalidated."""
+    values = prepared.parameters(params, dialect.positional)
+    cursor = pooled.cursor()
+    try:
+        cursor.execute(prepared.sql, values)
+        rows = prepared.rows(list(cursor.fetchall())) if prepared.returns_rows else []
+        return PreparedResult(rows, cursor.rowcount)
+    except dialect.loaded_dbapi.Error as exc:
+        if dialect.is_disconnect(exc, pooled.dbapi_connection, cursor):
+            pooled.invalidate(exc)
+        raise DBAPIError.instance(prepared.sql, values, exc, dialect.loaded_dbapi.Error,
+                                  dialect=dialect) from exc
     finally:
         cursor.close()
