@@ -1,12 +1,15 @@
-"""Dispatch by first path segment answers exactly what the app's whole route list would."""
+"""Dispatch by path shape answers exactly what the app's whole route list would."""
 
 from __future__ import annotations
 
+import pytest
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.testclient import TestClient
+from starlette.responses import PlainTextResponse
 from starlette.routing import Mount, Router
 
-from keyhall.api.routing import first_segment, install_prefix_dispatch
+from keyhall.api import routing
+from keyhall.api.routing import PrefixDispatch, first_segment, install_prefix_dispatch
 
 
 def build() -> FastAPI:
@@ -86,3 +89,52 @@ def test_the_apps_own_routes_and_url_for_are_unchanged() -> None:
         return {"login": str(request.url_for("login"))}  # a route outside this request's segment
 
     assert TestClient(app).get("/links").json() == {"login": "http://testserver/login"}
+
+
+def _dispatch(app: FastAPI) -> PrefixDispatch:
+    dispatch = app.router.middleware_stack
+    assert isinstance(dispatch, PrefixDispatch)
+    return dispatch
+
+
+def test_a_path_is_matched_only_against_the_routers_of_its_shape() -> None:
+    app = build()
+    client = TestClient(app)
+    assert client.get("/v1/things/a").status_code == 200  # builds the app's middleware stack
+    routes = _dispatch(app).route_for("/v1/things/a").routes
+    assert len(routes) == 1  # the things router alone: no page, no catch-all of another shape, no mount
+    assert _dispatch(app).route_for("/v1/things/a/").routes == routes  # the slash redirect's routes too
+    assert len(_dispatch(app).route_for("/v1/catch").routes) == 1  # the catch-all alone
+
+
+def test_segments_named_like_literals_mixed_segments_and_mounts_still_match() -> None:
+    app = build()
+    files = APIRouter()
+
+    @files.get("/files/{name}.xml")
+    async def xml_file(name: str) -> dict[str, str]:
+        return {"xml": name}
+
+    app.include_router(files)
+    mounted = Router()
+    mounted.add_route("/inside", lambda request: PlainTextResponse("inside"))
+    app.mount("/mount/here", mounted)
+    client = TestClient(app)
+    assert client.get("/v1/things/login").json() == {"api": "login"}  # a parameter that is also a literal
+    assert client.get("/login/catch").json() == {"catch": "login"}
+    assert client.get("/files/report.xml").json() == {"xml": "report"}
+    assert client.get("/mount/here/inside").text == "inside"
+    assert client.get("/mount/elsewhere/inside").status_code == 404
+
+
+def test_past_the_shape_limit_paths_are_matched_by_first_segment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(routing, "MAX_SHAPES", 2)
+    client = TestClient(build())
+    for path in ("/a/b/c/d", "/e/f/g/h/i", "/j/k/l/m/n/o"):  # made-up shapes fill the table
+        assert client.get(path).status_code == 404
+    assert client.get("/v1/things/a").json() == {"api": "a"}
+    assert client.get("/v1/catch").json() == {"catch": "v1"}
+    assert client.get("/login").json() == {"page": "login"}
+    assert client.get("/").json() == {"page": "root"}
+    assert client.post("/v1/things/a").status_code == 405
+    assert client.get("/login/", follow_redirects=False).status_code == 307
