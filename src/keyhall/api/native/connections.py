@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Response
 
 from keyhall.api.deps import ContextDep, RuntimeDep, UowDep, run_reads
-from keyhall.api.native.rendered import RenderedBodies
+from keyhall.api.native.rendered import RenderedBodies, json_response
 from keyhall.api.native.schemas import ConnectionOut, ListOut, connection_out
 from keyhall.core import connection_service as service
 from keyhall.core.connections import ConnectionInput
@@ -31,13 +31,11 @@ async def list_connections(
 
 
 @router.post("", status_code=201, response_model=ConnectionOut)
-def create_connection(
-    org: str, body: ConnectionInput, uow: UowDep, ctx: ContextDep, runtime: RuntimeDep, response: Response
-) -> dict[str, Any]:
+def create_connection(org: str, body: ConnectionInput, uow: UowDep, ctx: ContextDep, runtime: RuntimeDep) -> Response:
     conn = service.create_connection(uow, ctx, org, body, runtime.inspector)
-    response.headers["ETag"] = service.etag(conn)
-    response.headers["Location"] = f"/v1/organizations/{org}/connections/{conn.id}"
-    return connection_out(conn, runtime.settings.public_url)
+    return json_response(ConnectionOut, connection_out(conn, runtime.settings.public_url), status_code=201,
+                         headers={"ETag": service.etag(conn),
+                                  "Location": f"/v1/organizations/{org}/connections/{conn.id}"})
 
 
 _RENDERED = RenderedBodies(ConnectionOut)
@@ -54,23 +52,23 @@ async def get_connection(org: str, connection_id: str, uow: UowDep, ctx: Context
 @router.patch("/{connection_id}", response_model=ConnectionOut)
 def update_connection(
     org: str, connection_id: str, body: ConnectionInput, uow: UowDep, ctx: ContextDep, runtime: RuntimeDep,
-    response: Response, if_match: IfMatch = None,
-) -> dict[str, Any]:
+    if_match: IfMatch = None,
+) -> Response:
     conn = service.update_connection(uow, ctx, org, connection_id, body, runtime.inspector,
                                      expected_version=service.parse_if_match(if_match))
-    response.headers["ETag"] = service.etag(conn)
-    return connection_out(conn, runtime.settings.public_url)
+    return json_response(ConnectionOut, connection_out(conn, runtime.settings.public_url),
+                         headers={"ETag": service.etag(conn)})
 
 
 @router.put("/{connection_id}", response_model=ConnectionOut)
 def replace_connection(
     org: str, connection_id: str, body: ConnectionInput, uow: UowDep, ctx: ContextDep, runtime: RuntimeDep,
-    response: Response, if_match: IfMatch = None,
-) -> dict[str, Any]:
+    if_match: IfMatch = None,
+) -> Response:
     conn = service.update_connection(uow, ctx, org, connection_id, body, runtime.inspector,
                                      expected_version=service.parse_if_match(if_match), replace_all=True)
-    response.headers["ETag"] = service.etag(conn)
-    return connection_out(conn, runtime.settings.public_url)
+    return json_response(ConnectionOut, connection_out(conn, runtime.settings.public_url),
+                         headers={"ETag": service.etag(conn)})
 
 
 @router.delete("/{connection_id}", status_code=204)
