@@ -8,6 +8,7 @@ from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from keyhall.api.deps import ContextDep, RuntimeDep, UowDep, run_reads
+from keyhall.api.native.rendered import json_response
 from keyhall.api.native.schemas import iso
 from keyhall.core import application_service as service
 from keyhall.core.applications import Application
@@ -69,13 +70,13 @@ def _apps(uow: UnitOfWork) -> ApplicationRepository:
 
 
 @router.post("", status_code=201, response_model=ApplicationCreated)
-def create_application(body: ApplicationCreate, uow: UowDep, ctx: ContextDep) -> dict[str, Any]:
+def create_application(body: ApplicationCreate, uow: UowDep, ctx: ContextDep) -> Response:
     app, secret = service.create_application(uow, _apps(uow), ctx, name=body.name, redirect_uris=body.redirect_uris,
                                              public=body.public, id_token_alg=body.id_token_alg,
                                              allowed_scopes=body.allowed_scopes,
                                              post_logout_redirect_uris=body.post_logout_redirect_uris,
                                              backchannel_logout_uri=body.backchannel_logout_uri)
-    return {**application_out(app), "client_secret": secret}
+    return json_response(ApplicationCreated, {**application_out(app), "client_secret": secret}, status_code=201)
 
 
 @router.get("", response_model=list[ApplicationOut])
@@ -90,12 +91,13 @@ async def get_application(client_id: str, uow: UowDep, ctx: ContextDep, runtime:
 
 
 @router.patch("/{client_id}", response_model=ApplicationOut)
-def update_application(client_id: str, body: ApplicationUpdate, uow: UowDep, ctx: ContextDep) -> dict[str, Any]:
+def update_application(client_id: str, body: ApplicationUpdate, uow: UowDep, ctx: ContextDep) -> Response:
     sent = body.model_fields_set
-    return application_out(service.update_application(
+    app = service.update_application(
         uow, _apps(uow), ctx, client_id, name=body.name, redirect_uris=body.redirect_uris,
         post_logout_redirect_uris=body.post_logout_redirect_uris, backchannel_logout_uri=body.backchannel_logout_uri,
-        clear_backchannel_logout_uri="backchannel_logout_uri" in sent and body.backchannel_logout_uri is None))
+        clear_backchannel_logout_uri="backchannel_logout_uri" in sent and body.backchannel_logout_uri is None)
+    return json_response(ApplicationOut, application_out(app))
 
 
 @router.delete("/{client_id}", status_code=204)

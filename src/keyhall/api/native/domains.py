@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response
 
 from keyhall.api.deps import ContextDep, RuntimeDep, UowDep, run_reads
+from keyhall.api.native.rendered import json_response
 from keyhall.api.native.schemas import DomainCreate, DomainOut, ListOut, domain_out
 from keyhall.core import domain_service
 
@@ -16,11 +17,12 @@ Limit = Annotated[int, Query(ge=1, le=200)]
 
 
 @router.post("", status_code=201, response_model=DomainOut)
-def claim_domain(org: str, body: DomainCreate, uow: UowDep, ctx: ContextDep) -> dict[str, Any]:
+def claim_domain(org: str, body: DomainCreate, uow: UowDep, ctx: ContextDep) -> Response:
     """Claim an email domain. The answer's ``verification`` names the TXT record to publish
     (``_keyhall-challenge.<domain>`` = ``keyhall-verification=<token>``). Public email domains
     (gmail.com and the like) are refused (400); a domain another organization has verified is 409."""
-    return domain_out(domain_service.claim_domain(uow, ctx, org, body.domain))
+    return json_response(DomainOut, domain_out(domain_service.claim_domain(uow, ctx, org, body.domain)),
+                         status_code=201)
 
 
 @router.get("", response_model=ListOut[DomainOut])
@@ -44,11 +46,12 @@ def delete_domain(org: str, domain_id: str, uow: UowDep, ctx: ContextDep) -> Res
 
 
 @router.post("/{domain_id}/verify", response_model=DomainOut)
-def verify_domain(org: str, domain_id: str, uow: UowDep, ctx: ContextDep, runtime: RuntimeDep) -> dict[str, Any]:
+def verify_domain(org: str, domain_id: str, uow: UowDep, ctx: ContextDep, runtime: RuntimeDep) -> Response:
     """Look the TXT record up now (through ``KEYHALL_DNS_RESOLVER`` when set) and answer the
     domain's new state: ``status`` (pending, verified, failed), ``last_checked_at``,
     ``last_error`` (why it is not verified, or why a verified domain is at risk) and
     ``verified_at`` (when the proof was last seen). A domain verified by another organization is
     409. Keyhall also re-checks domains in the background; keep the record published: a verified
     domain whose record stays missing for 7 days is un-verified."""
-    return domain_out(domain_service.verify_domain(uow, ctx, org, domain_id, runtime.txt_lookup()))
+    return json_response(DomainOut, domain_out(domain_service.verify_domain(uow, ctx, org, domain_id,
+                                                                            runtime.txt_lookup())))

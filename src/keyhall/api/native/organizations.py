@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response
 
 from keyhall.api.deps import ContextDep, RuntimeDep, UowDep, run_reads
+from keyhall.api.native.rendered import json_response
 from keyhall.api.native.schemas import (
     IssuedKeyOut,
     KeyCreate,
@@ -27,8 +28,9 @@ Limit = Annotated[int, Query(ge=1, le=200)]
 
 
 @router.post("", status_code=201, response_model=OrganizationOut)
-def create_organization(body: OrganizationCreate, uow: UowDep, ctx: ContextDep) -> dict[str, Any]:
-    return organization_out(org_service.create_organization(uow, ctx, body.name, body.slug))
+def create_organization(body: OrganizationCreate, uow: UowDep, ctx: ContextDep) -> Response:
+    return json_response(OrganizationOut, organization_out(org_service.create_organization(uow, ctx, body.name,
+                                                                                           body.slug)), status_code=201)
 
 
 @router.get("", response_model=ListOut[OrganizationOut])
@@ -44,7 +46,7 @@ async def get_organization(org: str, uow: UowDep, ctx: ContextDep, runtime: Runt
 
 
 @router.patch("/{org}", response_model=OrganizationOut)
-def update_organization(org: str, body: OrganizationUpdate, uow: UowDep, ctx: ContextDep) -> dict[str, Any]:
+def update_organization(org: str, body: OrganizationUpdate, uow: UowDep, ctx: ContextDep) -> Response:
     changes = OrganizationChanges(
         name=body.name, admins_may_configure_sso=body.admins_may_configure_sso,
         break_glass_email=str(body.break_glass_email) if body.break_glass_email else None,
@@ -54,7 +56,7 @@ def update_organization(org: str, body: OrganizationUpdate, uow: UowDep, ctx: Co
             "default_connection_id" in body.model_fields_set and body.default_connection_id is None
         ),
     )
-    return organization_out(org_service.update_organization(uow, ctx, org, changes))
+    return json_response(OrganizationOut, organization_out(org_service.update_organization(uow, ctx, org, changes)))
 
 
 @router.delete("/{org}", status_code=204)
@@ -64,9 +66,10 @@ def delete_organization(org: str, uow: UowDep, ctx: ContextDep) -> Response:
 
 
 @router.post("/{org}/keys", status_code=201, response_model=IssuedKeyOut)
-def create_key(org: str, body: KeyCreate, uow: UowDep, ctx: ContextDep) -> dict[str, Any]:
+def create_key(org: str, body: KeyCreate, uow: UowDep, ctx: ContextDep) -> Response:
     key, issued = org_service.create_key(uow, ctx, org, body.role, body.name)
-    return {**key_out(key), "secret": issued.secret, "token": issued.token}
+    return json_response(IssuedKeyOut, {**key_out(key), "secret": issued.secret, "token": issued.token},
+                         status_code=201)
 
 
 @router.get("/{org}/keys", response_model=ListOut[KeyOut])
@@ -77,5 +80,5 @@ async def list_keys(org: str, uow: UowDep, ctx: ContextDep, runtime: RuntimeDep,
 
 
 @router.delete("/{org}/keys/{key_id}", response_model=KeyOut)
-def revoke_key(org: str, key_id: str, uow: UowDep, ctx: ContextDep) -> dict[str, Any]:
-    return key_out(org_service.revoke_key(uow, ctx, org, key_id))
+def revoke_key(org: str, key_id: str, uow: UowDep, ctx: ContextDep) -> Response:
+    return json_response(KeyOut, key_out(org_service.revoke_key(uow, ctx, org, key_id)))

@@ -4,12 +4,12 @@ organization's IT admin. The answer's ``url`` is the only place the link's token
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from keyhall.api.deps import ContextDep, RuntimeDep, UowDep
+from keyhall.api.native.rendered import json_response
 from keyhall.api.native.schemas import iso
 from keyhall.core import portal
 
@@ -30,12 +30,12 @@ class PortalLinkOut(BaseModel):
 
 
 @router.post("", status_code=201, response_model=PortalLinkOut)
-def create_portal_link(org: str, body: PortalLinkCreate, uow: UowDep, ctx: ContextDep, runtime: RuntimeDep,
-                       response: Response) -> dict[str, Any]:
+def create_portal_link(org: str, body: PortalLinkCreate, uow: UowDep, ctx: ContextDep,
+                       runtime: RuntimeDep) -> Response:
     """A link that opens the portal once, within ``KEYHALL_PORTAL_LINK_TTL_SECONDS`` (owner role, or
     admin where the organization allows admins to configure SSO)."""
     issued = portal.issue_link(uow, portal.store_of(uow), ctx, org, intent=body.intent,
                                return_url=body.return_url, public_url=runtime.settings.public_url,
                                ttl=timedelta(seconds=runtime.settings.portal_link_ttl_seconds))
-    response.headers["Cache-Control"] = "no-store"
-    return {"url": issued.url, "expires_at": iso(issued.link.expires_at)}
+    return json_response(PortalLinkOut, {"url": issued.url, "expires_at": iso(issued.link.expires_at)},
+                         status_code=201, headers={"Cache-Control": "no-store"})

@@ -7,10 +7,11 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel
 
 from keyhall.api.deps import ContextDep, RuntimeDep, UowDep, run_reads
+from keyhall.api.native.rendered import json_response
 from keyhall.api.native.schemas import ListOut, iso
 from keyhall.core import sign_in_trace_service as service
 from keyhall.core.sign_in_traces import SignInTrace
@@ -78,7 +79,6 @@ async def get_sign_in_trace(org: str, trace_id: str, uow: UowDep, ctx: ContextDe
 
 
 @router.post("/connections/{connection_id}/test-sign-in", status_code=201, response_model=SignInTestOut)
-def start_test_sign_in(org: str, connection_id: str, uow: UowDep, ctx: ContextDep,
-                       runtime: RuntimeDep) -> dict[str, Any]:
+def start_test_sign_in(org: str, connection_id: str, uow: UowDep, ctx: ContextDep, runtime: RuntimeDep) -> Response:
     link = sign_in_test.begin_as(uow, runtime, ctx, org, connection_id)
-    return {"url": link.url, "expires_at": iso(link.expires_at)}
+    return json_response(SignInTestOut, {"url": link.url, "expires_at": iso(link.expires_at)}, status_code=201)

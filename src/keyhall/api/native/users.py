@@ -9,6 +9,7 @@ from fastapi import APIRouter, Header, Query, Response
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
 
 from keyhall.api.deps import ContextDep, RuntimeDep, UowDep, run_reads
+from keyhall.api.native.rendered import json_response
 from keyhall.api.native.schemas import ListOut, iso
 from keyhall.core import user_service
 from keyhall.core.connection_service import parse_if_match
@@ -85,12 +86,12 @@ def user_out(user: User) -> dict[str, Any]:
 
 
 @router.post("", status_code=201, response_model=UserOut)
-def create_user(org: str, body: UserCreate, uow: UowDep, ctx: ContextDep, response: Response) -> dict[str, Any]:
+def create_user(org: str, body: UserCreate, uow: UowDep, ctx: ContextDep) -> Response:
     user = user_service.create_user(uow, uow.users, ctx, org, email=str(body.email), name=body.name,
                                     password=body.password, connection_id=body.connection_id)
-    response.headers["ETag"] = user_service.etag(user)
-    response.headers["Location"] = f"/v1/organizations/{org}/users/{user.id}"
-    return user_out(user)
+    return json_response(UserOut, user_out(user), status_code=201,
+                         headers={"ETag": user_service.etag(user),
+                                  "Location": f"/v1/organizations/{org}/users/{user.id}"})
 
 
 @router.get("", response_model=ListOut[UserOut])
@@ -110,13 +111,12 @@ async def get_user(org: str, user_id: str, uow: UowDep, ctx: ContextDep, runtime
 
 
 @router.patch("/{user_id}", response_model=UserOut)
-def update_user(org: str, user_id: str, body: UserUpdate, uow: UowDep, ctx: ContextDep, response: Response,
-                if_match: IfMatch = None) -> dict[str, Any]:
+def update_user(org: str, user_id: str, body: UserUpdate, uow: UowDep, ctx: ContextDep,
+                if_match: IfMatch = None) -> Response:
     changes = {name: getattr(body, name) for name in body.model_fields_set}
     user = user_service.update_user(uow, uow.users, uow.grants, ctx, org, user_id, changes,
                                     expected_version=parse_if_match(if_match))
-    response.headers["ETag"] = user_service.etag(user)
-    return user_out(user)
+    return json_response(UserOut, user_out(user), headers={"ETag": user_service.etag(user)})
 
 
 @router.delete("/{user_id}", status_code=204)

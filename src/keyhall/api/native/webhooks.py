@@ -14,6 +14,7 @@ from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from keyhall.api.deps import ContextDep, RuntimeDep, UowDep, run_reads
+from keyhall.api.native.rendered import json_response
 from keyhall.api.native.schemas import iso
 from keyhall.core import webhook_service as service
 from keyhall.core.webhooks import MAX_DESCRIPTION, MAX_EVENT_TYPES, MAX_URL, Delivery, DeliveryStatus, WebhookEndpoint
@@ -107,11 +108,11 @@ def _url_check(runtime: Runtime) -> service.UrlCheck:
 
 
 @router.post("", status_code=201, response_model=EndpointWithSecret)
-def create_endpoint(body: EndpointCreate, uow: UowDep, ctx: ContextDep, runtime: RuntimeDep) -> dict[str, Any]:
+def create_endpoint(body: EndpointCreate, uow: UowDep, ctx: ContextDep, runtime: RuntimeDep) -> Response:
     endpoint = service.create_endpoint(uow, ctx, url=body.url, description=body.description,
                                        event_types=body.event_types, enabled=body.enabled,
                                        check_url=_url_check(runtime))
-    return {**endpoint_out(endpoint), "secret": endpoint.secret}
+    return json_response(EndpointWithSecret, {**endpoint_out(endpoint), "secret": endpoint.secret}, status_code=201)
 
 
 @router.get("", response_model=EndpointListOut)
@@ -129,10 +130,11 @@ async def get_endpoint(endpoint_id: str, uow: UowDep, ctx: ContextDep, runtime: 
 
 @router.patch("/{endpoint_id}", response_model=EndpointOut)
 def update_endpoint(endpoint_id: str, body: EndpointUpdate, uow: UowDep, ctx: ContextDep,
-                    runtime: RuntimeDep) -> dict[str, Any]:
+                    runtime: RuntimeDep) -> Response:
     changes = service.EndpointChanges(url=body.url, description=body.description, event_types=body.event_types,
                                       enabled=body.enabled, fields=frozenset(body.model_fields_set))
-    return endpoint_out(service.update_endpoint(uow, ctx, endpoint_id, changes, check_url=_url_check(runtime)))
+    return json_response(EndpointOut, endpoint_out(service.update_endpoint(uow, ctx, endpoint_id, changes,
+                                                                           check_url=_url_check(runtime))))
 
 
 @router.delete("/{endpoint_id}", status_code=204)
@@ -142,10 +144,10 @@ def delete_endpoint(endpoint_id: str, uow: UowDep, ctx: ContextDep) -> Response:
 
 
 @router.post("/{endpoint_id}/secret", response_model=EndpointWithSecret)
-def rotate_secret(endpoint_id: str, uow: UowDep, ctx: ContextDep, runtime: RuntimeDep) -> dict[str, Any]:
+def rotate_secret(endpoint_id: str, uow: UowDep, ctx: ContextDep, runtime: RuntimeDep) -> Response:
     overlap = timedelta(seconds=runtime.settings.webhook_secret_overlap_seconds)
     endpoint, secret = service.rotate_endpoint_secret(uow, ctx, endpoint_id, overlap)
-    return {**endpoint_out(endpoint), "secret": secret}
+    return json_response(EndpointWithSecret, {**endpoint_out(endpoint), "secret": secret})
 
 
 @router.get("/{endpoint_id}/deliveries", response_model=DeliveryListOut)
@@ -158,5 +160,6 @@ async def list_deliveries(endpoint_id: str, uow: UowDep, ctx: ContextDep, runtim
 
 
 @router.post("/{endpoint_id}/deliveries/{delivery_id}/redeliver", status_code=202, response_model=DeliveryOut)
-def redeliver(endpoint_id: str, delivery_id: str, uow: UowDep, ctx: ContextDep) -> dict[str, Any]:
-    return delivery_out(service.redeliver(uow, ctx, endpoint_id, delivery_id))
+def redeliver(endpoint_id: str, delivery_id: str, uow: UowDep, ctx: ContextDep) -> Response:
+    return json_response(DeliveryOut, delivery_out(service.redeliver(uow, ctx, endpoint_id, delivery_id)),
+                         status_code=202)
