@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from functools import cached_property
 
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -39,31 +40,97 @@ class SqlUnitOfWork:
     """One session, one transaction; used as a context manager that rolls back what is not committed."""
 
     def __init__(self, session: Session, box: SecretBox, caches: StorageCaches | None = None):
-        # One plain attribute per repository of ``core.ports.UnitOfWork``: a new repository module
-        # adds its import above and one line here.
         self.session = session
-        caches = caches if caches is not None else StorageCaches()
-        self.organizations = SqlOrganizations(session)
-        self.api_keys = SqlApiKeys(session)
-        self.connections = SqlConnections(session, box, caches.connections)
-        self.domains = SqlDomains(session)
-        self.audit = SqlAudit(session)
-        self.users = SqlUsersWithDirectories(session)  # sign-in also finds the users directories provisioned
-        self.directories = SqlDirectories(session, caches.directories)
-        self.directory_users = SqlDirectoryUsers(session)
-        self.directory_groups = SqlDirectoryGroups(session)
-        self.applications = SqlApplications(session, caches.applications)
-        self.signing_keys = SqlSigningKeys(session, box, caches.private_keys)
-        self.transactions = SqlTransactions(session)
-        self.grants = SqlGrants(session)
-        self.replays = SqlReplays(session)
-        self.session_ends = SqlSessionEnds(session)
-        self.saml_sessions = SqlSamlSessions(session)
-        self.events = SqlEvents(session)
-        self.webhooks = SqlWebhooks(session, box)
-        self.certificate_watch = SqlCertificateWatch(session, box)
-        self.sign_in_traces = SqlSignInTraces(session)
-        self.portal = SqlPortal(session)
+        self._box = box
+        self._caches = caches if caches is not None else StorageCaches()
+
+    # One repository per attribute of ``core.ports.UnitOfWork``, made on first use: a request uses a
+    # few of them (a GET of a connection, three), and a unit is made per request. A new repository
+    # module adds its import above and one property here.
+
+    @cached_property
+    def organizations(self) -> SqlOrganizations:
+        return SqlOrganizations(self.session)
+
+    @cached_property
+    def api_keys(self) -> SqlApiKeys:
+        return SqlApiKeys(self.session)
+
+    @cached_property
+    def connections(self) -> SqlConnections:
+        return SqlConnections(self.session, self._box, self._caches.connections)
+
+    @cached_property
+    def domains(self) -> SqlDomains:
+        return SqlDomains(self.session)
+
+    @cached_property
+    def audit(self) -> SqlAudit:
+        return SqlAudit(self.session)
+
+    @cached_property
+    def users(self) -> SqlUsersWithDirectories:  # sign-in also finds the users directories provisioned
+        return SqlUsersWithDirectories(self.session)
+
+    @cached_property
+    def directories(self) -> SqlDirectories:
+        return SqlDirectories(self.session, self._caches.directories)
+
+    @cached_property
+    def directory_users(self) -> SqlDirectoryUsers:
+        return SqlDirectoryUsers(self.session)
+
+    @cached_property
+    def directory_groups(self) -> SqlDirectoryGroups:
+        return SqlDirectoryGroups(self.session)
+
+    @cached_property
+    def applications(self) -> SqlApplications:
+        return SqlApplications(self.session, self._caches.applications)
+
+    @cached_property
+    def signing_keys(self) -> SqlSigningKeys:
+        return SqlSigningKeys(self.session, self._box, self._caches.private_keys)
+
+    @cached_property
+    def transactions(self) -> SqlTransactions:
+        return SqlTransactions(self.session)
+
+    @cached_property
+    def grants(self) -> SqlGrants:
+        return SqlGrants(self.session)
+
+    @cached_property
+    def replays(self) -> SqlReplays:
+        return SqlReplays(self.session)
+
+    @cached_property
+    def session_ends(self) -> SqlSessionEnds:
+        return SqlSessionEnds(self.session)
+
+    @cached_property
+    def saml_sessions(self) -> SqlSamlSessions:
+        return SqlSamlSessions(self.session)
+
+    @cached_property
+    def events(self) -> SqlEvents:
+        return SqlEvents(self.session)
+
+    @cached_property
+    def webhooks(self) -> SqlWebhooks:
+        return SqlWebhooks(self.session, self._box)
+
+    @cached_property
+    def certificate_watch(self) -> SqlCertificateWatch:
+        return SqlCertificateWatch(self.session, self._box)
+
+    @cached_property
+    def sign_in_traces(self) -> SqlSignInTraces:
+        return SqlSignInTraces(self.session)
+
+    @cached_property
+    def portal(self) -> SqlPortal:
+        return SqlPortal(self.session)
 
     def commit(self) -> None:
         try:
@@ -72,18 +139,23 @@ class SqlUnitOfWork:
             self.rollback()
             raise Conflict("the change clashes with stored data (a name or domain already in use)") from exc
         except (OperationalError, PoolTimeout) as exc:
-            self.connections.rolled_back()
+            self._connections_rolled_back()
             with contextlib.suppress(DBAPIError):
                 self.session.rollback()
             raise ServiceUnavailable("the database is unavailable") from exc
-        self.connections.committed()
+        if (connections := self.__dict__.get("connections")) is not None:
+            connections.committed()
+
+    def _connections_rolled_back(self) -> None:
+        if (connections := self.__dict__.get("connections")) is not None:  # made: it may hold changes
+            connections.rolled_back()
 
     def rollback(self) -> None:
-        self.connections.rolled_back()
+        self._connections_rolled_back()
         self.session.rollback()
 
     def close(self) -> None:
-        self.connections.rolled_back()
+        self._connections_rolled_back()
         # Closing ends the transaction (a rollback) and forgets every object; a rollback() first
         # would expire them all for nothing.
         self.session.close()
