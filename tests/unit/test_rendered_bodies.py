@@ -10,7 +10,7 @@ from fastapi import FastAPI, Response
 from fastapi.testclient import TestClient
 from pydantic import BaseModel, Field, ValidationError
 
-from keyhall.api.native.rendered import json_response
+from keyhall.api.responses import json_response
 
 
 class Out(BaseModel):

@@ -38,6 +38,7 @@ from keyhall.api.dialects import configurations_schemas as wire
 from keyhall.api.dialects.common import Dialect, camel, dialect_errors, parse_model
 from keyhall.api.dialects.configurations_schemas import BLOCKS, KEYS, PROFILE_KEYS
 from keyhall.api.native.schemas import iso
+from keyhall.api.responses import json_response
 from keyhall.core import connection_service as service
 from keyhall.core.connection_service import Context
 from keyhall.core.connection_settings import SECRET_FIELDS
@@ -170,9 +171,10 @@ def _organization(uow: UnitOfWork, ctx: Context) -> Organization:
     return common.key_organization(uow, ctx, "SSO configurations", " (tenantUuid is ignored)")
 
 
-def _answer(response: Response, ignored: list[str]) -> None:
-    if ignored:
-        response.headers["Keyhall-Ignored-Fields"] = ", ".join(ignored)
+def _answer(conn: Connection, public_url: str, ignored: list[str]) -> Response:
+    """A written configuration, rendered in the handler's thread, naming the fields it ignored."""
+    return json_response(wire.ConfigurationOut, configuration_out(conn, public_url),
+                         headers={"Keyhall-Ignored-Fields": ", ".join(ignored)} if ignored else None)
 
 
 @router.get("", response_model=list[wire.ConfigurationOut])
@@ -188,17 +190,14 @@ async def list_configurations(
 
 
 @router.post("", response_model=wire.ConfigurationOut)
-def create_configuration(
-    body: wire.ConfigurationBody, uow: UowDep, ctx: ContextDep, runtime: RuntimeDep, response: Response
-) -> dict[str, Any]:
+def create_configuration(body: wire.ConfigurationBody, uow: UowDep, ctx: ContextDep, runtime: RuntimeDep) -> Response:
     org = _organization(uow, ctx)
     with dialect_errors(rename):
         protocol = _protocol_of(body)
         assert protocol is not None  # both are required on POST
         data, ignored = _input(body, protocol, Provider.GENERIC)
         conn = service.create_connection(uow, ctx, org.id, data, runtime.inspector)
-    _answer(response, ignored)
-    return configuration_out(conn, runtime.settings.public_url)
+    return _answer(conn, runtime.settings.public_url, ignored)
 
 
 @router.get("/{configuration_uuid}", response_model=wire.ConfigurationOut)
@@ -212,8 +211,7 @@ async def get_configuration(configuration_uuid: str, uow: UowDep, ctx: ContextDe
 @router.put("/{configuration_uuid}", response_model=wire.ConfigurationOut)
 def replace_configuration(
     configuration_uuid: str, body: wire.ConfigurationBody, uow: UowDep, ctx: ContextDep, runtime: RuntimeDep,
-    response: Response,
-) -> dict[str, Any]:
+) -> Response:
     org = _organization(uow, ctx)
     existing = service.get_connection(uow, ctx, org.id, configuration_uuid)
     with dialect_errors(rename):
@@ -221,23 +219,20 @@ def replace_configuration(
         assert protocol is not None  # both are required on PUT
         data, ignored = _input(body, protocol, existing.provider)
         conn = service.update_connection(uow, ctx, org.id, existing.id, data, runtime.inspector, replace_all=True)
-    _answer(response, ignored)
-    return configuration_out(conn, runtime.settings.public_url)
+    return _answer(conn, runtime.settings.public_url, ignored)
 
 
 @router.patch("/{configuration_uuid}", response_model=wire.ConfigurationOut)
 def update_configuration(
     configuration_uuid: str, body: wire.ConfigurationPatch, uow: UowDep, ctx: ContextDep, runtime: RuntimeDep,
-    response: Response,
-) -> dict[str, Any]:
+) -> Response:
     org = _organization(uow, ctx)
     existing = service.get_connection(uow, ctx, org.id, configuration_uuid)
     with dialect_errors(rename):
         protocol = _protocol_of(body) or existing.protocol
         data, ignored = _input(body, protocol, None)
         conn = service.update_connection(uow, ctx, org.id, existing.id, data, runtime.inspector)
-    _answer(response, ignored)
-    return configuration_out(conn, runtime.settings.public_url)
+    return _answer(conn, runtime.settings.public_url, ignored)
 
 
 @router.delete("/{configuration_uuid}", status_code=204)

@@ -43,6 +43,7 @@ from keyhall.api.dialects.common import (
     prefix_renamer,
 )
 from keyhall.api.dialects.logto_schemas import ATTRIBUTE_KEYS, ATTRIBUTE_NAMES, BRANDING, CONFIG_KEYS, SECRET_KEYS
+from keyhall.api.responses import json_response
 from keyhall.core import connection_service as service
 from keyhall.core.connection_service import Context
 from keyhall.core.connections import Connection, ConnectionInput, connection_urls, sp_entity_id
@@ -203,13 +204,13 @@ async def list_connectors(
 
 
 @router.post("/sso-connectors", response_model=wire.ConnectorOut)
-def create_connector(body: wire.ConnectorCreate, uow: UowDep, ctx: ContextDep, runtime: RuntimeDep) -> dict[str, Any]:
+def create_connector(body: wire.ConnectorCreate, uow: UowDep, ctx: ContextDep, runtime: RuntimeDep) -> Response:
     org = _organization(uow, ctx)
     kind = wire.BY_NAME[body.providerName]
     with dialect_errors(rename):
         data = _input(body, kind.protocol, {"protocol": kind.protocol, "provider": kind.provider})
         conn = service.create_connection(uow, ctx, org.id, data, runtime.inspector)
-    return connector_out(conn, org, runtime.settings.public_url)
+    return json_response(wire.ConnectorOut, connector_out(conn, org, runtime.settings.public_url))
 
 
 @router.get("/sso-connectors/{connector_id}", response_model=wire.ConnectorOut)
@@ -221,12 +222,12 @@ async def get_connector(connector_id: str, uow: UowDep, ctx: ContextDep, runtime
 @router.patch("/sso-connectors/{connector_id}", response_model=wire.ConnectorOut)
 def update_connector(
     connector_id: str, body: wire.ConnectorPatch, uow: UowDep, ctx: ContextDep, runtime: RuntimeDep
-) -> dict[str, Any]:
+) -> Response:
     org, existing = _connector(uow, ctx, connector_id)
     with dialect_errors(rename):
         data = _input(body, existing.protocol, {})
         conn = service.update_connection(uow, ctx, org.id, existing.id, data, runtime.inspector)
-    return connector_out(conn, org, runtime.settings.public_url)
+    return json_response(wire.ConnectorOut, connector_out(conn, org, runtime.settings.public_url))
 
 
 @router.delete("/sso-connectors/{connector_id}", status_code=204)

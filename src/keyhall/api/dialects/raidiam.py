@@ -29,6 +29,7 @@ from keyhall.api.dialects.raidiam_schemas import (
 )
 from keyhall.api.http import ErrorStyle
 from keyhall.api.native.schemas import iso
+from keyhall.api.responses import json_response
 from keyhall.core import connection_service as service
 from keyhall.core.connection_service import Context
 from keyhall.core.connections import Connection, ConnectionInput, connection_urls
@@ -133,10 +134,11 @@ def _sso(uow: UnitOfWork, ctx: Context, org: str, server_id: str, sso_id: str) -
 
 @router.post("/{OrganisationId}/authorisationservers", status_code=201, response_model=AuthorisationServerOut)
 def create_server(OrganisationId: PathId, body: AuthorisationServerIn, uow: UowDep, ctx: ContextDep,
-                  runtime: RuntimeDep) -> dict[str, Any]:
+                  runtime: RuntimeDep) -> Response:
     with translated_errors(RENAME):
         data = server_input(body, creating=True)
-        return server_out(service.create_connection(uow, ctx, OrganisationId, data, runtime.inspector))
+        created = service.create_connection(uow, ctx, OrganisationId, data, runtime.inspector)
+    return json_response(AuthorisationServerOut, server_out(created), status_code=201)
 
 
 @router.get("/{OrganisationId}/authorisationservers", response_model=list[AuthorisationServerOut])
@@ -155,13 +157,13 @@ async def get_server(OrganisationId: PathId, AuthorisationServerId: ServerPathId
 
 @router.put("/{OrganisationId}/authorisationservers/{AuthorisationServerId}", response_model=AuthorisationServerOut)
 def replace_server(OrganisationId: PathId, AuthorisationServerId: ServerPathId,
-                   body: AuthorisationServerIn, uow: UowDep, ctx: ContextDep, runtime: RuntimeDep) -> dict[str, Any]:
+                   body: AuthorisationServerIn, uow: UowDep, ctx: ContextDep, runtime: RuntimeDep) -> Response:
     conn = _server(uow, ctx, OrganisationId, AuthorisationServerId)
     with translated_errors(RENAME):
         data = server_input(body, creating=False, complete=True)
         updated = service.update_connection(uow, ctx, OrganisationId, conn.id, data, runtime.inspector,
                                             replace_all=True)
-    return server_out(updated)
+    return json_response(AuthorisationServerOut, server_out(updated))
 
 
 @router.delete("/{OrganisationId}/authorisationservers/{AuthorisationServerId}", status_code=204)
@@ -178,12 +180,12 @@ SSO_PATH = "/{OrganisationId}/authorisationservers/{AuthorisationServerId}/sso-c
 
 @router.post(SSO_PATH, status_code=201, response_model=SsoConfigurationOut)
 def create_sso(OrganisationId: PathId, AuthorisationServerId: ServerPathId,
-               body: SsoConfigurationIn, uow: UowDep, ctx: ContextDep, runtime: RuntimeDep) -> dict[str, Any]:
+               body: SsoConfigurationIn, uow: UowDep, ctx: ContextDep, runtime: RuntimeDep) -> Response:
     conn = _server(uow, ctx, OrganisationId, AuthorisationServerId)
     with translated_errors(RENAME):
         updated = service.update_connection(uow, ctx, OrganisationId, conn.id, sso_input(body, replace=False),
                                             runtime.inspector, listing="publish")
-    return sso_out(updated, runtime.settings.public_url)
+    return json_response(SsoConfigurationOut, sso_out(updated, runtime.settings.public_url), status_code=201)
 
 
 @router.get(SSO_PATH, response_model=list[SsoConfigurationOut])
@@ -203,12 +205,12 @@ async def get_sso(OrganisationId: PathId, AuthorisationServerId: ServerPathId, s
 
 @router.put(SSO_PATH + "/{ssoConfigurationId}", response_model=SsoConfigurationOut)
 def replace_sso(OrganisationId: PathId, AuthorisationServerId: ServerPathId, ssoConfigurationId: str,
-                body: SsoConfigurationIn, uow: UowDep, ctx: ContextDep, runtime: RuntimeDep) -> dict[str, Any]:
+                body: SsoConfigurationIn, uow: UowDep, ctx: ContextDep, runtime: RuntimeDep) -> Response:
     conn = _sso(uow, ctx, OrganisationId, AuthorisationServerId, ssoConfigurationId)
     with translated_errors(RENAME):
         updated = service.update_connection(uow, ctx, OrganisationId, conn.id, sso_input(body, replace=True),
                                             runtime.inspector)
-    return sso_out(updated, runtime.settings.public_url)
+    return json_response(SsoConfigurationOut, sso_out(updated, runtime.settings.public_url))
 
 
 @router.delete(SSO_PATH + "/{ssoConfigurationId}", status_code=204)

@@ -8,8 +8,8 @@ from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from keyhall.api.deps import ContextDep, RuntimeDep, UowDep, run_reads
-from keyhall.api.native.rendered import json_response
 from keyhall.api.native.schemas import iso
+from keyhall.api.responses import json_response
 from keyhall.core import application_service as service
 from keyhall.core.applications import Application
 from keyhall.core.ports import ApplicationRepository, UnitOfWork

@@ -7,8 +7,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Response
 
 from keyhall.api.deps import ContextDep, RuntimeDep, UowDep, run_reads
-from keyhall.api.native.rendered import RenderedBodies, json_response
+from keyhall.api.native.rendered import RenderedBodies
 from keyhall.api.native.schemas import ConnectionOut, ListOut, connection_out
+from keyhall.api.responses import json_response
 from keyhall.core import connection_service as service
 from keyhall.core.connections import ConnectionInput
 from keyhall.core.vocabulary import Protocol

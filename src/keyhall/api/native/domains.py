@@ -7,8 +7,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response
 
 from keyhall.api.deps import ContextDep, RuntimeDep, UowDep, run_reads
-from keyhall.api.native.rendered import json_response
 from keyhall.api.native.schemas import DomainCreate, DomainOut, ListOut, domain_out
+from keyhall.api.responses import json_response
 from keyhall.core import domain_service
 
 router = APIRouter(prefix="/v1/organizations/{org}/domains", tags=["domains"])

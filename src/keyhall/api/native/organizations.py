@@ -7,7 +7,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response
 
 from keyhall.api.deps import ContextDep, RuntimeDep, UowDep, run_reads
-from keyhall.api.native.rendered import json_response
 from keyhall.api.native.schemas import (
     IssuedKeyOut,
     KeyCreate,
@@ -19,6 +18,7 @@ from keyhall.api.native.schemas import (
     key_out,
     organization_out,
 )
+from keyhall.api.responses import json_response
 from keyhall.core import org_service
 from keyhall.core.org_service import OrganizationChanges
 

@@ -9,8 +9,8 @@ from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from keyhall.api.deps import ContextDep, RuntimeDep, UowDep
-from keyhall.api.native.rendered import json_response
 from keyhall.api.native.schemas import iso
+from keyhall.api.responses import json_response
 from keyhall.core import portal
 
 router = APIRouter(prefix="/v1/organizations/{org}/portal-links", tags=["portal"])

@@ -11,8 +11,8 @@ from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel
 
 from keyhall.api.deps import ContextDep, RuntimeDep, UowDep, run_reads
-from keyhall.api.native.rendered import json_response
 from keyhall.api.native.schemas import ListOut, iso
+from keyhall.api.responses import json_response
 from keyhall.core import sign_in_trace_service as service
 from keyhall.core.sign_in_traces import SignInTrace
 from keyhall.login import sign_in_test

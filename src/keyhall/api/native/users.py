@@ -9,8 +9,8 @@ from fastapi import APIRouter, Header, Query, Response
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
 
 from keyhall.api.deps import ContextDep, RuntimeDep, UowDep, run_reads
-from keyhall.api.native.rendered import json_response
 from keyhall.api.native.schemas import ListOut, iso
+from keyhall.api.responses import json_response
 from keyhall.core import user_service
 from keyhall.core.connection_service import parse_if_match
 from keyhall.core.users import User

@@ -14,8 +14,8 @@ from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from keyhall.api.deps import ContextDep, RuntimeDep, UowDep, run_reads
-from keyhall.api.native.rendered import json_response
 from keyhall.api.native.schemas import iso
+from keyhall.api.responses import json_response
 from keyhall.core import webhook_service as service
 from keyhall.core.webhooks import MAX_DESCRIPTION, MAX_EVENT_TYPES, MAX_URL, Delivery, DeliveryStatus, WebhookEndpoint
 from keyhall.runtime import Runtime
