@@ -17,7 +17,7 @@ from sqlalchemy.sql.base import Executable
 
 from keyhall.runtime import Runtime
 from keyhall.storage import hot_queries, prepared
-from keyhall.storage.models import SigningKeyRow
+from keyhall.storage.models import LoginTransactionRow, SigningKeyRow
 from keyhall.storage.prepared import PreparedResult
 from keyhall.storage.unit_of_work import SqlUnitOfWork
 from keyhall.storage.unit_sessions import CoreFirstSession
@@ -169,3 +169,44 @@ def test_an_expanding_list_a_python_default_or_a_text_goes_through_core() -> Non
     assert prepared.prepare(insert(table), dialect, frozenset({"id", "name"})) is not None
     assert prepared.prepare(text("SELECT id FROM t"), dialect, frozenset()) is None  # its columns are unknown
 
+
+
+def test_a_writing_unit_of_prebuilt_statements_makes_no_connection(runtime: Runtime) -> None:
+    """On SQLite and PostgreSQL alike, the statements run on the pooled driver connection, in the
+    transaction the unit begins there, and commit or roll back with it."""
+    made: list[object] = []
+
+    def record(connection: object) -> None:
+        made.append(connection)
+
+    event.listen(runtime.database.engine, "engine_connect", record)
+    try:
+        with runtime.database.unit_of_work() as uow:
+            hot_queries.run(uow.session, hot_queries.INSERT_LOGIN_TRANSACTION, **_transaction("tx-lane-kept"))
+            uow.commit()
+        with runtime.database.unit_of_work() as uow:
+            hot_queries.run(uow.session, hot_queries.INSERT_LOGIN_TRANSACTION, **_transaction("tx-lane-dropped"))
+            uow.rollback()
+    finally:
+        event.remove(runtime.database.engine, "engine_connect", record)
+    assert made == []
+    with runtime.database.unit_of_work(read_only=True) as uow:
+        assert hot_queries.run(uow.session, hot_queries.LOGIN_TRANSACTION_BY_ID, id="tx-lane-kept").first()
+        assert hot_queries.run(uow.session, hot_queries.LOGIN_TRANSACTION_BY_ID, id="tx-lane-dropped").first() is None
+
+
+def test_orm_work_after_prebuilt_statements_is_one_transaction(runtime: Runtime) -> None:
+    def both(uow: SqlUnitOfWork, suffix: str) -> None:
+        hot_queries.run(uow.session, hot_queries.INSERT_LOGIN_TRANSACTION, **_transaction(f"tx-first-{suffix}"))
+        uow.session.execute(insert(LoginTransactionRow.__table__), _transaction(f"tx-orm-{suffix}"))  # the ORM's
+
+    with runtime.database.unit_of_work() as uow:
+        both(uow, "undone")
+        uow.rollback()
+    with runtime.database.unit_of_work() as uow:
+        both(uow, "kept")
+        uow.commit()
+    with runtime.database.unit_of_work(read_only=True) as uow:
+        found = {tx_id: hot_queries.run(uow.session, hot_queries.LOGIN_TRANSACTION_BY_ID, id=tx_id).first() is not None
+                 for tx_id in ("tx-first-undone", "tx-orm-undone", "tx-first-kept", "tx-orm-kept")}
+    assert found == {"tx-first-undone": False, "tx-orm-undone": False, "tx-first-kept": True, "tx-orm-kept": True}

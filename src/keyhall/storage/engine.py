@@ -109,10 +109,24 @@ RawBegin = Callable[[PoolProxiedConnection, bool], None]
 _RAW_BEGINS: WeakKeyDictionary[Dialect, RawBegin] = WeakKeyDictionary()
 
 
-def raw_begin(engine: Engine) -> RawBegin | None:
-    """How to begin a transaction straight on one of ``engine``'s pooled connections: SQLite's only;
-    ``None`` for PostgreSQL, whose transactions (and autocommit reads) stay SQLAlchemy's."""
-    return _RAW_BEGINS.get(engine.dialect)
+def raw_begin(engine: Engine, read_only: bool) -> RawBegin | None:
+    """How to begin a transaction straight on one of ``engine``'s pooled connections, for a unit of
+    work that runs its statements on the driver (``storage.unit_sessions``); ``None`` where it must
+    have a SQLAlchemy ``Connection``. SQLite: every unit (:func:`begin_raw`). PostgreSQL: writing
+    units, whose transaction psycopg opens at their first statement, as it does under a
+    ``Connection`` (SQLAlchemy's begin sends nothing there); its read-only units run in autocommit,
+    which a ``Connection`` of :func:`reading_engine` sets and the pool resets."""
+    begin = _RAW_BEGINS.get(engine.dialect)
+    if begin is not None:
+        return begin
+    if engine.dialect.name == "postgresql" and not read_only:
+        return _begin_on_first_statement
+    return None
+
+
+def _begin_on_first_statement(pooled: PoolProxiedConnection, _read_only: bool) -> None:
+    if getattr(pooled.driver_connection, "autocommit", False):
+        raise RuntimeError("a pooled PostgreSQL connection came back in autocommit")  # never half-atomic
 
 
 def begin_raw(pooled: PoolProxiedConnection, read_only: bool, timeout: float, gate: WriteGate | None) -> None:

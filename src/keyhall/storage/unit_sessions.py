@@ -47,11 +47,12 @@ class CoreFirstSession:
     """Lazily: a connection of ``engine`` (on first statement), and an ORM session over it (on
     first ORM use). ``info`` is the unit's own, as a session's is.
 
-    On SQLite a unit whose statements are all prebuilt never makes a SQLAlchemy ``Connection``: it
-    checks a connection out of the pool, begins its transaction on the driver (the very ``BEGIN``
-    or write lock :mod:`keyhall.storage.engine` takes for a ``Connection``, :func:`~keyhall.storage.engine.raw_begin`),
-    runs its statements there (:mod:`keyhall.storage.prepared`), and commits or rolls back through the
-    dialect, whose hooks open the engine's write gate; the pool's return resets it as ever. Making a
+    A unit whose statements are all prebuilt never makes a SQLAlchemy ``Connection`` (on SQLite, and
+    for a writing unit on PostgreSQL: :func:`~keyhall.storage.engine.raw_begin`): it checks a
+    connection out of the pool, begins its transaction on the driver (the very ``BEGIN`` or write
+    lock :mod:`keyhall.storage.engine` takes for a ``Connection``; on PostgreSQL the driver's own
+    implicit one), runs its statements there (:mod:`keyhall.storage.prepared`), and commits or rolls
+    back through the dialect, whose hooks open SQLite's write gate; the pool's return resets it as ever. Making a
     ``Connection``, its begin and end cost more than a keyed read (some 60-90 us a unit). When the
     ORM or Core is needed after all, a ``Connection`` is made over that same pooled connection and
     joins the transaction already open. With statement listeners on the engine (the tests that count
@@ -84,7 +85,7 @@ class CoreFirstSession:
         """``statement`` on the unit's connection: straight on the driver's cursor where it can
         (:mod:`keyhall.storage.prepared`), else through Core."""
         if self._connection is None:
-            begin = raw_begin(self._engine)
+            begin = raw_begin(self._engine, self.read_only)
             if begin is not None and not self._engine.dispatch.before_cursor_execute:
                 prepared = prepare(statement, self._engine.dialect, frozenset(params))
                 if prepared is not None:
