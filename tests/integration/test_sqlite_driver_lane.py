@@ -48,6 +48,14 @@ def _writes(engine: Engine) -> WriteSession:
     return WriteSession(engine, _session_over, {})
 
 
+def _write(engine: Engine, who: str) -> None:
+    """One writing unit of work: insert ``who``, commit, give the connection back."""
+    unit = _writes(engine)
+    unit.run_prepared(INSERT, {"who": who})
+    unit.commit()
+    unit.close()
+
+
 def _written(engine: Engine) -> list[str]:
     unit = ReadSession(reading_engine(engine), _session_over, {})
     try:
@@ -101,18 +109,12 @@ def test_a_unit_closed_without_commit_leaves_nothing_and_the_gate_open(engine: E
 
 
 def test_a_driver_error_is_sqlalchemys_and_the_gate_opens(engine: Engine) -> None:
-    unit = _writes(engine)
-    unit.run_prepared(INSERT, {"who": "twice"})
-    unit.commit()
-    unit.close()
+    _write(engine, "twice")
     unit = _writes(engine)
     with pytest.raises(IntegrityError):
         unit.run_prepared(INSERT, {"who": "twice"})
     unit.close()
-    unit = _writes(engine)
-    unit.run_prepared(INSERT, {"who": "next"})
-    unit.commit()
-    unit.close()
+    _write(engine, "next")
     assert _written(engine) == ["next", "twice"]
 
 
@@ -146,10 +148,7 @@ def test_a_driver_lane_writer_waits_for_the_lock_and_takes_it_once_freed(tmp_pat
     release = threading.Timer(0.3, holder.commit)
     release.start()
     try:
-        unit = _writes(engine)
-        unit.run_prepared(INSERT, {"who": "waiter"})
-        unit.commit()
-        unit.close()
+        _write(engine, "waiter")
     finally:
         release.join()
         holder.close()
@@ -171,10 +170,7 @@ def test_a_driver_lane_writer_gives_up_after_the_timeout_and_opens_the_gate(tmp_
     finally:
         holder.rollback()
         holder.close()
-    unit = _writes(engine)  # the gate is open again: the next write goes through at once
-    unit.run_prepared(INSERT, {"who": "later"})
-    unit.commit()
-    unit.close()
+    _write(engine, "later")  # the gate is open again: the next write goes through at once
     assert _written(engine) == ["later"]
     engine.dispose()
 
@@ -185,10 +181,7 @@ def test_driver_lane_writers_of_one_process_take_turns(engine: Engine) -> None:
     def writer(number: int) -> None:
         try:
             for i in range(25):
-                unit = _writes(engine)
-                unit.run_prepared(INSERT, {"who": f"{number}-{i:02d}"})
-                unit.commit()
-                unit.close()
+                _write(engine, f"{number}-{i:02d}")
         except BaseException as exc:  # reported below
             errors.append(exc)
 
