@@ -9,11 +9,13 @@ and the bind and result processors of their column types, the very ones SQLAlche
 Running one is then: process the parameters, ``cursor.execute``, process the rows.
 
 What stays SQLAlchemy's:
-- the transaction: a unit's connection begins (``Connection.begin``, with its ``begin`` events:
-  ``BEGIN IMMEDIATE`` on SQLite) before the first statement, and commits or rolls back as before;
-- a driver error is handed to ``Connection._handle_dbapi_exception``, which wraps it in SQLAlchemy's
-  exception of the same kind (``IntegrityError``...) and invalidates a connection the database
-  dropped, exactly as a Core ``execute`` would;
+- the transaction: on a ``Connection`` (:func:`execute`), it begins (``Connection.begin``, with its
+  ``begin`` events: ``BEGIN IMMEDIATE`` on SQLite) before the first statement, and commits or rolls
+  back as before; on a pooled connection with no ``Connection`` (:func:`execute_on_driver`), the
+  unit of work began it on the driver the same way (``storage.engine.raw_begin``);
+- a driver error becomes SQLAlchemy's exception of the same kind (``IntegrityError``...), and a
+  connection the database dropped is invalidated, as a Core ``execute`` would do
+  (``Connection._handle_dbapi_exception`` itself where there is a ``Connection``);
 - statement listeners: when any ``before_cursor_execute`` listener is attached (the tests that count
   statements), the statement runs through Core so that they see it.
 
