@@ -5,8 +5,8 @@ through a ``Session``, each unit paid for the session's transaction machinery as
 its connection out, beginning, ending and forgetting: some 40-60 us a unit, measured); run on the
 unit's own ``Connection`` they pay only SQLAlchemy Core's, and run on the driver's cursor
 (:mod:`keyhall.storage.prepared`) not even that. A :class:`CoreFirstSession` stands where a
-repository expects a ``Session``: the hot statements go straight to the unit's connection (on SQLite,
-to the pooled driver connection itself until something else is needed: see :class:`CoreFirstSession`),
+repository expects a ``Session``: the hot statements go straight to the unit's connection (often to
+the pooled driver connection itself, until something else is needed: see :class:`CoreFirstSession`),
 and anything else a repository asks of a session (``get``, ``add``, ``scalars``, ``begin_nested``...)
 goes to an ORM ``Session`` made on first use and bound to that same connection. So a unit of work
 runs on one connection, in one transaction, whichever statement comes first.
@@ -19,8 +19,9 @@ runs on one connection, in one transaction, whichever statement comes first.
   PostgreSQL nothing would roll it back, so none belongs in a read-only unit.
 - :class:`WriteSession` (every other unit): the connection's transaction is the unit's. The ORM
   session joins it when the connection is already in one (a prebuilt statement came first: it then
-  commits nothing itself and rolls the whole transaction back; on SQLite it begins the one already
-  open on the driver, and commits or rolls back all of it), or begins it (an ORM call came first);
+  commits nothing itself and rolls the whole transaction back; over a transaction begun on the
+  driver, it begins its own over that one, and commits or rolls back all of it), or begins it (an
+  ORM call came first);
   either way :meth:`WriteSession.commit` flushes the ORM's pending writes and commits everything once,
   and a rollback undoes prebuilt and ORM writes alike. A prebuilt statement flushes the ORM's pending
   writes first, as the ORM's own autoflush would.
@@ -52,10 +53,11 @@ class CoreFirstSession:
     connection out of the pool, begins its transaction on the driver (the very ``BEGIN`` or write
     lock :mod:`keyhall.storage.engine` takes for a ``Connection``; on PostgreSQL the driver's own
     implicit one), runs its statements there (:mod:`keyhall.storage.prepared`), and commits or rolls
-    back through the dialect, whose hooks open SQLite's write gate; the pool's return resets it as ever. Making a
-    ``Connection``, its begin and end cost more than a keyed read (some 60-90 us a unit). When the
-    ORM or Core is needed after all, a ``Connection`` is made over that same pooled connection and
-    joins the transaction already open. With statement listeners on the engine (the tests that count
+    back through the dialect, whose hooks open SQLite's write gate; the pool's return resets it as
+    ever. On SQLite, making a ``Connection``, beginning and ending it cost more than the unit's keyed
+    reads (a GET of a connection went from about 450 to 370 us in-process). When the ORM or Core is
+    needed after all, a ``Connection`` is made over that same pooled connection and joins the
+    transaction already open. With statement listeners on the engine (the tests that count
     statements), every unit takes the ``Connection`` path, so that they see its ``BEGIN`` too."""
 
     read_only = False
