@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from keyhall.storage.engine import build_engine, reading_engine
 from keyhall.storage.prepared import PreparedResult
 from keyhall.storage.unit_sessions import ReadSession, WriteSession
+from tests.support.threads import run_in_threads
 
 WRITES = Table("writes", MetaData(), Column("who", String, primary_key=True))
 INSERT = insert(WRITES)
@@ -176,20 +177,11 @@ def test_a_driver_lane_writer_gives_up_after_the_timeout_and_opens_the_gate(tmp_
 
 
 def test_driver_lane_writers_of_one_process_take_turns(engine: Engine) -> None:
-    errors: list[BaseException] = []
-
     def writer(number: int) -> None:
-        try:
-            for i in range(25):
-                _write(engine, f"{number}-{i:02d}")
-        except BaseException as exc:  # reported below
-            errors.append(exc)
+        for i in range(25):
+            _write(engine, f"{number}-{i:02d}")
 
-    threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    errors = run_in_threads(writer, 8)
     assert not errors, errors
     assert len(_written(engine)) == 200  # none timed out at the gate or at SQLite's lock
 

@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import sessionmaker
 
 from keyhall.storage.engine import _is_busy, build_engine, reading_engine
+from tests.support.threads import run_in_threads
 
 
 @pytest.fixture
@@ -120,20 +121,11 @@ def _write(engine: Engine, who: str, hold: float = 0.0) -> None:
 def test_writers_of_one_process_take_turns_without_meeting_at_sqlites_lock(database: tuple[Path, Engine]) -> None:
     _path, engine = database
     busy = _busy_failures(engine)
-    errors: list[BaseException] = []
-
     def writer(number: int) -> None:
-        try:
-            for i in range(25):
-                _write(engine, f"{number}-{i}", hold=0.001)
-        except BaseException as exc:  # reported below
-            errors.append(exc)
+        for i in range(25):
+            _write(engine, f"{number}-{i}", hold=0.001)
 
-    threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    errors = run_in_threads(writer, 8)
     assert not errors, errors
     with engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT count(*) FROM writes").scalar() == 200

@@ -121,11 +121,7 @@ async def exchange_code(
                 token_endpoint, form, policy, headers=headers, field="oidc.token_endpoint", raise_for_status=False
             )
         except (UnsafeURL, OutboundFetchError) as exc:
-            raise IdPLoginError(
-                f"the identity provider's token endpoint could not be used: {exc.message}",
-                reason="idp_unreachable",
-                details={"endpoint": "token"},
-            ) from exc
+            raise _unreachable("token endpoint could not be used", "token", exc) from exc
         document = _json_object(answer.body)
         if not 200 <= answer.status < 300:
             raise _token_error(answer.status, document)
@@ -273,16 +269,18 @@ class JwksCache:
         return entry
 
 
+def _unreachable(what: str, endpoint: str, exc: UnsafeURL | OutboundFetchError) -> IdPLoginError:
+    """``idp_unreachable``: the IdP's ``endpoint`` refused by the SSRF guard or not answering."""
+    return IdPLoginError(f"the identity provider's {what}: {exc.message}", reason="idp_unreachable",
+                         details={"endpoint": endpoint})
+
+
 async def _read_jwks(jwks_uri: str, policy: OutboundPolicy) -> dict[str, Any]:
     with idp_call("oidc_jwks"):
         try:
             answer = await fetch(jwks_uri, policy, accept=_JWKS_ACCEPT, field="oidc.jwks_uri")
         except (UnsafeURL, OutboundFetchError) as exc:
-            raise IdPLoginError(
-                f"the identity provider's keys could not be fetched: {exc.message}",
-                reason="idp_unreachable",
-                details={"endpoint": "jwks"},
-            ) from exc
+            raise _unreachable("keys could not be fetched", "jwks", exc) from exc
         return _jwks_document(answer.body)
 
 
